@@ -1,0 +1,83 @@
+//! The child's side of the fork: one entry point that never returns.
+//!
+//! Runs in: child only. The ritual, in order: take over signal handling
+//! from the parent's handlers, close every descriptor that is the parent's
+//! business (listeners, the signal pipe, the lifeline's write end), serve
+//! the connection, and `_exit`. Nothing here can fall back into the
+//! parent's accept loop.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+
+use nix::sys::signal::Signal;
+
+use crate::config::Config;
+use crate::conn::{self, Context};
+use crate::log::AccessLog;
+use crate::sys::{self, Disposition};
+
+/// Exit status of a child whose set-up failed before it served anything.
+const EXIT_SETUP: i32 = 71;
+/// Exit status of a child that panicked (only reachable without `panic = "abort"`).
+const EXIT_PANIC: i32 = 70;
+
+/// The signal dispositions a child runs with. `SIGTERM` and `SIGQUIT` keep
+/// their default (die), so a signal to the whole process group still stops
+/// children; `SIGINT` (a terminal's ^C), `SIGHUP` (reload) and `SIGUSR1`
+/// (log reopening) are the parent's to act on, and must not kill a child
+/// that is halfway through a response. `SIGPIPE` stays ignored, as the Rust
+/// runtime set it, so a vanished client is an `EPIPE`, not a death.
+const CHILD_SIGNALS: [(Signal, Disposition); 6] = [
+    (Signal::SIGTERM, Disposition::Default),
+    (Signal::SIGQUIT, Disposition::Default),
+    (Signal::SIGCHLD, Disposition::Default),
+    (Signal::SIGINT, Disposition::Ignore),
+    (Signal::SIGHUP, Disposition::Ignore),
+    (Signal::SIGUSR1, Disposition::Ignore),
+];
+
+/// What the child takes from the parent at the fork.
+#[derive(Debug)]
+pub struct Inherited<'a> {
+    /// The configuration in force.
+    pub config: &'a Config,
+    /// The access log.
+    pub access_log: &'a AccessLog,
+    /// The read end of the parent's lifeline pipe.
+    pub lifeline: BorrowedFd<'a>,
+    /// Descriptors only the parent may use; closed first thing.
+    pub parent_fds: &'a [RawFd],
+}
+
+/// Serves the connection `stream` from `peer` and exits the process.
+pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! {
+    for (sig, disposition) in CHILD_SIGNALS {
+        if let Err(e) = sys::set_disposition(sig, disposition) {
+            log::error!("child: cannot set {sig} disposition: {e}");
+            sys::exit_child(EXIT_SETUP);
+        }
+    }
+    for &fd in inherited.parent_fds {
+        if let Err(e) = nix::unistd::close(fd) {
+            log::warn!("child: cannot close inherited descriptor {fd}: {e}");
+        }
+    }
+    let ctx = Context {
+        config: inherited.config,
+        root: &inherited.config.root,
+        access_log: inherited.access_log,
+        lifeline: Some(inherited.lifeline),
+    };
+    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), &ctx)));
+    let code = match served {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            // Resets, timeouts and vanished clients are the normal end of some connections.
+            log::debug!("connection from {peer} ended: {e}");
+            0
+        }
+        Err(_) => EXIT_PANIC,
+    };
+    sys::exit_child(code)
+}

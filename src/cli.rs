@@ -1,0 +1,39 @@
+//! The command line. Values given here override the config file.
+//!
+//! Runs in: parent, once at start.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::Overrides;
+
+/// forkhttpd: a fork-per-connection HTTP/1.1 static-file server.
+///
+/// With no arguments it serves ./www on 127.0.0.1:8080 in the foreground.
+#[derive(Parser, Debug)]
+#[command(name = "forkhttpd", version, about, long_about = None)]
+pub struct Args {
+    /// Read the configuration from FILE (TOML); without it the built-in defaults apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen on ADDR (127.0.0.1:8080, [::1]:8080, localhost:8080; port 0 picks a free port). Repeatable; replaces the file's list.
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Serve files from DIR.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Validate the configuration, print "configuration OK" or the reasons, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Args {
+    /// The values that override the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            root: self.root.clone(),
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The configuration: the TOML file, the command-line overrides, the built-in
+//! defaults, and their validation into one immutable `Config`.
+//!
+//! Runs in: parent, before the accept loop and again on `SIGHUP`. Children
+//! receive the `Config` for free through `fork`; nothing is parsed after it.
+//!
+//! The file is TOML read with `serde` (`deny_unknown_fields`), so a typo is an
+//! error that names the key and the line instead of a silently ignored
+//! setting. Every key is optional, and an empty file means the defaults below,
+//! which are the values written in the shipped `config/forkhttpd.toml`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::StartupError;
+
+/// Default listen address: loopback only, so a first run exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `listen(2)` backlog. busybox httpd's 9 overflows under load and
+/// costs a one-second SYN retransmit; 1024 absorbs bursts while children start.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+/// Default document root, relative to the working directory at start.
+pub const DEFAULT_ROOT: &str = "www";
+/// Default cap on live children; at the cap the parent stops accepting.
+pub const DEFAULT_MAX_CHILDREN: usize = 512;
+/// Default time for a whole request head, from its first byte (seconds).
+pub const DEFAULT_HEADER_TIMEOUT: f64 = 10.0;
+/// Default idle time allowed between keep-alive requests (seconds).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: f64 = 5.0;
+/// Default time a client may accept no response bytes before it is dropped (seconds).
+pub const DEFAULT_SEND_TIMEOUT: f64 = 30.0;
+/// Default time a graceful stop lets responses in flight finish (seconds).
+pub const DEFAULT_SHUTDOWN_GRACE: f64 = 10.0;
+/// Default largest request head in bytes; larger → 431 (or 414).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
+/// Default number of requests served on one connection before it is closed.
+pub const DEFAULT_MAX_REQUESTS: u32 = 1000;
+
+/// Longest accepted timeout: a day. Longer values are almost surely typos
+/// and would overflow `poll`'s millisecond argument arithmetic anyway.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// Smallest and largest accepted `max_header_bytes`. Below 256 no browser
+/// request fits; above 1 MiB a child's buffer stops being small.
+const HEADER_BYTES_RANGE: (usize, usize) = (256, 1 << 20);
+
+/// Where access-log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard error (the default in the foreground).
+    Stderr,
+    /// A file, opened `O_APPEND` by the parent.
+    File(PathBuf),
+    /// No access log.
+    Off,
+}
+
+/// The validated configuration. Immutable once built; a reload builds a new one.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the config was read from, if a file was given.
+    pub source: Option<PathBuf>,
+    /// Listen addresses as written (`host:port`, `[v6]:port`).
+    pub listen: Vec<String>,
+    /// `listen(2)` backlog per listener.
+    pub backlog: i32,
+    /// The document root, canonical (absolute, symlinks resolved).
+    pub root: PathBuf,
+    /// File names tried for a request that names a directory.
+    pub index: Vec<String>,
+    /// Cap on live children.
+    pub max_children: usize,
+    /// Time allowed for a whole request head, from its first byte.
+    pub header_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// Time a client may accept no response bytes before it is dropped.
+    pub send_timeout: Duration,
+    /// Time a graceful stop lets responses in flight finish.
+    pub shutdown_grace: Duration,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Requests served on one connection before it is closed.
+    pub max_requests_per_connection: u32,
+    /// Where access-log lines go.
+    pub access_log: AccessLogTarget,
+    /// Whether the `Server` header carries the version.
+    pub server_version: bool,
+}
+
+/// Values given on the command line; each one, when present, wins over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`, repeatable; replaces the file's list when non-empty.
+    pub listen: Vec<String>,
+    /// `--root`.
+    pub root: Option<PathBuf>,
+}
+
+/// A number of seconds as written in the file: integer or decimal.
+#[derive(Deserialize, Clone, Copy, Debug)]
+#[serde(untagged)]
+enum Seconds {
+    Int(i64),
+    Float(f64),
+}
+
+impl Seconds {
+    fn as_f64(self) -> f64 {
+        match self {
+            Seconds::Int(i) => i as f64,
+            Seconds::Float(f) => f,
+        }
+    }
+}
+
+/// The file as written, before validation. Every field defaults.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    listen: Vec<String>,
+    backlog: i64,
+    root: PathBuf,
+    index: Vec<String>,
+    max_children: i64,
+    header_timeout: Seconds,
+    keepalive_timeout: Seconds,
+    send_timeout: Seconds,
+    shutdown_grace: Seconds,
+    max_header_bytes: i64,
+    max_requests_per_connection: i64,
+    access_log: String,
+    server_version: bool,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: vec![DEFAULT_LISTEN.to_string()],
+            backlog: i64::from(DEFAULT_BACKLOG),
+            root: PathBuf::from(DEFAULT_ROOT),
+            index: vec!["index.html".to_string()],
+            max_children: DEFAULT_MAX_CHILDREN as i64,
+            header_timeout: Seconds::Float(DEFAULT_HEADER_TIMEOUT),
+            keepalive_timeout: Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT),
+            send_timeout: Seconds::Float(DEFAULT_SEND_TIMEOUT),
+            shutdown_grace: Seconds::Float(DEFAULT_SHUTDOWN_GRACE),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES as i64,
+            max_requests_per_connection: i64::from(DEFAULT_MAX_REQUESTS),
+            access_log: "stderr".to_string(),
+            server_version: false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or nothing: the built-in defaults), applies the
+    /// command-line overrides and validates the result. Returns the error
+    /// naming the file, line and key of the first problem found.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
+        let (raw, text) = match path {
+            Some(p) => {
+                let text = fs::read_to_string(p).map_err(|e| {
+                    StartupError::Config(format!("cannot read {}: {e}", p.display()))
+                })?;
+                let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+                    StartupError::Config(format!(
+                        "{}: {}",
+                        p.display(),
+                        describe_toml_error(&e, &text)
+                    ))
+                })?;
+                (raw, text)
+            }
+            None => (RawConfig::default(), String::new()),
+        };
+        let checker = Checker { path, text: &text };
+        checker.validate(raw, overrides)
+    }
+}
+
+/// Turns a `toml` error into one line: "line N, key K: what".
+fn describe_toml_error(err: &toml::de::Error, text: &str) -> String {
+    let line = err
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let msg = err.message().trim();
+    match line {
+        Some(l) => format!("line {l}: {msg}"),
+        None => msg.to_string(),
+    }
+}
+
+/// Validation with access to the file text, so each error can name its line.
+struct Checker<'a> {
+    path: Option<&'a Path>,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
+        let listen = if ov.listen.is_empty() {
+            raw.listen
+        } else {
+            ov.listen.clone()
+        };
+        if listen.is_empty() {
+            return Err(self.error("listen", "needs at least one address"));
+        }
+        for addr in &listen {
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(self.error("listen", &format!("{addr:?} is not HOST:PORT")));
+            }
+        }
+        let backlog = i32::try_from(raw.backlog)
+            .ok()
+            .filter(|b| *b > 0)
+            .ok_or_else(|| self.error("backlog", "must be a positive integer"))?;
+
+        let root_given = ov.root.clone().unwrap_or(raw.root);
+        let root = fs::canonicalize(&root_given).map_err(|source| StartupError::Root {
+            path: root_given.clone(),
+            source,
+        })?;
+        if !root.is_dir() {
+            return Err(StartupError::Root {
+                path: root_given,
+                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+            });
+        }
+
+        if raw
+            .index
+            .iter()
+            .any(|n| n.is_empty() || n.contains('/') || n.starts_with('.'))
+        {
+            return Err(self.error(
+                "index",
+                "names must be plain file names (no '/', no leading '.')",
+            ));
+        }
+        let max_children = usize::try_from(raw.max_children)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| self.error("max_children", "must be a positive integer"))?;
+        let max_header_bytes = usize::try_from(raw.max_header_bytes)
+            .ok()
+            .filter(|n| (HEADER_BYTES_RANGE.0..=HEADER_BYTES_RANGE.1).contains(n))
+            .ok_or_else(|| {
+                self.error(
+                    "max_header_bytes",
+                    &format!(
+                        "must be between {} and {}",
+                        HEADER_BYTES_RANGE.0, HEADER_BYTES_RANGE.1
+                    ),
+                )
+            })?;
+        let max_requests_per_connection = u32::try_from(raw.max_requests_per_connection)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                self.error("max_requests_per_connection", "must be a positive integer")
+            })?;
+
+        let access_log = match raw.access_log.as_str() {
+            "stderr" => AccessLogTarget::Stderr,
+            "off" => AccessLogTarget::Off,
+            "" => {
+                return Err(self.error("access_log", "must be \"stderr\", \"off\" or a file path"));
+            }
+            p => AccessLogTarget::File(PathBuf::from(p)),
+        };
+
+        Ok(Config {
+            source: self.path.map(Path::to_path_buf),
+            listen,
+            backlog,
+            root,
+            index: raw.index,
+            max_children,
+            header_timeout: self.seconds("header_timeout", raw.header_timeout)?,
+            keepalive_timeout: self.seconds("keepalive_timeout", raw.keepalive_timeout)?,
+            send_timeout: self.seconds("send_timeout", raw.send_timeout)?,
+            shutdown_grace: self.seconds("shutdown_grace", raw.shutdown_grace)?,
+            max_header_bytes,
+            max_requests_per_connection,
+            access_log,
+            server_version: raw.server_version,
+        })
+    }
+
+    fn seconds(&self, key: &str, value: Seconds) -> Result<Duration, StartupError> {
+        let secs = value.as_f64();
+        if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+            return Err(self.error(
+                key,
+                &format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} seconds"),
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    /// An error for `key`, naming the file and the line where the key is set.
+    fn error(&self, key: &str, what: &str) -> StartupError {
+        let place = match (self.path, self.line_of(key)) {
+            (Some(p), Some(line)) => format!("{}: line {line}: ", p.display()),
+            (Some(p), None) => format!("{}: ", p.display()),
+            (None, _) => String::new(),
+        };
+        StartupError::Config(format!("{place}key `{key}` {what}"))
+    }
+
+    /// The 1-based line on which `key = ...` is written, if it is.
+    fn line_of(&self, key: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|l| {
+                l.trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|i| i + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(text: &str) -> Result<Config, StartupError> {
+        let dir = std::env::temp_dir().join(format!(
+            "forkhttpd-cfg-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        let mut f = fs::File::create(&file).unwrap();
+        write!(f, "root = {:?}\n{text}", dir.display().to_string()).unwrap();
+        let r = Config::load(Some(&file), &Overrides::default());
+        fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.listen, vec![DEFAULT_LISTEN.to_string()]);
+        assert_eq!(c.backlog, DEFAULT_BACKLOG);
+        assert_eq!(c.max_children, DEFAULT_MAX_CHILDREN);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.access_log, AccessLogTarget::Stderr);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = load_str("backlog = 5\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let e = load_str("max_children = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let e = load_str("\nheader_timeout = -1\n").unwrap_err().to_string();
+        assert!(e.contains("header_timeout") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn decimal_seconds_accepted() {
+        let c = load_str("keepalive_timeout = 0.5\n").unwrap();
+        assert_eq!(c.keepalive_timeout, Duration::from_millis(500));
+    }
+}

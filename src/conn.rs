@@ -1,0 +1,312 @@
+//! One connection's request loop: read a head within its deadline, answer
+//! it, log it, and decide whether the connection stays open.
+//!
+//! Runs in: child. Two clocks bound every wait (see `Input::next_head`):
+//! the idle clock before a request's first byte (`header_timeout` for the
+//! first request, `keepalive_timeout` between requests) and the head clock
+//! from that first byte (`header_timeout`), which is absolute, so a client
+//! sending one byte a second cannot stretch it. Pipelined requests that
+//! arrive together stay in the buffer and are answered in order.
+
+use std::io;
+use std::net::{IpAddr, TcpStream};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::Status;
+use crate::file::{self, Found};
+use crate::log::{AccessLog, Entry};
+use crate::request::{self, Method, Parse, Request};
+use crate::resolve;
+use crate::response::{Connection, Head, Writer};
+use crate::stream::{Client, ReadOutcome};
+
+/// What the child needs to serve a connection.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The configuration in force when the connection was accepted.
+    pub config: &'a Config,
+    /// The document root as this process sees it (`/` after a chroot).
+    pub root: &'a Path,
+    /// Where access-log lines go.
+    pub access_log: &'a AccessLog,
+    /// Read end of the parent's lifeline pipe; it hangs up when the server
+    /// stops, and the connection then closes after the response in flight.
+    pub lifeline: Option<BorrowedFd<'a>>,
+}
+
+/// Serves requests on `stream` until the client closes, a limit is reached,
+/// or an error ends the connection. Returns `Err` only for socket errors
+/// (reset, send timeout), which end the connection quietly.
+pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Result<()> {
+    let cfg = ctx.config;
+    let client = Client::new(stream, cfg.send_timeout)?;
+    let mut conn = Conn {
+        client,
+        client_ip,
+        ctx,
+        writer: Writer::new(cfg.server_version),
+        out: Vec::with_capacity(512),
+        scratch: Vec::with_capacity(512),
+    };
+    let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
+    let mut idle = cfg.header_timeout;
+    for served in 1..=cfg.max_requests_per_connection {
+        let len = match input.next_head(&conn.client, idle, cfg.header_timeout)? {
+            Next::Head(len) => len,
+            Next::Closed => return Ok(()),
+            Next::Reject(status) => {
+                conn.reject(status, input.first_line())?;
+                return Ok(());
+            }
+        };
+        let head = input.head(len);
+        let Parse::Complete(req, _) = request::parse(head) else {
+            // `next_head` only returns heads that parse; refuse anything else.
+            conn.reject(Status::BadRequest, first_line(head))?;
+            return Ok(());
+        };
+        let keep = !req.close
+            && (req.minor_version == 1 || req.keep_alive)
+            && served < cfg.max_requests_per_connection
+            && !input.draining;
+        let kept = conn.respond(&req, first_line(head), keep)?;
+        let linger = req.has_body;
+        input.consume(len);
+        if !kept {
+            conn.client.finish(linger || input.filled > 0);
+            return Ok(());
+        }
+        idle = cfg.keepalive_timeout;
+    }
+    Ok(())
+}
+
+/// The writing half of a connection.
+struct Conn<'a> {
+    client: Client,
+    client_ip: IpAddr,
+    ctx: &'a Context<'a>,
+    writer: Writer,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Conn<'_> {
+    /// Answers a head we could not accept, then closes (lingering, since
+    /// the client may still be sending).
+    fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
+        let bytes = self
+            .writer
+            .page(&mut self.out, status, None, Connection::Close, false);
+        self.client.send(&self.out, false)?;
+        self.log(request_line, None, status, bytes);
+        self.client.finish(true);
+        Ok(())
+    }
+
+    /// Answers one parsed request. Returns whether the connection stays open.
+    fn respond(&mut self, req: &Request<'_>, request_line: &[u8], keep: bool) -> io::Result<bool> {
+        let head_only = req.method == Method::Head;
+        // A body we will not read would be taken for the next request: answer, then close.
+        let keep = keep && !req.has_body;
+        let (status, location) = match (req.method, req.has_body) {
+            (Method::Unknown, _) => (Status::NotImplemented, None),
+            (Method::NotAllowed, _) => (Status::MethodNotAllowed, None),
+            (_, true) => (Status::BadRequest, None),
+            (Method::Options, false) => {
+                let connection = connection_header(req, keep);
+                let head = Head {
+                    status: Status::NoContent,
+                    content_type: None,
+                    content_length: None,
+                    last_modified: None,
+                    location: None,
+                    connection,
+                };
+                self.writer.head(&mut self.out, &head);
+                self.client.send(&self.out, false)?;
+                self.log(request_line, Some(req), Status::NoContent, 0);
+                return Ok(keep);
+            }
+            (Method::Get | Method::Head, false) => {
+                let found = resolve::resolve(req.target)
+                    .and_then(|r| file::find(self.ctx.root, &r, &self.ctx.config.index));
+                match found {
+                    Ok(Found::File(body)) => {
+                        let connection = connection_header(req, keep);
+                        let len = body.meta.len();
+                        let head = Head {
+                            status: Status::Ok,
+                            content_type: Some(body.content_type),
+                            content_length: Some(len),
+                            last_modified: body.meta.modified().ok(),
+                            location: None,
+                            connection,
+                        };
+                        self.writer.head(&mut self.out, &head);
+                        let with_body = !head_only && len > 0;
+                        self.client.send(&self.out, with_body)?;
+                        if with_body {
+                            self.client.send_file(&body.file, 0, len)?;
+                        }
+                        self.log(
+                            request_line,
+                            Some(req),
+                            Status::Ok,
+                            if with_body { len } else { 0 },
+                        );
+                        return Ok(keep);
+                    }
+                    Ok(Found::Redirect(loc)) => (Status::MovedPermanently, Some(loc)),
+                    Err(status) => (status, None),
+                }
+            }
+        };
+        // A malformed request says the client and we disagree on framing: close.
+        let keep = keep && status != Status::BadRequest;
+        let connection = connection_header(req, keep);
+        let bytes = self.writer.page(
+            &mut self.out,
+            status,
+            location.as_deref(),
+            connection,
+            head_only,
+        );
+        self.client.send(&self.out, false)?;
+        self.log(request_line, Some(req), status, bytes);
+        Ok(keep)
+    }
+
+    fn log(&mut self, request_line: &[u8], req: Option<&Request<'_>>, status: Status, bytes: u64) {
+        let entry = Entry {
+            client: self.client_ip,
+            request_line,
+            status: status.code(),
+            bytes,
+            referer: req.and_then(|r| r.referer),
+            user_agent: req.and_then(|r| r.user_agent),
+        };
+        self.ctx.access_log.record(&mut self.scratch, &entry);
+    }
+}
+
+/// The `Connection` header for a response to `req`.
+fn connection_header(req: &Request<'_>, keep: bool) -> Connection {
+    match (keep, req.minor_version) {
+        (false, _) => Connection::Close,
+        (true, 0) => Connection::KeepAlive,
+        (true, _) => Connection::Persist,
+    }
+}
+
+/// The request line at the start of `bytes`, without its line end.
+fn first_line(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// What waiting for the next request head produced.
+enum Next {
+    /// A complete, acceptable head of this many bytes is at the buffer's start.
+    Head(usize),
+    /// The connection is over: the client closed, stayed idle too long, or
+    /// the server is stopping, before a new request began.
+    Closed,
+    /// The head cannot be accepted: answer this status and close.
+    Reject(Status),
+}
+
+/// The reading half: a fixed buffer of `max_header_bytes`, holding the
+/// current head and any pipelined bytes after it.
+struct Input<'a> {
+    buf: Vec<u8>,
+    filled: usize,
+    lifeline: Option<BorrowedFd<'a>>,
+    /// The lifeline hung up: finish the request in hand, then close.
+    draining: bool,
+}
+
+impl<'a> Input<'a> {
+    fn new(max_header_bytes: usize, lifeline: Option<BorrowedFd<'a>>) -> Self {
+        Input {
+            buf: vec![0; max_header_bytes],
+            filled: 0,
+            lifeline,
+            draining: false,
+        }
+    }
+
+    /// Waits for a complete head. Before its first byte the wait is bounded
+    /// by `idle`; from the first byte the whole head must arrive within
+    /// `header_timeout`.
+    fn next_head(
+        &mut self,
+        client: &Client,
+        idle: Duration,
+        header_timeout: Duration,
+    ) -> io::Result<Next> {
+        let mut started = self.filled > 0;
+        let mut deadline = Instant::now() + if started { header_timeout } else { idle };
+        loop {
+            if started {
+                match request::parse(&self.buf[..self.filled]) {
+                    Parse::Complete(_, len) => return Ok(Next::Head(len)),
+                    Parse::Reject(status) => return Ok(Next::Reject(status)),
+                    Parse::Partial => {}
+                }
+                if self.filled == self.buf.len() {
+                    return Ok(Next::Reject(self.too_large()));
+                }
+            } else if self.draining {
+                return Ok(Next::Closed);
+            }
+            match client.read_before(&mut self.buf[self.filled..], deadline, self.lifeline)? {
+                ReadOutcome::Data(n) => {
+                    if !started {
+                        started = true;
+                        deadline = Instant::now() + header_timeout;
+                    }
+                    self.filled += n;
+                }
+                ReadOutcome::Eof => return Ok(Next::Closed),
+                ReadOutcome::Timeout if started => return Ok(Next::Reject(Status::RequestTimeout)),
+                ReadOutcome::Timeout => return Ok(Next::Closed),
+                ReadOutcome::Drain => {
+                    // The hang-up stays readable: stop watching it, or poll would spin.
+                    self.lifeline = None;
+                    self.draining = true;
+                }
+            }
+        }
+    }
+
+    /// A full buffer without a complete head: 414 if not even the request
+    /// line fits, 431 otherwise.
+    fn too_large(&self) -> Status {
+        if self.buf[..self.filled].contains(&b'\n') {
+            Status::HeaderFieldsTooLarge
+        } else {
+            Status::UriTooLong
+        }
+    }
+
+    fn head(&self, len: usize) -> &[u8] {
+        &self.buf[..len]
+    }
+
+    fn first_line(&self) -> &[u8] {
+        first_line(&self.buf[..self.filled])
+    }
+
+    /// Drops the answered head, keeping pipelined bytes for the next round.
+    fn consume(&mut self, len: usize) {
+        self.buf.copy_within(len..self.filled, 0);
+        self.filled -= len;
+    }
+}

@@ -1,0 +1,29 @@
+//! forkhttpd: a Unix HTTP/1.1 static-file server in the classic
+//! accept-and-fork design.
+//!
+//! The parent (`server`) binds, then loops on `poll` + `accept`, forking one
+//! child per connection; the child (`child`, `conn`) serves that connection's
+//! requests and exits. The modules, by the process they run in:
+//!
+//! - parent: `cli`, `config`, `listener`, `signals`, `server`
+//! - child: `child`, `conn`, `stream`, `request`, `resolve`, `file`, `mime`
+//! - both: `response` (the parent writes its own 503), `log`, `error`, `sys`
+//!
+//! `unsafe` code lives in `sys` alone (`fork`, signal dispositions, `_exit`).
+
+pub mod child;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod file;
+pub mod listener;
+pub mod log;
+pub mod mime;
+pub mod request;
+pub mod resolve;
+pub mod response;
+pub mod server;
+pub mod signals;
+pub mod stream;
+pub mod sys;

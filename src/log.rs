@@ -1,0 +1,226 @@
+//! Logging: daemon messages through the `log` facade, and the access log.
+//!
+//! Runs in: parent (set-up, opening files) and child (writing lines).
+//!
+//! Each daemon message names the pid of the process that wrote it, read at
+//! the time of writing, so a child's message is told from the parent's.
+//! Access-log lines are written with a single `write(2)` each, on a file the
+//! parent opened with `O_APPEND` (or on stderr); each line is capped well
+//! below `PIPE_BUF`, so lines from many children never interleave.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::AccessLogTarget;
+use crate::error::StartupError;
+
+/// Longest request line written to the access log (after escaping); the
+/// rest is cut, as thttpd's `%.80s` does, so a line stays one atomic write.
+const MAX_LOGGED_REQUEST: usize = 1024;
+/// Longest `Referer` and `User-Agent` written (after escaping).
+const MAX_LOGGED_HEADER: usize = 512;
+
+/// The daemon-message logger: stderr, one line per message.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format!(
+            "forkhttpd[{}]: {}: {}\n",
+            std::process::id(),
+            record.level().as_str().to_ascii_lowercase(),
+            record.args()
+        );
+        // Nowhere is left to report a failure to write to stderr.
+        let _ = io::stderr().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Sends daemon messages to stderr. Call once, first thing; a second call
+/// is ignored.
+pub fn init_stderr() {
+    if log::set_boxed_logger(Box::new(StderrLogger)).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+/// Where this process writes access-log lines.
+#[derive(Debug)]
+pub enum AccessLog {
+    /// Not logging.
+    Off,
+    /// Standard error.
+    Stderr,
+    /// A file opened `O_APPEND` by the parent and inherited by the children.
+    File(File),
+}
+
+/// One request, as the access log records it.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    /// The client's address.
+    pub client: IpAddr,
+    /// The request line as received (without CRLF); empty if none was parsed.
+    pub request_line: &'a [u8],
+    /// The status code sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// The `Referer` header.
+    pub referer: Option<&'a [u8]>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a [u8]>,
+}
+
+impl AccessLog {
+    /// Opens the configured target (in the parent, before any fork).
+    pub fn open(target: &AccessLogTarget) -> Result<AccessLog, StartupError> {
+        Ok(match target {
+            AccessLogTarget::Off => AccessLog::Off,
+            AccessLogTarget::Stderr => AccessLog::Stderr,
+            AccessLogTarget::File(path) => AccessLog::File(open_append(path)?),
+        })
+    }
+
+    /// Writes one Combined Log Format line for `entry`, using `scratch` as
+    /// the line buffer. A failed write is reported as a daemon message.
+    pub fn record(&self, scratch: &mut Vec<u8>, entry: &Entry<'_>) {
+        let result = match self {
+            AccessLog::Off => return,
+            AccessLog::Stderr => {
+                format_line(scratch, entry, SystemTime::now());
+                io::stderr().write(scratch)
+            }
+            AccessLog::File(f) => {
+                format_line(scratch, entry, SystemTime::now());
+                (&*f).write(scratch)
+            }
+        };
+        match result {
+            Ok(n) if n == scratch.len() => {}
+            Ok(n) => log::warn!("access log: short write ({n} of {} bytes)", scratch.len()),
+            Err(e) => log::warn!("access log: {e}"),
+        }
+    }
+}
+
+/// Opens a log file for appending, creating it with mode 0640.
+fn open_append(path: &Path) -> Result<File, StartupError> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| StartupError::Log {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// `client - - [time] "request" status bytes "referer" "user-agent"\n`
+fn format_line(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
+    out.clear();
+    let _ = write!(out, "{} - - [", e.client);
+    clf_time(out, now);
+    out.extend_from_slice(b"] \"");
+    escape_into(out, e.request_line, MAX_LOGGED_REQUEST);
+    let _ = write!(out, "\" {} {} \"", e.status, e.bytes);
+    escape_into(out, e.referer.unwrap_or(b"-"), MAX_LOGGED_HEADER);
+    out.extend_from_slice(b"\" \"");
+    escape_into(out, e.user_agent.unwrap_or(b"-"), MAX_LOGGED_HEADER);
+    out.extend_from_slice(b"\"\n");
+}
+
+/// Appends `s` with `"`, `\`, control and non-ASCII bytes as `\xHH`, so a
+/// client cannot forge lines or fields; stops after `max` output bytes.
+fn escape_into(out: &mut Vec<u8>, s: &[u8], max: usize) {
+    let start = out.len();
+    for &b in s {
+        if out.len() - start >= max {
+            break;
+        }
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            out.push(b);
+        } else {
+            let _ = write!(out, "\\x{b:02X}");
+        }
+    }
+}
+
+/// Appends the time as `26/Nov/2026:17:39:36 +0000`. Always UTC: a chrooted
+/// child cannot read the time zone files, and UTC logs sort and merge cleanly.
+fn clf_time(out: &mut Vec<u8>, t: SystemTime) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clf_time_known_dates() {
+        let mut out = Vec::new();
+        clf_time(&mut out, UNIX_EPOCH + Duration::from_secs(971_186_136));
+        assert_eq!(out, b"10/Oct/2000:13:55:36 +0000");
+        out.clear();
+        clf_time(&mut out, UNIX_EPOCH + Duration::from_secs(1_709_210_096));
+        assert_eq!(out, b"29/Feb/2024:12:34:56 +0000");
+    }
+
+    #[test]
+    fn line_is_escaped_and_capped() {
+        let mut out = Vec::new();
+        let long = vec![b'a'; 5000];
+        let e = Entry {
+            client: "::1".parse().unwrap(),
+            request_line: b"GET /\"x\n HTTP/1.1",
+            status: 200,
+            bytes: 12,
+            referer: None,
+            user_agent: Some(&long),
+        };
+        format_line(&mut out, &e, UNIX_EPOCH);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.starts_with(
+            "::1 - - [01/Jan/1970:00:00:00 +0000] \"GET /\\x22x\\x0A HTTP/1.1\" 200 12 \"-\" \"aaa"
+        ));
+        assert!(line.len() < 4096 && line.ends_with("\"\n") && line.matches('\n').count() == 1);
+    }
+}

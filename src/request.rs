@@ -1,0 +1,262 @@
+//! Parsing one request head: bytes in, a borrowed `Request` or a status out.
+//!
+//! Runs in: child (pure; no I/O, no allocation). `httparse` does the
+//! tokenising; this module adds HTTP/1.1's framing rules that decide whether
+//! the connection can stay in step with the client: exactly one `Host` on
+//! HTTP/1.1, and no body we would have to skip (`Content-Length` > 0 or any
+//! `Transfer-Encoding`), since a body left unread would be parsed as the next
+//! request (request smuggling).
+
+use crate::error::Status;
+
+/// How many header fields one request may carry; more → 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// The method, sorted by what we do with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`: served.
+    Get,
+    /// `HEAD`: served without a body.
+    Head,
+    /// `OPTIONS`: answered with `204` and `Allow`.
+    Options,
+    /// A standard method we do not serve (POST, PUT, …): 405.
+    NotAllowed,
+    /// Anything else: 501.
+    Unknown,
+}
+
+impl Method {
+    fn from_token(m: &str) -> Method {
+        match m {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            "POST" | "PUT" | "DELETE" | "PATCH" | "TRACE" | "CONNECT" => Method::NotAllowed,
+            _ => Method::Unknown,
+        }
+    }
+}
+
+/// One parsed request head, borrowing from the connection's buffer.
+#[derive(Debug)]
+pub struct Request<'b> {
+    /// What we do with the method.
+    pub method: Method,
+    /// The request target exactly as sent.
+    pub target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// `Connection: close` was sent.
+    pub close: bool,
+    /// `Connection: keep-alive` was sent.
+    pub keep_alive: bool,
+    /// A body follows (`Content-Length` > 0 or any `Transfer-Encoding`).
+    pub has_body: bool,
+    /// The `Referer` header, for the access log.
+    pub referer: Option<&'b [u8]>,
+    /// The `User-Agent` header, for the access log.
+    pub user_agent: Option<&'b [u8]>,
+}
+
+/// The result of looking at the bytes received so far.
+#[derive(Debug)]
+pub enum Parse<'b> {
+    /// The head is not complete yet: read more.
+    Partial,
+    /// A complete head of `len` bytes.
+    Complete(Request<'b>, usize),
+    /// The head is unacceptable; answer this status and close.
+    Reject(Status),
+}
+
+/// Parses the request head at the start of `buf`. Returns `Partial` until the
+/// blank line that ends the head has arrived.
+pub fn parse(buf: &[u8]) -> Parse<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parse::Reject(Status::HeaderFieldsTooLarge),
+        Err(httparse::Error::Version) if names_other_version(buf) => {
+            return Parse::Reject(Status::VersionNotSupported);
+        }
+        Err(_) => return Parse::Reject(Status::BadRequest),
+    };
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Parse::Reject(Status::BadRequest);
+    };
+
+    let mut request = Request {
+        method: Method::from_token(method),
+        target,
+        minor_version,
+        close: false,
+        keep_alive: false,
+        has_body: false,
+        referer: None,
+        user_agent: None,
+    };
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut chunked_or_other_te = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                request.close |= token.eq_ignore_ascii_case(b"close");
+                request.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let Some(n) = parse_content_length(h.value) else {
+                return Parse::Reject(Status::BadRequest);
+            };
+            if content_length.is_some_and(|prev| prev != n) {
+                return Parse::Reject(Status::BadRequest);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked_or_other_te = true;
+        } else if name.eq_ignore_ascii_case("referer") {
+            request.referer = Some(h.value);
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            request.user_agent = Some(h.value);
+        }
+    }
+    // RFC 9112 6.1: both framings at once is how smuggling starts; refuse.
+    if chunked_or_other_te && content_length.is_some() {
+        return Parse::Reject(Status::BadRequest);
+    }
+    // RFC 9112 3.2: HTTP/1.1 needs exactly one Host; more than one is never valid.
+    if hosts > 1 || (minor_version == 1 && hosts == 0) {
+        return Parse::Reject(Status::BadRequest);
+    }
+    request.has_body = chunked_or_other_te || content_length.is_some_and(|n| n > 0);
+    Parse::Complete(request, len)
+}
+
+/// `Content-Length` is 1*DIGIT (RFC 9110 8.6); anything else, or an
+/// overflowing value, is not a length.
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// True when the request line is well formed but names a version other
+/// than 1.0 or 1.1 (`HTTP/2.0`, `HTTP/1.2`): that deserves 505, not 400.
+fn names_other_version(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    if method.is_empty() || target.is_empty() {
+        return false;
+    }
+    match version.strip_prefix(b"HTTP/") {
+        Some([major]) => major.is_ascii_digit(),
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(raw: &[u8]) -> Option<Status> {
+        match parse(raw) {
+            Parse::Reject(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn complete_get() {
+        let raw = b"GET /a?b HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nConnection: Keep-Alive, close\r\n\r\nGET";
+        let Parse::Complete(r, len) = parse(raw) else {
+            panic!()
+        };
+        assert_eq!(len, raw.len() - 3);
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.target, "/a?b");
+        assert!(r.close && r.keep_alive && !r.has_body);
+        assert_eq!(r.user_agent, Some(&b"t"[..]));
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Parse::Partial
+        ));
+    }
+
+    #[test]
+    fn rejections_by_table() {
+        let table: &[(&[u8], Status)] = &[
+            (b"GARBAGE\r\n\r\n", Status::BadRequest),
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", Status::VersionNotSupported),
+            (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", Status::VersionNotSupported),
+            (b"GET / HTTP/1.1\r\n\r\n", Status::BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Status::BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", Status::BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Status::BadRequest),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Status::BadRequest,
+            ),
+        ];
+        for (raw, want) in table {
+            assert_eq!(
+                status_of(raw),
+                Some(*want),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        assert_eq!(status_of(&raw), Some(Status::HeaderFieldsTooLarge));
+    }
+
+    #[test]
+    fn body_detection_and_methods() {
+        let Parse::Complete(r, _) = parse(b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n") else {
+            panic!()
+        };
+        assert!(!r.has_body);
+        let Parse::Complete(r, _) =
+            parse(b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert!(r.has_body);
+        assert_eq!(r.method, Method::NotAllowed);
+        let Parse::Complete(r, _) = parse(b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(r.method, Method::Unknown);
+    }
+}
