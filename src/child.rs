@@ -2,19 +2,25 @@
 //!
 //! Runs in: child only. The ritual, in order: take over signal handling
 //! from the parent's handlers, close every descriptor that is the parent's
-//! business (listeners, the signal pipe, the lifeline's write end), serve
-//! the connection, and `_exit`. Nothing here can fall back into the
+//! business (listeners, the signal pipe, the lifeline's write end), give up
+//! root if the parent has it, serve the connection, and `_exit`. Nothing here can fall back into the
 //! parent's accept loop.
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
 
 use nix::sys::signal::Signal;
 
+use nix::sys::prctl::set_pdeathsig;
+use nix::unistd::{Pid, getppid};
+
 use crate::config::Config;
 use crate::conn::{self, Context};
+use crate::file::Root;
 use crate::log::AccessLog;
+use crate::privileges::DropPlan;
 use crate::sys::{self, Disposition};
 
 /// Exit status of a child whose set-up failed before it served anything.
@@ -44,6 +50,10 @@ pub struct Inherited<'a> {
     pub config: &'a Config,
     /// The access log.
     pub access_log: &'a AccessLog,
+    /// The document root, open.
+    pub root: BorrowedFd<'a>,
+    /// How to give up root, if the parent has it.
+    pub drop_plan: Option<&'a DropPlan>,
     /// The read end of the parent's lifeline pipe.
     pub lifeline: BorrowedFd<'a>,
     /// Descriptors only the parent may use; closed first thing.
@@ -52,6 +62,7 @@ pub struct Inherited<'a> {
 
 /// Serves the connection `stream` from `peer` and exits the process.
 pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! {
+    let parent = getppid();
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
             log::error!("child: cannot set {sig} disposition: {e}");
@@ -63,9 +74,25 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
             log::warn!("child: cannot close inherited descriptor {fd}: {e}");
         }
     }
+    if let Some(plan) = inherited.drop_plan
+        && let Err(e) = plan.apply()
+    {
+        log::error!("child: cannot drop privileges: {e}; connection from {peer} not served");
+        sys::exit_child(EXIT_SETUP);
+    }
+    guard_against_orphaning(parent);
+    let chrooted = inherited.drop_plan.is_some_and(|p| p.chroot.is_some());
+    let root_path = if chrooted {
+        Path::new("/")
+    } else {
+        inherited.config.root.as_path()
+    };
     let ctx = Context {
         config: inherited.config,
-        root: &inherited.config.root,
+        root: Root {
+            fd: inherited.root,
+            path: root_path,
+        },
         access_log: inherited.access_log,
         lifeline: Some(inherited.lifeline),
     };
@@ -80,4 +107,17 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
         Err(_) => EXIT_PANIC,
     };
     sys::exit_child(code)
+}
+
+/// Makes the kernel kill this child when the parent dies. A parent that may
+/// not signal its children (no `CAP_KILL` once they run as another user)
+/// ends the ones outliving a stop by exiting. Set after the privilege drop,
+/// which clears it; if the parent is already gone, exit now.
+fn guard_against_orphaning(parent: Pid) {
+    if let Err(e) = set_pdeathsig(Signal::SIGKILL) {
+        log::warn!("child: cannot set the parent-death signal: {e}");
+    }
+    if getppid() != parent {
+        sys::exit_child(0);
+    }
 }

@@ -23,6 +23,12 @@ pub struct Args {
     /// Serve files from DIR.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Stay in the foreground (the default; what systemd expects).
+    #[arg(long, conflicts_with = "daemon")]
+    pub foreground: bool,
+    /// Detach into the background; the command returns once the server is ready.
+    #[arg(long)]
+    pub daemon: bool,
     /// Validate the configuration, print "configuration OK" or the reasons, and exit.
     #[arg(long)]
     pub check_config: bool,

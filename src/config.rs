@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::StartupError;
+use crate::privileges::Identity;
 
 /// Default listen address: loopback only, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -24,6 +25,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Default document root, relative to the working directory at start.
 pub const DEFAULT_ROOT: &str = "www";
+/// Default account for children when started as root: present on every
+/// Unix system, owns nothing.
+pub const DEFAULT_USER: &str = "nobody";
 /// Default cap on live children; at the cap the parent stops accepting.
 pub const DEFAULT_MAX_CHILDREN: usize = 512;
 /// Default time for a whole request head, from its first byte (seconds).
@@ -53,8 +57,21 @@ pub enum AccessLogTarget {
     Stderr,
     /// A file, opened `O_APPEND` by the parent.
     File(PathBuf),
+    /// The system log (facility `daemon`, level `info`).
+    Syslog,
     /// No access log.
     Off,
+}
+
+/// Where daemon messages go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorLogTarget {
+    /// Standard error in the foreground, syslog when daemonized or under systemd.
+    Auto,
+    /// Always standard error.
+    Stderr,
+    /// Always the system log.
+    Syslog,
 }
 
 /// The validated configuration. Immutable once built; a reload builds a new one.
@@ -70,8 +87,18 @@ pub struct Config {
     pub root: PathBuf,
     /// File names tried for a request that names a directory.
     pub index: Vec<String>,
+    /// The account children switch to when the server starts as root.
+    pub identity: Identity,
+    /// Whether children `chroot` into the root (only when started as root).
+    pub chroot: bool,
+    /// Whether serving as root is allowed.
+    pub allow_root: bool,
+    /// Where `--daemon` writes the pid, if anywhere (absolute).
+    pub pid_file: Option<PathBuf>,
     /// Cap on live children.
     pub max_children: usize,
+    /// Cap on live children per client address; 0 = none.
+    pub max_children_per_ip: usize,
     /// Time allowed for a whole request head, from its first byte.
     pub header_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.
@@ -86,6 +113,8 @@ pub struct Config {
     pub max_requests_per_connection: u32,
     /// Where access-log lines go.
     pub access_log: AccessLogTarget,
+    /// Where daemon messages go.
+    pub error_log: ErrorLogTarget,
     /// Whether the `Server` header carries the version.
     pub server_version: bool,
 }
@@ -124,7 +153,13 @@ struct RawConfig {
     backlog: i64,
     root: PathBuf,
     index: Vec<String>,
+    user: String,
+    group: String,
+    chroot: bool,
+    allow_root: bool,
+    pid_file: PathBuf,
     max_children: i64,
+    max_children_per_ip: i64,
     header_timeout: Seconds,
     keepalive_timeout: Seconds,
     send_timeout: Seconds,
@@ -132,6 +167,7 @@ struct RawConfig {
     max_header_bytes: i64,
     max_requests_per_connection: i64,
     access_log: String,
+    error_log: String,
     server_version: bool,
 }
 
@@ -142,7 +178,13 @@ impl Default for RawConfig {
             backlog: i64::from(DEFAULT_BACKLOG),
             root: PathBuf::from(DEFAULT_ROOT),
             index: vec!["index.html".to_string()],
+            user: DEFAULT_USER.to_string(),
+            group: String::new(),
+            chroot: false,
+            allow_root: false,
+            pid_file: PathBuf::new(),
             max_children: DEFAULT_MAX_CHILDREN as i64,
+            max_children_per_ip: 0,
             header_timeout: Seconds::Float(DEFAULT_HEADER_TIMEOUT),
             keepalive_timeout: Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT),
             send_timeout: Seconds::Float(DEFAULT_SEND_TIMEOUT),
@@ -150,6 +192,7 @@ impl Default for RawConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES as i64,
             max_requests_per_connection: i64::from(DEFAULT_MAX_REQUESTS),
             access_log: "stderr".to_string(),
+            error_log: "auto".to_string(),
             server_version: false,
         }
     }
@@ -179,6 +222,12 @@ impl Config {
         let checker = Checker { path, text: &text };
         checker.validate(raw, overrides)
     }
+}
+
+/// `path` made absolute against the current directory, so that it still
+/// names the same file after `--daemon` changes directory to `/`.
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    std::path::absolute(path)
 }
 
 /// Turns a `toml` error into one line: "line N, key K: what".
@@ -245,6 +294,19 @@ impl Checker<'_> {
                 "names must be plain file names (no '/', no leading '.')",
             ));
         }
+        let identity = Identity::lookup(&raw.user, &raw.group)
+            .map_err(|(key, what)| self.error(key, &what))?;
+        let pid_file = if raw.pid_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(absolute(&raw.pid_file).map_err(|e| self.error("pid_file", &e.to_string()))?)
+        };
+        let max_children_per_ip = usize::try_from(raw.max_children_per_ip).map_err(|_| {
+            self.error(
+                "max_children_per_ip",
+                "must be 0 (no limit) or a positive integer",
+            )
+        })?;
         let max_children = usize::try_from(raw.max_children)
             .ok()
             .filter(|n| *n > 0)
@@ -270,20 +332,38 @@ impl Checker<'_> {
 
         let access_log = match raw.access_log.as_str() {
             "stderr" => AccessLogTarget::Stderr,
+            "syslog" => AccessLogTarget::Syslog,
             "off" => AccessLogTarget::Off,
             "" => {
                 return Err(self.error("access_log", "must be \"stderr\", \"off\" or a file path"));
             }
-            p => AccessLogTarget::File(PathBuf::from(p)),
+            p => AccessLogTarget::File(
+                absolute(Path::new(p)).map_err(|e| self.error("access_log", &e.to_string()))?,
+            ),
+        };
+        let error_log = match raw.error_log.as_str() {
+            "auto" => ErrorLogTarget::Auto,
+            "stderr" => ErrorLogTarget::Stderr,
+            "syslog" => ErrorLogTarget::Syslog,
+            _ => return Err(self.error("error_log", "must be \"auto\", \"stderr\" or \"syslog\"")),
         };
 
         Ok(Config {
-            source: self.path.map(Path::to_path_buf),
+            source: self
+                .path
+                .map(absolute)
+                .transpose()
+                .map_err(|e| StartupError::Config(e.to_string()))?,
             listen,
             backlog,
             root,
             index: raw.index,
+            identity,
+            chroot: raw.chroot,
+            allow_root: raw.allow_root,
+            pid_file,
             max_children,
+            max_children_per_ip,
             header_timeout: self.seconds("header_timeout", raw.header_timeout)?,
             keepalive_timeout: self.seconds("keepalive_timeout", raw.keepalive_timeout)?,
             send_timeout: self.seconds("send_timeout", raw.send_timeout)?,
@@ -291,6 +371,7 @@ impl Checker<'_> {
             max_header_bytes,
             max_requests_per_connection,
             access_log,
+            error_log,
             server_version: raw.server_version,
         })
     }

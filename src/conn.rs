@@ -11,12 +11,11 @@
 use std::io;
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::BorrowedFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Status;
-use crate::file::{self, Found};
+use crate::file::{self, Found, Root};
 use crate::log::{AccessLog, Entry};
 use crate::request::{self, Method, Parse, Request};
 use crate::resolve;
@@ -28,8 +27,8 @@ use crate::stream::{Client, ReadOutcome};
 pub struct Context<'a> {
     /// The configuration in force when the connection was accepted.
     pub config: &'a Config,
-    /// The document root as this process sees it (`/` after a chroot).
-    pub root: &'a Path,
+    /// The document root every path is resolved beneath.
+    pub root: Root<'a>,
     /// Where access-log lines go.
     pub access_log: &'a AccessLog,
     /// Read end of the parent's lifeline pipe; it hangs up when the server

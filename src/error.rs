@@ -84,7 +84,10 @@ impl Status {
     pub fn from_io(err: &io::Error) -> Status {
         match err.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => Status::NotFound,
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ELOOP) => Status::Forbidden,
+            // EXDEV: openat2's RESOLVE_BENEATH caught a path leaving the root.
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ELOOP) | Some(libc::EXDEV) => {
+                Status::Forbidden
+            }
             _ => match err.kind() {
                 io::ErrorKind::NotFound => Status::NotFound,
                 io::ErrorKind::PermissionDenied => Status::Forbidden,
@@ -129,6 +132,10 @@ pub enum StartupError {
         /// The underlying error.
         source: io::Error,
     },
+    /// Sockets passed by systemd (`LISTEN_FDS`) are unusable.
+    Activation(String),
+    /// Detaching into the background (`--daemon`) or the pid file failed.
+    Daemon(String),
     /// The signal handlers or their self-pipe could not be set up.
     Signals(io::Error),
     /// The accept loop's `poll` failed with something other than `EINTR`.
@@ -149,6 +156,8 @@ impl fmt::Display for StartupError {
             StartupError::Log { path, source } => {
                 write!(f, "cannot open log file {}: {source}", path.display())
             }
+            StartupError::Activation(msg) => write!(f, "socket activation: {msg}"),
+            StartupError::Daemon(msg) => write!(f, "{msg}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartupError::Poll(e) => write!(f, "poll failed in the accept loop: {e}"),
         }
@@ -164,7 +173,7 @@ impl std::error::Error for StartupError {
             | StartupError::Log { source, .. }
             | StartupError::Signals(source) => Some(source),
             StartupError::Poll(e) => Some(e),
-            StartupError::Config(_) => None,
+            StartupError::Config(_) | StartupError::Activation(_) | StartupError::Daemon(_) => None,
         }
     }
 }

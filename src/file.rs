@@ -6,10 +6,12 @@
 //! is what we send, and later features (validators, ranges, precompressed
 //! siblings) start from the same `fstat`.
 
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::fs::{self, File, Metadata};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
 use crate::error::Status;
 use crate::mime;
@@ -35,12 +37,20 @@ pub enum Found {
     Redirect(String),
 }
 
-/// Finds what `resolved` names under `root` (canonical). Returns 404 for
-/// missing files, 403 for anything outside the root, not a regular file, or
-/// a directory without an index file.
-pub fn find(root: &Path, resolved: &Resolved<'_>, index: &[String]) -> Result<Found, Status> {
-    let path = contained(root, &root.join(&resolved.rel))?;
-    let (file, meta) = open_checked(&path)?;
+/// The document root as a child sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Root<'a> {
+    /// An open descriptor of the root directory.
+    pub fd: BorrowedFd<'a>,
+    /// Its canonical path in this process (`/` after a chroot).
+    pub path: &'a Path,
+}
+
+/// Finds what `resolved` names beneath the document root. Returns 404 for
+/// missing files, 403 for anything that leaves the root, is not a regular
+/// file, or is a directory without an index file.
+pub fn find(root: Root<'_>, resolved: &Resolved<'_>, index: &[String]) -> Result<Found, Status> {
+    let (file, meta) = open_beneath(root, &resolved.rel)?;
     if !meta.is_dir() {
         return regular(file, meta, resolved.file_name());
     }
@@ -48,52 +58,59 @@ pub fn find(root: &Path, resolved: &Resolved<'_>, index: &[String]) -> Result<Fo
         return Ok(Found::Redirect(resolved.directory_location()));
     }
     for name in index {
-        match contained(root, &path.join(name)) {
+        match open_beneath(root, &resolved.rel.join(name)) {
             Err(Status::NotFound) => continue,
             Err(status) => return Err(status),
-            Ok(p) => {
-                let (file, meta) = open_checked(&p)?;
-                return regular(file, meta, name.as_bytes());
-            }
+            Ok((file, meta)) => return regular(file, meta, name.as_bytes()),
         }
     }
     // No listings (yet): a directory without an index is not for browsing.
     Err(Status::Forbidden)
 }
 
-/// Step 5: the canonical form of `path`, which must lie under `root` and
-/// must not pass through a hidden name (a symlink to `.git` is still `.git`).
-fn contained(root: &Path, path: &Path) -> Result<PathBuf, Status> {
-    let real = fs::canonicalize(path).map_err(|e| Status::from_io(&e))?;
-    let Ok(inside) = real.strip_prefix(root) else {
-        log::warn!(
-            "refused {}: it resolves outside the document root",
-            path.display()
-        );
-        return Err(Status::Forbidden);
-    };
-    for (i, c) in inside.components().enumerate() {
-        if let Component::Normal(name) = c {
-            let name = name.as_bytes();
-            if name.first() == Some(&b'.') && !(i == 0 && name == b".well-known") {
-                return Err(Status::NotFound);
-            }
+/// Steps 5 and 6: opens `rel` with `openat2(2)` relative to the root's
+/// descriptor with `RESOLVE_BENEATH`, so the kernel refuses (`EXDEV`) any
+/// lookup that would leave the root, through `..` or a symlink, at every
+/// step of the walk, with no window between check and use. Relative
+/// symlinks that stay inside are followed.
+///
+/// `RESOLVE_BENEATH` also refuses every absolute symlink, even one that
+/// points back inside the root; for those (and only after `EXDEV`) the path
+/// is canonicalised, required to lie under the root, and opened again by
+/// its symlink-free remainder, still with `RESOLVE_BENEATH`.
+fn open_beneath(root: Root<'_>, rel: &Path) -> Result<(File, Metadata), Status> {
+    let file = match openat_beneath(root.fd, rel) {
+        Err(Errno::EXDEV) => {
+            let real = fs::canonicalize(root.path.join(rel)).map_err(|e| Status::from_io(&e))?;
+            let Ok(inside) = real.strip_prefix(root.path) else {
+                log::warn!(
+                    "refused /{}: it resolves outside the document root",
+                    rel.display()
+                );
+                return Err(Status::Forbidden);
+            };
+            openat_beneath(root.fd, inside)
         }
+        other => other,
     }
-    Ok(real)
-}
-
-/// Step 6: open without following a final symlink (the path is canonical,
-/// so a symlink there now was planted since we looked) and without
-/// blocking (a FIFO would otherwise hang the child in `open`), then `fstat`.
-fn open_checked(path: &Path) -> Result<(File, Metadata), Status> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Status::from_io(&e))?;
+    .map_err(|e| Status::from_io(&e.into()))?;
     let meta = file.metadata().map_err(|e| Status::from_io(&e))?;
     Ok((file, meta))
+}
+
+/// `openat2` beneath `root`, read-only, also with `RESOLVE_NO_MAGICLINKS`
+/// (no `/proc/self/fd` tricks) and `O_NONBLOCK` (a FIFO would otherwise
+/// hang the child in `open`).
+fn openat_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<File, Errno> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how).map(File::from)
 }
 
 fn regular(file: File, meta: Metadata, name: &[u8]) -> Result<Found, Status> {

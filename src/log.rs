@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::AccessLogTarget;
@@ -24,16 +25,64 @@ const MAX_LOGGED_REQUEST: usize = 1024;
 /// Longest `Referer` and `User-Agent` written (after escaping).
 const MAX_LOGGED_HEADER: usize = 512;
 
-/// The daemon-message logger: stderr, one line per message.
-struct StderrLogger;
+/// A connection to the system log, tagged `forkhttpd`, facility `daemon`.
+pub struct SyslogConn(syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>);
 
-impl log::Log for StderrLogger {
+impl std::fmt::Debug for SyslogConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyslogConn")
+    }
+}
+
+impl SyslogConn {
+    fn connect() -> io::Result<SyslogConn> {
+        let formatter = syslog::Formatter3164 {
+            facility: syslog::Facility::LOG_DAEMON,
+            hostname: None,
+            process: "forkhttpd".to_string(),
+            pid: std::process::id(),
+        };
+        syslog::unix(formatter)
+            .map(SyslogConn)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Sends `msg` at `level`, stamped with the pid of the calling process
+    /// (the formatter's pid is fixed when it is built; children must report
+    /// their own).
+    fn send(&mut self, level: log::Level, msg: String) -> io::Result<()> {
+        let conn = &mut self.0;
+        conn.formatter.pid = std::process::id();
+        let sent = match level {
+            log::Level::Error => conn.err(msg),
+            log::Level::Warn => conn.warning(msg),
+            log::Level::Info => conn.info(msg),
+            log::Level::Debug | log::Level::Trace => conn.debug(msg),
+        };
+        sent.map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// Where daemon messages go while it is `Some`: the system log. `None`:
+/// stderr. Swapped once, when the parent detaches or finds systemd.
+static SYSLOG: Mutex<Option<SyslogConn>> = Mutex::new(None);
+
+/// The daemon-message logger behind the `log` macros.
+struct DaemonLogger;
+
+impl log::Log for DaemonLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &log::Record<'_>) {
         if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut syslog = SYSLOG.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(conn) = syslog.as_mut()
+            && conn.send(record.level(), record.args().to_string()).is_ok()
+        {
             return;
         }
         let line = format!(
@@ -49,12 +98,21 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
-/// Sends daemon messages to stderr. Call once, first thing; a second call
-/// is ignored.
-pub fn init_stderr() {
-    if log::set_boxed_logger(Box::new(StderrLogger)).is_ok() {
+/// Installs the daemon-message logger, writing to stderr. Call once, first
+/// thing; a second call is ignored.
+pub fn init() {
+    if log::set_boxed_logger(Box::new(DaemonLogger)).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
+}
+
+/// Sends daemon messages to the system log from now on. The socket is
+/// connected here, in the parent, so children inherit it and can log even
+/// inside a chroot without `/dev/log`.
+pub fn use_syslog() -> io::Result<()> {
+    let conn = SyslogConn::connect()?;
+    *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+    Ok(())
 }
 
 /// Where this process writes access-log lines.
@@ -66,6 +124,8 @@ pub enum AccessLog {
     Stderr,
     /// A file opened `O_APPEND` by the parent and inherited by the children.
     File(File),
+    /// The system log, connected by the parent.
+    Syslog(Mutex<SyslogConn>),
 }
 
 /// One request, as the access log records it.
@@ -92,6 +152,14 @@ impl AccessLog {
             AccessLogTarget::Off => AccessLog::Off,
             AccessLogTarget::Stderr => AccessLog::Stderr,
             AccessLogTarget::File(path) => AccessLog::File(open_append(path)?),
+            AccessLogTarget::Syslog => {
+                AccessLog::Syslog(Mutex::new(SyslogConn::connect().map_err(|source| {
+                    StartupError::Log {
+                        path: "/dev/log".into(),
+                        source,
+                    }
+                })?))
+            }
         })
     }
 
@@ -107,6 +175,13 @@ impl AccessLog {
             AccessLog::File(f) => {
                 format_line(scratch, entry, SystemTime::now());
                 (&*f).write(scratch)
+            }
+            AccessLog::Syslog(conn) => {
+                format_line(scratch, entry, SystemTime::now());
+                scratch.pop();
+                let msg = String::from_utf8_lossy(scratch).into_owned();
+                let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                conn.send(log::Level::Info, msg).map(|()| scratch.len())
             }
         };
         match result {

@@ -1,19 +1,28 @@
 //! The forkhttpd binary: the start-up recipe, in privilege order.
+//!
+//! config → privilege plan → (check only?) → listeners (bound as root, or
+//! inherited from systemd) → log files → pid-file check → syslog →
+//! (detach) → pid file → signals and the accept loop. Every step that can
+//! fail for a reason an administrator must see runs before detaching, so
+//! it is reported on the terminal.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use forkhttpd::cli::Args;
-use forkhttpd::config::Config;
+use forkhttpd::config::{AccessLogTarget, Config, ErrorLogTarget};
+use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::StartupError;
 use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
-use forkhttpd::server::Server;
+use forkhttpd::notify::Notifier;
+use forkhttpd::privileges::DropPlan;
+use forkhttpd::server::{Server, Setup};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init_stderr();
+    logging::init();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -23,23 +32,126 @@ fn main() -> ExitCode {
     }
 }
 
-/// Config → bind → open logs → signals → accept loop.
 fn run(args: &Args) -> Result<(), StartupError> {
-    let config = Config::load(args.config.as_deref(), &args.overrides())?;
+    let overrides = args.overrides();
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let drop_plan = DropPlan::for_config(&config)?;
     if args.check_config {
+        for spec in &config.listen {
+            listener::resolve(spec)?;
+        }
         println!("configuration OK");
         return Ok(());
     }
-    let listeners = listener::bind_all(&config.listen, config.backlog)?;
-    let access_log = AccessLog::open(&config.access_log)?;
+    // Children are forked from this process: make it non-dumpable so that a
+    // child running as the same user cannot ptrace it or its siblings.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        log::warn!("cannot mark the process non-dumpable: {e}");
+    }
+
+    let inherited = listener::inherited()?;
+    let socket_activated = inherited.is_some();
+    let listeners = match inherited {
+        Some(l) => l,
+        None => listener::bind_all(&config.listen, config.backlog)?,
+    };
     for l in &listeners {
         log::info!("listening on {}", l.addr);
     }
-    log::info!(
-        "forkhttpd {} serving {} (pid {})",
-        env!("CARGO_PKG_VERSION"),
-        config.root.display(),
-        std::process::id()
+    let access_log = AccessLog::open(&config.access_log)?;
+    if let Some(p) = &config.pid_file {
+        PidFile::check(p)?;
+    }
+    let notifier =
+        Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
+    let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
+    let want_syslog = match config.error_log {
+        ErrorLogTarget::Auto => args.daemon || under_systemd,
+        ErrorLogTarget::Syslog => true,
+        ErrorLogTarget::Stderr => false,
+    };
+    if want_syslog && let Err(e) = logging::use_syslog() {
+        log::warn!("cannot reach syslog ({e}); daemon messages stay on stderr");
+    }
+    if args.daemon && config.access_log == AccessLogTarget::Stderr {
+        log::warn!("access_log = \"stderr\" is discarded once the server detaches");
+    }
+
+    let detached = if args.daemon {
+        Some(daemon::detach()?)
+    } else {
+        None
+    };
+    let started = start(
+        config,
+        overrides,
+        listeners,
+        socket_activated,
+        access_log,
+        drop_plan,
+        notifier,
     );
-    Server::new(config, listeners, access_log)?.run()
+    let (server, _pid_file) = match (started, detached) {
+        (Ok(s), Some(d)) => {
+            d.ready();
+            s
+        }
+        (Ok(s), None) => s,
+        (Err(e), Some(d)) => {
+            d.failed(&e);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
+    server.run()
+}
+
+/// The last start-up steps, after any detaching: the pid file, then the
+/// server with its signal handlers. Logs the start line.
+fn start(
+    config: Config,
+    overrides: forkhttpd::config::Overrides,
+    listeners: Vec<listener::Listener>,
+    socket_activated: bool,
+    access_log: AccessLog,
+    drop_plan: Option<DropPlan>,
+    notifier: Option<Notifier>,
+) -> Result<(Server, Option<PidFile>), StartupError> {
+    let pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
+    let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    let who = match &drop_plan {
+        Some(p) => format!(
+            "children run as {} (uid {}, gid {}){}",
+            p.identity.user,
+            p.identity.uid,
+            p.identity.gid,
+            if p.chroot.is_some() { ", chrooted" } else { "" }
+        ),
+        None => format!(
+            "not started as root: serving as uid {}",
+            nix::unistd::getuid()
+        ),
+    };
+    log::info!(
+        "forkhttpd {} started: pid {}, listening on {}{}; root {}; {who}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        addrs.join(", "),
+        if socket_activated {
+            " (from systemd)"
+        } else {
+            ""
+        },
+        config.root.display(),
+    );
+    let server = Server::new(Setup {
+        config,
+        overrides,
+        listeners,
+        socket_activated,
+        access_log,
+        drop_plan,
+        notifier,
+    })?;
+    Ok((server, pid_file))
 }

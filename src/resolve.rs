@@ -15,10 +15,12 @@
 //!    previous segment, and a `..` with nothing left to remove is 400: a
 //!    request that tries to climb out is refused, never silently clamped.
 //! 4. Hide dotfiles and dot-directories (404), except `/.well-known/`.
-//! 5. (file.rs) Join onto the canonical root, canonicalise, and require the
-//!    result to still be under the root (403): this is what stops symlinks.
-//! 6. (file.rs) Open without following a final symlink, `fstat` the open fd,
-//!    and serve regular files only.
+//! 5. (file.rs) Open the path with `openat2(2)` relative to the document
+//!    root's directory descriptor with `RESOLVE_BENEATH`: the kernel refuses
+//!    (403) any step of the lookup that would leave the root, whether by
+//!    `..` or by a symlink, with no gap between check and use.
+//! 6. (file.rs) `fstat` the open descriptor and serve regular files only;
+//!    a directory redirects or serves its index file.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -15,17 +15,21 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{Backlog, listen};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use crate::child::{self, Inherited};
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::error::{StartupError, Status};
-use crate::listener::Listener;
+use crate::listener::{self, Listener};
 use crate::log::AccessLog;
+use crate::notify::Notifier;
+use crate::privileges::DropPlan;
 use crate::response::{Connection, Writer};
 use crate::signals::Signals;
 use crate::sys::{self, Forked};
@@ -40,23 +44,57 @@ const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// The signals the parent handles.
-const SIGNALS: [Signal; 3] = [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT];
+/// The signals the parent handles: children exiting, graceful stop (TERM,
+/// INT), fast stop (QUIT), reload (HUP), reopen logs (USR1).
+const SIGNALS: [Signal; 6] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+];
+
+/// Everything the parent starts the accept loop with.
+#[derive(Debug)]
+pub struct Setup {
+    /// The validated configuration.
+    pub config: Config,
+    /// The command-line values, re-applied on every reload.
+    pub overrides: Overrides,
+    /// Bound (or inherited) listening sockets.
+    pub listeners: Vec<Listener>,
+    /// Whether the listeners came from systemd (a reload then keeps them).
+    pub socket_activated: bool,
+    /// The opened access log.
+    pub access_log: AccessLog,
+    /// How children give up root, if the parent has it.
+    pub drop_plan: Option<DropPlan>,
+    /// systemd's notification socket, if started by systemd.
+    pub notifier: Option<Notifier>,
+}
 
 /// The parent's state: listeners, signals, and the table of live children.
 #[derive(Debug)]
 pub struct Server {
     config: Config,
+    overrides: Overrides,
     listeners: Vec<Listener>,
+    socket_activated: bool,
     signals: Signals,
     access_log: AccessLog,
+    drop_plan: Option<DropPlan>,
+    notifier: Option<Notifier>,
+    /// The document root, opened once; children resolve every path beneath it.
+    root: OwnedFd,
     /// Children hold the read end; when the parent closes the write end
     /// (at stop, or by dying), every child sees a hang-up and drains.
     lifeline_read: OwnedFd,
     lifeline_write: Option<OwnedFd>,
-    /// Live children and the address each serves: the parent's only
-    /// per-connection state.
+    /// Live children and the address each serves, and the count per
+    /// address: the parent's only per-connection state.
     children: HashMap<Pid, IpAddr>,
+    per_ip: HashMap<IpAddr, usize>,
     /// Descriptors a child must close: listeners, signal pipe, lifeline writer.
     parent_fds: Vec<RawFd>,
     /// Not accepting until then (after a resource error).
@@ -67,24 +105,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Installs the signal handlers and creates the lifeline. Call after
-    /// binding, with everything the children will inherit already open.
-    pub fn new(
-        config: Config,
-        listeners: Vec<Listener>,
-        access_log: AccessLog,
-    ) -> Result<Server, StartupError> {
+    /// Installs the signal handlers, opens the document root and creates
+    /// the lifeline. Call with everything the children inherit already open.
+    pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let signals = Signals::install(&SIGNALS).map_err(StartupError::Signals)?;
         let (lifeline_read, lifeline_write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Signals(e.into()))?;
+        let root = open_root(&setup.config)?;
         let mut server = Server {
-            config,
-            listeners,
+            config: setup.config,
+            overrides: setup.overrides,
+            listeners: setup.listeners,
+            socket_activated: setup.socket_activated,
             signals,
-            access_log,
+            access_log: setup.access_log,
+            drop_plan: setup.drop_plan,
+            notifier: setup.notifier,
+            root,
             lifeline_read,
             lifeline_write: Some(lifeline_write),
             children: HashMap::new(),
+            per_ip: HashMap::new(),
             parent_fds: Vec::new(),
             paused_until: None,
             cap_logged: None,
@@ -105,9 +146,11 @@ impl Server {
         fds
     }
 
-    /// Runs the accept loop until `SIGTERM` or `SIGINT`, then stops
-    /// gracefully. Returns an error only if `poll` itself fails.
+    /// Tells systemd (if it started us) that the server is ready, then runs
+    /// the accept loop until a stop signal. Returns an error only if `poll`
+    /// itself fails.
     pub fn run(mut self) -> Result<(), StartupError> {
+        self.notify("READY=1");
         loop {
             let accepting = self.accepting();
             let (signalled, ready) = self.wait(accepting)?;
@@ -115,8 +158,14 @@ impl Server {
                 for sig in self.signals.pending() {
                     match sig {
                         Signal::SIGCHLD => self.reap(),
+                        Signal::SIGHUP => self.reload(),
+                        Signal::SIGUSR1 => self.reopen_logs(),
+                        Signal::SIGQUIT => {
+                            self.stop(sig, Duration::ZERO);
+                            return Ok(());
+                        }
                         _ => {
-                            self.stop(sig);
+                            self.stop(sig, self.config.shutdown_grace);
                             return Ok(());
                         }
                     }
@@ -214,13 +263,25 @@ impl Server {
         }
     }
 
-    /// Forks a child to serve `stream`.
+    /// Forks a child to serve `stream`, unless its address already has
+    /// `max_children_per_ip` connections: then the parent answers `503`
+    /// itself, without forking, so one client cannot take every slot.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let limit = self.config.max_children_per_ip;
+        if limit > 0 && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit) {
+            log::debug!("{peer}: max_children_per_ip ({limit}) reached; answered 503");
+            if let Err(e) = refuse(stream, self.config.server_version) {
+                log::debug!("503 to {peer} not delivered: {e}");
+            }
+            return;
+        }
         match sys::fork() {
             Ok(Forked::Child) => {
                 let inherited = Inherited {
                     config: &self.config,
                     access_log: &self.access_log,
+                    root: self.root.as_fd(),
+                    drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
                     parent_fds: &self.parent_fds,
                 };
@@ -231,6 +292,7 @@ impl Server {
                 // connection would outlive the child that serves it.
                 drop(stream);
                 self.children.insert(pid, peer.ip());
+                *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
             }
             Err(e) => {
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
@@ -248,8 +310,8 @@ impl Server {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        self.children.remove(&pid);
+                    if let Some(ip) = status.pid().and_then(|pid| self.children.remove(&pid)) {
+                        self.forget_ip(ip);
                     }
                     match status {
                         WaitStatus::Exited(pid, code) if code != 0 => {
@@ -272,11 +334,120 @@ impl Server {
         }
     }
 
-    /// Graceful stop: close the listeners at once, hang up the lifeline so
-    /// children close after the response in flight, wait up to
-    /// `shutdown_grace` for them, then kill what is left.
-    fn stop(&mut self, sig: Signal) {
-        let grace = self.config.shutdown_grace;
+    fn forget_ip(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// `SIGHUP`: reads the config again. A bad config is logged and the
+    /// old one stays. A good one applies to connections accepted from now
+    /// on (existing children keep the one they were forked with): new root,
+    /// limits and timeouts, listeners rebound where the list changed. Log
+    /// files are reopened either way.
+    fn reload(&mut self) {
+        self.notify("RELOADING=1");
+        let source = self.config.source.clone();
+        log::info!(
+            "reloading configuration from {}",
+            source
+                .as_deref()
+                .map_or("built-in defaults".into(), |p| p.display().to_string())
+        );
+        match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
+            Ok(()) => log::info!("configuration reloaded"),
+            Err(e) => log::error!("reload failed: {e}; keeping the previous configuration"),
+        }
+        self.reopen_logs();
+        self.notify("READY=1");
+    }
+
+    fn apply_reload(&mut self, loaded: Result<Config, StartupError>) -> Result<(), StartupError> {
+        let config = loaded?;
+        let drop_plan = DropPlan::for_config(&config)?;
+        let root = open_root(&config)?;
+        let access_log = AccessLog::open(&config.access_log)?;
+        if self.socket_activated {
+            if config.listen != self.config.listen {
+                log::warn!(
+                    "listen addresses come from systemd socket activation; the changed list is ignored"
+                );
+            }
+        } else {
+            self.rebind(&config);
+        }
+        self.config = config;
+        self.drop_plan = drop_plan;
+        self.root = root;
+        self.access_log = access_log;
+        self.parent_fds = self.collect_parent_fds();
+        Ok(())
+    }
+
+    /// Makes the listeners match `config.listen`: a listener whose address
+    /// is still listed is kept (its backlog updated), a new address is
+    /// bound, a dropped one is closed. An address that cannot be bound is
+    /// logged and skipped, never fatal; if nothing at all is left, the old
+    /// listeners stay.
+    fn rebind(&mut self, config: &Config) {
+        let mut old = std::mem::take(&mut self.listeners);
+        let mut new = Vec::new();
+        for spec in &config.listen {
+            let kept: Vec<Listener> = old
+                .extract_if(.., |l| l.spec.as_deref() == Some(spec.as_str()))
+                .collect();
+            if !kept.is_empty() {
+                for l in &kept {
+                    if let Err(e) = Backlog::new(config.backlog).and_then(|b| listen(&l.socket, b))
+                    {
+                        log::warn!("cannot update the backlog of {}: {e}", l.addr);
+                    }
+                }
+                new.extend(kept);
+                continue;
+            }
+            match listener::bind_spec(spec, config.backlog) {
+                Ok(bound) => {
+                    for l in &bound {
+                        log::info!("listening on {}", l.addr);
+                    }
+                    new.extend(bound);
+                }
+                Err(e) => log::error!("{e}; continuing without it"),
+            }
+        }
+        if new.is_empty() {
+            log::error!("no listen address could be bound; keeping the previous listeners");
+            self.listeners = old;
+            return;
+        }
+        for l in &old {
+            log::info!("no longer listening on {}", l.addr);
+        }
+        self.listeners = new;
+    }
+
+    /// `SIGUSR1` (and every reload): reopens the access log by its path, so
+    /// that after logrotate renames the file new lines go to a new one.
+    /// On failure the old file stays in use.
+    fn reopen_logs(&mut self) {
+        match AccessLog::open(&self.config.access_log) {
+            Ok(log) => {
+                self.access_log = log;
+                log::info!("reopened log files");
+            }
+            Err(e) => log::error!("{e}; still writing to the previous access log"),
+        }
+    }
+
+    /// Stops: close the listeners at once, hang up the lifeline so children
+    /// close after the response in flight, wait up to `grace` for them
+    /// (zero: a fast stop), then kill what is left.
+    fn stop(&mut self, sig: Signal, grace: Duration) {
+        self.notify("STOPPING=1");
         log::info!(
             "{sig}: stopping; {} connections get up to {grace:?} to finish",
             self.children.len()
@@ -298,30 +469,55 @@ impl Server {
                     break;
                 }
             }
-            self.signals.pending();
+            if self.signals.pending().contains(&Signal::SIGQUIT) {
+                log::info!("SIGQUIT: not waiting any longer");
+                break;
+            }
             self.reap();
         }
         self.kill_children();
         log::info!("stopped");
     }
 
-    /// Kills every remaining child and waits for each: after `SIGKILL` the
-    /// wait is bounded by the kernel tearing the process down.
+    /// Kills every remaining child and waits for those it could signal:
+    /// after `SIGKILL` that wait is bounded by the kernel tearing the
+    /// process down. A child it may not signal (a parent without
+    /// `CAP_KILL`, children running as another user) dies with the parent
+    /// anyway, through the parent-death signal it set (`child.rs`).
     fn kill_children(&mut self) {
         if self.children.is_empty() {
             return;
         }
         log::warn!("killing {} children still running", self.children.len());
-        for (&pid, _) in self.children.iter() {
-            if let Err(e) = kill(pid, Signal::SIGKILL) {
-                log::warn!("kill {pid}: {e}");
+        for (pid, _) in std::mem::take(&mut self.children) {
+            match kill(pid, Signal::SIGKILL) {
+                // EINTR is the only error worth retrying; ECHILD means already gone.
+                Ok(()) => while let Err(Errno::EINTR) = waitpid(pid, None) {},
+                Err(e) => log::warn!("kill {pid}: {e}; it ends when this process exits"),
             }
         }
-        for (pid, _) in self.children.drain() {
-            // EINTR is the only error worth retrying; ECHILD means already gone.
-            while let Err(Errno::EINTR) = waitpid(pid, None) {}
+        self.per_ip.clear();
+    }
+
+    fn notify(&self, state: &str) {
+        if let Some(n) = &self.notifier {
+            n.notify(state);
         }
     }
+}
+
+/// Opens the document root for children to resolve paths beneath.
+/// `O_PATH`: the descriptor grants lookups, not reads, of the directory.
+fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
+    open(
+        &config.root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StartupError::Root {
+        path: config.root.clone(),
+        source: e.into(),
+    })
 }
 
 /// The parent's own answer when it cannot fork: a best-effort `503`,

@@ -1,10 +1,13 @@
 //! The only module with `unsafe` code: `fork`, setting a signal disposition,
-//! and `_exit`. Each block is one call long and says why it is sound.
+//! `_exit`, and adopting an inherited descriptor. Each block is one call
+//! long and says why it is sound.
 //!
-//! Runs in: parent (`fork`) and child (the rest).
+//! Runs in: parent (`fork`, adopting descriptors) and child (the rest).
 #![allow(unsafe_code)]
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
 use nix::unistd::{ForkResult, Pid};
 
 /// Which side of a `fork` this process is on.
@@ -58,4 +61,19 @@ pub fn exit_child(code: i32) -> ! {
     // SAFETY: `_exit` takes no pointers and cannot fail; skipping the
     // destructors is the point.
     unsafe { libc::_exit(code) }
+}
+
+/// Takes ownership of descriptor `fd`, which this process inherited from
+/// whoever started it (systemd socket activation). Returns `EBADF` if it is
+/// not open.
+pub fn adopt_inherited_fd(fd: RawFd) -> nix::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; any integer is a
+    // valid argument and an unused one yields EBADF.
+    nix::errno::Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the descriptor is open (F_GETFD just succeeded) and nothing
+    // else in this process owns it: the socket-activation protocol hands
+    // fds 3.. to the process named by LISTEN_PID, and the caller adopts each
+    // one exactly once, before any other descriptor is opened that could
+    // share the number.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -1,0 +1,134 @@
+//! Who serves requests: the account lookup (parent, when the config is
+//! read) and the drop from root to that account (child, before it reads a
+//! single byte from the client).
+//!
+//! Runs in: parent (`Identity::lookup`, `DropPlan::for_config`) and child
+//! (`DropPlan::apply`).
+//!
+//! The parent keeps root, as Apache's does, so that a reload can bind new
+//! ports below 1024 and reopen root-owned log files; it never parses client
+//! input. Each child gives root up for good, in the order the classic
+//! servers agree on: optional `chroot` + `chdir("/")`, then `setgroups`,
+//! `setgid`, and `setuid` last, and then checks that root cannot be regained.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::unistd::{Gid, Group, Uid, User, chdir, chroot, geteuid, setgid, setgroups, setuid};
+
+use crate::config::Config;
+use crate::error::StartupError;
+
+/// A resolved account: the user name and the uid and gid it stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The user name as configured.
+    pub user: String,
+    /// Its uid.
+    pub uid: Uid,
+    /// The configured group's gid, or the user's primary group.
+    pub gid: Gid,
+}
+
+impl Identity {
+    /// Looks up `user` and `group` ("" = the user's primary group) in the
+    /// system's account database. Returns the config key at fault and why.
+    pub fn lookup(user: &str, group: &str) -> Result<Identity, (&'static str, String)> {
+        let u = User::from_name(user)
+            .map_err(|e| ("user", format!("cannot look up {user:?}: {e}")))?
+            .ok_or_else(|| ("user", format!("names no existing user: {user:?}")))?;
+        let gid = if group.is_empty() {
+            u.gid
+        } else {
+            Group::from_name(group)
+                .map_err(|e| ("group", format!("cannot look up {group:?}: {e}")))?
+                .ok_or_else(|| ("group", format!("names no existing group: {group:?}")))?
+                .gid
+        };
+        Ok(Identity {
+            user: user.to_string(),
+            uid: u.uid,
+            gid,
+        })
+    }
+}
+
+/// What a child does to give up root, decided once in the parent.
+#[derive(Clone, Debug)]
+pub struct DropPlan {
+    /// The account to become.
+    pub identity: Identity,
+    /// The directory to `chroot` into first, if any.
+    pub chroot: Option<PathBuf>,
+}
+
+/// Why a child could not give up root. The child exits without serving.
+#[derive(Debug)]
+pub enum DropError {
+    /// `chroot` or the `chdir("/")` after it failed.
+    Chroot(Errno),
+    /// `setgroups` failed.
+    SetGroups(Errno),
+    /// `setgid` failed.
+    SetGid(Errno),
+    /// `setuid` failed.
+    SetUid(Errno),
+    /// After the drop, `setuid(0)` succeeded: the drop did not take.
+    RootRegained,
+}
+
+impl fmt::Display for DropError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropError::Chroot(e) => write!(f, "chroot: {e}"),
+            DropError::SetGroups(e) => write!(f, "setgroups: {e}"),
+            DropError::SetGid(e) => write!(f, "setgid: {e}"),
+            DropError::SetUid(e) => write!(f, "setuid: {e}"),
+            DropError::RootRegained => {
+                write!(f, "root could be regained after dropping privileges")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DropError {}
+
+impl DropPlan {
+    /// The plan for `config` in this process: `None` when not running as
+    /// root (there is nothing to give up, and `user`, `group` and `chroot`
+    /// do not apply). Refuses a plan that would serve as root unless
+    /// `allow_root` says so.
+    pub fn for_config(config: &Config) -> Result<Option<DropPlan>, StartupError> {
+        if !geteuid().is_root() {
+            return Ok(None);
+        }
+        if config.identity.uid.is_root() && !config.allow_root {
+            return Err(StartupError::Config(format!(
+                "refusing to serve requests as root (user {:?}): set `user` to an unprivileged account, \
+                 or set allow_root = true",
+                config.identity.user
+            )));
+        }
+        Ok(Some(DropPlan {
+            identity: config.identity.clone(),
+            chroot: config.chroot.then(|| config.root.clone()),
+        }))
+    }
+
+    /// Gives up root in this (child) process, for good.
+    pub fn apply(&self) -> Result<(), DropError> {
+        if let Some(dir) = &self.chroot {
+            chroot(dir).map_err(DropError::Chroot)?;
+            chdir("/").map_err(DropError::Chroot)?;
+        }
+        let id = &self.identity;
+        setgroups(&[id.gid]).map_err(DropError::SetGroups)?;
+        setgid(id.gid).map_err(DropError::SetGid)?;
+        setuid(id.uid).map_err(DropError::SetUid)?;
+        if !id.uid.is_root() && setuid(Uid::from_raw(0)).is_ok() {
+            return Err(DropError::RootRegained);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Path traversal and symlink containment.
+//!
+//! Layout: `<tmp>/secret.txt` ("TOPSECRET") beside the docroot `<tmp>/root`.
+//! Requests are sent as raw bytes so no client-side normalisation happens.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::common::*;
+
+const SECRET: &[u8] = b"TOPSECRET";
+
+fn setup() -> TestServer {
+    let s = TestServer::start();
+    fs::write(s.base().join("secret.txt"), b"TOPSECRET\n").unwrap();
+    s.write_file("a.txt", b"inside a");
+    s.write_file("sub/b.txt", b"inside sub/b");
+    s.symlink(s.base().join("secret.txt"), "link.txt");
+    s.symlink(s.base(), "linkdir");
+    s.symlink(s.root().join("a.txt"), "alias.txt");
+    s.symlink("a.txt", "rel-alias.txt");
+    s.symlink("sub", "sublink");
+    s
+}
+
+/// Send `GET <target>` raw on a fresh connection; return the status and every
+/// byte received until the server closed.
+fn probe(s: &TestServer, target: &[u8]) -> (u16, Vec<u8>) {
+    let mut req = b"GET ".to_vec();
+    req.extend_from_slice(target);
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut c = s.connect();
+    c.send_lossy(&req);
+    let r = c.read_response();
+    let (_, closed) = c.read_until_close(Duration::from_secs(10));
+    assert!(
+        closed.is_some(),
+        "no close after Connection: close for {:?}",
+        String::from_utf8_lossy(target)
+    );
+    (r.status, c.received().to_vec())
+}
+
+/// Check each (target, expected status); report all mismatches at once.
+fn check_cases(s: &TestServer, cases: &[(&str, u16)]) {
+    let mut failures = Vec::new();
+    for (target, want) in cases {
+        let (status, raw) = probe(s, target.as_bytes());
+        if contains(&raw, SECRET) {
+            failures.push(format!("{target}: LEAKED the secret (status {status})"));
+        } else if status == 200 {
+            failures.push(format!("{target}: status 200 (expected {want})"));
+        } else if status != *want {
+            failures.push(format!("{target}: status {status}, expected {want}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "traversal failures:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn positive_controls_are_served() {
+    let s = setup();
+    assert_eq!(
+        fs::read(s.base().join("secret.txt")).unwrap(),
+        b"TOPSECRET\n"
+    );
+    for (p, body) in [
+        ("/a.txt", &b"inside a"[..]),
+        ("/sub/b.txt", b"inside sub/b"),
+    ] {
+        let r = s.get(p);
+        assert_eq!(r.status, 200, "{p}");
+        assert_eq!(r.body, body, "{p}");
+    }
+}
+
+#[test]
+fn dotdot_above_root_is_400() {
+    let s = setup();
+    check_cases(
+        &s,
+        &[
+            ("/../secret.txt", 400),
+            ("/%2e%2e/secret.txt", 400),
+            ("/%2E%2E/secret.txt", 400),
+            ("/.%2e/secret.txt", 400),
+            ("/sub/../../secret.txt", 400),
+            ("/sub/%2e%2e/%2e%2e/secret.txt", 400),
+            ("/..", 400),
+            ("/../", 400),
+            ("http://localhost/../secret.txt", 400),
+        ],
+    );
+}
+
+#[test]
+fn encoded_slash_is_400() {
+    let s = setup();
+    check_cases(
+        &s,
+        &[
+            ("/%2e%2e%2fsecret.txt", 400),
+            ("/..%2fsecret.txt", 400),
+            ("/..%2Fsecret.txt", 400),
+            ("/sub/..%2f..%2fsecret.txt", 400),
+            // Even an innocent encoded slash is rejected.
+            ("/sub%2fb.txt", 400),
+        ],
+    );
+}
+
+#[test]
+fn encoded_nul_is_400() {
+    let s = setup();
+    check_cases(&s, &[("/a.txt%00.html", 400), ("/a.txt%00", 400)]);
+}
+
+#[test]
+fn backslash_is_400() {
+    let s = setup();
+    check_cases(
+        &s,
+        &[
+            ("/..%5csecret.txt", 400),
+            ("/..%5Csecret.txt", 400),
+            ("/sub%5c..%5c..%5csecret.txt", 400),
+            ("/..\\secret.txt", 400),
+        ],
+    );
+}
+
+#[test]
+fn double_encoding_is_not_decoded_twice() {
+    let s = setup();
+    check_cases(
+        &s,
+        &[
+            ("/%252e%252e/secret.txt", 404),
+            ("/%252e%252e%252fsecret.txt", 404),
+        ],
+    );
+}
+
+#[test]
+fn double_slash_does_not_escape_root() {
+    let s = setup();
+    for target in ["//etc/passwd", "///etc/passwd", "/sub//../../etc/passwd"] {
+        let (status, raw) = probe(&s, target.as_bytes());
+        assert!(!contains(&raw, b"root:"), "{target} served /etc/passwd");
+        assert!(!contains(&raw, SECRET), "{target} leaked");
+        assert_ne!(status, 200, "{target}");
+        assert!(
+            status == 404 || status == 400,
+            "{target}: expected 404 (or 400), got {status}"
+        );
+    }
+}
+
+#[test]
+fn symlink_out_of_root_is_403() {
+    let s = setup();
+    check_cases(
+        &s,
+        &[
+            ("/link.txt", 403),
+            ("/linkdir/secret.txt", 403),
+            ("/linkdir/", 403),
+        ],
+    );
+}
+
+#[test]
+fn symlink_inside_root_is_served() {
+    let s = setup();
+    for p in ["/alias.txt", "/rel-alias.txt"] {
+        let r = s.get(p);
+        assert_eq!(r.status, 200, "{p}");
+        assert_eq!(r.body, b"inside a", "{p}");
+    }
+    let r = s.get("/sublink/b.txt");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"inside sub/b");
+}

@@ -1,0 +1,20 @@
+//! Integration tests for forkhttpd.
+//!
+//! Everything is compiled into this single test binary: the harness lives in
+//! `tests/common/` and the test modules in `tests/suite/` (subdirectories are
+//! not auto-discovered by cargo, so no extra test binaries are produced).
+
+mod common;
+
+#[path = "suite/concurrency.rs"]
+mod concurrency;
+#[path = "suite/http.rs"]
+mod http;
+#[path = "suite/keepalive.rs"]
+mod keepalive;
+#[path = "suite/limits.rs"]
+mod limits;
+#[path = "suite/logging.rs"]
+mod logging;
+#[path = "suite/traversal.rs"]
+mod traversal;
