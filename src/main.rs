@@ -133,7 +133,7 @@ fn start(
         ),
     };
     log::info!(
-        "forkhttpd {} started: pid {}, listening on {}{}; root {}; {who}",
+        "forkhttpd {} started: pid {}, serving {}{}; root {}; {who}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         addrs.join(", "),
