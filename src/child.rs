@@ -82,17 +82,10 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
     }
     guard_against_orphaning(parent);
     let chrooted = inherited.drop_plan.is_some_and(|p| p.chroot.is_some());
-    let root_path = if chrooted {
-        Path::new("/")
-    } else {
-        inherited.config.root.as_path()
-    };
+    let root_path = if chrooted { Path::new("/") } else { inherited.config.root.as_path() };
     let ctx = Context {
         config: inherited.config,
-        root: Root {
-            fd: inherited.root,
-            path: root_path,
-        },
+        root: Root { fd: inherited.root, path: root_path },
         access_log: inherited.access_log,
         lifeline: Some(inherited.lifeline),
     };

@@ -37,9 +37,6 @@ pub struct Args {
 impl Args {
     /// The values that override the config file.
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            root: self.root.clone(),
-        }
+        Overrides { listen: self.listen.clone(), root: self.root.clone() }
     }
 }

@@ -205,15 +205,10 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
         let (raw, text) = match path {
             Some(p) => {
-                let text = fs::read_to_string(p).map_err(|e| {
-                    StartupError::Config(format!("cannot read {}: {e}", p.display()))
-                })?;
+                let text = fs::read_to_string(p)
+                    .map_err(|e| StartupError::Config(format!("cannot read {}: {e}", p.display())))?;
                 let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-                    StartupError::Config(format!(
-                        "{}: {}",
-                        p.display(),
-                        describe_toml_error(&e, &text)
-                    ))
+                    StartupError::Config(format!("{}: {}", p.display(), describe_toml_error(&e, &text)))
                 })?;
                 (raw, text)
             }
@@ -230,15 +225,20 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     std::path::absolute(path)
 }
 
-/// Turns a `toml` error into one line: "line N, key K: what".
+/// Turns a `toml` error into one line: "line N, key `K`: what".
 fn describe_toml_error(err: &toml::de::Error, text: &str) -> String {
-    let line = err
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     let msg = err.message().trim();
-    match line {
-        Some(l) => format!("line {l}: {msg}"),
-        None => msg.to_string(),
+    let Some(span) = err.span() else {
+        return msg.to_string();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() && !key.trim_start().starts_with('[') => {
+            format!("line {line_no}, key `{}`: {msg}", key.trim())
+        }
+        _ => format!("line {line_no}: {msg}"),
     }
 }
 
@@ -250,20 +250,12 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
-        let listen = if ov.listen.is_empty() {
-            raw.listen
-        } else {
-            ov.listen.clone()
-        };
+        let listen = if ov.listen.is_empty() { raw.listen } else { ov.listen.clone() };
         if listen.is_empty() {
             return Err(self.error("listen", "needs at least one address"));
         }
         for addr in &listen {
-            if addr
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
-            {
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
                 return Err(self.error("listen", &format!("{addr:?} is not HOST:PORT")));
             }
         }
@@ -273,10 +265,8 @@ impl Checker<'_> {
             .ok_or_else(|| self.error("backlog", "must be a positive integer"))?;
 
         let root_given = ov.root.clone().unwrap_or(raw.root);
-        let root = fs::canonicalize(&root_given).map_err(|source| StartupError::Root {
-            path: root_given.clone(),
-            source,
-        })?;
+        let root = fs::canonicalize(&root_given)
+            .map_err(|source| StartupError::Root { path: root_given.clone(), source })?;
         if !root.is_dir() {
             return Err(StartupError::Root {
                 path: root_given,
@@ -284,29 +274,18 @@ impl Checker<'_> {
             });
         }
 
-        if raw
-            .index
-            .iter()
-            .any(|n| n.is_empty() || n.contains('/') || n.starts_with('.'))
-        {
-            return Err(self.error(
-                "index",
-                "names must be plain file names (no '/', no leading '.')",
-            ));
+        if raw.index.iter().any(|n| n.is_empty() || n.contains('/') || n.starts_with('.')) {
+            return Err(self.error("index", "names must be plain file names (no '/', no leading '.')"));
         }
-        let identity = Identity::lookup(&raw.user, &raw.group)
-            .map_err(|(key, what)| self.error(key, &what))?;
+        let identity =
+            Identity::lookup(&raw.user, &raw.group).map_err(|(key, what)| self.error(key, &what))?;
         let pid_file = if raw.pid_file.as_os_str().is_empty() {
             None
         } else {
             Some(absolute(&raw.pid_file).map_err(|e| self.error("pid_file", &e.to_string()))?)
         };
-        let max_children_per_ip = usize::try_from(raw.max_children_per_ip).map_err(|_| {
-            self.error(
-                "max_children_per_ip",
-                "must be 0 (no limit) or a positive integer",
-            )
-        })?;
+        let max_children_per_ip = usize::try_from(raw.max_children_per_ip)
+            .map_err(|_| self.error("max_children_per_ip", "must be 0 (no limit) or a positive integer"))?;
         let max_children = usize::try_from(raw.max_children)
             .ok()
             .filter(|n| *n > 0)
@@ -317,18 +296,13 @@ impl Checker<'_> {
             .ok_or_else(|| {
                 self.error(
                     "max_header_bytes",
-                    &format!(
-                        "must be between {} and {}",
-                        HEADER_BYTES_RANGE.0, HEADER_BYTES_RANGE.1
-                    ),
+                    &format!("must be between {} and {}", HEADER_BYTES_RANGE.0, HEADER_BYTES_RANGE.1),
                 )
             })?;
         let max_requests_per_connection = u32::try_from(raw.max_requests_per_connection)
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                self.error("max_requests_per_connection", "must be a positive integer")
-            })?;
+            .ok_or_else(|| self.error("max_requests_per_connection", "must be a positive integer"))?;
 
         let access_log = match raw.access_log.as_str() {
             "stderr" => AccessLogTarget::Stderr,
@@ -349,11 +323,7 @@ impl Checker<'_> {
         };
 
         Ok(Config {
-            source: self
-                .path
-                .map(absolute)
-                .transpose()
-                .map_err(|e| StartupError::Config(e.to_string()))?,
+            source: self.path.map(absolute).transpose().map_err(|e| StartupError::Config(e.to_string()))?,
             listen,
             backlog,
             root,
@@ -379,10 +349,9 @@ impl Checker<'_> {
     fn seconds(&self, key: &str, value: Seconds) -> Result<Duration, StartupError> {
         let secs = value.as_f64();
         if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-            return Err(self.error(
-                key,
-                &format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} seconds"),
-            ));
+            return Err(
+                self.error(key, &format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} seconds"))
+            );
         }
         Ok(Duration::from_secs_f64(secs))
     }
@@ -402,9 +371,7 @@ impl Checker<'_> {
         self.text
             .lines()
             .position(|l| {
-                l.trim_start()
-                    .strip_prefix(key)
-                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+                l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
             })
             .map(|i| i + 1)
     }
@@ -416,11 +383,7 @@ mod tests {
     use std::io::Write;
 
     fn load_str(text: &str) -> Result<Config, StartupError> {
-        let dir = std::env::temp_dir().join(format!(
-            "forkhttpd-cfg-{}-{}",
-            std::process::id(),
-            text.len()
-        ));
+        let dir = std::env::temp_dir().join(format!("forkhttpd-cfg-{}-{}", std::process::id(), text.len()));
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         let mut f = fs::File::create(&file).unwrap();
@@ -442,18 +405,14 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let e = load_str("backlog = 5\nbogus = 1\n")
-            .unwrap_err()
-            .to_string();
+        let e = load_str("backlog = 5\nbogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("bogus") && e.contains("line 3"), "{e}");
     }
 
     #[test]
-    fn wrong_type_names_line() {
-        let e = load_str("max_children = \"many\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 2"), "{e}");
+    fn wrong_type_names_key_and_line() {
+        let e = load_str("max_children = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("max_children"), "{e}");
     }
 
     #[test]

@@ -97,9 +97,7 @@ impl Conn<'_> {
     /// Answers a head we could not accept, then closes (lingering, since
     /// the client may still be sending).
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
-        let bytes = self
-            .writer
-            .page(&mut self.out, status, None, Connection::Close, false);
+        let bytes = self.writer.page(&mut self.out, status, None, Connection::Close, false);
         self.client.send(&self.out, false)?;
         self.log(request_line, None, status, bytes);
         self.client.finish(true);
@@ -151,12 +149,7 @@ impl Conn<'_> {
                         if with_body {
                             self.client.send_file(&body.file, 0, len)?;
                         }
-                        self.log(
-                            request_line,
-                            Some(req),
-                            Status::Ok,
-                            if with_body { len } else { 0 },
-                        );
+                        self.log(request_line, Some(req), Status::Ok, if with_body { len } else { 0 });
                         return Ok(keep);
                     }
                     Ok(Found::Redirect(loc)) => (Status::MovedPermanently, Some(loc)),
@@ -167,13 +160,7 @@ impl Conn<'_> {
         // A malformed request says the client and we disagree on framing: close.
         let keep = keep && status != Status::BadRequest;
         let connection = connection_header(req, keep);
-        let bytes = self.writer.page(
-            &mut self.out,
-            status,
-            location.as_deref(),
-            connection,
-            head_only,
-        );
+        let bytes = self.writer.page(&mut self.out, status, location.as_deref(), connection, head_only);
         self.client.send(&self.out, false)?;
         self.log(request_line, Some(req), status, bytes);
         Ok(keep)
@@ -203,10 +190,7 @@ fn connection_header(req: &Request<'_>, keep: bool) -> Connection {
 
 /// The request line at the start of `bytes`, without its line end.
 fn first_line(bytes: &[u8]) -> &[u8] {
-    let end = bytes
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(bytes.len());
+    let end = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
     &bytes[..end]
 }
 
@@ -233,23 +217,13 @@ struct Input<'a> {
 
 impl<'a> Input<'a> {
     fn new(max_header_bytes: usize, lifeline: Option<BorrowedFd<'a>>) -> Self {
-        Input {
-            buf: vec![0; max_header_bytes],
-            filled: 0,
-            lifeline,
-            draining: false,
-        }
+        Input { buf: vec![0; max_header_bytes], filled: 0, lifeline, draining: false }
     }
 
     /// Waits for a complete head. Before its first byte the wait is bounded
     /// by `idle`; from the first byte the whole head must arrive within
     /// `header_timeout`.
-    fn next_head(
-        &mut self,
-        client: &Client,
-        idle: Duration,
-        header_timeout: Duration,
-    ) -> io::Result<Next> {
+    fn next_head(&mut self, client: &Client, idle: Duration, header_timeout: Duration) -> io::Result<Next> {
         let mut started = self.filled > 0;
         let mut deadline = Instant::now() + if started { header_timeout } else { idle };
         loop {

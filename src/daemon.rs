@@ -41,10 +41,7 @@ impl PidFile {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
-                return Err(StartupError::Daemon(format!(
-                    "pid file {}: {e}",
-                    path.display()
-                )));
+                return Err(StartupError::Daemon(format!("pid file {}: {e}", path.display())));
             }
         };
         let Ok(pid) = text.trim().parse::<u32>() else {
@@ -67,24 +64,14 @@ impl PidFile {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{pid}.tmp"));
         let tmp = PathBuf::from(tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(fail)?;
-        let written = f
-            .write_all(format!("{pid}\n").as_bytes())
-            .and_then(|()| f.sync_all());
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).map_err(fail)?;
+        let written = f.write_all(format!("{pid}\n").as_bytes()).and_then(|()| f.sync_all());
         if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
             // Best effort: the temporary file is ours and useless now.
             let _ = fs::remove_file(&tmp);
             return Err(fail(e));
         }
-        Ok(PidFile {
-            path: path.to_path_buf(),
-            pid,
-        })
+        Ok(PidFile { path: path.to_path_buf(), pid })
     }
 }
 
@@ -131,8 +118,7 @@ impl Detached {
 /// mount busy), `umask(027)`, and stdin, stdout and stderr to `/dev/null`.
 /// Returns only in the daemon.
 pub fn detach() -> Result<Detached, StartupError> {
-    let fail =
-        |what: &str, e: nix::Error| StartupError::Daemon(format!("cannot detach: {what}: {e}"));
+    let fail = |what: &str, e: nix::Error| StartupError::Daemon(format!("cannot detach: {what}: {e}"));
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| fail("pipe", e))?;
     match sys::fork().map_err(|e| fail("fork", e))? {
         Forked::Parent(child) => {
@@ -155,19 +141,11 @@ pub fn detach() -> Result<Detached, StartupError> {
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| {
-            fail(
-                "/dev/null",
-                e.raw_os_error()
-                    .map_or(nix::Error::EIO, nix::Error::from_raw),
-            )
-        })?;
+        .map_err(|e| fail("/dev/null", e.raw_os_error().map_or(nix::Error::EIO, nix::Error::from_raw)))?;
     dup2_stdin(&null).map_err(|e| fail("stdin", e))?;
     dup2_stdout(&null).map_err(|e| fail("stdout", e))?;
     dup2_stderr(&null).map_err(|e| fail("stderr", e))?;
-    Ok(Detached {
-        report: File::from(write_end),
-    })
+    Ok(Detached { report: File::from(write_end) })
 }
 
 /// In the starter: waits for the daemon's report. Returns the exit code.

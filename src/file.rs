@@ -83,10 +83,7 @@ fn open_beneath(root: Root<'_>, rel: &Path) -> Result<(File, Metadata), Status> 
         Err(Errno::EXDEV) => {
             let real = fs::canonicalize(root.path.join(rel)).map_err(|e| Status::from_io(&e))?;
             let Ok(inside) = real.strip_prefix(root.path) else {
-                log::warn!(
-                    "refused /{}: it resolves outside the document root",
-                    rel.display()
-                );
+                log::warn!("refused /{}: it resolves outside the document root", rel.display());
                 return Err(Status::Forbidden);
             };
             openat_beneath(root.fd, inside)
@@ -98,15 +95,17 @@ fn open_beneath(root: Root<'_>, rel: &Path) -> Result<(File, Metadata), Status> 
     Ok((file, meta))
 }
 
+/// Checks that `openat2` with `RESOLVE_BENEATH` works here (Linux 5.6 or
+/// later, and not filtered) by opening the root itself through it.
+pub fn probe(root: BorrowedFd<'_>) -> Result<(), Errno> {
+    openat_beneath(root, Path::new("")).map(drop)
+}
+
 /// `openat2` beneath `root`, read-only, also with `RESOLVE_NO_MAGICLINKS`
 /// (no `/proc/self/fd` tricks) and `O_NONBLOCK` (a FIFO would otherwise
 /// hang the child in `open`).
 fn openat_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<File, Errno> {
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -117,9 +116,5 @@ fn regular(file: File, meta: Metadata, name: &[u8]) -> Result<Found, Status> {
     if !meta.is_file() {
         return Err(Status::Forbidden);
     }
-    Ok(Found::File(Body {
-        file,
-        meta,
-        content_type: mime::content_type(name),
-    }))
+    Ok(Found::File(Body { file, meta, content_type: mime::content_type(name) }))
 }

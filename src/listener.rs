@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen,
-    setsockopt, socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen, setsockopt,
+    socket, sockopt,
 };
 
 use crate::error::StartupError;
@@ -47,20 +47,13 @@ pub fn bind_all(specs: &[String], backlog: i32) -> Result<Vec<Listener>, Startup
 
 /// Resolves one configured address and binds every address it yields.
 pub fn bind_spec(spec: &str, backlog: i32) -> Result<Vec<Listener>, StartupError> {
-    resolve(spec)?
-        .into_iter()
-        .map(|addr| bind_spec_addr(spec, addr, backlog))
-        .collect()
+    resolve(spec)?.into_iter().map(|addr| bind_spec_addr(spec, addr, backlog)).collect()
 }
 
 /// The distinct socket addresses `spec` resolves to.
 pub fn resolve(spec: &str) -> Result<Vec<SocketAddr>, StartupError> {
-    let resolved = spec
-        .to_socket_addrs()
-        .map_err(|source| StartupError::Resolve {
-            addr: spec.to_string(),
-            source,
-        })?;
+    let resolved =
+        spec.to_socket_addrs().map_err(|source| StartupError::Resolve { addr: spec.to_string(), source })?;
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for a in resolved {
         if !addrs.contains(&a) {
@@ -71,10 +64,8 @@ pub fn resolve(spec: &str) -> Result<Vec<SocketAddr>, StartupError> {
 }
 
 fn bind_spec_addr(spec: &str, addr: SocketAddr, backlog: i32) -> Result<Listener, StartupError> {
-    let mut l = bind_one(addr, backlog).map_err(|source| StartupError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let mut l =
+        bind_one(addr, backlog).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?;
     l.spec = Some(spec.to_string());
     Ok(l)
 }
@@ -85,17 +76,9 @@ fn bind_spec_addr(spec: &str, addr: SocketAddr, backlog: i32) -> Result<Listener
 /// IPv6 `IPV6_V6ONLY` set, so `[::]` never silently takes IPv4 as well and
 /// conflicts with a separate `0.0.0.0` listener on some systems but not others.
 pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
-    let family = if addr.is_ipv6() {
-        AddressFamily::Inet6
-    } else {
-        AddressFamily::Inet
-    };
-    let fd: OwnedFd = socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )?;
+    let family = if addr.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let fd: OwnedFd =
+        socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if addr.is_ipv6() {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
@@ -104,11 +87,7 @@ pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
     listen(&fd, Backlog::new(backlog)?)?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr()?;
-    Ok(Listener {
-        socket,
-        addr,
-        spec: None,
-    })
+    Ok(Listener { socket, addr, spec: None })
 }
 
 /// Most descriptors accepted from systemd; more is a misconfiguration.
@@ -121,10 +100,7 @@ const FIRST_INHERITED_FD: RawFd = 3;
 /// onward). Returns `None` when the variables are absent or meant for
 /// another process: then the server binds its own.
 pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
-    let (Some(pid), Some(count)) = (
-        std::env::var_os("LISTEN_PID"),
-        std::env::var_os("LISTEN_FDS"),
-    ) else {
+    let (Some(pid), Some(count)) = (std::env::var_os("LISTEN_PID"), std::env::var_os("LISTEN_FDS")) else {
         return Ok(None);
     };
     if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
@@ -135,11 +111,7 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
         .to_str()
         .and_then(|c| c.parse().ok())
         .filter(|c| (1..=MAX_INHERITED).contains(c))
-        .ok_or_else(|| {
-            bad(format!(
-                "LISTEN_FDS={count:?} is not a count from 1 to {MAX_INHERITED}"
-            ))
-        })?;
+        .ok_or_else(|| bad(format!("LISTEN_FDS={count:?} is not a count from 1 to {MAX_INHERITED}")))?;
     (0..count)
         .map(|i| {
             let fd = FIRST_INHERITED_FD + i as RawFd;
@@ -153,21 +125,60 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
 /// non-blocking and close-on-exec like the sockets we bind ourselves.
 fn adopt(fd: RawFd) -> io::Result<Listener> {
     let owned = sys::adopt_inherited_fd(fd)?;
-    if getsockopt(&owned, sockopt::SockType)? != SockType::Stream
-        || !getsockopt(&owned, sockopt::AcceptConn)?
+    if getsockopt(&owned, sockopt::SockType)? != SockType::Stream || !getsockopt(&owned, sockopt::AcceptConn)?
     {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a listening stream socket",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a listening stream socket"));
     }
     fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     let socket = TcpListener::from(owned);
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
-    Ok(Listener {
-        socket,
-        addr,
-        spec: None,
-    })
+    Ok(Listener { socket, addr, spec: None })
+}
+
+/// For a reload: the listeners `specs` asks for, reusing `old` ones where
+/// possible. A listener is kept when its spec is spelled the same (so
+/// `127.0.0.1:0` keeps its port) or when a spec resolves to the very address
+/// it is bound to; its backlog is updated. Other addresses are bound anew;
+/// one that cannot be is logged and skipped, never fatal. Returns the new
+/// list and the old listeners no spec asked for any more.
+pub fn rebind(mut old: Vec<Listener>, specs: &[String], backlog: i32) -> (Vec<Listener>, Vec<Listener>) {
+    let mut new: Vec<Listener> = Vec::new();
+    for spec in specs {
+        let mut kept: Vec<Listener> =
+            old.extract_if(.., |l| l.spec.as_deref() == Some(spec.as_str())).collect();
+        if kept.is_empty() {
+            let addrs = match resolve(spec) {
+                Ok(a) => a,
+                Err(e) => {
+                    log::error!("{e}; continuing without it");
+                    continue;
+                }
+            };
+            for addr in addrs {
+                if new.iter().chain(&kept).any(|l| l.addr == addr) {
+                    continue;
+                }
+                if let Some(i) = old.iter().position(|l| l.addr == addr) {
+                    kept.push(old.remove(i));
+                    continue;
+                }
+                match bind_spec_addr(spec, addr, backlog) {
+                    Ok(l) => {
+                        log::info!("listening on {}", l.addr);
+                        new.push(l);
+                    }
+                    Err(e) => log::error!("{e}; continuing without it"),
+                }
+            }
+        }
+        for l in &mut kept {
+            l.spec = Some(spec.clone());
+            if let Err(e) = Backlog::new(backlog).and_then(|b| listen(&l.socket, b)) {
+                log::warn!("cannot update the backlog of {}: {e}", l.addr);
+            }
+        }
+        new.extend(kept);
+    }
+    (new, old)
 }

@@ -42,9 +42,7 @@ impl SyslogConn {
             process: "forkhttpd".to_string(),
             pid: std::process::id(),
         };
-        syslog::unix(formatter)
-            .map(SyslogConn)
-            .map_err(|e| io::Error::other(e.to_string()))
+        syslog::unix(formatter).map(SyslogConn).map_err(|e| io::Error::other(e.to_string()))
     }
 
     /// Sends `msg` at `level`, stamped with the pid of the calling process
@@ -152,14 +150,10 @@ impl AccessLog {
             AccessLogTarget::Off => AccessLog::Off,
             AccessLogTarget::Stderr => AccessLog::Stderr,
             AccessLogTarget::File(path) => AccessLog::File(open_append(path)?),
-            AccessLogTarget::Syslog => {
-                AccessLog::Syslog(Mutex::new(SyslogConn::connect().map_err(|source| {
-                    StartupError::Log {
-                        path: "/dev/log".into(),
-                        source,
-                    }
-                })?))
-            }
+            AccessLogTarget::Syslog => AccessLog::Syslog(Mutex::new(
+                SyslogConn::connect()
+                    .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
+            )),
         })
     }
 
@@ -200,10 +194,7 @@ fn open_append(path: &Path) -> Result<File, StartupError> {
         .mode(0o640)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(|source| StartupError::Log {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| StartupError::Log { path: path.to_path_buf(), source })
 }
 
 /// `client - - [time] "request" status bytes "referer" "user-agent"\n`
@@ -239,9 +230,8 @@ fn escape_into(out: &mut Vec<u8>, s: &[u8], max: usize) {
 /// Appends the time as `26/Nov/2026:17:39:36 +0000`. Always UTC: a chrooted
 /// child cannot read the time zone files, and UTC logs sort and merge cleanly.
 fn clf_time(out: &mut Vec<u8>, t: SystemTime) {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -18,7 +18,8 @@ use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
 use forkhttpd::privileges::DropPlan;
-use forkhttpd::server::{Server, Setup};
+use forkhttpd::server::{self, Server, Setup};
+use forkhttpd::signals::Signals;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -43,6 +44,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         println!("configuration OK");
         return Ok(());
     }
+    let signals = Signals::install(&server::SIGNALS).map_err(StartupError::Signals)?;
     // Children are forked from this process: make it non-dumpable so that a
     // child running as the same user cannot ptrace it or its siblings.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
@@ -62,8 +64,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
     if let Some(p) = &config.pid_file {
         PidFile::check(p)?;
     }
-    let notifier =
-        Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
+    let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     let want_syslog = match config.error_log {
         ErrorLogTarget::Auto => args.daemon || under_systemd,
@@ -77,12 +78,8 @@ fn run(args: &Args) -> Result<(), StartupError> {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");
     }
 
-    let detached = if args.daemon {
-        Some(daemon::detach()?)
-    } else {
-        None
-    };
-    let started = start(
+    let detached = if args.daemon { Some(daemon::detach()?) } else { None };
+    let started = start(Setup {
         config,
         overrides,
         listeners,
@@ -90,7 +87,8 @@ fn run(args: &Args) -> Result<(), StartupError> {
         access_log,
         drop_plan,
         notifier,
-    );
+        signals,
+    });
     let (server, _pid_file) = match (started, detached) {
         (Ok(s), Some(d)) => {
             d.ready();
@@ -106,20 +104,12 @@ fn run(args: &Args) -> Result<(), StartupError> {
     server.run()
 }
 
-/// The last start-up steps, after any detaching: the pid file, then the
-/// server with its signal handlers. Logs the start line.
-fn start(
-    config: Config,
-    overrides: forkhttpd::config::Overrides,
-    listeners: Vec<listener::Listener>,
-    socket_activated: bool,
-    access_log: AccessLog,
-    drop_plan: Option<DropPlan>,
-    notifier: Option<Notifier>,
-) -> Result<(Server, Option<PidFile>), StartupError> {
-    let pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
-    let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
-    let who = match &drop_plan {
+/// The last start-up steps, after any detaching: the pid file and the
+/// server (root descriptor, lifeline), then the start line.
+fn start(setup: Setup) -> Result<(Server, Option<PidFile>), StartupError> {
+    let pid_file = setup.config.pid_file.as_deref().map(PidFile::write).transpose()?;
+    let addrs: Vec<String> = setup.listeners.iter().map(|l| l.addr.to_string()).collect();
+    let who = match &setup.drop_plan {
         Some(p) => format!(
             "children run as {} (uid {}, gid {}){}",
             p.identity.user,
@@ -127,31 +117,17 @@ fn start(
             p.identity.gid,
             if p.chroot.is_some() { ", chrooted" } else { "" }
         ),
-        None => format!(
-            "not started as root: serving as uid {}",
-            nix::unistd::getuid()
-        ),
+        None => format!("not started as root: serving as uid {}", nix::unistd::getuid()),
     };
-    log::info!(
+    let line = format!(
         "forkhttpd {} started: pid {}, serving {}{}; root {}; {who}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         addrs.join(", "),
-        if socket_activated {
-            " (from systemd)"
-        } else {
-            ""
-        },
-        config.root.display(),
+        if setup.socket_activated { " (from systemd)" } else { "" },
+        setup.config.root.display(),
     );
-    let server = Server::new(Setup {
-        config,
-        overrides,
-        listeners,
-        socket_activated,
-        access_log,
-        drop_plan,
-        notifier,
-    })?;
+    let server = Server::new(setup)?;
+    log::info!("{line}");
     Ok((server, pid_file))
 }

@@ -68,9 +68,7 @@ pub fn content_type(file_name: &[u8]) -> &'static str {
         *d = s.to_ascii_lowercase();
     }
     let ext = &lower[..ext.len()];
-    TABLE
-        .binary_search_by(|(e, _)| e.as_bytes().cmp(ext))
-        .map_or(DEFAULT_TYPE, |i| TABLE[i].1)
+    TABLE.binary_search_by(|(e, _)| e.as_bytes().cmp(ext)).map_or(DEFAULT_TYPE, |i| TABLE[i].1)
 }
 
 #[cfg(test)]
@@ -82,11 +80,7 @@ mod tests {
         for w in TABLE.windows(2) {
             assert!(w[0].0 < w[1].0, "{} !< {}", w[0].0, w[1].0);
         }
-        assert!(
-            TABLE
-                .iter()
-                .all(|(e, _)| e.len() <= MAX_EXT && *e == e.to_lowercase())
-        );
+        assert!(TABLE.iter().all(|(e, _)| e.len() <= MAX_EXT && *e == e.to_lowercase()));
     }
 
     #[test]

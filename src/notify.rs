@@ -29,10 +29,7 @@ impl Notifier {
             Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name)?,
             None => SocketAddr::from_pathname(OsStr::from_bytes(name))?,
         };
-        Ok(Some(Notifier {
-            socket: UnixDatagram::unbound()?,
-            addr,
-        }))
+        Ok(Some(Notifier { socket: UnixDatagram::unbound()?, addr }))
     }
 
     /// The socket's descriptor, for a child to close.

@@ -46,11 +46,7 @@ impl Identity {
                 .ok_or_else(|| ("group", format!("names no existing group: {group:?}")))?
                 .gid
         };
-        Ok(Identity {
-            user: user.to_string(),
-            uid: u.uid,
-            gid,
-        })
+        Ok(Identity { user: user.to_string(), uid: u.uid, gid })
     }
 }
 

@@ -85,8 +85,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         }
         Err(_) => return Parse::Reject(Status::BadRequest),
     };
-    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
-    else {
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version) else {
         return Parse::Reject(Status::BadRequest);
     };
 
@@ -155,9 +154,7 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 /// than 1.0 or 1.1 (`HTTP/2.0`, `HTTP/1.2`): that deserves 505, not 400.
 fn names_other_version(buf: &[u8]) -> bool {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end]
-        .strip_suffix(b"\r")
-        .unwrap_or(&buf[..line_end]);
+    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -187,10 +184,9 @@ mod tests {
 
     #[test]
     fn complete_get() {
-        let raw = b"GET /a?b HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nConnection: Keep-Alive, close\r\n\r\nGET";
-        let Parse::Complete(r, len) = parse(raw) else {
-            panic!()
-        };
+        let raw =
+            b"GET /a?b HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nConnection: Keep-Alive, close\r\n\r\nGET";
+        let Parse::Complete(r, len) = parse(raw) else { panic!() };
         assert_eq!(len, raw.len() - 3);
         assert_eq!(r.method, Method::Get);
         assert_eq!(r.target, "/a?b");
@@ -200,10 +196,7 @@ mod tests {
 
     #[test]
     fn partial_until_blank_line() {
-        assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
-            Parse::Partial
-        ));
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parse::Partial));
     }
 
     #[test]
@@ -215,19 +208,17 @@ mod tests {
             (b"GET / HTTP/1.1\r\n\r\n", Status::BadRequest),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Status::BadRequest),
             (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", Status::BadRequest),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Status::BadRequest),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Status::BadRequest,
+            ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
                 Status::BadRequest,
             ),
         ];
         for (raw, want) in table {
-            assert_eq!(
-                status_of(raw),
-                Some(*want),
-                "{}",
-                String::from_utf8_lossy(raw)
-            );
+            assert_eq!(status_of(raw), Some(*want), "{}", String::from_utf8_lossy(raw));
         }
     }
 
@@ -243,20 +234,15 @@ mod tests {
 
     #[test]
     fn body_detection_and_methods() {
-        let Parse::Complete(r, _) = parse(b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n") else {
-            panic!()
-        };
+        let Parse::Complete(r, _) = parse(b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n") else { panic!() };
         assert!(!r.has_body);
-        let Parse::Complete(r, _) =
-            parse(b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let Parse::Complete(r, _) = parse(b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
         else {
             panic!()
         };
         assert!(r.has_body);
         assert_eq!(r.method, Method::NotAllowed);
-        let Parse::Complete(r, _) = parse(b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n") else {
-            panic!()
-        };
+        let Parse::Complete(r, _) = parse(b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n") else { panic!() };
         assert_eq!(r.method, Method::Unknown);
     }
 }

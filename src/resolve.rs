@@ -26,7 +26,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
 
 use crate::error::Status;
 
@@ -79,8 +79,7 @@ impl Resolved<'_> {
     pub fn directory_location(&self) -> String {
         let mut loc = String::from("/");
         for seg in &self.segments {
-            let seg = String::from_utf8_lossy(seg);
-            loc.extend(utf8_percent_encode(&seg, SEGMENT));
+            loc.extend(percent_encode(seg, SEGMENT));
             loc.push('/');
         }
         if let Some(q) = self.query {
@@ -118,12 +117,7 @@ pub fn resolve(target: &str) -> Result<Resolved<'_>, Status> {
     for seg in &segments {
         rel.push(OsStr::from_bytes(seg));
     }
-    Ok(Resolved {
-        rel,
-        dir_form,
-        query,
-        segments,
-    })
+    Ok(Resolved { rel, dir_form, query, segments })
 }
 
 /// Step 1: the path and query of an origin-form or absolute-form target.
@@ -151,8 +145,7 @@ fn split_target(target: &str) -> Result<(&str, Option<&str>), Status> {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
 /// Step 2: strict percent-decoding of one segment.
@@ -230,6 +223,8 @@ mod tests {
         assert!(!r.dir_form);
         assert_eq!(r.directory_location(), "/docs/?x=1");
         assert!(resolve("/docs/").unwrap().dir_form);
+        let r = resolve("/caf%E9").unwrap();
+        assert_eq!(r.directory_location(), "/caf%E9/");
         let r = resolve("//evil.example/%20x").unwrap();
         assert_eq!(r.directory_location(), "/evil.example/%20x/");
         assert_eq!(r.file_name(), b" x");

@@ -55,11 +55,8 @@ impl Writer {
     /// A writer that names the version in `Server` only when asked to:
     /// version disclosure helps attackers match exploits and no client needs it.
     pub fn new(server_version: bool) -> Writer {
-        let server = if server_version {
-            concat!("forkhttpd/", env!("CARGO_PKG_VERSION"))
-        } else {
-            "forkhttpd"
-        };
+        let server =
+            if server_version { concat!("forkhttpd/", env!("CARGO_PKG_VERSION")) } else { "forkhttpd" };
         Writer { server }
     }
 
@@ -156,13 +153,7 @@ mod tests {
     fn page_has_matching_length_and_headers() {
         let w = Writer::new(false);
         let mut out = Vec::new();
-        let n = w.page(
-            &mut out,
-            Status::MethodNotAllowed,
-            None,
-            Connection::Close,
-            false,
-        );
+        let n = w.page(&mut out, Status::MethodNotAllowed, None, Connection::Close, false);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
@@ -177,15 +168,8 @@ mod tests {
     fn head_only_page_has_no_body() {
         let w = Writer::new(true);
         let mut out = Vec::new();
-        assert_eq!(
-            w.page(&mut out, Status::NotFound, None, Connection::Persist, true),
-            0
-        );
+        assert_eq!(w.page(&mut out, Status::NotFound, None, Connection::Persist, true), 0);
         assert!(out.ends_with(b"\r\n\r\n"));
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .contains("Server: forkhttpd/")
-        );
+        assert!(String::from_utf8(out).unwrap().contains("Server: forkhttpd/"));
     }
 }

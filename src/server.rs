@@ -9,7 +9,7 @@
 //! closes its copy of the socket at once and records the child's pid.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -18,7 +18,6 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::socket::{Backlog, listen};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
@@ -26,6 +25,7 @@ use nix::unistd::{Pid, pipe2};
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
 use crate::error::{StartupError, Status};
+use crate::file;
 use crate::listener::{self, Listener};
 use crate::log::AccessLog;
 use crate::notify::Notifier;
@@ -42,18 +42,15 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after `fork` fails (`EAGAIN`: process limit or memory).
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
+/// Reads of already-arrived request bytes before the parent's own `503`
+/// (16 KiB at most: the parent must never wait on a client).
+const REFUSE_DRAIN_READS: usize = 4;
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The signals the parent handles: children exiting, graceful stop (TERM,
 /// INT), fast stop (QUIT), reload (HUP), reopen logs (USR1).
-const SIGNALS: [Signal; 6] = [
-    Signal::SIGCHLD,
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGHUP,
-    Signal::SIGUSR1,
-];
+pub const SIGNALS: [Signal; 6] =
+    [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGUSR1];
 
 /// Everything the parent starts the accept loop with.
 #[derive(Debug)]
@@ -72,6 +69,9 @@ pub struct Setup {
     pub drop_plan: Option<DropPlan>,
     /// systemd's notification socket, if started by systemd.
     pub notifier: Option<Notifier>,
+    /// The handlers for `SIGNALS`, installed as early as possible so that
+    /// no signal can take its default action once the server has said a word.
+    pub signals: Signals,
 }
 
 /// The parent's state: listeners, signals, and the table of live children.
@@ -105,10 +105,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Installs the signal handlers, opens the document root and creates
-    /// the lifeline. Call with everything the children inherit already open.
+    /// Opens the document root and creates the lifeline. Call with everything the children inherit already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
-        let signals = Signals::install(&SIGNALS).map_err(StartupError::Signals)?;
         let (lifeline_read, lifeline_write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Signals(e.into()))?;
         let root = open_root(&setup.config)?;
@@ -117,7 +115,7 @@ impl Server {
             overrides: setup.overrides,
             listeners: setup.listeners,
             socket_activated: setup.socket_activated,
-            signals,
+            signals: setup.signals,
             access_log: setup.access_log,
             drop_plan: setup.drop_plan,
             notifier: setup.notifier,
@@ -136,11 +134,7 @@ impl Server {
     }
 
     fn collect_parent_fds(&self) -> Vec<RawFd> {
-        let mut fds: Vec<RawFd> = self
-            .listeners
-            .iter()
-            .map(|l| l.socket.as_raw_fd())
-            .collect();
+        let mut fds: Vec<RawFd> = self.listeners.iter().map(|l| l.socket.as_raw_fd()).collect();
         fds.extend(self.signals.fds());
         fds.extend(self.lifeline_write.as_ref().map(|w| w.as_raw_fd()));
         fds
@@ -191,10 +185,7 @@ impl Server {
             return true;
         }
         self.cap_hits += 1;
-        if self
-            .cap_logged
-            .is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL)
-        {
+        if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
                 "max_children ({}) reached ({} times since last report): not accepting until a child exits",
                 self.config.max_children,
@@ -211,11 +202,7 @@ impl Server {
     fn wait(&self, accepting: bool) -> Result<(bool, Vec<usize>), StartupError> {
         let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
         if accepting {
-            fds.extend(
-                self.listeners
-                    .iter()
-                    .map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN)),
-            );
+            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN)));
         }
         let timeout = match self.paused_until {
             Some(until) => timeout_ms(until.saturating_duration_since(Instant::now())),
@@ -228,12 +215,8 @@ impl Server {
             Err(e) => return Err(StartupError::Poll(e)),
         }
         let signalled = fds[0].any() == Some(true);
-        let ready = fds[1..]
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.any() == Some(true))
-            .map(|(i, _)| i)
-            .collect();
+        let ready =
+            fds[1..].iter().enumerate().filter(|(_, f)| f.any() == Some(true)).map(|(i, _)| i).collect();
         Ok((signalled, ready))
     }
 
@@ -353,9 +336,7 @@ impl Server {
         let source = self.config.source.clone();
         log::info!(
             "reloading configuration from {}",
-            source
-                .as_deref()
-                .map_or("built-in defaults".into(), |p| p.display().to_string())
+            source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
         match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
             Ok(()) => log::info!("configuration reloaded"),
@@ -387,44 +368,17 @@ impl Server {
         Ok(())
     }
 
-    /// Makes the listeners match `config.listen`: a listener whose address
-    /// is still listed is kept (its backlog updated), a new address is
-    /// bound, a dropped one is closed. An address that cannot be bound is
-    /// logged and skipped, never fatal; if nothing at all is left, the old
-    /// listeners stay.
+    /// Makes the listeners match `config.listen` (see `listener::rebind`);
+    /// if nothing at all could be bound, the old listeners stay.
     fn rebind(&mut self, config: &Config) {
-        let mut old = std::mem::take(&mut self.listeners);
-        let mut new = Vec::new();
-        for spec in &config.listen {
-            let kept: Vec<Listener> = old
-                .extract_if(.., |l| l.spec.as_deref() == Some(spec.as_str()))
-                .collect();
-            if !kept.is_empty() {
-                for l in &kept {
-                    if let Err(e) = Backlog::new(config.backlog).and_then(|b| listen(&l.socket, b))
-                    {
-                        log::warn!("cannot update the backlog of {}: {e}", l.addr);
-                    }
-                }
-                new.extend(kept);
-                continue;
-            }
-            match listener::bind_spec(spec, config.backlog) {
-                Ok(bound) => {
-                    for l in &bound {
-                        log::info!("listening on {}", l.addr);
-                    }
-                    new.extend(bound);
-                }
-                Err(e) => log::error!("{e}; continuing without it"),
-            }
-        }
+        let old = std::mem::take(&mut self.listeners);
+        let (new, dropped) = listener::rebind(old, &config.listen, config.backlog);
         if new.is_empty() {
             log::error!("no listen address could be bound; keeping the previous listeners");
-            self.listeners = old;
+            self.listeners = dropped;
             return;
         }
-        for l in &old {
+        for l in &dropped {
             log::info!("no longer listening on {}", l.addr);
         }
         self.listeners = new;
@@ -448,10 +402,7 @@ impl Server {
     /// (zero: a fast stop), then kill what is left.
     fn stop(&mut self, sig: Signal, grace: Duration) {
         self.notify("STOPPING=1");
-        log::info!(
-            "{sig}: stopping; {} connections get up to {grace:?} to finish",
-            self.children.len()
-        );
+        log::info!("{sig}: stopping; {} connections get up to {grace:?} to finish", self.children.len());
         self.listeners.clear();
         self.lifeline_write = None;
         let deadline = Instant::now() + grace;
@@ -508,31 +459,34 @@ impl Server {
 
 /// Opens the document root for children to resolve paths beneath.
 /// `O_PATH`: the descriptor grants lookups, not reads, of the directory.
+/// Also checks, once, that the kernel has `openat2` (Linux 5.6), which
+/// every request relies on, so its absence is a start-up error rather than
+/// a 500 on every request.
 fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
-    open(
-        &config.root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StartupError::Root {
-        path: config.root.clone(),
-        source: e.into(),
-    })
+    let fail = |e: Errno| StartupError::Root { path: config.root.clone(), source: e.into() };
+    let root = open(&config.root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(fail)?;
+    file::probe(root.as_fd()).map_err(fail)?;
+    Ok(root)
 }
 
-/// The parent's own answer when it cannot fork: a best-effort `503`,
-/// written without blocking, then the socket is closed.
+/// The parent's own answer when it cannot or will not fork: a best-effort
+/// `503`, written without blocking. What the client already sent is read
+/// and discarded first: closing with unread input would make the kernel
+/// send a reset that can destroy the answer before the client reads it.
 fn refuse(stream: TcpStream, server_version: bool) -> io::Result<()> {
     stream.set_nonblocking(true)?;
+    let mut sink = [0u8; 4096];
+    for _ in 0..REFUSE_DRAIN_READS {
+        match (&stream).read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
     let mut out = Vec::new();
-    Writer::new(server_version).page(
-        &mut out,
-        Status::ServiceUnavailable,
-        None,
-        Connection::Close,
-        false,
-    );
-    (&stream).write_all(&out)
+    Writer::new(server_version).page(&mut out, Status::ServiceUnavailable, None, Connection::Close, false);
+    (&stream).write_all(&out)?;
+    stream.shutdown(std::net::Shutdown::Write)
 }
 
 /// A poll timeout of at least `d`, rounded up to whole milliseconds.

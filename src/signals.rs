@@ -39,11 +39,7 @@ impl Signals {
             signal_hook::low_level::pipe::register(sig as i32, w)?;
             flags.push((sig, flag));
         }
-        Ok(Signals {
-            wake,
-            flags,
-            write_fds,
-        })
+        Ok(Signals { wake, flags, write_fds })
     }
 
     /// The descriptor that becomes readable when a signal has arrived.

@@ -116,19 +116,13 @@ impl Client {
     /// on partial sends. A file that shrinks under us ends the connection
     /// with `UnexpectedEof`: the promised `Content-Length` cannot be met.
     pub fn send_file(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
-        let mut off =
-            i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut off = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let end = offset + len;
         while (off as u64) < end {
-            let want = usize::try_from(end - off as u64)
-                .unwrap_or(usize::MAX)
-                .min(SENDFILE_CHUNK);
+            let want = usize::try_from(end - off as u64).unwrap_or(usize::MAX).min(SENDFILE_CHUNK);
             match nix::sys::sendfile::sendfile(&self.stream, file, Some(&mut off), want) {
                 Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
                 }
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
@@ -172,8 +166,5 @@ fn ms_timeout(ms: i32) -> PollTimeout {
 }
 
 fn send_timed_out() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "client accepted no data within send_timeout",
-    )
+    io::Error::new(io::ErrorKind::TimedOut, "client accepted no data within send_timeout")
 }

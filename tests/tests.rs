@@ -8,6 +8,8 @@ mod common;
 
 #[path = "suite/concurrency.rs"]
 mod concurrency;
+#[path = "suite/daemon.rs"]
+mod daemon;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/keepalive.rs"]
@@ -16,5 +18,9 @@ mod keepalive;
 mod limits;
 #[path = "suite/logging.rs"]
 mod logging;
+#[path = "suite/signals.rs"]
+mod signals;
+#[path = "suite/systemd.rs"]
+mod systemd;
 #[path = "suite/traversal.rs"]
 mod traversal;

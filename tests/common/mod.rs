@@ -38,17 +38,10 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let clean: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(60)
-            .collect();
-        let path = std::env::temp_dir().join(format!(
-            "forkhttpd-test-{}-{}-{}",
-            std::process::id(),
-            n,
-            clean
-        ));
+        let clean: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(60).collect();
+        let path =
+            std::env::temp_dir().join(format!("forkhttpd-test-{}-{}-{}", std::process::id(), n, clean));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
@@ -141,10 +134,7 @@ impl Builder {
         if self.use_config {
             let mut text = String::new();
             if self.cli_listen.is_empty() {
-                let list = self
-                    .config_listen
-                    .clone()
-                    .unwrap_or_else(|| vec!["127.0.0.1:0".to_string()]);
+                let list = self.config_listen.clone().unwrap_or_else(|| vec!["127.0.0.1:0".to_string()]);
                 expected_listeners = list.len();
                 let quoted: Vec<String> = list.iter().map(|a| toml_str(a)).collect();
                 text.push_str(&format!("listen = [{}]\n", quoted.join(", ")));
@@ -159,14 +149,8 @@ impl Builder {
             args.push("--config".into());
             args.push(cfg.to_str().unwrap().into());
         } else {
-            assert!(
-                !self.cli_listen.is_empty(),
-                "no_config_file() needs at least one listen()"
-            );
-            assert!(
-                self.config.is_empty(),
-                "config() lines given but no_config_file() requested"
-            );
+            assert!(!self.cli_listen.is_empty(), "no_config_file() needs at least one listen()");
+            assert!(self.config.is_empty(), "config() lines given but no_config_file() requested");
             args.push("--root".into());
             args.push(root.to_str().unwrap().into());
         }
@@ -191,14 +175,7 @@ impl Builder {
             thread::spawn(move || drain_lines(stderr, log));
         }
 
-        let mut server = TestServer {
-            child: Some(child),
-            addrs: Vec::new(),
-            log,
-            dir,
-            root,
-            args,
-        };
+        let mut server = TestServer { child: Some(child), addrs: Vec::new(), log, dir, root, args };
         server.addrs = server.wait_for_listeners(expected_listeners);
         server
     }
@@ -218,9 +195,7 @@ fn drain_lines(stderr: impl Read, log: Arc<LogBuf>) {
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(_) => {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string();
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
                 log.lines.lock().unwrap().push(line);
                 log.cond.notify_all();
             }
@@ -256,11 +231,8 @@ impl TestServer {
     fn wait_for_listeners(&mut self, n: usize) -> Vec<SocketAddr> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            let addrs: Vec<SocketAddr> = self
-                .lines()
-                .iter()
-                .filter_map(|l| parse_listening_line(l))
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                self.lines().iter().filter_map(|l| parse_listening_line(l)).collect();
             if addrs.len() >= n {
                 return addrs;
             }
@@ -282,11 +254,7 @@ impl TestServer {
                 );
             }
             let guard = self.log.lines.lock().unwrap();
-            let _ = self
-                .log
-                .cond
-                .wait_timeout(guard, Duration::from_millis(50))
-                .unwrap();
+            let _ = self.log.cond.wait_timeout(guard, Duration::from_millis(50)).unwrap();
         }
     }
 
@@ -343,12 +311,7 @@ impl TestServer {
 
     /// Wait (up to `timeout`) until at least `n` stderr lines satisfy `pred`;
     /// returns the matching lines (possibly fewer than `n` on timeout).
-    pub fn wait_for_lines(
-        &self,
-        n: usize,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> Vec<String> {
+    pub fn wait_for_lines(&self, n: usize, timeout: Duration, pred: impl Fn(&str) -> bool) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         let mut guard = self.log.lines.lock().unwrap();
         loop {
@@ -373,10 +336,7 @@ impl TestServer {
     /// One `GET path` on a fresh connection with `Connection: close`.
     pub fn get(&self, path: &str) -> Response {
         let mut c = self.connect();
-        c.send(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        );
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes());
         c.read_response()
     }
 
@@ -499,10 +459,7 @@ pub struct Response {
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn header_count(&self, name: &str) -> usize {
@@ -540,18 +497,12 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         let _ = stream.set_nodelay(true);
-        Conn {
-            stream,
-            buf: Vec::new(),
-            received: Vec::new(),
-        }
+        Conn { stream, buf: Vec::new(), received: Vec::new() }
     }
 
     /// Write all bytes; panics on error.
     pub fn send(&mut self, data: &[u8]) {
-        self.stream
-            .write_all(data)
-            .unwrap_or_else(|e| panic!("write to server: {e}"));
+        self.stream.write_all(data).unwrap_or_else(|e| panic!("write to server: {e}"));
     }
 
     /// Write all bytes, ignoring errors (the server may already have closed).
@@ -640,29 +591,19 @@ impl Conn {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| io::Error::other(format!("bad status line: {status_line:?}")))?;
         if !version.starts_with("HTTP/1.") {
-            return Err(io::Error::other(format!(
-                "bad status line: {status_line:?}"
-            )));
+            return Err(io::Error::other(format!("bad status line: {status_line:?}")));
         }
         let reason = parts.next().unwrap_or("").to_string();
         let mut headers = Vec::new();
         for line in lines {
-            let (n, v) = line
-                .split_once(':')
-                .ok_or_else(|| io::Error::other(format!("bad header line: {line:?}")))?;
+            let (n, v) =
+                line.split_once(':').ok_or_else(|| io::Error::other(format!("bad header line: {line:?}")))?;
             headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
         self.buf.drain(..head_end);
-        let mut resp = Response {
-            version,
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-        };
+        let mut resp = Response { version, status, reason, headers, body: Vec::new() };
 
-        let no_body =
-            head_request || (100..200).contains(&status) || status == 204 || status == 304;
+        let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
         if no_body {
             return Ok(Some(resp));
         }
@@ -673,17 +614,13 @@ impl Conn {
         }
         match resp.header("content-length") {
             Some(cl) => {
-                let len: usize = cl
-                    .parse()
-                    .map_err(|_| io::Error::other(format!("bad Content-Length {cl:?}")))?;
+                let len: usize =
+                    cl.parse().map_err(|_| io::Error::other(format!("bad Content-Length {cl:?}")))?;
                 while self.buf.len() < len {
                     if self.fill()? == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            format!(
-                                "connection closed after {} of {len} body bytes",
-                                self.buf.len()
-                            ),
+                            format!("connection closed after {} of {len} body bytes", self.buf.len()),
                         ));
                     }
                 }
@@ -719,20 +656,13 @@ impl Conn {
     /// Assert the connection is still open and no unsolicited bytes arrive
     /// within `wait`.
     pub fn expect_open_and_quiet(&mut self, wait: Duration) {
-        assert!(
-            self.buf.is_empty(),
-            "unexpected extra bytes: {:?}",
-            String::from_utf8_lossy(&self.buf)
-        );
+        assert!(self.buf.is_empty(), "unexpected extra bytes: {:?}", String::from_utf8_lossy(&self.buf));
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let r = self.fill();
         self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         match r {
             Ok(0) => panic!("server closed the connection unexpectedly"),
-            Ok(_) => panic!(
-                "unexpected extra bytes from server: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            ),
+            Ok(_) => panic!("unexpected extra bytes from server: {:?}", String::from_utf8_lossy(&self.buf)),
             Err(e) if is_timeout(&e) => {}
             Err(e) => panic!("read failed: {e}"),
         }
@@ -749,9 +679,7 @@ impl Conn {
             if left.is_zero() {
                 return (std::mem::take(&mut self.buf), None);
             }
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
             match self.fill() {
                 Ok(0) => {
                     self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -766,10 +694,7 @@ impl Conn {
 }
 
 pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -810,11 +735,7 @@ pub fn assert_error_page(resp: &Response, status: u16) {
         resp.headers,
         resp.body_str()
     );
-    assert_eq!(
-        resp.header("content-type"),
-        Some("text/html; charset=utf-8"),
-        "error {status} Content-Type"
-    );
+    assert_eq!(resp.header("content-type"), Some("text/html; charset=utf-8"), "error {status} Content-Type");
     let cl: usize = resp
         .header("content-length")
         .unwrap_or_else(|| panic!("error {status} has no Content-Length"))
@@ -880,9 +801,8 @@ pub fn write_big_file(path: &Path, len: usize) {
 // Dates
 // ---------------------------------------------------------------------------
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // day 0 = 1970-01-01 (Thu)
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -942,8 +862,7 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     if t.len() != 3 || t.iter().any(|x| x.len() != 2) {
         return None;
     }
-    let (hh, mm, ss): (i64, i64, i64) =
-        (t[0].parse().ok()?, t[1].parse().ok()?, t[2].parse().ok()?);
+    let (hh, mm, ss): (i64, i64, i64) = (t[0].parse().ok()?, t[1].parse().ok()?, t[2].parse().ok()?);
     if !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
@@ -955,10 +874,7 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
 }
 
 pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 // ---------------------------------------------------------------------------
@@ -1053,20 +969,13 @@ pub fn parse_clf_time(t: &str) -> Option<i64> {
         return None;
     }
     let d: u32 = t.get(0..2)?.parse().ok()?;
-    let m = MONTHS
-        .iter()
-        .position(|x| *x == t.get(3..6).unwrap_or(""))? as u32
-        + 1;
+    let m = MONTHS.iter().position(|x| *x == t.get(3..6).unwrap_or(""))? as u32 + 1;
     let y: i64 = t.get(7..11)?.parse().ok()?;
     let hms: Vec<&str> = t.get(12..20)?.split(':').collect();
     if hms.len() != 3 || hms.iter().any(|x| x.len() != 2) {
         return None;
     }
-    let (hh, mm, ss): (i64, i64, i64) = (
-        hms[0].parse().ok()?,
-        hms[1].parse().ok()?,
-        hms[2].parse().ok()?,
-    );
+    let (hh, mm, ss): (i64, i64, i64) = (hms[0].parse().ok()?, hms[1].parse().ok()?, hms[2].parse().ok()?);
     let sign = match b[21] {
         b'+' => 1,
         b'-' => -1,

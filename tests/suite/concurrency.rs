@@ -10,9 +10,7 @@ use crate::common::*;
 #[test]
 fn hundred_clients_ten_requests_each() {
     let s = TestServer::start();
-    let sizes = [
-        1usize, 100, 1000, 4095, 4096, 10_000, 65_536, 100_001, 200_000, 7,
-    ];
+    let sizes = [1usize, 100, 1000, 4095, 4096, 10_000, 65_536, 100_001, 200_000, 7];
     let files: Vec<(String, Vec<u8>)> = sizes
         .iter()
         .enumerate()
@@ -36,10 +34,7 @@ fn hundred_clients_ten_requests_each() {
                     c.send_request("GET", &format!("/{name}"), extra);
                     let r = c.read_response();
                     assert_eq!(r.status, 200, "client {t} request {i}");
-                    assert!(
-                        r.body == *data,
-                        "client {t} request {i}: body of {name} differs"
-                    );
+                    assert!(r.body == *data, "client {t} request {i}: body of {name} differs");
                     ok.fetch_add(1, Ordering::SeqCst);
                 }
                 c.expect_closed();
@@ -82,23 +77,11 @@ fn no_zombies_after_many_connections() {
         assert_eq!(r.body, b"zombie check");
         c.expect_closed();
     }
-    let new_children = || -> Vec<ProcInfo> {
-        children_of(pid)
-            .into_iter()
-            .filter(|p| !baseline.contains(&p.pid))
-            .collect()
-    };
+    let new_children =
+        || -> Vec<ProcInfo> { children_of(pid).into_iter().filter(|p| !baseline.contains(&p.pid)).collect() };
     poll_until(Duration::from_secs(5), || new_children().is_empty());
-    let zombies: Vec<ProcInfo> = new_children()
-        .into_iter()
-        .filter(|p| p.state == 'Z')
-        .collect();
-    assert!(
-        zombies.is_empty(),
-        "{} unreaped zombie children of {pid}: {:?}",
-        zombies.len(),
-        zombies
-    );
+    let zombies: Vec<ProcInfo> = new_children().into_iter().filter(|p| p.state == 'Z').collect();
+    assert!(zombies.is_empty(), "{} unreaped zombie children of {pid}: {:?}", zombies.len(), zombies);
     // The server must still be healthy.
     assert_eq!(s.get("/a.txt").status, 200);
 }
@@ -132,10 +115,7 @@ fn client_disconnect_mid_transfer_does_not_hurt_server() {
     }
     // Children serving the dead clients must go away too.
     let running = || -> Vec<ProcInfo> {
-        children_of(pid)
-            .into_iter()
-            .filter(|p| p.state != 'Z' && !baseline.contains(&p.pid))
-            .collect()
+        children_of(pid).into_iter().filter(|p| p.state != 'Z' && !baseline.contains(&p.pid)).collect()
     };
     assert!(
         poll_until(Duration::from_secs(10), || running().is_empty()),

@@ -12,23 +12,13 @@ const REQ_END: &str = "\r\n\r\n";
 fn assert_success_headers(resp: &Response, len: usize) {
     let date = resp.header("date").expect("Date header");
     let t = parse_http_date(date).unwrap_or_else(|| panic!("Date is not an IMF-fixdate: {date:?}"));
-    assert!(
-        (t - now_secs()).abs() <= 120,
-        "Date {date:?} is far from the current time"
-    );
+    assert!((t - now_secs()).abs() <= 120, "Date {date:?} is far from the current time");
     assert_eq!(resp.header("server"), Some("forkhttpd"), "Server header");
     assert_eq!(resp.header_count("server"), 1, "exactly one Server header");
-    assert_eq!(
-        resp.header("content-length"),
-        Some(len.to_string().as_str()),
-        "Content-Length"
-    );
+    assert_eq!(resp.header("content-length"), Some(len.to_string().as_str()), "Content-Length");
     assert_eq!(resp.header_count("content-length"), 1);
     let lm = resp.header("last-modified").expect("Last-Modified header");
-    assert!(
-        parse_http_date(lm).is_some(),
-        "Last-Modified is not an IMF-fixdate: {lm:?}"
-    );
+    assert!(parse_http_date(lm).is_some(), "Last-Modified is not an IMF-fixdate: {lm:?}");
     assert_eq!(resp.header("accept-ranges"), Some("none"), "Accept-Ranges");
 }
 
@@ -36,20 +26,16 @@ fn assert_success_headers(resp: &Response, len: usize) {
 fn harness_date_helpers_roundtrip() {
     // Self-check of the test harness (RFC 9110 example date).
     assert_eq!(format_http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
-    assert_eq!(
-        parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-        Some(784111777)
-    );
+    assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
     assert_eq!(parse_http_date("Mon, 06 Nov 1994 08:49:37 GMT"), None);
-    assert_eq!(
-        parse_clf_time("06/Nov/1994:09:49:37 +0100"),
-        Some(784111777)
-    );
-    assert!(parse_clf("127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"a \\\"b\\\"\"").is_some());
+    assert_eq!(parse_clf_time("06/Nov/1994:09:49:37 +0100"), Some(784111777));
     assert!(
-        parse_clf("127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET / HTTP/1.1\" 200 5 \"-\"")
-            .is_none()
+        parse_clf(
+            "127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"a \\\"b\\\"\""
+        )
+        .is_some()
     );
+    assert!(parse_clf("127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET / HTTP/1.1\" 200 5 \"-\"").is_none());
 }
 
 #[test]
@@ -105,11 +91,7 @@ fn content_types_by_extension() {
         c.send_request("GET", &format!("/{name}"), &[]);
         let r = c.read_response();
         assert_eq!(r.status, 200, "{name}");
-        assert_eq!(
-            r.header("content-type"),
-            Some(*ct),
-            "Content-Type of {name}"
-        );
+        assert_eq!(r.header("content-type"), Some(*ct), "Content-Type of {name}");
         assert_eq!(r.body, format!("content of {name}").as_bytes());
     }
 }
@@ -119,15 +101,11 @@ fn last_modified_reflects_file_mtime() {
     let s = TestServer::start();
     let p = s.write_file("old.txt", b"old\n");
     let f = fs::File::options().write(true).open(&p).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(1_000_000_000))
-        .unwrap();
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(1_000_000_000)).unwrap();
     drop(f);
     let r = s.get("/old.txt");
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("last-modified"),
-        Some("Sun, 09 Sep 2001 01:46:40 GMT")
-    );
+    assert_eq!(r.header("last-modified"), Some("Sun, 09 Sep 2001 01:46:40 GMT"));
 }
 
 #[test]
@@ -149,13 +127,7 @@ fn head_has_get_headers_and_no_body() {
     );
     let head = c.read_head_response();
     assert_eq!(head.status, 200);
-    for name in [
-        "content-type",
-        "content-length",
-        "last-modified",
-        "accept-ranges",
-        "server",
-    ] {
+    for name in ["content-type", "content-length", "last-modified", "accept-ranges", "server"] {
         assert_eq!(head.header(name), get.header(name), "HEAD vs GET {name}");
     }
     assert_eq!(head.header("content-length"), Some("5000"));
@@ -245,9 +217,7 @@ fn directory_index_is_served() {
 
 #[test]
 fn configured_index_names_are_tried_in_order() {
-    let s = TestServer::builder()
-        .config("index = [\"missing.html\", \"home.htm\", \"index.html\"]")
-        .start();
+    let s = TestServer::builder().config("index = [\"missing.html\", \"home.htm\", \"index.html\"]").start();
     s.write_file("d/home.htm", b"home");
     s.write_file("d/index.html", b"index");
     let r = s.get("/d/");
@@ -265,10 +235,7 @@ fn directory_without_index_is_403() {
     c.send_request("GET", "/empty/", &[]);
     let r = c.read_response();
     assert_error_page(&r, 403);
-    assert!(
-        !r.body_str().contains("not-an-index"),
-        "directory listing must not be produced"
-    );
+    assert!(!r.body_str().contains("not-an-index"), "directory listing must not be produced");
     assert_close_consistent(&mut c, &r, "/a.txt");
 }
 
@@ -376,10 +343,7 @@ fn options_is_204_with_allow() {
     let r = c.read_response();
     assert_eq!(r.status, 204);
     assert_allow(&r);
-    assert!(
-        r.header("content-length").is_none_or(|v| v == "0"),
-        "204 must not announce a body"
-    );
+    assert!(r.header("content-length").is_none_or(|v| v == "0"), "204 must not announce a body");
     // No body bytes: the connection carries on cleanly.
     c.send_request("GET", "/a.txt", &["Connection: close"]);
     let n = c.read_response();
@@ -406,13 +370,7 @@ fn dotfiles_are_hidden_but_well_known_is_served() {
     s.write_file(".git/config", b"[core]\nGITCONFIG\n");
     s.write_file("sub/.env", b"DOTENV");
     s.write_file(".well-known/x.txt", b"well known");
-    for p in [
-        "/.hidden",
-        "/.git/config",
-        "/.git/",
-        "/sub/.env",
-        "/%2ehidden",
-    ] {
+    for p in ["/.hidden", "/.git/config", "/.git/", "/sub/.env", "/%2ehidden"] {
         let mut c = s.connect();
         c.send_request("GET", p, &["Connection: close"]);
         let r = c.read_response();
@@ -438,10 +396,7 @@ fn listen_on_ipv6_loopback() {
         eprintln!("SKIPPED listen_on_ipv6_loopback: cannot bind [::1] on this machine");
         return;
     }
-    let s = TestServer::builder()
-        .no_config_file()
-        .listen("[::1]:0")
-        .start();
+    let s = TestServer::builder().no_config_file().listen("[::1]:0").start();
     assert!(s.addr().is_ipv6(), "bound address {}", s.addr());
     assert!(s.addr().ip().is_loopback());
     assert_ne!(s.addr().port(), 0);
@@ -453,11 +408,7 @@ fn listen_on_ipv6_loopback() {
 
 #[test]
 fn two_listeners_both_serve() {
-    let s = TestServer::builder()
-        .no_config_file()
-        .listen("127.0.0.1:0")
-        .listen("127.0.0.2:0")
-        .start();
+    let s = TestServer::builder().no_config_file().listen("127.0.0.1:0").listen("127.0.0.2:0").start();
     let addrs = s.addrs().to_vec();
     assert_eq!(addrs.len(), 2, "listening lines: {addrs:?}");
     assert_ne!(addrs[0], addrs[1]);
@@ -473,9 +424,7 @@ fn two_listeners_both_serve() {
 
 #[test]
 fn config_file_listen_list_with_two_entries() {
-    let s = TestServer::builder()
-        .config_listen(&["127.0.0.1:0", "127.0.0.2:0"])
-        .start();
+    let s = TestServer::builder().config_listen(&["127.0.0.1:0", "127.0.0.2:0"]).start();
     assert_eq!(s.addrs().len(), 2);
     assert_ne!(s.addrs()[0], s.addrs()[1]);
     s.write_file("a.txt", b"x");
@@ -491,9 +440,7 @@ fn sigterm_exits_zero() {
     let mut s = TestServer::start();
     s.write_file("a.txt", b"x");
     assert_eq!(s.get("/a.txt").status, 200);
-    let st = s
-        .terminate(Duration::from_secs(5))
-        .expect("server did not exit within 5 s of SIGTERM");
+    let st = s.terminate(Duration::from_secs(5)).expect("server did not exit within 5 s of SIGTERM");
     assert!(st.success(), "exit status after SIGTERM: {st}");
 }
 
@@ -504,9 +451,7 @@ fn sigterm_with_idle_client_connected_exits_zero() {
     let mut c = s.connect();
     c.send_request("GET", "/a.txt", &[]);
     assert_eq!(c.read_response().status, 200);
-    let st = s
-        .terminate(Duration::from_secs(5))
-        .expect("server did not exit within 5 s of SIGTERM");
+    let st = s.terminate(Duration::from_secs(5)).expect("server did not exit within 5 s of SIGTERM");
     assert!(st.success(), "exit status after SIGTERM: {st}");
     drop(c);
 }
@@ -519,10 +464,7 @@ fn unknown_config_key_is_an_error() {
     let cfg = dir.path().join("bad.toml");
     fs::write(
         &cfg,
-        format!(
-            "listen = [\"127.0.0.1:0\"]\nroot = {}\nno_such_key = 1\n",
-            toml_str(root.to_str().unwrap())
-        ),
+        format!("listen = [\"127.0.0.1:0\"]\nroot = {}\nno_such_key = 1\n", toml_str(root.to_str().unwrap())),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_forkhttpd"))
@@ -548,8 +490,5 @@ fn unknown_config_key_is_an_error() {
     }
     let _ = child.wait();
     let status = status.expect("server kept running with an unknown config key");
-    assert!(
-        !status.success(),
-        "unknown key must be an error, got {status}"
-    );
+    assert!(!status.success(), "unknown key must be an error, got {status}");
 }

@@ -25,10 +25,7 @@ fn http11_keeps_alive_by_default() {
     let r1 = c.read_response();
     assert_eq!(r1.status, 200);
     assert_eq!(r1.body, b"file A\n");
-    assert!(
-        !r1.connection_has("close"),
-        "HTTP/1.1 default must keep alive"
-    );
+    assert!(!r1.connection_has("close"), "HTTP/1.1 default must keep alive");
     c.send_request("GET", "/b.txt", &[]);
     let r2 = c.read_response();
     assert_eq!(r2.status, 200);
@@ -56,10 +53,7 @@ fn http10_closes_by_default() {
     let r = c.read_response();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"file A\n");
-    assert!(
-        !r.connection_has("keep-alive"),
-        "HTTP/1.0 without keep-alive must not be kept alive"
-    );
+    assert!(!r.connection_has("keep-alive"), "HTTP/1.0 without keep-alive must not be kept alive");
     c.expect_closed();
 }
 
@@ -96,14 +90,7 @@ fn pipelined_requests_answered_in_order() {
           GET /c.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     let bodies: Vec<Vec<u8>> = (0..3).map(|_| c.read_response().body).collect();
-    assert_eq!(
-        bodies,
-        vec![
-            b"file B, a bit longer\n".to_vec(),
-            b"file A\n".to_vec(),
-            b"C".to_vec()
-        ]
-    );
+    assert_eq!(bodies, vec![b"file B, a bit longer\n".to_vec(), b"file A\n".to_vec(), b"C".to_vec()]);
     c.expect_closed();
 }
 
@@ -195,10 +182,7 @@ fn fractional_keepalive_timeout() {
     assert_eq!(c.read_response().status, 200);
     let (_, closed) = c.read_until_close(Duration::from_secs(6));
     let elapsed = closed.expect("idle keep-alive connection was not closed");
-    assert!(
-        elapsed <= Duration::from_millis(2500),
-        "keepalive_timeout = 0.5 closed after {elapsed:?}"
-    );
+    assert!(elapsed <= Duration::from_millis(2500), "keepalive_timeout = 0.5 closed after {elapsed:?}");
 }
 
 #[test]
@@ -218,12 +202,8 @@ fn header_deadline_cuts_off_slow_client() {
     let s = server_with_files(&["header_timeout = 2"]);
     let request = b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaa\r\n\r\n";
     let mut stream = std::net::TcpStream::connect(s.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
     let start = Instant::now();
     let mut received = Vec::new();
     let mut closed_at = None;
@@ -266,11 +246,7 @@ fn header_deadline_cuts_off_slow_client() {
             text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.0 408"),
             "only a 408 may be sent to a slow client, got {text:?}"
         );
-        let head = text
-            .split("\r\n\r\n")
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let head = text.split("\r\n\r\n").next().unwrap_or("").to_ascii_lowercase();
         assert!(
             head.contains("\r\nconnection: close"),
             "a 408 that closes must say Connection: close: {head:?}"
@@ -291,10 +267,7 @@ fn send_timeout_drops_stalled_reader() {
     let pid = s.pid();
     let baseline: Vec<u32> = children_of(pid).iter().map(|p| p.pid).collect();
     let serving = || -> Vec<ProcInfo> {
-        children_of(pid)
-            .into_iter()
-            .filter(|p| p.state != 'Z' && !baseline.contains(&p.pid))
-            .collect()
+        children_of(pid).into_iter().filter(|p| p.state != 'Z' && !baseline.contains(&p.pid)).collect()
     };
     let mut c = s.connect();
     c.send_request("GET", "/huge.bin", &[]);
@@ -315,9 +288,7 @@ fn send_timeout_drops_stalled_reader() {
     // end (EOF/reset) rather than deliver the whole 64 MiB.
     let mut total = 0usize;
     let mut buf = vec![0u8; 1 << 16];
-    c.stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let drain_start = Instant::now();
     while drain_start.elapsed() < Duration::from_secs(10) {
         match c.stream.read(&mut buf) {
@@ -327,8 +298,5 @@ fn send_timeout_drops_stalled_reader() {
             Err(e) => panic!("draining stalled connection: {e} after {total} bytes"),
         }
     }
-    assert!(
-        total < 64 << 20,
-        "the whole file was delivered despite the stalled reader"
-    );
+    assert!(total < 64 << 20, "the whole file was delivered despite the stalled reader");
 }

@@ -33,11 +33,7 @@ fn probe(s: &TestServer, target: &[u8]) -> (u16, Vec<u8>) {
     c.send_lossy(&req);
     let r = c.read_response();
     let (_, closed) = c.read_until_close(Duration::from_secs(10));
-    assert!(
-        closed.is_some(),
-        "no close after Connection: close for {:?}",
-        String::from_utf8_lossy(target)
-    );
+    assert!(closed.is_some(), "no close after Connection: close for {:?}", String::from_utf8_lossy(target));
     (r.status, c.received().to_vec())
 }
 
@@ -54,24 +50,14 @@ fn check_cases(s: &TestServer, cases: &[(&str, u16)]) {
             failures.push(format!("{target}: status {status}, expected {want}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "traversal failures:\n  {}",
-        failures.join("\n  ")
-    );
+    assert!(failures.is_empty(), "traversal failures:\n  {}", failures.join("\n  "));
 }
 
 #[test]
 fn positive_controls_are_served() {
     let s = setup();
-    assert_eq!(
-        fs::read(s.base().join("secret.txt")).unwrap(),
-        b"TOPSECRET\n"
-    );
-    for (p, body) in [
-        ("/a.txt", &b"inside a"[..]),
-        ("/sub/b.txt", b"inside sub/b"),
-    ] {
+    assert_eq!(fs::read(s.base().join("secret.txt")).unwrap(), b"TOPSECRET\n");
+    for (p, body) in [("/a.txt", &b"inside a"[..]), ("/sub/b.txt", b"inside sub/b")] {
         let r = s.get(p);
         assert_eq!(r.status, 200, "{p}");
         assert_eq!(r.body, body, "{p}");
@@ -136,13 +122,7 @@ fn backslash_is_400() {
 #[test]
 fn double_encoding_is_not_decoded_twice() {
     let s = setup();
-    check_cases(
-        &s,
-        &[
-            ("/%252e%252e/secret.txt", 404),
-            ("/%252e%252e%252fsecret.txt", 404),
-        ],
-    );
+    check_cases(&s, &[("/%252e%252e/secret.txt", 404), ("/%252e%252e%252fsecret.txt", 404)]);
 }
 
 #[test]
@@ -153,24 +133,14 @@ fn double_slash_does_not_escape_root() {
         assert!(!contains(&raw, b"root:"), "{target} served /etc/passwd");
         assert!(!contains(&raw, SECRET), "{target} leaked");
         assert_ne!(status, 200, "{target}");
-        assert!(
-            status == 404 || status == 400,
-            "{target}: expected 404 (or 400), got {status}"
-        );
+        assert!(status == 404 || status == 400, "{target}: expected 404 (or 400), got {status}");
     }
 }
 
 #[test]
 fn symlink_out_of_root_is_403() {
     let s = setup();
-    check_cases(
-        &s,
-        &[
-            ("/link.txt", 403),
-            ("/linkdir/secret.txt", 403),
-            ("/linkdir/", 403),
-        ],
-    );
+    check_cases(&s, &[("/link.txt", 403), ("/linkdir/secret.txt", 403), ("/linkdir/", 403)]);
 }
 
 #[test]

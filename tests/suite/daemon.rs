@@ -1,0 +1,482 @@
+//! Daemon features: the command line (`--check-config`, `--version`,
+//! `--help`), `--daemon` with a pid file, start-up failures before
+//! detaching, privilege drop, and the per-IP connection limit.
+
+#[path = "daemon_support.rs"]
+pub mod support;
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::common::{Conn, TempDir, children_of, parse_listening_line, poll_until};
+use support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A held loopback port: nothing else can bind it while this lives.
+fn held_port() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// Writes `text` as `<dir>/forkhttpd.toml` and runs `--check-config` on it.
+fn check_config(dir: &TempDir, text: &str, extra: &[&str]) -> Output {
+    let cfg = dir.path().join("forkhttpd.toml");
+    fs::write(&cfg, text).unwrap();
+    run(
+        command().arg("--check-config").arg("--config").arg(&cfg).args(extra).current_dir(dir.path()),
+        RUN_TIMEOUT,
+    )
+}
+
+/// Asserts a `--check-config` run rejected the file: exit 1, no "OK", and
+/// stderr containing each of `needles`.
+fn assert_rejected(out: &Output, needles: &[&str]) {
+    assert_eq!(out.code(), Some(1), "invalid config must exit 1; {}", out.describe());
+    assert!(!out.stdout.contains("configuration OK"), "invalid config reported OK; {}", out.describe());
+    for n in needles {
+        assert!(out.stderr.contains(n), "stderr should mention {n:?}; {}", out.describe());
+    }
+}
+
+fn root_line(dir: &TempDir) -> String {
+    let root = dir.path().join("root");
+    make_root(&root, &[("x.txt", b"x")]);
+    format!("root = {}", crate::common::toml_str(root.to_str().unwrap()))
+}
+
+// ---------------------------------------------------------------------------
+// --check-config
+// ---------------------------------------------------------------------------
+
+#[test]
+fn check_config_valid_file_is_ok_and_binds_nothing() {
+    let dir = TempDir::new("check_config_valid");
+    // A port we hold: binding it would fail, so success proves no bind.
+    let (held, addr) = held_port();
+    let text = format!(
+        "listen = [\"{addr}\"]\n{}\nmax_children = 4\nheader_timeout = 2.5\nshutdown_grace = 5\n",
+        root_line(&dir)
+    );
+    let out = check_config(&dir, &text, &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("configuration OK"),
+        "stdout should say 'configuration OK'; {}",
+        out.describe()
+    );
+    assert!(out.elapsed < Duration::from_secs(5), "check-config took {:?}", out.elapsed);
+    // Our listener is untouched and still ours.
+    assert_eq!(held.local_addr().unwrap(), addr);
+}
+
+#[test]
+fn check_config_unknown_key_names_key_and_line() {
+    let dir = TempDir::new("check_config_unknown");
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nbogus = 1\n", root_line(&dir));
+    let out = check_config(&dir, &text, &[]);
+    assert_rejected(&out, &["bogus", "line 3"]);
+}
+
+#[test]
+fn check_config_wrong_type_names_key() {
+    let dir = TempDir::new("check_config_type");
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nmax_children = \"x\"\n", root_line(&dir));
+    let out = check_config(&dir, &text, &[]);
+    assert_rejected(&out, &["max_children"]);
+}
+
+#[test]
+fn check_config_bad_value_names_key() {
+    let dir = TempDir::new("check_config_value");
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nheader_timeout = -1\n", root_line(&dir));
+    let out = check_config(&dir, &text, &[]);
+    assert_rejected(&out, &["header_timeout"]);
+}
+
+#[test]
+fn check_config_missing_root_names_path() {
+    let dir = TempDir::new("check_config_noroot");
+    let missing = dir.path().join("no-such-root-dir");
+    let text = format!(
+        "listen = [\"127.0.0.1:0\"]\nroot = {}\n",
+        crate::common::toml_str(missing.to_str().unwrap())
+    );
+    let out = check_config(&dir, &text, &[]);
+    assert_rejected(&out, &[missing.to_str().unwrap()]);
+}
+
+#[test]
+fn check_config_unknown_user_names_user() {
+    let dir = TempDir::new("check_config_user");
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nuser = \"no-such-user-xyz\"\n", root_line(&dir));
+    let out = check_config(&dir, &text, &[]);
+    assert_rejected(&out, &["no-such-user-xyz"]);
+}
+
+#[test]
+fn check_config_empty_file_with_root_flag_is_ok() {
+    let dir = TempDir::new("check_config_empty");
+    let root = make_root(&dir.path().join("root"), &[]);
+    let out = check_config(&dir, "", &["--root", root.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("configuration OK"), "{}", out.describe());
+}
+
+#[test]
+fn check_config_shipped_file_is_ok() {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let shipped = format!("{manifest}/config/forkhttpd.toml");
+    // 1. As shipped, from the repository root (its `root = "www"` is relative).
+    let out =
+        run(command().args(["--check-config", "--config", &shipped]).current_dir(manifest), RUN_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "shipped config from {manifest}: {}", out.describe());
+    assert!(out.stdout.contains("configuration OK"), "{}", out.describe());
+    // 2. From elsewhere, with --root overriding the relative root.
+    let dir = TempDir::new("check_config_shipped");
+    let root = make_root(&dir.path().join("root"), &[]);
+    let out = run(
+        command().args(["--check-config", "--config", &shipped, "--root"]).arg(&root).current_dir(dir.path()),
+        RUN_TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(0), "shipped config + --root: {}", out.describe());
+    assert!(out.stdout.contains("configuration OK"), "{}", out.describe());
+}
+
+// ---------------------------------------------------------------------------
+// --version / --help
+// ---------------------------------------------------------------------------
+
+#[test]
+fn version_and_help() {
+    let out = run(command().arg("--version"), RUN_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let want = format!("forkhttpd {}", env!("CARGO_PKG_VERSION"));
+    assert!(out.stdout.contains(&want), "--version should print {want:?}; {}", out.describe());
+
+    let out = run(command().arg("--help"), RUN_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    for flag in ["--daemon", "--check-config", "--foreground", "--config"] {
+        assert!(out.stdout.contains(flag), "--help should mention {flag}; {}", out.describe());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --daemon
+// ---------------------------------------------------------------------------
+
+struct DaemonSetup {
+    dir: TempDir,
+    cfg: std::path::PathBuf,
+    pid_file: std::path::PathBuf,
+    access_log: std::path::PathBuf,
+}
+
+fn daemon_setup(name: &str, listen: &str) -> DaemonSetup {
+    let dir = TempDir::new(name);
+    let root = make_root(&dir.path().join("root"), &[("hello.txt", b"hello from the daemon\n")]);
+    let pid_file = dir.path().join("forkhttpd.pid");
+    let access_log = dir.path().join("access.log");
+    let cfg = dir.path().join("forkhttpd.toml");
+    fs::write(
+        &cfg,
+        config_text(
+            &[listen.to_string()],
+            &root,
+            &[
+                format!("pid_file = {}", crate::common::toml_str(pid_file.to_str().unwrap())),
+                format!("access_log = {}", crate::common::toml_str(access_log.to_str().unwrap())),
+                "shutdown_grace = 5".to_string(),
+                "keepalive_timeout = 2".to_string(),
+            ],
+        ),
+    )
+    .unwrap();
+    DaemonSetup { dir, cfg, pid_file, access_log }
+}
+
+/// Runs `forkhttpd --daemon --config cfg`; waits (bounded) for the launcher.
+fn launch_daemon(cfg: &std::path::Path, cwd: &std::path::Path) -> (Output, u32, bool) {
+    let start = Instant::now();
+    let mut child = command()
+        .arg("--daemon")
+        .arg("--config")
+        .arg(cfg)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn forkhttpd --daemon");
+    let launcher_pid = child.id();
+    let out = Lines::drain(child.stdout.take().unwrap());
+    let err = Lines::drain(child.stderr.take().unwrap());
+    let status = wait_child(&mut child, Duration::from_secs(10));
+    let elapsed = start.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Let the drain threads catch up with what was written before the exit
+    // (the daemon itself should have let go of the pipes; if not, don't block).
+    let released = out.wait_eof(Duration::from_millis(1000)) & err.wait_eof(Duration::from_millis(1000));
+    (Output { status, stdout: out.text(), stderr: err.text(), elapsed }, launcher_pid, released)
+}
+
+#[test]
+fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
+    let s = daemon_setup("daemon_mode", "127.0.0.1:0");
+    let guard = PidFileGuard::new(&s.pid_file);
+    let (out, launcher_pid, released) = launch_daemon(&s.cfg, s.dir.path());
+
+    assert_eq!(out.code(), Some(0), "the launcher must exit 0 once the daemon is ready; {}", out.describe());
+    assert!(out.elapsed < Duration::from_secs(5), "the launcher took {:?} to exit", out.elapsed);
+    assert!(
+        released,
+        "the daemon keeps the launcher's stdout/stderr pipes open (it must redirect them, e.g. to /dev/null)"
+    );
+    let addr: SocketAddr = out.stderr.lines().find_map(parse_listening_line).unwrap_or_else(|| {
+        panic!("the launcher did not print 'listening on ADDR' before exiting; {}", out.describe())
+    });
+
+    // The pid file: a decimal pid and a newline, naming a live detached process.
+    assert!(
+        poll_until(Duration::from_secs(2), || guard.read().is_some()),
+        "no readable pid file at {} after the launcher exited",
+        s.pid_file.display()
+    );
+    let (text, pid) = guard.read().unwrap();
+    assert!(
+        text.ends_with('\n')
+            && text.trim_end_matches('\n').chars().all(|c| c.is_ascii_digit())
+            && text.matches('\n').count() == 1,
+        "pid file must be a decimal number and a newline, got {text:?}"
+    );
+    assert_ne!(pid, launcher_pid, "the daemon must not be the launched process");
+    let st = proc_stat(pid).unwrap_or_else(|| panic!("pid {pid} from the pid file is not running"));
+    assert!(!is_gone(pid), "daemon pid {pid} is not alive ({st:?})");
+    assert!(is_forkhttpd(pid), "pid {pid} is not a forkhttpd process");
+    let me = self_stat();
+    assert_ne!(st.ppid, std::process::id(), "the daemon's parent must not be the test process");
+    assert_ne!(
+        st.session, me.session,
+        "the daemon must be in its own session (setsid); daemon {st:?}, test {me:?}"
+    );
+    assert_eq!(st.tty_nr, 0, "the daemon must have no controlling terminal: {st:?}");
+
+    // It serves, and logs to the access log file.
+    let resp = get(addr, "/hello.txt");
+    assert_eq!(resp.status, 200, "GET from the daemon: {resp:?}");
+    assert_eq!(resp.body, b"hello from the daemon\n");
+    assert!(
+        poll_until(Duration::from_secs(3), || {
+            fs::read_to_string(&s.access_log).map(|t| t.contains("GET /hello.txt")).unwrap_or(false)
+        }),
+        "access log {} never got the request line; contents: {:?}",
+        s.access_log.display(),
+        fs::read_to_string(&s.access_log)
+    );
+
+    // A second daemon with the same pid file is refused.
+    let s2dir = TempDir::new("daemon_mode_second");
+    let (out2, _, _) = launch_daemon(&s.cfg, s2dir.path());
+    if let Some((_, p2)) = guard.read()
+        && p2 != pid
+    {
+        panic!("the second daemon overwrote the pid file with {p2} (first was {pid})");
+    }
+    assert!(
+        matches!(out2.code(), Some(c) if c != 0),
+        "a second daemon with the same pid file must be refused; {}",
+        out2.describe()
+    );
+    let pf = s.pid_file.to_str().unwrap();
+    assert!(
+        out2.stderr.contains(pf) || out2.stderr.contains("pid file") || out2.stderr.contains("pid_file"),
+        "the refusal should mention the pid file; {}",
+        out2.describe()
+    );
+    assert!(!is_gone(pid), "the first daemon died when a second was started");
+    assert_eq!(get(addr, "/hello.txt").status, 200, "first daemon stopped serving");
+
+    // SIGTERM: exits promptly and removes its pid file.
+    signal(pid, Signal::SIGTERM);
+    assert!(wait_gone(pid, Duration::from_secs(5)), "daemon {pid} still running 5 s after SIGTERM");
+    assert!(
+        poll_until(Duration::from_secs(2), || !s.pid_file.exists()),
+        "pid file {} not removed after the daemon stopped",
+        s.pid_file.display()
+    );
+}
+
+#[test]
+fn daemon_startup_failure_is_reported_before_detaching() {
+    let (_held, addr) = held_port();
+    let s = daemon_setup("daemon_bind_fail", &addr.to_string());
+    let guard = PidFileGuard::new(&s.pid_file);
+    let (out, _, _) = launch_daemon(&s.cfg, s.dir.path());
+    assert!(
+        out.status.is_some() && out.elapsed < Duration::from_secs(5),
+        "the launcher must exit within 5 s; {}",
+        out.describe()
+    );
+    assert!(
+        matches!(out.code(), Some(c) if c != 0),
+        "a daemon that cannot bind must make the launcher fail; {}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("cannot listen on"),
+        "stderr should say 'cannot listen on'; {}",
+        out.describe()
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        guard.read().is_none() && !s.pid_file.exists(),
+        "a pid file was left behind at {}",
+        s.pid_file.display()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Privilege drop (root only)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn privilege_drop_children_run_as_nobody() {
+    if !is_root() {
+        eprintln!("skipped: privilege drop needs root (geteuid() != 0)");
+        return;
+    }
+    let (nobody_uid, nobody_gid) = passwd_ids("nobody").expect("user nobody in /etc/passwd");
+    let mut srv = Server::builder("privdrop")
+        .config("user = \"nobody\"")
+        .config("keepalive_timeout = 10")
+        .config("shutdown_grace = 5")
+        .file("x.txt", b"served by nobody\n")
+        .start();
+
+    let mut c = Conn::connect(srv.addr());
+    c.send_request("GET", "/x.txt", &[]);
+    let resp = c.read_response();
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.body, b"served by nobody\n");
+    assert!(!resp.connection_has("close"), "expected keep-alive: {resp:?}");
+
+    let mut kids = Vec::new();
+    assert!(
+        poll_until(Duration::from_secs(3), || {
+            kids = children_of(srv.pid());
+            !kids.is_empty()
+        }),
+        "no serving child found under {}",
+        srv.pid()
+    );
+    let child = kids[0].pid;
+    let uids = status_ids(child, "Uid:").expect("child Uid line");
+    let gids = status_ids(child, "Gid:").expect("child Gid line");
+    let groups = status_ids(child, "Groups:").unwrap_or_default();
+    assert_eq!(uids, vec![nobody_uid; 4], "child {child}: real/effective/saved/fs uid must all be nobody's");
+    assert_eq!(gids, vec![nobody_gid; 4], "child {child}: gids must all be nobody's primary group");
+    assert!(!groups.contains(&0), "child {child} keeps supplementary group 0: {groups:?}");
+    let parent_uids = status_ids(srv.pid(), "Uid:").expect("parent Uid line");
+    assert_eq!(parent_uids, vec![0; 4], "the parent stays root");
+
+    // The connection still works after the drop.
+    c.send_request("GET", "/x.txt", &["Connection: close"]);
+    assert_eq!(c.read_response().status, 200);
+    drop(c);
+    srv.signal(Signal::SIGTERM);
+    assert!(srv.wait_exit(Duration::from_secs(6)).is_some());
+}
+
+#[test]
+fn serving_as_root_without_allow_root_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: the allow_root check applies only when started as root");
+        return;
+    }
+    let mut srv =
+        Server::builder("allow_root").config("user = \"root\"").config("allow_root = false").spawn();
+    let st = srv.wait_exit(Duration::from_secs(5));
+    assert!(
+        matches!(st.and_then(|s| s.code()), Some(c) if c != 0),
+        "user = \"root\" without allow_root must be refused at start (status {st:?}); stderr:\n{}",
+        srv.stderr()
+    );
+    srv.log.wait_eof(Duration::from_secs(1));
+    assert!(
+        srv.stderr().contains("allow_root"),
+        "the refusal should mention allow_root; stderr:\n{}",
+        srv.stderr()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// max_children_per_ip
+// ---------------------------------------------------------------------------
+
+#[test]
+fn max_children_per_ip_limits_one_address() {
+    let srv = Server::builder("per_ip")
+        .config("max_children_per_ip = 2")
+        .config("keepalive_timeout = 10")
+        .config("shutdown_grace = 2")
+        .file("x.txt", b"per-ip\n")
+        .start();
+    let std::net::SocketAddr::V4(addr4) = srv.addr() else { panic!("expected an IPv4 listener") };
+
+    // Two idle keep-alive connections from 127.0.0.1, each with a live child.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = Conn::connect(srv.addr());
+        c.send_request("GET", "/x.txt", &[]);
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(!r.connection_has("close"), "expected keep-alive: {r:?}");
+        held.push(c);
+    }
+    assert!(
+        poll_until(Duration::from_secs(2), || children_of(srv.pid()).len() >= 2),
+        "expected two serving children"
+    );
+
+    // The third from the same address: 503 with Retry-After, then closed.
+    let mut third = Conn::connect(srv.addr());
+    third.send_lossy(b"GET /x.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let r = third.read_response();
+    assert_eq!(r.status, 503, "third connection from 127.0.0.1: {r:?}");
+    assert!(r.header("retry-after").is_some(), "503 must carry Retry-After: {r:?}");
+    third.expect_closed();
+
+    // Another source address is not affected.
+    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr4)
+        .expect("connect from 127.0.0.2 (bind before connect)");
+    let bytes =
+        request_to_close(&mut other, b"GET /x.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .expect("request from 127.0.0.2");
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 200"),
+        "a connection from 127.0.0.2 must be served: {:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+    );
+
+    // Closing one of the two frees a slot for 127.0.0.1 again.
+    drop(held.pop());
+    let mut last = None;
+    let ok = poll_until(Duration::from_secs(3), || {
+        let mut c = Conn::connect(srv.addr());
+        c.send_lossy(b"GET /x.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let r = c.try_read_response(false).ok().flatten();
+        let status = r.as_ref().map(|r| r.status);
+        last = r;
+        status == Some(200)
+    });
+    assert!(ok, "after closing one connection a new one from 127.0.0.1 should be served; last: {last:?}");
+    drop(held);
+}

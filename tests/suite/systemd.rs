@@ -1,0 +1,233 @@
+//! systemd integration without systemd: socket activation (`LISTEN_FDS`,
+//! `LISTEN_PID`) through a python3 launcher that execs the server, and
+//! `sd_notify` messages on a test `NOTIFY_SOCKET`.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::common::{TempDir, parse_listening_line, toml_str};
+use crate::daemon::support::*;
+
+// ---------------------------------------------------------------------------
+// Socket activation
+// ---------------------------------------------------------------------------
+
+/// Binds a listener, prints its port, moves it to fd 3, sets LISTEN_FDS=1 and
+/// LISTEN_PID (its own pid, which the exec'd server keeps, unless argv[1] is
+/// a number to use instead), then execs argv[2:].
+const PY_ACTIVATE: &str = "import os,socket,sys
+s=socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', 0))
+s.listen(128)
+print(s.getsockname()[1], flush=True)
+if s.fileno() != 3:
+    os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ['LISTEN_FDS'] = '1'
+os.environ['LISTEN_PID'] = sys.argv[1] if sys.argv[1] != 'self' else str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+";
+
+/// A server started through the python launcher.
+struct Activated {
+    child: Child,
+    /// The port python bound and passed as fd 3.
+    port: u16,
+    log: Arc<Lines>,
+    _dir: TempDir,
+}
+
+impl Activated {
+    fn start(name: &str, listen_pid: &str, listen: &str) -> Activated {
+        let dir = TempDir::new(name);
+        let root = make_root(&dir.path().join("root"), &[("x.txt", b"activated\n")]);
+        let cfg = dir.path().join("forkhttpd.toml");
+        fs::write(
+            &cfg,
+            format!(
+                "root = {}\nerror_log = \"stderr\"\nshutdown_grace = 2\n",
+                toml_str(root.to_str().unwrap())
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("python3");
+        scrub_env(&mut cmd);
+        cmd.arg("-c")
+            .arg(PY_ACTIVATE)
+            .arg(listen_pid)
+            .arg(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--listen")
+            .arg(listen)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn python3");
+        let out = Lines::drain(child.stdout.take().unwrap());
+        let log = Lines::drain(child.stderr.take().unwrap());
+        let port_line = out.wait_line(0, Duration::from_secs(10), |_| true);
+        let port: u16 = port_line.as_deref().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
+            panic!("python launcher printed no port ({port_line:?}); stderr:\n{}", log.text())
+        });
+        Activated { child, port, log, _dir: dir }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Activated {
+    fn drop(&mut self) {
+        if self.running() {
+            kill_tree(self.child.id());
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn socket_activation_uses_the_inherited_socket() {
+    // --listen names a port we hold: binding it would fail, so serving at
+    // all proves the inherited socket was used instead.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_addr = held.local_addr().unwrap();
+    let mut srv = Activated::start("activation", "self", &held_addr.to_string());
+    let addr: SocketAddr = ([127, 0, 0, 1], srv.port).into();
+
+    let r = get(addr, "/x.txt");
+    assert_eq!(r.status, 200, "GET on the inherited socket: {r:?}");
+    assert_eq!(r.body, b"activated\n");
+    assert!(srv.running(), "server exited; stderr:\n{}", srv.log.text());
+    let text = srv.log.text();
+    assert!(
+        !text.contains("cannot listen on"),
+        "the --listen address must be ignored with inherited sockets; stderr:\n{text}"
+    );
+    assert!(
+        !srv.log.snapshot().iter().any(|l| parse_listening_line(l) == Some(held_addr)),
+        "the server claims to listen on the --listen address {held_addr}; stderr:\n{text}"
+    );
+    // A second request: the listener keeps working (not a one-shot accept).
+    assert_eq!(get(addr, "/x.txt").status, 200);
+    drop(held);
+}
+
+#[test]
+fn socket_activation_ignores_fds_meant_for_another_pid() {
+    let mut srv = Activated::start("activation_other_pid", "1", "127.0.0.1:0");
+    let line = srv.log.wait_line(0, STARTUP, |l| parse_listening_line(l).is_some());
+    let Some(line) = line else {
+        panic!(
+            "no 'listening on' line (LISTEN_PID=1 must be ignored and --listen bound); running: {}; stderr:\n{}",
+            srv.running(),
+            srv.log.text()
+        )
+    };
+    let addr = parse_listening_line(&line).unwrap();
+    assert_ne!(
+        addr.port(),
+        srv.port,
+        "the server used the inherited socket although LISTEN_PID is not its pid"
+    );
+    let r = get(addr, "/x.txt");
+    assert_eq!(r.status, 200, "GET on its own --listen socket: {r:?}");
+    assert_eq!(r.body, b"activated\n");
+}
+
+// ---------------------------------------------------------------------------
+// sd_notify
+// ---------------------------------------------------------------------------
+
+/// Receives datagrams until one has a line equal to `want`, for up to
+/// `timeout`. Returns every message received (Ok if `want` was seen).
+fn recv_until(sock: &UnixDatagram, want: &str, timeout: Duration) -> Result<Vec<String>, Vec<String>> {
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while Instant::now() < deadline && got.len() < 100 {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let hit = msg.lines().any(|l| l == want);
+                got.push(msg);
+                if hit {
+                    return Ok(got);
+                }
+            }
+            Err(e) if crate::common::is_timeout(&e) => {}
+            Err(e) => panic!("recv on the notify socket: {e}"),
+        }
+    }
+    Err(got)
+}
+
+fn notify_server(name: &str, notify_socket: &str) -> Server {
+    Server::builder(name)
+        .config("error_log = \"stderr\"")
+        .config("shutdown_grace = 2")
+        .env("NOTIFY_SOCKET", notify_socket)
+        .file("x.txt", b"notify\n")
+        .start()
+}
+
+#[test]
+fn notify_socket_ready_reloading_stopping() {
+    let dir = TempDir::new("notify_path");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let mut srv = notify_server("notify", path.to_str().unwrap());
+
+    let msgs = recv_until(&sock, "READY=1", Duration::from_secs(5))
+        .unwrap_or_else(|m| panic!("no READY=1 within 5 s of start; got {m:?}; stderr:\n{}", srv.stderr()));
+    assert!(
+        !msgs.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")),
+        "STOPPING=1 before READY=1: {msgs:?}"
+    );
+    assert_eq!(srv.get("/x.txt").status, 200, "ready means serving");
+
+    srv.signal(Signal::SIGHUP);
+    let msgs = recv_until(&sock, "READY=1", Duration::from_secs(5))
+        .unwrap_or_else(|m| panic!("no READY=1 after SIGHUP; got {m:?}; stderr:\n{}", srv.stderr()));
+    // Every line of every message since the SIGHUP, in order.
+    let lines: Vec<&str> = msgs.iter().flat_map(|m| m.lines()).collect();
+    let reloading = lines.iter().position(|l| *l == "RELOADING=1");
+    let ready = lines.iter().rposition(|l| *l == "READY=1");
+    assert!(
+        matches!((reloading, ready), (Some(a), Some(b)) if a < b),
+        "SIGHUP must send RELOADING=1 and then READY=1; got {msgs:?}"
+    );
+
+    srv.signal(Signal::SIGTERM);
+    recv_until(&sock, "STOPPING=1", Duration::from_secs(5))
+        .unwrap_or_else(|m| panic!("no STOPPING=1 after SIGTERM; got {m:?}; stderr:\n{}", srv.stderr()));
+    assert!(srv.wait_exit(Duration::from_secs(5)).is_some(), "server did not stop");
+}
+
+#[test]
+fn notify_socket_abstract_namespace() {
+    let name = format!(
+        "forkhttpd-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    let srv = notify_server("notify_abstract", &format!("@{name}"));
+    recv_until(&sock, "READY=1", Duration::from_secs(5)).unwrap_or_else(|m| {
+        panic!("no READY=1 on the abstract socket @{name}; got {m:?}; stderr:\n{}", srv.stderr())
+    });
+    assert_eq!(srv.get("/x.txt").status, 200);
+}
