@@ -140,6 +140,15 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
     Parse::Complete(request, len)
 }
 
+/// Parses one request so that everything done lazily on the first parse
+/// (httparse picks its SIMD routines by querying the CPU, which in a VM
+/// traps to the hypervisor) is done once in the parent, before any fork,
+/// instead of again in every child.
+pub fn warm_up() {
+    let parsed = parse(b"GET / HTTP/1.1\r\nHost: warm-up\r\n\r\n");
+    debug_assert!(matches!(parsed, Parse::Complete(..)));
+}
+
 /// `Content-Length` is 1*DIGIT (RFC 9110 8.6); anything else, or an
 /// overflowing value, is not a length.
 fn parse_content_length(value: &[u8]) -> Option<u64> {

@@ -30,6 +30,7 @@ use crate::listener::{self, Listener};
 use crate::log::AccessLog;
 use crate::notify::Notifier;
 use crate::privileges::DropPlan;
+use crate::request;
 use crate::response::{Connection, Writer};
 use crate::signals::Signals;
 use crate::sys::{self, Forked};
@@ -130,6 +131,7 @@ impl Server {
             cap_hits: 0,
         };
         server.parent_fds = server.collect_parent_fds();
+        request::warm_up();
         Ok(server)
     }
 
