@@ -87,7 +87,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
         config: inherited.config,
         root: Root { fd: inherited.root, path: root_path },
         access_log: inherited.access_log,
-        lifeline: Some(inherited.lifeline),
+        lifeline: inherited.lifeline,
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), &ctx)));
     let code = match served {

@@ -33,7 +33,7 @@ pub struct Context<'a> {
     pub access_log: &'a AccessLog,
     /// Read end of the parent's lifeline pipe; it hangs up when the server
     /// stops, and the connection then closes after the response in flight.
-    pub lifeline: Option<BorrowedFd<'a>>,
+    pub lifeline: BorrowedFd<'a>,
 }
 
 /// Serves requests on `stream` until the client closes, a limit is reached,
@@ -210,14 +210,15 @@ enum Next {
 struct Input<'a> {
     buf: Vec<u8>,
     filled: usize,
+    /// The lifeline, until it hangs up.
     lifeline: Option<BorrowedFd<'a>>,
     /// The lifeline hung up: finish the request in hand, then close.
     draining: bool,
 }
 
 impl<'a> Input<'a> {
-    fn new(max_header_bytes: usize, lifeline: Option<BorrowedFd<'a>>) -> Self {
-        Input { buf: vec![0; max_header_bytes], filled: 0, lifeline, draining: false }
+    fn new(max_header_bytes: usize, lifeline: BorrowedFd<'a>) -> Self {
+        Input { buf: vec![0; max_header_bytes], filled: 0, lifeline: Some(lifeline), draining: false }
     }
 
     /// Waits for a complete head. Before its first byte the wait is bounded

@@ -54,11 +54,6 @@ impl Status {
         self.code_and_reason().1
     }
 
-    /// True for 4xx and 5xx statuses, which carry the generated HTML body.
-    pub fn is_error(self) -> bool {
-        self.code() >= 400
-    }
-
     fn code_and_reason(self) -> (u16, &'static str) {
         match self {
             Status::Ok => (200, "OK"),

@@ -45,11 +45,6 @@ pub fn bind_all(specs: &[String], backlog: i32) -> Result<Vec<Listener>, Startup
     Ok(listeners)
 }
 
-/// Resolves one configured address and binds every address it yields.
-pub fn bind_spec(spec: &str, backlog: i32) -> Result<Vec<Listener>, StartupError> {
-    resolve(spec)?.into_iter().map(|addr| bind_spec_addr(spec, addr, backlog)).collect()
-}
-
 /// The distinct socket addresses `spec` resolves to.
 pub fn resolve(spec: &str) -> Result<Vec<SocketAddr>, StartupError> {
     let resolved =

@@ -1,12 +1,16 @@
 //! Logging: daemon messages through the `log` facade, and the access log.
 //!
-//! Runs in: parent (set-up, opening files) and child (writing lines).
+//! Runs in: parent (set-up, opening files, connecting to syslog) and child
+//! (writing lines).
 //!
-//! Each daemon message names the pid of the process that wrote it, read at
-//! the time of writing, so a child's message is told from the parent's.
+//! Daemon messages go to stderr, or to the system log (ident `forkhttpd`,
+//! facility `daemon`) once `use_syslog` is called; either way each message
+//! carries its level and the pid of the process that wrote it, read at the
+//! time of writing, so a child's message is told from the parent's.
 //! Access-log lines are written with a single `write(2)` each, on a file the
-//! parent opened with `O_APPEND` (or on stderr); each line is capped well
-//! below `PIPE_BUF`, so lines from many children never interleave.
+//! parent opened with `O_APPEND` (or on stderr, or as one syslog message);
+//! each line is capped well below `PIPE_BUF`, so lines from many children
+//! never interleave.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -100,16 +100,16 @@ pub struct Server {
     parent_fds: Vec<RawFd>,
     /// Not accepting until then (after a resource error).
     paused_until: Option<Instant>,
-    /// When the cap was last logged, and how often it was hit since.
+    /// When reaching the cap was last logged.
     cap_logged: Option<Instant>,
-    cap_hits: u64,
 }
 
 impl Server {
-    /// Opens the document root and creates the lifeline. Call with everything the children inherit already open.
+    /// Opens the document root and creates the lifeline. Call with
+    /// everything the children inherit already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) =
-            pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Signals(e.into()))?;
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Daemon(format!("lifeline pipe: {e}")))?;
         let root = open_root(&setup.config)?;
         let mut server = Server {
             config: setup.config,
@@ -128,7 +128,6 @@ impl Server {
             parent_fds: Vec::new(),
             paused_until: None,
             cap_logged: None,
-            cap_hits: 0,
         };
         server.parent_fds = server.collect_parent_fds();
         request::warm_up();
@@ -139,6 +138,7 @@ impl Server {
         let mut fds: Vec<RawFd> = self.listeners.iter().map(|l| l.socket.as_raw_fd()).collect();
         fds.extend(self.signals.fds());
         fds.extend(self.lifeline_write.as_ref().map(|w| w.as_raw_fd()));
+        fds.extend(self.notifier.as_ref().map(Notifier::as_raw_fd));
         fds
     }
 
@@ -186,15 +186,12 @@ impl Server {
         if self.children.len() < self.config.max_children {
             return true;
         }
-        self.cap_hits += 1;
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
-                "max_children ({}) reached ({} times since last report): not accepting until a child exits",
-                self.config.max_children,
-                self.cap_hits
+                "max_children ({}) reached: not accepting until a child exits",
+                self.config.max_children
             );
             self.cap_logged = Some(Instant::now());
-            self.cap_hits = 0;
         }
         false
     }
@@ -232,15 +229,32 @@ impl Server {
                 Ok((stream, peer)) => self.spawn(stream, peer),
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
-                    // The client gave up before we got to it, or a signal came: next.
-                    Some(Errno::EINTR | Errno::ECONNABORTED) => continue,
+                    // The client gave up before we got to it, a signal came, or a
+                    // network error already pending on the new socket (accept(2)
+                    // says to treat those like EAGAIN): next.
+                    Some(
+                        Errno::EINTR
+                        | Errno::ECONNABORTED
+                        | Errno::EPROTO
+                        | Errno::ENETDOWN
+                        | Errno::ENETUNREACH
+                        | Errno::EHOSTDOWN
+                        | Errno::EHOSTUNREACH
+                        | Errno::ENONET
+                        | Errno::ENOPROTOOPT
+                        | Errno::EOPNOTSUPP,
+                    ) => continue,
                     Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => {
                         log::error!("accept: {e}; pausing {RESOURCE_BACKOFF:?}");
                         self.paused_until = Some(Instant::now() + RESOURCE_BACKOFF);
                         return;
                     }
                     _ => {
-                        log::warn!("accept on {}: {e}", self.listeners[i].addr);
+                        log::error!(
+                            "accept on {}: {e}; pausing {RESOURCE_BACKOFF:?}",
+                            self.listeners[i].addr
+                        );
+                        self.paused_until = Some(Instant::now() + RESOURCE_BACKOFF);
                         return;
                     }
                 },
