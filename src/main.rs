@@ -1,10 +1,10 @@
 //! The forkhttpd binary: the start-up recipe, in privilege order.
 //!
-//! config → privilege plan → (check only?) → listeners (bound as root, or
-//! inherited from systemd) → log files → pid-file check → syslog →
-//! (detach) → pid file → signals and the accept loop. Every step that can
-//! fail for a reason an administrator must see runs before detaching, so
-//! it is reported on the terminal.
+//! config → privilege plan → (check only?) → signal handlers → pid-file
+//! check → listeners (bound while root, or inherited from systemd) → log
+//! files → syslog → (detach) → pid file → the accept loop. Every step that
+//! can fail for a reason an administrator must see runs before detaching,
+//! so it is reported on the terminal.
 
 use std::process::ExitCode;
 
@@ -51,6 +51,9 @@ fn run(args: &Args) -> Result<(), StartupError> {
         log::warn!("cannot mark the process non-dumpable: {e}");
     }
 
+    if let Some(p) = &config.pid_file {
+        PidFile::check(p)?;
+    }
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();
     let listeners = match inherited {
@@ -61,9 +64,6 @@ fn run(args: &Args) -> Result<(), StartupError> {
         log::info!("listening on {}", l.addr);
     }
     let access_log = AccessLog::open(&config.access_log)?;
-    if let Some(p) = &config.pid_file {
-        PidFile::check(p)?;
-    }
     let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     let want_syslog = match config.error_log {
