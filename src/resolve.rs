@@ -22,8 +22,8 @@
 //! 6. (file.rs) `fstat` the open descriptor and serve regular files only;
 //!    a directory redirects or serves its index file.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
@@ -57,19 +57,20 @@ const SEGMENT: &AsciiSet = &CONTROLS
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resolved<'t> {
     /// The path relative to the document root; empty for the root itself.
+    /// Its segments are separated by single `/`s and none is empty, `.` or
+    /// `..` (a decoded segment can hold no `/`).
     pub rel: PathBuf,
     /// True when the client named a directory (the path ends in `/`).
     pub dir_form: bool,
     /// The query string as received, without the `?`, for redirects.
     pub query: Option<&'t str>,
-    /// The decoded, normalised segments.
-    segments: Vec<Vec<u8>>,
 }
 
 impl Resolved<'_> {
     /// The decoded last segment: the name a content type is chosen by.
     pub fn file_name(&self) -> &[u8] {
-        self.segments.last().map_or(&[], Vec::as_slice)
+        let rel = self.rel.as_os_str().as_bytes();
+        rel.rsplit(|&b| b == b'/').next().unwrap_or(rel)
     }
 
     /// The `Location` for the directory form of this path: the normalised
@@ -78,7 +79,7 @@ impl Resolved<'_> {
     /// `/` and can never point at another host.
     pub fn directory_location(&self) -> String {
         let mut loc = String::from("/");
-        for seg in &self.segments {
+        for seg in self.rel.as_os_str().as_bytes().split(|&b| b == b'/').filter(|s| !s.is_empty()) {
             loc.extend(percent_encode(seg, SEGMENT));
             loc.push('/');
         }
@@ -95,29 +96,34 @@ impl Resolved<'_> {
 pub fn resolve(target: &str) -> Result<Resolved<'_>, Status> {
     let (path, query) = split_target(target)?;
     let dir_form = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
-    let mut segments: Vec<Vec<u8>> = Vec::new();
+    // Decoded segments are appended to one buffer, `/`-separated; `..`
+    // truncates it back to the previous separator.
+    let mut rel: Vec<u8> = Vec::with_capacity(path.len());
     for raw in path.split('/') {
-        let seg = decode_segment(raw.as_bytes())?;
-        match seg.as_slice() {
-            b"" | b"." => {}
+        let start = rel.len();
+        if start > 0 {
+            rel.push(b'/');
+        }
+        let seg_start = rel.len();
+        decode_segment_into(raw.as_bytes(), &mut rel)?;
+        match &rel[seg_start..] {
+            b"" | b"." => rel.truncate(start),
             b".." => {
-                if segments.pop().is_none() {
+                if start == 0 {
                     return Err(Status::BadRequest);
                 }
+                let parent = rel[..start].iter().rposition(|&b| b == b'/').unwrap_or(0);
+                rel.truncate(parent);
             }
-            _ => segments.push(seg),
+            _ => {}
         }
     }
-    for (i, seg) in segments.iter().enumerate() {
-        if seg[0] == b'.' && !(i == 0 && seg == WELL_KNOWN) {
+    for (i, seg) in rel.split(|&b| b == b'/').enumerate() {
+        if seg.first() == Some(&b'.') && !(i == 0 && seg == WELL_KNOWN) {
             return Err(Status::NotFound);
         }
     }
-    let mut rel = PathBuf::new();
-    for seg in &segments {
-        rel.push(OsStr::from_bytes(seg));
-    }
-    Ok(Resolved { rel, dir_form, query, segments })
+    Ok(Resolved { rel: PathBuf::from(OsString::from_vec(rel)), dir_form, query })
 }
 
 /// Step 1: the path and query of an origin-form or absolute-form target.
@@ -148,9 +154,8 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
-/// Step 2: strict percent-decoding of one segment.
-fn decode_segment(raw: &[u8]) -> Result<Vec<u8>, Status> {
-    let mut out = Vec::with_capacity(raw.len());
+/// Step 2: strict percent-decoding of one segment, appended to `out`.
+fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Status> {
     let mut i = 0;
     while i < raw.len() {
         let b = if raw[i] == b'%' {
@@ -170,7 +175,7 @@ fn decode_segment(raw: &[u8]) -> Result<Vec<u8>, Status> {
         }
         out.push(b);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -188,6 +193,9 @@ mod tests {
             ("/a.txt", Ok("a.txt")),
             ("/a.txt?x=1", Ok("a.txt")),
             ("/sub/./b/../a.txt", Ok("sub/a.txt")),
+            ("/a/b/../../c/", Ok("c")),
+            ("/a//b/./", Ok("a/b")),
+            ("/a/%2e%2e/b", Ok("b")),
             ("//etc/passwd", Ok("etc/passwd")),
             ("/%252e%252e/secret.txt", Ok("%2e%2e/secret.txt")),
             ("/caf%C3%A9", Ok("café")),
