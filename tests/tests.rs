@@ -18,9 +18,13 @@ mod keepalive;
 mod limits;
 #[path = "suite/logging.rs"]
 mod logging;
+#[path = "suite/parent.rs"]
+mod parent;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/systemd.rs"]
 mod systemd;
 #[path = "suite/traversal.rs"]
 mod traversal;
+#[path = "suite/units.rs"]
+mod units;
