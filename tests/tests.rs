@@ -28,3 +28,5 @@ mod systemd;
 mod traversal;
 #[path = "suite/units.rs"]
 mod units;
+#[path = "suite/wire.rs"]
+mod wire;
