@@ -188,8 +188,11 @@ fn connection_header(req: &Request<'_>, keep: bool) -> Connection {
     }
 }
 
-/// The request line at the start of `bytes`, without its line end.
+/// The request line at the start of `bytes`, without its line end. Empty
+/// lines before it are skipped, as the parser skips them (RFC 9112 2.2).
 fn first_line(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
     let end = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
     &bytes[..end]
 }
@@ -282,5 +285,18 @@ impl<'a> Input<'a> {
     fn consume(&mut self, len: usize) {
         self.buf.copy_within(len..self.filled, 0);
         self.filled -= len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn first_line_skips_leading_empty_lines() {
+        assert_eq!(first_line(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), b"GET / HTTP/1.1");
+        assert_eq!(first_line(b"\r\n\r\nGET /a HTTP/1.0\r\n\r\n"), b"GET /a HTTP/1.0");
+        assert_eq!(first_line(b"GARBAGE"), b"GARBAGE");
+        assert_eq!(first_line(b"\r\n"), b"");
     }
 }
