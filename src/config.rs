@@ -9,6 +9,7 @@
 //! setting. Every key is optional, and an empty file means the defaults below,
 //! which are the values written in the shipped `config/forkhttpd.toml`.
 
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -205,11 +206,13 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
         let (raw, text) = match path {
             Some(p) => {
-                let text = fs::read_to_string(p)
-                    .map_err(|e| StartupError::Config(format!("cannot read {}: {e}", p.display())))?;
-                let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-                    StartupError::Config(format!("{}: {}", p.display(), describe_toml_error(&e, &text)))
+                let text = fs::read_to_string(p).map_err(|e| ConfigError {
+                    file: Some(p.to_path_buf()),
+                    line: None,
+                    key: None,
+                    what: format!("cannot read: {e}"),
                 })?;
+                let raw: RawConfig = toml::from_str(&text).map_err(|e| describe_toml_error(&e, p, &text))?;
                 (raw, text)
             }
             None => (RawConfig::default(), String::new()),
@@ -225,20 +228,63 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     std::path::absolute(path)
 }
 
-/// Turns a `toml` error into one line: "line N, key `K`: what".
-fn describe_toml_error(err: &toml::de::Error, text: &str) -> String {
-    let msg = err.message().trim();
-    let Some(span) = err.span() else {
-        return msg.to_string();
+/// Locates a `toml` error: its line, and the key written on that line.
+fn describe_toml_error(err: &toml::de::Error, file: &Path, text: &str) -> ConfigError {
+    let mut located = ConfigError {
+        file: Some(file.to_path_buf()),
+        line: None,
+        key: None,
+        what: err.message().trim().to_string(),
     };
-    let start = span.start.min(text.len());
-    let line_no = text[..start].matches('\n').count() + 1;
-    let line = text.lines().nth(line_no - 1).unwrap_or("");
-    match line.split_once('=') {
-        Some((key, _)) if !key.trim().is_empty() && !key.trim_start().starts_with('[') => {
-            format!("line {line_no}, key `{}`: {msg}", key.trim())
+    if let Some(span) = err.span() {
+        let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        located.line = Some(line_no);
+        let line = text.lines().nth(line_no - 1).unwrap_or("");
+        located.key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && !k.starts_with('['))
+            .map(str::to_string);
+    }
+    located
+}
+
+/// A configuration problem, located as precisely as is known.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The config file, if the problem is in one.
+    pub file: Option<PathBuf>,
+    /// The 1-based line in that file.
+    pub line: Option<usize>,
+    /// The key at fault.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut place = Vec::new();
+        if let Some(file) = &self.file {
+            place.push(file.display().to_string());
         }
-        _ => format!("line {line_no}: {msg}"),
+        if let Some(line) = self.line {
+            place.push(format!("line {line}"));
+        }
+        if let Some(key) = &self.key {
+            place.push(format!("key `{key}`"));
+        }
+        if place.is_empty() {
+            f.write_str(&self.what)
+        } else {
+            write!(f, "{}: {}", place.join(", "), self.what)
+        }
+    }
+}
+
+impl From<ConfigError> for StartupError {
+    fn from(e: ConfigError) -> StartupError {
+        StartupError::Config(e)
     }
 }
 
@@ -323,7 +369,12 @@ impl Checker<'_> {
         };
 
         Ok(Config {
-            source: self.path.map(absolute).transpose().map_err(|e| StartupError::Config(e.to_string()))?,
+            source: self.path.map(absolute).transpose().map_err(|e| ConfigError {
+                file: self.path.map(Path::to_path_buf),
+                line: None,
+                key: None,
+                what: e.to_string(),
+            })?,
             listen,
             backlog,
             root,
@@ -358,12 +409,13 @@ impl Checker<'_> {
 
     /// An error for `key`, naming the file and the line where the key is set.
     fn error(&self, key: &str, what: &str) -> StartupError {
-        let place = match (self.path, self.line_of(key)) {
-            (Some(p), Some(line)) => format!("{}: line {line}: ", p.display()),
-            (Some(p), None) => format!("{}: ", p.display()),
-            (None, _) => String::new(),
-        };
-        StartupError::Config(format!("{place}key `{key}` {what}"))
+        ConfigError {
+            file: self.path.map(Path::to_path_buf),
+            line: self.line_of(key),
+            key: Some(key.to_string()),
+            what: what.to_string(),
+        }
+        .into()
     }
 
     /// The 1-based line on which `key = ...` is written, if it is.

@@ -9,6 +9,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::ConfigError;
+
 /// Every HTTP status forkhttpd sends, success and error alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -96,9 +98,8 @@ impl Status {
 /// non-zero.
 #[derive(Debug)]
 pub enum StartupError {
-    /// The command line or the config file is invalid; the message names the
-    /// file, line and key where there is one.
-    Config(String),
+    /// The configuration is invalid: which file, line and key, and why.
+    Config(ConfigError),
     /// A listen address did not resolve.
     Resolve {
         /// The address as written.

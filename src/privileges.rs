@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use nix::unistd::{Gid, Group, Uid, User, chdir, chroot, geteuid, setgid, setgroups, setuid};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::StartupError;
 
 /// A resolved account: the user name and the uid and gid it stands for.
@@ -100,11 +100,17 @@ impl DropPlan {
             return Ok(None);
         }
         if config.identity.uid.is_root() && !config.allow_root {
-            return Err(StartupError::Config(format!(
-                "refusing to serve requests as root (user {:?}): set `user` to an unprivileged account, \
-                 or set allow_root = true",
-                config.identity.user
-            )));
+            return Err(ConfigError {
+                file: config.source.clone(),
+                line: None,
+                key: Some("user".to_string()),
+                what: format!(
+                    "refusing to serve requests as root ({:?}): set `user` to an unprivileged account, \
+                     or set allow_root = true",
+                    config.identity.user
+                ),
+            }
+            .into());
         }
         Ok(Some(DropPlan {
             identity: config.identity.clone(),
