@@ -22,6 +22,8 @@ mod logging;
 mod parent;
 #[path = "suite/signals.rs"]
 mod signals;
+#[path = "suite/syslog.rs"]
+mod syslog;
 #[path = "suite/systemd.rs"]
 mod systemd;
 #[path = "suite/traversal.rs"]

@@ -1,0 +1,198 @@
+//! Daemon messages and access lines through syslog: ident `forkhttpd`,
+//! facility `daemon`, a level per message, and each process's own pid.
+//!
+//! The machine may run no syslog daemon, so each test runs the server in a
+//! private mount namespace (`unshare --mount`, root only) where the test's
+//! own datagram socket is mounted at `/run/syslog`, one of the paths the
+//! server's syslog client tries. Nothing outside that namespace changes.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Conn, TempDir, parse_listening_line, poll_until, send_signal, toml_str};
+
+/// `<PRI>` for facility daemon (3) at `info` (6) and `warning` (4).
+const DAEMON_INFO: &str = "<30>";
+const DAEMON_WARNING: &str = "<28>";
+
+/// A fake syslog socket, and the server running against it.
+struct Fixture {
+    dir: TempDir,
+    syslog: UnixDatagram,
+}
+
+impl Fixture {
+    /// `None` (with the reason printed) where the namespace trick cannot work.
+    fn new(name: &str) -> Option<Fixture> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount a fake syslog socket in a private namespace");
+            return None;
+        }
+        if Command::new("unshare").arg("--version").output().is_err() {
+            eprintln!("skipped: unshare is not installed");
+            return None;
+        }
+        let dir = TempDir::new(name);
+        std::fs::create_dir_all(dir.path().join("root")).unwrap();
+        std::fs::write(dir.path().join("root/a.txt"), b"syslog\n").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), b"outside\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.txt"), dir.path().join("root/escape.txt"))
+            .unwrap();
+        let sock = dir.path().join("syslog.sock");
+        let syslog = UnixDatagram::bind(&sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        syslog.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        Some(Fixture { dir, syslog })
+    }
+
+    /// Starts the server with `config` (listen and root added) and `args`,
+    /// with the fake socket mounted at /run/syslog in its mount namespace.
+    fn spawn(&self, config: &str, args: &[&str]) -> Child {
+        let root = self.dir.path().join("root");
+        let conf = self.dir.path().join("forkhttpd.toml");
+        let text =
+            format!("listen = [\"127.0.0.1:0\"]\nroot = {}\n{config}\n", toml_str(&root.to_string_lossy()));
+        std::fs::write(&conf, text).unwrap();
+        let script = format!(
+            "mount -t tmpfs forkhttpd-test /run && touch /run/syslog && mount --bind {} /run/syslog && exec {} --config {} {}",
+            shell_quote(&self.dir.path().join("syslog.sock")),
+            shell_quote(Path::new(env!("CARGO_BIN_EXE_forkhttpd"))),
+            shell_quote(&conf),
+            args.join(" ")
+        );
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start unshare")
+    }
+
+    /// Syslog datagrams received until `want` matches one or `timeout`.
+    fn wait_for(
+        &self,
+        got: &mut Vec<String>,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < timeout {
+            if let Some(m) = got.iter().find(|m| want(m)) {
+                return Some(m.clone());
+            }
+            if let Ok(n) = self.syslog.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        got.iter().find(|m| want(m)).cloned()
+    }
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.to_string_lossy().replace('\'', "'\\''"))
+}
+
+/// Reads the child's stderr until a `listening on` line; returns the address
+/// and every line read.
+fn read_address(child: &mut Child) -> (std::net::SocketAddr, Vec<String>) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end().to_string();
+        lines.push(line.clone());
+        if let Some(addr) = parse_listening_line(&line) {
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while stderr.read_line(&mut sink).unwrap_or(0) > 0 {
+                    sink.clear();
+                }
+            });
+            return (addr, lines);
+        }
+    }
+    panic!("no listening line; stderr: {lines:?}");
+}
+
+fn stop(child: &mut Child, pid: u32) {
+    send_signal(pid, "TERM");
+    if !poll_until(Duration::from_secs(10), || child.try_wait().ok().flatten().is_some()) {
+        send_signal(pid, "KILL");
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn foreground_daemon_messages_go_to_syslog_with_each_process_pid() {
+    let Some(fx) = Fixture::new("syslog_foreground") else { return };
+    let mut server = fx.spawn("error_log = \"syslog\"\naccess_log = \"off\"", &[]);
+    let pid = server.id();
+    let (addr, _) = read_address(&mut server);
+    let mut got = Vec::new();
+    let started = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("started"));
+    let started = started.unwrap_or_else(|| panic!("no start line on syslog; got {got:?}"));
+    assert!(started.starts_with(DAEMON_INFO), "start line not daemon.info: {started}");
+    assert!(started.contains(&format!("forkhttpd[{pid}]: ")), "start line without ident[pid]: {started}");
+
+    // A child's own message: a symlink out of the root is refused and logged
+    // at warning level by the child, with the child's pid.
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/escape.txt", &["Connection: close"]);
+    assert_eq!(c.read_response().status, 403);
+    let refused = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("outside the document root"));
+    let refused = refused.unwrap_or_else(|| panic!("no child warning on syslog; got {got:?}"));
+    assert!(refused.starts_with(DAEMON_WARNING), "child message not daemon.warning: {refused}");
+    let child_pid: u32 = refused
+        .split("forkhttpd[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {refused}"));
+    assert_ne!(child_pid, pid, "the child's message carries the parent's pid: {refused}");
+    stop(&mut server, pid);
+}
+
+#[test]
+fn daemonized_server_logs_to_syslog_and_access_log_can_go_there_too() {
+    let Some(fx) = Fixture::new("syslog_daemon") else { return };
+    let pid_file = fx.dir.path().join("forkhttpd.pid");
+    let config = format!("pid_file = {}\naccess_log = \"syslog\"", toml_str(&pid_file.to_string_lossy()));
+    let mut launcher = fx.spawn(&config, &["--daemon"]);
+    let (addr, _) = read_address(&mut launcher);
+    assert!(
+        poll_until(Duration::from_secs(5), || launcher.try_wait().ok().flatten().is_some()),
+        "the launching process did not exit"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let mut got = Vec::new();
+    let started = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("started"));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let started =
+            started.unwrap_or_else(|| panic!("no start line on syslog after detaching; got {got:?}"));
+        assert!(
+            started.starts_with(DAEMON_INFO) && started.contains(&format!("forkhttpd[{pid}]: ")),
+            "{started}"
+        );
+        let mut c = Conn::connect(addr);
+        c.send_request("GET", "/a.txt", &["Connection: close", "User-Agent: syslog-test"]);
+        assert_eq!(c.read_response().status, 200);
+        let access =
+            fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("\"GET /a.txt HTTP/1.1\" 200"));
+        let access = access.unwrap_or_else(|| panic!("no access line on syslog; got {got:?}"));
+        assert!(access.starts_with(DAEMON_INFO) && access.contains("\"syslog-test\""), "{access}");
+    }));
+    send_signal(pid, "TERM");
+    poll_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
