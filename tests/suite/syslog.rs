@@ -123,11 +123,27 @@ fn read_address(child: &mut Child) -> (std::net::SocketAddr, Vec<String>) {
     panic!("no listening line; stderr: {lines:?}");
 }
 
-fn stop(child: &mut Child, pid: u32) {
-    send_signal(pid, "TERM");
-    if !poll_until(Duration::from_secs(10), || child.try_wait().ok().flatten().is_some()) {
-        send_signal(pid, "KILL");
-        let _ = child.wait();
+/// Stops the server with `pid` when dropped, even when a test fails:
+/// SIGTERM, then SIGKILL if it is still there after 10 s.
+struct Stopper {
+    pid: u32,
+    child: Option<Child>,
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let gone = |pid: u32| !Path::new(&format!("/proc/{pid}")).exists();
+        send_signal(self.pid, "TERM");
+        let stopped = match self.child.as_mut() {
+            Some(c) => poll_until(Duration::from_secs(10), || c.try_wait().ok().flatten().is_some()),
+            None => poll_until(Duration::from_secs(10), || gone(self.pid)),
+        };
+        if !stopped {
+            send_signal(self.pid, "KILL");
+        }
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
+        }
     }
 }
 
@@ -137,6 +153,7 @@ fn foreground_daemon_messages_go_to_syslog_with_each_process_pid() {
     let mut server = fx.spawn("error_log = \"syslog\"\naccess_log = \"off\"", &[]);
     let pid = server.id();
     let (addr, _) = read_address(&mut server);
+    let _stopper = Stopper { pid, child: Some(server) };
     let mut got = Vec::new();
     let started = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("started"));
     let started = started.unwrap_or_else(|| panic!("no start line on syslog; got {got:?}"));
@@ -158,7 +175,6 @@ fn foreground_daemon_messages_go_to_syslog_with_each_process_pid() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {refused}"));
     assert_ne!(child_pid, pid, "the child's message carries the parent's pid: {refused}");
-    stop(&mut server, pid);
 }
 
 #[test]
@@ -173,26 +189,18 @@ fn daemonized_server_logs_to_syslog_and_access_log_can_go_there_too() {
         "the launching process did not exit"
     );
     let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let _stopper = Stopper { pid, child: None };
     let mut got = Vec::new();
     let started = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("started"));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let started =
-            started.unwrap_or_else(|| panic!("no start line on syslog after detaching; got {got:?}"));
-        assert!(
-            started.starts_with(DAEMON_INFO) && started.contains(&format!("forkhttpd[{pid}]: ")),
-            "{started}"
-        );
-        let mut c = Conn::connect(addr);
-        c.send_request("GET", "/a.txt", &["Connection: close", "User-Agent: syslog-test"]);
-        assert_eq!(c.read_response().status, 200);
-        let access =
-            fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("\"GET /a.txt HTTP/1.1\" 200"));
-        let access = access.unwrap_or_else(|| panic!("no access line on syslog; got {got:?}"));
-        assert!(access.starts_with(DAEMON_INFO) && access.contains("\"syslog-test\""), "{access}");
-    }));
-    send_signal(pid, "TERM");
-    poll_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    let started = started.unwrap_or_else(|| panic!("no start line on syslog after detaching; got {got:?}"));
+    assert!(
+        started.starts_with(DAEMON_INFO) && started.contains(&format!("forkhttpd[{pid}]: ")),
+        "{started}"
+    );
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/a.txt", &["Connection: close", "User-Agent: syslog-test"]);
+    assert_eq!(c.read_response().status, 200);
+    let access = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("\"GET /a.txt HTTP/1.1\" 200"));
+    let access = access.unwrap_or_else(|| panic!("no access line on syslog; got {got:?}"));
+    assert!(access.starts_with(DAEMON_INFO) && access.contains("\"syslog-test\""), "{access}");
 }
