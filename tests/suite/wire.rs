@@ -48,18 +48,25 @@ fn trace_one_request(dir: &TempDir) -> Option<String> {
         }
     });
 
-    let mut c = crate::common::Conn::connect(addr);
-    c.send_request("GET", "/small.txt", &["Connection: close"]);
-    let r = c.read_response();
-    assert_eq!(r.status, 200);
-    c.expect_closed();
-
     let server = children_of(strace.id()).first().map(|p| p.pid).expect("server process under strace");
+    // Stop the server (and so strace) even when the request fails.
+    let fetched = std::panic::catch_unwind(|| {
+        let mut c = crate::common::Conn::connect(addr);
+        c.send_request("GET", "/small.txt", &["Connection: close"]);
+        let r = c.read_response();
+        assert_eq!(r.status, 200);
+        c.expect_closed();
+    });
     send_signal(server, "TERM");
-    assert!(
-        poll_until(Duration::from_secs(10), || strace.try_wait().ok().flatten().is_some()),
-        "strace did not exit"
-    );
+    if !poll_until(Duration::from_secs(10), || strace.try_wait().ok().flatten().is_some()) {
+        send_signal(server, "KILL");
+        let _ = strace.kill();
+        let _ = strace.wait();
+        panic!("the server under strace did not stop on SIGTERM");
+    }
+    if let Err(panic) = fetched {
+        std::panic::resume_unwind(panic);
+    }
     Some(std::fs::read_to_string(&trace).unwrap())
 }
 
