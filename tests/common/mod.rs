@@ -10,6 +10,7 @@
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,17 +18,22 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_forkhttpd");
 /// Read/write timeout used on every client socket.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for the server to report its listening sockets.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound on a response head we are willing to buffer.
 const MAX_HEAD: usize = 64 * 1024;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 // ---------------------------------------------------------------------------
-// Temporary directories
+// Temporary directories and files
 // ---------------------------------------------------------------------------
 
 /// A unique directory under `std::env::temp_dir()`, removed on drop.
@@ -65,6 +71,24 @@ fn current_test_name() -> String {
     thread::current().name().unwrap_or("forkhttpd").to_string()
 }
 
+/// Sets the permission bits of `path`.
+pub fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// Creates a world-readable docroot directory with the given files.
+pub fn make_root(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    chmod(dir, 0o755);
+    for (name, data) in files {
+        let p = dir.join(name);
+        fs::write(&p, data).unwrap();
+        chmod(&p, 0o644);
+    }
+    dir.to_path_buf()
+}
+
 /// Quote a string as a TOML basic string.
 pub fn toml_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -78,6 +102,403 @@ pub fn toml_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Builds a config file: `listen` (left out when `listen` is empty, for a
+/// command line that names the addresses), `root`, then raw extra lines.
+pub fn config_text(listen: &[impl AsRef<str>], root: &Path, extra: &[impl AsRef<str>]) -> String {
+    let mut text = String::new();
+    if !listen.is_empty() {
+        let quoted: Vec<String> = listen.iter().map(|a| toml_str(a.as_ref())).collect();
+        text.push_str(&format!("listen = [{}]\n", quoted.join(", ")));
+    }
+    text.push_str(&format!("root = {}\n", toml_str(root.to_str().unwrap())));
+    for line in extra {
+        text.push_str(line.as_ref());
+        text.push('\n');
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/// Environment variables that would change the server's behaviour if the
+/// test run itself happens to be under systemd (socket activation, notify
+/// socket, syslog for daemon messages).
+const SYSTEMD_VARS: [&str; 6] =
+    ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "INVOCATION_ID", "JOURNAL_STREAM"];
+
+/// Removes the systemd variables from any command (e.g. a launcher that
+/// execs the server).
+pub fn scrub_env(cmd: &mut Command) -> &mut Command {
+    for v in SYSTEMD_VARS {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// A `Command` for the binary under test, with the systemd variables removed
+/// and stdin from /dev/null.
+pub fn server_command() -> Command {
+    let mut c = Command::new(BIN);
+    scrub_env(&mut c);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Sends the signal named `sig` (such as `"TERM"`) to `pid`; errors (such as
+/// the process being gone already) are ignored.
+pub fn send_signal(pid: u32, sig: &str) {
+    let signal: Signal = format!("SIG{sig}").parse().unwrap_or_else(|_| panic!("unknown signal {sig:?}"));
+    let _ = kill(Pid::from_raw(pid as i32), signal);
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether an executable named `name` is on PATH (or in the sbin dirs).
+pub fn have_tool(name: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(name))
+        .any(|p| fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// For tests that need an external tool: whether `name` is missing (then
+/// the test is reported as skipped and should return).
+pub fn missing_tool(name: &str) -> bool {
+    let missing = !have_tool(name);
+    if missing {
+        eprintln!("skipped: {name} not found");
+    }
+    missing
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGTERMs `child` and waits up to `timeout` for it to exit.  Returns
+/// `None` if it did not exit in time (it is then SIGKILLed and reaped).
+pub fn terminate_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    if let Some(st) = child.try_wait().unwrap() {
+        return Some(st);
+    }
+    send_signal(child.id(), "TERM");
+    if let Some(st) = wait_child(child, timeout) {
+        return Some(st);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Captured output
+// ---------------------------------------------------------------------------
+
+/// Lines read from a pipe by a background thread.
+#[derive(Default)]
+pub struct Lines {
+    lines: Mutex<Vec<String>>,
+    cond: Condvar,
+    eof: Mutex<bool>,
+}
+
+impl Lines {
+    /// Starts a thread that reads `r` line by line into a new `Lines`.
+    pub fn drain(r: impl Read + Send + 'static) -> Arc<Lines> {
+        let lines = Arc::new(Lines::default());
+        let l2 = Arc::clone(&lines);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(r);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+                        l2.lines.lock().unwrap().push(line);
+                        l2.cond.notify_all();
+                    }
+                }
+            }
+            *l2.eof.lock().unwrap() = true;
+            l2.cond.notify_all();
+        });
+        lines
+    }
+
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.snapshot().join("\n")
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    pub fn is_eof(&self) -> bool {
+        *self.eof.lock().unwrap()
+    }
+
+    /// Waits until at least `n` lines with index >= `from` satisfy `pred`;
+    /// returns those lines (fewer than `n` on timeout).
+    pub fn wait_from(
+        &self,
+        from: usize,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().unwrap();
+        loop {
+            let matching: Vec<String> = guard.iter().skip(from).filter(|l| pred(l)).cloned().collect();
+            let now = Instant::now();
+            if matching.len() >= n || now >= deadline {
+                return matching;
+            }
+            guard =
+                self.cond.wait_timeout(guard, (deadline - now).min(Duration::from_millis(100))).unwrap().0;
+        }
+    }
+
+    /// Waits for the first line (index >= `from`) satisfying `pred`.
+    pub fn wait_line(&self, from: usize, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        self.wait_from(from, 1, timeout, pred).into_iter().next()
+    }
+
+    /// Waits up to `timeout` for the next line (or EOF).
+    pub fn wait_more(&self, timeout: Duration) {
+        let guard = self.lines.lock().unwrap();
+        let _ = self.cond.wait_timeout(guard, timeout).unwrap();
+    }
+
+    /// Waits until the pipe reaches EOF; returns whether it did.
+    pub fn wait_eof(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.eof.lock().unwrap();
+        loop {
+            if *guard {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self.cond.wait_timeout(guard, (deadline - now).min(Duration::from_millis(50))).unwrap().0;
+        }
+    }
+}
+
+/// The result of running a short-lived command to completion.
+pub struct Output {
+    pub pid: u32,
+    /// `None` if it did not exit within the timeout (it was then killed).
+    pub status: Option<ExitStatus>,
+    /// The lines of stdout and of stderr, each joined with `\n`.
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    /// Whether both pipes reached EOF, i.e. no process left behind (such as
+    /// a daemon) still holds them.
+    pub released: bool,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "status {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` (stdout and stderr captured) until it exits or `timeout`
+/// passes (then it is SIGKILLed).  The pipes may be held open by a
+/// grandchild (a daemon), so they are waited for at most `pipe_wait` each
+/// after the exit; the output is whatever arrived by then.
+pub fn run_waiting(cmd: &mut Command, timeout: Duration, pipe_wait: Duration) -> Output {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let out = Lines::drain(child.stdout.take().unwrap());
+    let err = Lines::drain(child.stderr.take().unwrap());
+    let status = wait_child(&mut child, timeout);
+    let elapsed = start.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let released = out.wait_eof(pipe_wait) & err.wait_eof(pipe_wait);
+    Output { pid: child.id(), status, stdout: out.text(), stderr: err.text(), elapsed, released }
+}
+
+/// [`run_waiting`] with half a second for the pipes.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    run_waiting(cmd, timeout, Duration::from_millis(500))
+}
+
+/// Runs a helper tool to completion; panics if it does not finish within
+/// `timeout`.
+pub fn run_tool(cmd: &mut Command, timeout: Duration) -> Output {
+    let out = run_waiting(cmd, timeout, timeout);
+    assert!(out.status.is_some(), "{cmd:?} did not finish within {timeout:?}");
+    out
+}
+
+/// A process started by a test with its stderr collected line by line;
+/// SIGTERMed (then SIGKILLed) and reaped on drop.
+pub struct Proc {
+    child: Child,
+    pub log: Arc<Lines>,
+    /// The program and its arguments, for messages.
+    what: String,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdin and stdout on /dev/null.
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let what = format!("{:?} {:?}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>());
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let log = Lines::drain(child.stderr.take().unwrap());
+        Proc { child, log, what }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A snapshot of all stderr lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.snapshot()
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.exited().is_none()
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+
+    /// SIGTERM and wait up to `timeout`; SIGKILL if it does not exit.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        terminate_child(&mut self.child, timeout)
+    }
+
+    /// SIGKILL (if still running) and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` until `found` picks something out of the stderr
+    /// lines.  Returns `Err(status)` if the process exits first, `Ok(None)`
+    /// on timeout.
+    fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        found: impl Fn(&[String]) -> Option<T>,
+    ) -> Result<Option<T>, ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = found(&self.lines()) {
+                return Ok(Some(t));
+            }
+            if let Some(st) = self.exited() {
+                // Let the drain thread collect the last lines (without
+                // blocking on a pipe that a process left behind still holds).
+                self.log.wait_eof(Duration::from_secs(1));
+                return found(&self.lines()).map(Some).ok_or(st);
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.log.wait_more(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `timeout` for a line matching `pred`. Returns `Err(status)`
+    /// if the process exits first, `Ok(None)` on timeout.
+    pub fn wait_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, ExitStatus> {
+        self.wait_for(timeout, |lines| lines.iter().find(|l| pred(l)).cloned())
+    }
+
+    /// Waits up to [`STARTUP_TIMEOUT`] for `n` `listening on` lines from
+    /// index `from` on; panics (with the stderr so far) if the process exits
+    /// first or the time runs out.
+    pub fn wait_listeners(&mut self, from: usize, n: usize) -> Vec<SocketAddr> {
+        let found = |lines: &[String]| {
+            let addrs: Vec<SocketAddr> =
+                lines.iter().skip(from).filter_map(|l| parse_listening_line(l)).collect();
+            (addrs.len() >= n).then_some(addrs)
+        };
+        match self.wait_for(STARTUP_TIMEOUT, found) {
+            Ok(Some(addrs)) => addrs,
+            Err(status) => {
+                panic!("{} exited during startup with {status}; stderr:\n{}", self.what, self.log.text())
+            }
+            Ok(None) => panic!(
+                "{} did not report {n} 'listening on' line(s) within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                self.what,
+                self.log.text()
+            ),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -132,20 +553,13 @@ impl Builder {
         let mut args: Vec<String> = Vec::new();
         let mut expected_listeners = self.cli_listen.len().max(1);
         if self.use_config {
-            let mut text = String::new();
+            let mut listen = Vec::new();
             if self.cli_listen.is_empty() {
-                let list = self.config_listen.clone().unwrap_or_else(|| vec!["127.0.0.1:0".to_string()]);
-                expected_listeners = list.len();
-                let quoted: Vec<String> = list.iter().map(|a| toml_str(a)).collect();
-                text.push_str(&format!("listen = [{}]\n", quoted.join(", ")));
-            }
-            text.push_str(&format!("root = {}\n", toml_str(root.to_str().unwrap())));
-            for line in &self.config {
-                text.push_str(line);
-                text.push('\n');
+                listen = self.config_listen.clone().unwrap_or_else(|| vec!["127.0.0.1:0".to_string()]);
+                expected_listeners = listen.len();
             }
             let cfg = dir.path().join("forkhttpd.toml");
-            fs::write(&cfg, text).expect("write config");
+            fs::write(&cfg, config_text(&listen, &root, &self.config)).expect("write config");
             args.push("--config".into());
             args.push(cfg.to_str().unwrap().into());
         } else {
@@ -159,57 +573,17 @@ impl Builder {
             args.push(l.clone());
         }
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_forkhttpd"))
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn forkhttpd");
-
-        let log = Arc::new(LogBuf::default());
-        let stderr = child.stderr.take().expect("stderr pipe");
-        {
-            let log = Arc::clone(&log);
-            thread::spawn(move || drain_lines(stderr, log));
-        }
-
-        let mut server = TestServer { child: Some(child), addrs: Vec::new(), log, dir, root, args };
-        server.addrs = server.wait_for_listeners(expected_listeners);
-        server
-    }
-}
-
-#[derive(Default)]
-struct LogBuf {
-    lines: Mutex<Vec<String>>,
-    cond: Condvar,
-}
-
-fn drain_lines(stderr: impl Read, log: Arc<LogBuf>) {
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
-                log.lines.lock().unwrap().push(line);
-                log.cond.notify_all();
-            }
-        }
+        let mut proc = Proc::spawn(server_command().args(&args).current_dir(dir.path()));
+        let addrs = proc.wait_listeners(0, expected_listeners);
+        TestServer { proc, addrs, dir, root }
     }
 }
 
 pub struct TestServer {
-    child: Option<Child>,
+    proc: Proc,
     addrs: Vec<SocketAddr>,
-    log: Arc<LogBuf>,
     dir: TempDir,
     root: PathBuf,
-    args: Vec<String>,
 }
 
 impl TestServer {
@@ -228,36 +602,6 @@ impl TestServer {
         TestServer::builder().start()
     }
 
-    fn wait_for_listeners(&mut self, n: usize) -> Vec<SocketAddr> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let addrs: Vec<SocketAddr> =
-                self.lines().iter().filter_map(|l| parse_listening_line(l)).collect();
-            if addrs.len() >= n {
-                return addrs;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                // Give the drain thread a moment to collect the last lines.
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "forkhttpd {:?} exited during startup with {status}; stderr:\n{}",
-                    self.args,
-                    self.lines().join("\n")
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "forkhttpd {:?} did not report {n} 'listening on' line(s) within {:?}; stderr:\n{}",
-                    self.args,
-                    STARTUP_TIMEOUT,
-                    self.lines().join("\n")
-                );
-            }
-            let guard = self.log.lines.lock().unwrap();
-            let _ = self.log.cond.wait_timeout(guard, Duration::from_millis(50)).unwrap();
-        }
-    }
-
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
@@ -267,7 +611,7 @@ impl TestServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("server already stopped").id()
+        self.proc.pid()
     }
 
     /// The document root (`<tmp>/root`).
@@ -306,27 +650,13 @@ impl TestServer {
 
     /// A snapshot of all stderr lines so far.
     pub fn lines(&self) -> Vec<String> {
-        self.log.lines.lock().unwrap().clone()
+        self.proc.lines()
     }
 
     /// Wait (up to `timeout`) until at least `n` stderr lines satisfy `pred`;
     /// returns the matching lines (possibly fewer than `n` on timeout).
     pub fn wait_for_lines(&self, n: usize, timeout: Duration, pred: impl Fn(&str) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut guard = self.log.lines.lock().unwrap();
-        loop {
-            let matching: Vec<String> = guard.iter().filter(|l| pred(l)).cloned().collect();
-            let now = Instant::now();
-            if matching.len() >= n || now >= deadline {
-                return matching;
-            }
-            guard = self
-                .log
-                .cond
-                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(100)))
-                .unwrap()
-                .0;
-        }
+        self.proc.log.wait_from(0, n, timeout, pred)
     }
 
     pub fn connect(&self) -> Conn {
@@ -335,9 +665,7 @@ impl TestServer {
 
     /// One `GET path` on a fresh connection with `Connection: close`.
     pub fn get(&self, path: &str) -> Response {
-        let mut c = self.connect();
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes());
-        c.read_response()
+        get_close(self.addr(), path)
     }
 
     /// Direct children of the server process (pid, state).
@@ -347,13 +675,10 @@ impl TestServer {
 
     /// Is the server process still running (not exited)?
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().unwrap().is_none(),
-            None => false,
-        }
+        self.proc.is_running()
     }
 
-    /// Send a signal to the server process (by pid) using kill(1).
+    /// Send a signal (such as `"HUP"`) to the server process.
     pub fn signal(&self, sig: &str) {
         send_signal(self.pid(), sig);
     }
@@ -362,38 +687,8 @@ impl TestServer {
     /// Returns `None` if it did not exit in time (it is then SIGKILLed and
     /// reaped).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        send_signal(child.id(), "TERM");
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(st) = child.try_wait().unwrap() {
-                return Some(st);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        self.proc.stop(timeout)
     }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.terminate(Duration::from_secs(5));
-    }
-}
-
-pub fn send_signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Parse a `... listening on ADDR` line.
@@ -407,6 +702,42 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 // /proc helpers
 // ---------------------------------------------------------------------------
 
+/// Fields of `/proc/PID/stat` after the command name.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub session: u32,
+    pub tty_nr: i64,
+    /// User and system CPU time, in clock ticks.
+    pub utime: u64,
+    pub stime: u64,
+}
+
+pub fn proc_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+pub fn self_stat() -> Stat {
+    parse_stat(&fs::read_to_string("/proc/self/stat").unwrap()).unwrap()
+}
+
+fn parse_stat(s: &str) -> Option<Stat> {
+    let close = s.rfind(')')?;
+    // f[0] is field 3 of proc_pid_stat(5) (state).
+    let f: Vec<&str> = s[close + 1..].split_whitespace().collect();
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        session: f.get(3)?.parse().ok()?,
+        tty_nr: f.get(4)?.parse().ok()?,
+        utime: f.get(11)?.parse().ok()?,
+        stime: f.get(12)?.parse().ok()?,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct ProcInfo {
     pub pid: u32,
@@ -415,31 +746,38 @@ pub struct ProcInfo {
 
 /// All processes whose parent is `ppid`, read from `/proc/<pid>/stat`.
 pub fn children_of(ppid: u32) -> Vec<ProcInfo> {
-    let mut out = Vec::new();
     let Ok(rd) = fs::read_dir("/proc") else {
-        return out;
+        return Vec::new();
     };
-    for entry in rd.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 1..].split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next());
-        let parent = fields.next().and_then(|s| s.parse::<u32>().ok());
-        if let (Some(state), Some(parent)) = (state, parent)
-            && parent == ppid
-        {
-            out.push(ProcInfo { pid, state });
-        }
-    }
-    out
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, proc_stat(pid)?)))
+        .filter(|(_, st)| st.ppid == ppid)
+        .map(|(pid, st)| ProcInfo { pid, state: st.state })
+        .collect()
+}
+
+/// Polls the children of `ppid` until `done` accepts them or `timeout`
+/// passes; returns the last list read.
+pub fn wait_children(ppid: u32, timeout: Duration, done: impl Fn(&[ProcInfo]) -> bool) -> Vec<ProcInfo> {
+    let mut kids = Vec::new();
+    poll_until(timeout, || {
+        kids = children_of(ppid);
+        done(&kids)
+    });
+    kids
+}
+
+/// The numbers on the line starting with `key` (such as `Uid:` or
+/// `Groups:`) of a `/proc/PID/status` text.
+pub fn status_line_ids(status: &str, key: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    Some(line[key.len()..].split_whitespace().filter_map(|x| x.parse().ok()).collect())
+}
+
+/// The numbers on a `/proc/PID/status` line such as `Uid:` or `Groups:`.
+pub fn status_ids(pid: u32, key: &str) -> Option<Vec<u32>> {
+    status_line_ids(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?, key)
 }
 
 // ---------------------------------------------------------------------------
@@ -492,12 +830,24 @@ pub struct Conn {
 
 impl Conn {
     pub fn connect(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Conn::from_stream(
+            TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                .unwrap_or_else(|e| panic!("connect to {addr}: {e}")),
+        )
+    }
+
+    /// Wraps an already connected stream (setting the usual timeouts).
+    pub fn from_stream(stream: TcpStream) -> Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         let _ = stream.set_nodelay(true);
         Conn { stream, buf: Vec::new(), received: Vec::new() }
+    }
+
+    /// The stream, and the bytes received on it but not consumed yet (such as
+    /// the start of a body after [`Conn::read_head_response`]).
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
     }
 
     /// Write all bytes; panics on error.
@@ -691,6 +1041,20 @@ impl Conn {
             }
         }
     }
+
+    /// Send `data` and read until the server closes; see [`send_raw`].
+    /// Returns every byte received on the connection.
+    pub fn send_until_close(&mut self, data: &[u8]) -> Vec<u8> {
+        self.send_lossy(data);
+        let (bytes, closed) = self.read_until_close(IO_TIMEOUT);
+        assert!(
+            closed.is_some(),
+            "server did not close the connection within {IO_TIMEOUT:?} after {:?}; got {:?}",
+            String::from_utf8_lossy(&data[..data.len().min(200)]),
+            String::from_utf8_lossy(&bytes)
+        );
+        self.received.clone()
+    }
 }
 
 pub fn is_timeout(e: &io::Error) -> bool {
@@ -712,16 +1076,25 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Panics if the server does not close within IO_TIMEOUT.  Write errors are
 /// ignored: the server may legitimately close before reading everything.
 pub fn send_raw(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    Conn::connect(addr).send_until_close(data)
+}
+
+/// `GET path` with `Connection: close` on a new connection to `addr`.
+pub fn get_close(addr: SocketAddr, path: &str) -> Response {
     let mut c = Conn::connect(addr);
-    c.send_lossy(data);
-    let (bytes, closed) = c.read_until_close(IO_TIMEOUT);
-    assert!(
-        closed.is_some(),
-        "server did not close the connection within {IO_TIMEOUT:?} after {:?}; got {:?}",
-        String::from_utf8_lossy(&data[..data.len().min(200)]),
-        String::from_utf8_lossy(&bytes)
-    );
-    c.received.clone()
+    c.send_request("GET", path, &["Connection: close"]);
+    c.read_response()
+}
+
+/// `GET path` on a new connection to `addr`: the answer must be a 200 that
+/// keeps the connection open.  Returns the connection and the response.
+pub fn get_keepalive(addr: SocketAddr, path: &str) -> (Conn, Response) {
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", path, &[]);
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "GET {path}: {r:?}");
+    assert!(!r.connection_has("close"), "expected keep-alive after GET {path}: {r:?}");
+    (c, r)
 }
 
 /// Assert the properties every error page must have.
@@ -750,20 +1123,29 @@ pub fn assert_error_page(resp: &Response, status: u16) {
     );
 }
 
-/// Send one request on a fresh connection; expect `status` as an error page,
-/// `Connection: close`, and an actual close.
-pub fn expect_error_and_close(addr: SocketAddr, request: &[u8], status: u16) -> Response {
+/// Send one request on a fresh connection (write errors ignored: the server
+/// may answer before reading it all); expect `status` as an error page and,
+/// if it says `Connection: close`, an actual close.
+pub fn expect_error(addr: SocketAddr, request: &[u8], status: u16) -> Response {
     let mut c = Conn::connect(addr);
     c.send_lossy(request);
     let resp = c.read_response();
     assert_error_page(&resp, status);
+    if resp.connection_has("close") {
+        c.expect_closed();
+    }
+    resp
+}
+
+/// [`expect_error`], and the error must carry `Connection: close`.
+pub fn expect_error_and_close(addr: SocketAddr, request: &[u8], status: u16) -> Response {
+    let resp = expect_error(addr, request, status);
     assert!(
         resp.connection_has("close"),
         "error {status} for {:?} must carry Connection: close; headers {:?}",
         String::from_utf8_lossy(&request[..request.len().min(120)]),
         resp.headers
     );
-    c.expect_closed();
     resp
 }
 

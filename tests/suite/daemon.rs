@@ -7,13 +7,17 @@ pub mod support;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Conn, TempDir, children_of, parse_listening_line, poll_until};
+use crate::common::{
+    Conn, Output, TempDir, children_of, config_text, get_close, get_keepalive, is_root, make_root,
+    parse_listening_line, poll_until, proc_stat, run, run_waiting, self_stat, server_command, status_ids,
+    toml_str, wait_children,
+};
 use support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +34,7 @@ fn check_config(dir: &TempDir, text: &str, extra: &[&str]) -> Output {
     let cfg = dir.path().join("forkhttpd.toml");
     fs::write(&cfg, text).unwrap();
     run(
-        command().arg("--check-config").arg("--config").arg(&cfg).args(extra).current_dir(dir.path()),
+        server_command().arg("--check-config").arg("--config").arg(&cfg).args(extra).current_dir(dir.path()),
         RUN_TIMEOUT,
     )
 }
@@ -48,7 +52,15 @@ fn assert_rejected(out: &Output, needles: &[&str]) {
 fn root_line(dir: &TempDir) -> String {
     let root = dir.path().join("root");
     make_root(&root, &[("x.txt", b"x")]);
-    format!("root = {}", crate::common::toml_str(root.to_str().unwrap()))
+    format!("root = {}", toml_str(root.to_str().unwrap()))
+}
+
+/// Runs `--check-config` on a valid file with `bad` as its third line, and
+/// asserts it is rejected naming each of `needles`.
+fn assert_third_line_rejected(name: &str, bad: &str, needles: &[&str]) {
+    let dir = TempDir::new(name);
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\n{bad}\n", root_line(&dir));
+    assert_rejected(&check_config(&dir, &text, &[]), needles);
 }
 
 // ---------------------------------------------------------------------------
@@ -78,46 +90,31 @@ fn check_config_valid_file_is_ok_and_binds_nothing() {
 
 #[test]
 fn check_config_unknown_key_names_key_and_line() {
-    let dir = TempDir::new("check_config_unknown");
-    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nbogus = 1\n", root_line(&dir));
-    let out = check_config(&dir, &text, &[]);
-    assert_rejected(&out, &["bogus", "line 3"]);
+    assert_third_line_rejected("check_config_unknown", "bogus = 1", &["bogus", "line 3"]);
 }
 
 #[test]
 fn check_config_wrong_type_names_key() {
-    let dir = TempDir::new("check_config_type");
-    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nmax_children = \"x\"\n", root_line(&dir));
-    let out = check_config(&dir, &text, &[]);
-    assert_rejected(&out, &["max_children"]);
+    assert_third_line_rejected("check_config_type", "max_children = \"x\"", &["max_children"]);
 }
 
 #[test]
 fn check_config_bad_value_names_key() {
-    let dir = TempDir::new("check_config_value");
-    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nheader_timeout = -1\n", root_line(&dir));
-    let out = check_config(&dir, &text, &[]);
-    assert_rejected(&out, &["header_timeout"]);
+    assert_third_line_rejected("check_config_value", "header_timeout = -1", &["header_timeout"]);
 }
 
 #[test]
 fn check_config_missing_root_names_path() {
     let dir = TempDir::new("check_config_noroot");
     let missing = dir.path().join("no-such-root-dir");
-    let text = format!(
-        "listen = [\"127.0.0.1:0\"]\nroot = {}\n",
-        crate::common::toml_str(missing.to_str().unwrap())
-    );
+    let text = config_text(&["127.0.0.1:0"], &missing, &[] as &[&str]);
     let out = check_config(&dir, &text, &[]);
     assert_rejected(&out, &[missing.to_str().unwrap()]);
 }
 
 #[test]
 fn check_config_unknown_user_names_user() {
-    let dir = TempDir::new("check_config_user");
-    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nuser = \"no-such-user-xyz\"\n", root_line(&dir));
-    let out = check_config(&dir, &text, &[]);
-    assert_rejected(&out, &["no-such-user-xyz"]);
+    assert_third_line_rejected("check_config_user", "user = \"no-such-user-xyz\"", &["no-such-user-xyz"]);
 }
 
 #[test]
@@ -134,15 +131,20 @@ fn check_config_shipped_file_is_ok() {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let shipped = format!("{manifest}/config/forkhttpd.toml");
     // 1. As shipped, from the repository root (its `root = "www"` is relative).
-    let out =
-        run(command().args(["--check-config", "--config", &shipped]).current_dir(manifest), RUN_TIMEOUT);
+    let out = run(
+        server_command().args(["--check-config", "--config", &shipped]).current_dir(manifest),
+        RUN_TIMEOUT,
+    );
     assert_eq!(out.code(), Some(0), "shipped config from {manifest}: {}", out.describe());
     assert!(out.stdout.contains("configuration OK"), "{}", out.describe());
     // 2. From elsewhere, with --root overriding the relative root.
     let dir = TempDir::new("check_config_shipped");
     let root = make_root(&dir.path().join("root"), &[]);
     let out = run(
-        command().args(["--check-config", "--config", &shipped, "--root"]).arg(&root).current_dir(dir.path()),
+        server_command()
+            .args(["--check-config", "--config", &shipped, "--root"])
+            .arg(&root)
+            .current_dir(dir.path()),
         RUN_TIMEOUT,
     );
     assert_eq!(out.code(), Some(0), "shipped config + --root: {}", out.describe());
@@ -155,12 +157,12 @@ fn check_config_shipped_file_is_ok() {
 
 #[test]
 fn version_and_help() {
-    let out = run(command().arg("--version"), RUN_TIMEOUT);
+    let out = run(server_command().arg("--version"), RUN_TIMEOUT);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     let want = format!("forkhttpd {}", env!("CARGO_PKG_VERSION"));
     assert!(out.stdout.contains(&want), "--version should print {want:?}; {}", out.describe());
 
-    let out = run(command().arg("--help"), RUN_TIMEOUT);
+    let out = run(server_command().arg("--help"), RUN_TIMEOUT);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     for flag in ["--daemon", "--check-config", "--foreground", "--config"] {
         assert!(out.stdout.contains(flag), "--help should mention {flag}; {}", out.describe());
@@ -173,9 +175,9 @@ fn version_and_help() {
 
 struct DaemonSetup {
     dir: TempDir,
-    cfg: std::path::PathBuf,
-    pid_file: std::path::PathBuf,
-    access_log: std::path::PathBuf,
+    cfg: PathBuf,
+    pid_file: PathBuf,
+    access_log: PathBuf,
 }
 
 fn daemon_setup(name: &str, listen: &str) -> DaemonSetup {
@@ -190,8 +192,8 @@ fn daemon_setup(name: &str, listen: &str) -> DaemonSetup {
             &[listen.to_string()],
             &root,
             &[
-                format!("pid_file = {}", crate::common::toml_str(pid_file.to_str().unwrap())),
-                format!("access_log = {}", crate::common::toml_str(access_log.to_str().unwrap())),
+                format!("pid_file = {}", toml_str(pid_file.to_str().unwrap())),
+                format!("access_log = {}", toml_str(access_log.to_str().unwrap())),
                 "shutdown_grace = 5".to_string(),
                 "keepalive_timeout = 2".to_string(),
             ],
@@ -201,43 +203,27 @@ fn daemon_setup(name: &str, listen: &str) -> DaemonSetup {
     DaemonSetup { dir, cfg, pid_file, access_log }
 }
 
-/// Runs `forkhttpd --daemon --config cfg`; waits (bounded) for the launcher.
-fn launch_daemon(cfg: &std::path::Path, cwd: &std::path::Path) -> (Output, u32, bool) {
-    let start = Instant::now();
-    let mut child = command()
-        .arg("--daemon")
-        .arg("--config")
-        .arg(cfg)
-        .current_dir(cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn forkhttpd --daemon");
-    let launcher_pid = child.id();
-    let out = Lines::drain(child.stdout.take().unwrap());
-    let err = Lines::drain(child.stderr.take().unwrap());
-    let status = wait_child(&mut child, Duration::from_secs(10));
-    let elapsed = start.elapsed();
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // Let the drain threads catch up with what was written before the exit
-    // (the daemon itself should have let go of the pipes; if not, don't block).
-    let released = out.wait_eof(Duration::from_millis(1000)) & err.wait_eof(Duration::from_millis(1000));
-    (Output { status, stdout: out.text(), stderr: err.text(), elapsed }, launcher_pid, released)
+/// Runs `forkhttpd --daemon --config cfg`; waits (bounded) for the launcher,
+/// then up to a second for the pipes: the daemon itself should have let go
+/// of them (`Output::released`).
+fn launch_daemon(cfg: &Path, cwd: &Path) -> Output {
+    run_waiting(
+        server_command().arg("--daemon").arg("--config").arg(cfg).current_dir(cwd),
+        Duration::from_secs(10),
+        Duration::from_millis(1000),
+    )
 }
 
 #[test]
 fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
     let s = daemon_setup("daemon_mode", "127.0.0.1:0");
     let guard = PidFileGuard::new(&s.pid_file);
-    let (out, launcher_pid, released) = launch_daemon(&s.cfg, s.dir.path());
+    let out = launch_daemon(&s.cfg, s.dir.path());
 
     assert_eq!(out.code(), Some(0), "the launcher must exit 0 once the daemon is ready; {}", out.describe());
     assert!(out.elapsed < Duration::from_secs(5), "the launcher took {:?} to exit", out.elapsed);
     assert!(
-        released,
+        out.released,
         "the daemon keeps the launcher's stdout/stderr pipes open (it must redirect them, e.g. to /dev/null)"
     );
     let addr: SocketAddr = out.stderr.lines().find_map(parse_listening_line).unwrap_or_else(|| {
@@ -257,7 +243,7 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
             && text.matches('\n').count() == 1,
         "pid file must be a decimal number and a newline, got {text:?}"
     );
-    assert_ne!(pid, launcher_pid, "the daemon must not be the launched process");
+    assert_ne!(pid, out.pid, "the daemon must not be the launched process");
     let st = proc_stat(pid).unwrap_or_else(|| panic!("pid {pid} from the pid file is not running"));
     assert!(!is_gone(pid), "daemon pid {pid} is not alive ({st:?})");
     assert!(is_forkhttpd(pid), "pid {pid} is not a forkhttpd process");
@@ -270,7 +256,7 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
     assert_eq!(st.tty_nr, 0, "the daemon must have no controlling terminal: {st:?}");
 
     // It serves, and logs to the access log file.
-    let resp = get(addr, "/hello.txt");
+    let resp = get_close(addr, "/hello.txt");
     assert_eq!(resp.status, 200, "GET from the daemon: {resp:?}");
     assert_eq!(resp.body, b"hello from the daemon\n");
     assert!(
@@ -284,7 +270,7 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
 
     // A second daemon with the same pid file is refused.
     let s2dir = TempDir::new("daemon_mode_second");
-    let (out2, _, _) = launch_daemon(&s.cfg, s2dir.path());
+    let out2 = launch_daemon(&s.cfg, s2dir.path());
     if let Some((_, p2)) = guard.read()
         && p2 != pid
     {
@@ -302,7 +288,7 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
         out2.describe()
     );
     assert!(!is_gone(pid), "the first daemon died when a second was started");
-    assert_eq!(get(addr, "/hello.txt").status, 200, "first daemon stopped serving");
+    assert_eq!(get_close(addr, "/hello.txt").status, 200, "first daemon stopped serving");
 
     // SIGTERM: exits promptly and removes its pid file.
     signal(pid, Signal::SIGTERM);
@@ -319,7 +305,7 @@ fn daemon_startup_failure_is_reported_before_detaching() {
     let (_held, addr) = held_port();
     let s = daemon_setup("daemon_bind_fail", &addr.to_string());
     let guard = PidFileGuard::new(&s.pid_file);
-    let (out, _, _) = launch_daemon(&s.cfg, s.dir.path());
+    let out = launch_daemon(&s.cfg, s.dir.path());
     assert!(
         out.status.is_some() && out.elapsed < Duration::from_secs(5),
         "the launcher must exit within 5 s; {}",
@@ -361,22 +347,11 @@ fn privilege_drop_children_run_as_nobody() {
         .file("x.txt", b"served by nobody\n")
         .start();
 
-    let mut c = Conn::connect(srv.addr());
-    c.send_request("GET", "/x.txt", &[]);
-    let resp = c.read_response();
-    assert_eq!(resp.status, 200, "{resp:?}");
+    let (mut c, resp) = get_keepalive(srv.addr(), "/x.txt");
     assert_eq!(resp.body, b"served by nobody\n");
-    assert!(!resp.connection_has("close"), "expected keep-alive: {resp:?}");
 
-    let mut kids = Vec::new();
-    assert!(
-        poll_until(Duration::from_secs(3), || {
-            kids = children_of(srv.pid());
-            !kids.is_empty()
-        }),
-        "no serving child found under {}",
-        srv.pid()
-    );
+    let kids = wait_children(srv.pid(), Duration::from_secs(3), |k| !k.is_empty());
+    assert!(!kids.is_empty(), "no serving child found under {}", srv.pid());
     let child = kids[0].pid;
     let uids = status_ids(child, "Uid:").expect("child Uid line");
     let gids = status_ids(child, "Gid:").expect("child Gid line");
@@ -432,15 +407,7 @@ fn max_children_per_ip_limits_one_address() {
     let std::net::SocketAddr::V4(addr4) = srv.addr() else { panic!("expected an IPv4 listener") };
 
     // Two idle keep-alive connections from 127.0.0.1, each with a live child.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut c = Conn::connect(srv.addr());
-        c.send_request("GET", "/x.txt", &[]);
-        let r = c.read_response();
-        assert_eq!(r.status, 200, "{r:?}");
-        assert!(!r.connection_has("close"), "expected keep-alive: {r:?}");
-        held.push(c);
-    }
+    let mut held: Vec<Conn> = (0..2).map(|_| get_keepalive(srv.addr(), "/x.txt").0).collect();
     assert!(
         poll_until(Duration::from_secs(2), || children_of(srv.pid()).len() >= 2),
         "expected two serving children"
@@ -458,8 +425,7 @@ fn max_children_per_ip_limits_one_address() {
     let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr4)
         .expect("connect from 127.0.0.2 (bind before connect)");
     let bytes =
-        request_to_close(&mut other, b"GET /x.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .expect("request from 127.0.0.2");
+        other.send_until_close(b"GET /x.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(
         bytes.starts_with(b"HTTP/1.1 200"),
         "a connection from 127.0.0.2 must be served: {:?}",

@@ -2,12 +2,22 @@
 //! responses, listeners and process lifecycle.
 
 use std::fs;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::common::*;
 
 const REQ_END: &str = "\r\n\r\n";
+
+/// Sends `METHOD path` on a fresh connection and reads the response; the
+/// connection must then be closed if the response says `Connection: close`,
+/// and otherwise still serve `GET /a.txt`.
+fn request_then_probe(s: &TestServer, method: &str, path: &str) -> Response {
+    let mut c = s.connect();
+    c.send_request(method, path, &[]);
+    let r = c.read_response();
+    assert_close_consistent(&mut c, &r, "/a.txt");
+    r
+}
 
 fn assert_success_headers(resp: &Response, len: usize) {
     let date = resp.header("date").expect("Date header");
@@ -185,20 +195,11 @@ fn directory_without_slash_redirects() {
     s.mkdir("dir");
     s.write_file("dir/index.html", b"<p>dir index</p>");
     s.write_file("a.txt", b"a");
-
-    let mut c = s.connect();
-    c.send_request("GET", "/dir", &[]);
-    let r = c.read_response();
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("/dir/"));
-    assert_close_consistent(&mut c, &r, "/a.txt");
-
-    let mut c = s.connect();
-    c.send_request("GET", "/dir?x=1", &[]);
-    let r = c.read_response();
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("/dir/?x=1"));
-    assert_close_consistent(&mut c, &r, "/a.txt");
+    for (path, location) in [("/dir", "/dir/"), ("/dir?x=1", "/dir/?x=1")] {
+        let r = request_then_probe(&s, "GET", path);
+        assert_eq!(r.status, 301, "GET {path}");
+        assert_eq!(r.header("location"), Some(location), "GET {path}");
+    }
 }
 
 #[test]
@@ -231,24 +232,18 @@ fn directory_without_index_is_403() {
     s.mkdir("empty");
     s.write_file("empty/not-an-index.txt", b"x");
     s.write_file("a.txt", b"a");
-    let mut c = s.connect();
-    c.send_request("GET", "/empty/", &[]);
-    let r = c.read_response();
+    let r = request_then_probe(&s, "GET", "/empty/");
     assert_error_page(&r, 403);
     assert!(!r.body_str().contains("not-an-index"), "directory listing must not be produced");
-    assert_close_consistent(&mut c, &r, "/a.txt");
 }
 
 #[test]
 fn missing_file_is_404() {
     let s = TestServer::start();
     s.write_file("a.txt", b"a");
-    let mut c = s.connect();
-    c.send_request("GET", "/nope.txt", &[]);
-    let r = c.read_response();
+    let r = request_then_probe(&s, "GET", "/nope.txt");
     assert_error_page(&r, 404);
     assert_eq!(r.header("server"), Some("forkhttpd"));
-    assert_close_consistent(&mut c, &r, "/a.txt");
 }
 
 #[test]
@@ -282,13 +277,7 @@ fn unsupported_http_version_is_505() {
     let s = TestServer::start();
     s.write_file("a.txt", b"a");
     for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/3.0", "HTTP/0.9"] {
-        let mut c = s.connect();
-        c.send(format!("GET /a.txt {v}\r\nHost: localhost\r\n\r\n").as_bytes());
-        let r = c.read_response();
-        assert_error_page(&r, 505);
-        if r.connection_has("close") {
-            c.expect_closed();
-        }
+        expect_error(s.addr(), format!("GET /a.txt {v}\r\nHost: localhost\r\n\r\n").as_bytes(), 505);
     }
 }
 
@@ -317,12 +306,9 @@ fn other_methods_are_405_with_allow() {
     let s = TestServer::start();
     s.write_file("a.txt", b"a");
     for m in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT"] {
-        let mut c = s.connect();
-        c.send(format!("{m} /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
-        let r = c.read_response();
+        let r = request_then_probe(&s, m, "/a.txt");
         assert_error_page(&r, 405);
         assert_allow(&r);
-        assert_close_consistent(&mut c, &r, "/a.txt");
     }
     // CONNECT in its usual authority-form is still "method not allowed".
     let mut c = s.connect();
@@ -356,11 +342,8 @@ fn options_is_204_with_allow() {
 fn unknown_method_is_501() {
     let s = TestServer::start();
     s.write_file("a.txt", b"a");
-    let mut c = s.connect();
-    c.send_request("BREW", "/a.txt", &[]);
-    let r = c.read_response();
+    let r = request_then_probe(&s, "BREW", "/a.txt");
     assert_error_page(&r, 501);
-    assert_close_consistent(&mut c, &r, "/a.txt");
 }
 
 #[test]
@@ -459,36 +442,10 @@ fn sigterm_with_idle_client_connected_exits_zero() {
 #[test]
 fn unknown_config_key_is_an_error() {
     let dir = TempDir::new("unknown_config_key");
-    let root = dir.path().join("root");
-    fs::create_dir_all(&root).unwrap();
+    let root = make_root(&dir.path().join("root"), &[]);
     let cfg = dir.path().join("bad.toml");
-    fs::write(
-        &cfg,
-        format!("listen = [\"127.0.0.1:0\"]\nroot = {}\nno_such_key = 1\n", toml_str(root.to_str().unwrap())),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_forkhttpd"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-    let status = status.expect("server kept running with an unknown config key");
+    fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &["no_such_key = 1"])).unwrap();
+    let out = run(server_command().arg("--config").arg(&cfg), Duration::from_secs(5));
+    let status = out.status.expect("server kept running with an unknown config key");
     assert!(!status.success(), "unknown key must be an error, got {status}");
 }

@@ -21,13 +21,7 @@ fn assert_still_serving(s: &mut TestServer) {
 fn huge_header_is_431() {
     let mut s = server();
     let req = format!("GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "b".repeat(10_000));
-    let mut c = s.connect();
-    c.send_lossy(req.as_bytes());
-    let r = c.read_response();
-    assert_error_page(&r, 431);
-    if r.connection_has("close") {
-        c.expect_closed();
-    }
+    expect_error(s.addr(), req.as_bytes(), 431);
     assert_still_serving(&mut s);
 }
 
@@ -50,13 +44,7 @@ fn many_headers_over_limit_are_431() {
 fn huge_url_is_414() {
     let mut s = server();
     let req = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "u".repeat(10_000));
-    let mut c = s.connect();
-    c.send_lossy(req.as_bytes());
-    let r = c.read_response();
-    assert_error_page(&r, 414);
-    if r.connection_has("close") {
-        c.expect_closed();
-    }
+    expect_error(s.addr(), req.as_bytes(), 414);
     assert_still_serving(&mut s);
 }
 

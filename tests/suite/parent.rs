@@ -8,76 +8,17 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::PathBuf;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::common::*;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Whether an executable named `name` is on PATH (or in the sbin dirs).
-pub(crate) fn have_tool(name: &str) -> bool {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(name))
-        .any(|p| fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-}
-
-/// Output of a finished helper command.
-pub(crate) struct ToolOutput {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Run a command with stdout/stderr captured, killing it after `timeout`.
-pub(crate) fn run_tool(cmd: &mut Command, timeout: Duration) -> ToolOutput {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let read_all = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            String::from_utf8_lossy(&v).into_owned()
-        })
-    };
-    let out = read_all(Box::new(child.stdout.take().unwrap()));
-    let err = read_all(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    ToolOutput { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
-}
 
 /// `prlimit --pid PID ARG`, asserting success.
 fn prlimit(pid: u32, arg: &str) {
@@ -97,13 +38,7 @@ fn prlimit_as(uid: u32, pid: u32, arg: &str) {
 
 fn prlimit_cmd(pid: u32, arg: &str, mut cmd: Command) {
     let out = run_tool(cmd.arg("--pid").arg(pid.to_string()).arg(arg), Duration::from_secs(5));
-    assert!(
-        out.status.success(),
-        "prlimit --pid {pid} {arg} failed ({}): {}{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
+    assert!(out.success(), "prlimit --pid {pid} {arg} failed: {}", out.describe());
 }
 
 /// Soft and hard values of one line of /proc/PID/limits (e.g. "Max open files").
@@ -137,8 +72,7 @@ fn socket_inodes(pid: u32) -> HashSet<u64> {
 
 /// Real uid of `pid` (first field of `Uid:` in /proc/PID/status).
 fn real_uid(pid: u32) -> Option<u32> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+    status_ids(pid, "Uid:")?.first().copied()
 }
 
 /// Number of tasks (threads included, as RLIMIT_NPROC counts them) whose
@@ -148,9 +82,7 @@ fn tasks_of_uid(uid: u32) -> usize {
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         let Ok(s) = fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-        let field = |k: &str| -> Option<u32> {
-            s.lines().find_map(|l| l.strip_prefix(k))?.split_whitespace().next()?.parse().ok()
-        };
+        let field = |k: &str| status_line_ids(&s, k)?.first().copied();
         if field("Uid:") == Some(uid) {
             n += field("Threads:").unwrap_or(1) as usize;
         }
@@ -160,11 +92,8 @@ fn tasks_of_uid(uid: u32) -> usize {
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After "pid (comm) ", field 3 (state) is f[0]; utime is field 14, stime 15.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    let st = proc_stat(pid).expect("read /proc/PID/stat");
+    st.utime + st.stime
 }
 
 fn clock_ticks_per_sec() -> u64 {
@@ -235,136 +164,13 @@ const TCP_LISTEN: u8 = 0x0A;
 /// Rows of `ss OPTS` (header dropped), split into columns.
 fn ss_rows(opts: &str) -> Vec<Vec<String>> {
     let out = run_tool(Command::new("ss").arg(opts), Duration::from_secs(10));
-    assert!(out.status.success(), "ss {opts} failed: {}", out.stderr);
+    assert!(out.success(), "ss {opts} failed: {}", out.stderr);
     out.stdout
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .filter(|c| c.len() >= 5)
         .collect()
-}
-
-fn send_sig(pid: u32, sig: Signal) {
-    let _ = kill(Pid::from_raw(pid as i32), sig);
-}
-
-/// Clear variables that would make the server act as if started by systemd
-/// (socket activation, notify socket, syslog for daemon messages).
-fn scrub_env(cmd: &mut Command) -> &mut Command {
-    for v in
-        ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM"]
-    {
-        cmd.env_remove(v);
-    }
-    cmd
-}
-
-/// A server process started by hand (for command lines the TestServer
-/// builder cannot express), with its stderr collected line by line.
-/// SIGTERMed (then SIGKILLed) and reaped on drop.
-struct Proc {
-    child: Option<Child>,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = scrub_env(cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let lines: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
-        let stderr = child.stderr.take().unwrap();
-        let l2 = Arc::clone(&lines);
-        thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let s = String::from_utf8_lossy(&buf).trim_end().to_string();
-                        l2.0.lock().unwrap().push(s);
-                        l2.1.notify_all();
-                    }
-                }
-            }
-        });
-        Proc { child: Some(child), lines }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().unwrap().try_wait().unwrap()
-    }
-
-    /// Wait up to `timeout` for a line matching `pred`. Returns `Err(status)`
-    /// if the process exits first, `Ok(None)` on timeout.
-    fn wait_line(
-        &mut self,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> Result<Option<String>, ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
-                return Ok(Some(l));
-            }
-            if let Some(st) = self.exited() {
-                thread::sleep(Duration::from_millis(100)); // let the drain thread finish
-                if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
-                    return Ok(Some(l));
-                }
-                return Err(st);
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            let g = self.lines.0.lock().unwrap();
-            let _ = self.lines.1.wait_timeout(g, Duration::from_millis(50)).unwrap();
-        }
-    }
-
-    /// SIGTERM and wait up to `timeout`; SIGKILL if it does not exit.
-    fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        send_sig(child.id(), Signal::SIGTERM);
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(st) = child.try_wait().unwrap() {
-                return Some(st);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop(Duration::from_secs(5));
-    }
-}
-
-fn get_close(addr: SocketAddr, path: &str) -> Response {
-    let mut c = Conn::connect(addr);
-    c.send_request("GET", path, &["Connection: close"]);
-    c.read_response()
 }
 
 fn count_matching(lines: &[String], needle: &str) -> usize {
@@ -397,7 +203,7 @@ fn no_arguments_serves_www_on_127_0_0_1_8080() {
     let marker = format!("default-run index {}\n", std::process::id());
     fs::write(dir.path().join("www/index.html"), &marker).unwrap();
 
-    let mut p = Proc::spawn(Command::new(env!("CARGO_BIN_EXE_forkhttpd")).current_dir(dir.path()));
+    let mut p = Proc::spawn(server_command().current_dir(dir.path()));
     match p.wait_line(Duration::from_secs(10), |l| l.contains(" started: ")) {
         Ok(Some(_)) => {}
         Ok(None) => panic!("no start line within 10 s; stderr:\n{}", p.lines().join("\n")),
@@ -518,8 +324,7 @@ fn ipv6_listener_is_v6only() {
 /// EADDRINUSE for as long as TIME_WAIT lasts (60 s on Linux).
 #[test]
 fn restart_binds_despite_time_wait() {
-    if !have_tool("ss") {
-        eprintln!("skipped: ss not found");
+    if missing_tool("ss") {
         return;
     }
     let mut s = TestServer::start();
@@ -570,8 +375,7 @@ fn listen_backlog(addr: SocketAddr) -> Option<u32> {
 /// default is 128, so a server ignoring the key would show neither.)
 #[test]
 fn backlog_default_and_configured() {
-    if !have_tool("ss") {
-        eprintln!("skipped: ss not found");
+    if missing_tool("ss") {
         return;
     }
     let somaxconn: u32 = fs::read_to_string("/proc/sys/net/core/somaxconn")
@@ -599,11 +403,7 @@ fn backlog_default_and_configured() {
 fn child_holds_no_listener_and_parent_no_client_socket() {
     let s = TestServer::start();
     s.write_file("a.txt", b"fd check\n");
-    let mut c = s.connect();
-    c.send_request("GET", "/a.txt", &[]);
-    let r = c.read_response();
-    assert_eq!(r.status, 200);
-    assert!(!r.connection_has("close"), "needs a keep-alive connection");
+    let (c, _) = get_keepalive(s.addr(), "/a.txt");
     let client = c.stream.local_addr().unwrap();
 
     let mut kids = Vec::new();
@@ -661,16 +461,8 @@ fn max_children_cap_holds_connections_in_backlog() {
     s.write_file("a.txt", b"capped\n");
     let live = |s: &TestServer| s.children().len();
 
-    let open = |n: usize| {
-        let mut c = s.connect();
-        c.send_request("GET", "/a.txt", &[]);
-        let r = c.read_response();
-        assert_eq!(r.status, 200, "request on keep-alive connection {n}");
-        assert!(!r.connection_has("close"));
-        c
-    };
-    let c1 = open(1);
-    let c2 = open(2);
+    let (c1, _) = get_keepalive(s.addr(), "/a.txt");
+    let (c2, _) = get_keepalive(s.addr(), "/a.txt");
     assert!(poll_until(Duration::from_secs(3), || live(&s) == 2), "children: {:?}", s.children());
 
     let send = |c: &mut Conn| c.send_request("GET", "/a.txt", &[]);
@@ -740,8 +532,7 @@ fn max_children_cap_holds_connections_in_backlog() {
 /// socket right after fork, so it never holds more than one extra.)
 #[test]
 fn accept_emfile_backs_off_and_recovers() {
-    if !have_tool("prlimit") {
-        eprintln!("skipped: prlimit not found");
+    if missing_tool("prlimit") {
         return;
     }
     let mut s = TestServer::start();
@@ -810,11 +601,8 @@ fn fork_failure_answers_503_and_recovers() {
         eprintln!("skipped: needs root to start the server as another uid (geteuid() != 0)");
         return;
     }
-    for tool in ["setpriv", "prlimit"] {
-        if !have_tool(tool) {
-            eprintln!("skipped: {tool} not found");
-            return;
-        }
+    if ["setpriv", "prlimit"].into_iter().any(missing_tool) {
+        return;
     }
     // A uid no process uses.
     let base = 40000 + std::process::id() % 20000;
@@ -824,24 +612,18 @@ fn fork_failure_answers_503_and_recovers() {
     };
 
     let dir = TempDir::new("parent-fork-failure");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let root = dir.path().join("root");
-    fs::create_dir_all(&root).unwrap();
-    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-    let index = root.join("index.html");
-    fs::write(&index, b"forked fine\n").unwrap();
-    fs::set_permissions(&index, fs::Permissions::from_mode(0o644)).unwrap();
+    chmod(dir.path(), 0o755);
+    let root = make_root(&dir.path().join("root"), &[("index.html", b"forked fine\n")]);
     let bin: PathBuf = dir.path().join("forkhttpd");
-    fs::copy(env!("CARGO_BIN_EXE_forkhttpd"), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::copy(BIN, &bin).unwrap();
+    chmod(&bin, 0o755);
     let cfg = dir.path().join("forkhttpd.toml");
-    fs::write(&cfg, format!("listen = [\"127.0.0.1:0\"]\nroot = {}\n", toml_str(root.to_str().unwrap())))
-        .unwrap();
-    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &[] as &[&str])).unwrap();
+    chmod(&cfg, 0o644);
 
     let u = uid.to_string();
     let mut p = Proc::spawn(
-        Command::new("setpriv")
+        scrub_env(&mut Command::new("setpriv"))
             .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
             .arg(&bin)
             .arg("--config")

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Conn, children_of, parse_listening_line, poll_until, write_big_file};
+use crate::common::{
+    Conn, TempDir, children_of, chmod, get_close, get_keepalive, make_root, parse_listening_line, poll_until,
+    toml_str, wait_children, write_big_file,
+};
 use crate::daemon::support::*;
 
 const BIG: usize = 32 << 20;
@@ -134,8 +137,8 @@ fn sighup_with_changed_listen_list() {
     };
     let second: SocketAddr = parse_listening_line(&line).unwrap();
     assert_eq!(second.ip(), std::net::IpAddr::from([127, 0, 0, 2]), "unexpected new listener {line:?}");
-    assert_eq!(srv.get_at(second, "/x.txt").status, 200, "new listener");
-    assert_eq!(srv.get_at(first, "/x.txt").status, 200, "old listener");
+    assert_eq!(get_close(second, "/x.txt").status, 200, "new listener");
+    assert_eq!(get_close(first, "/x.txt").status, 200, "old listener");
 
     // A new address that cannot be bound: logged, not fatal.
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -156,7 +159,7 @@ fn sighup_with_changed_listen_list() {
         "a reload with an unbindable address must not be fatal; stderr:\n{}",
         srv.stderr()
     );
-    let r = srv.get_at(first, "/x.txt");
+    let r = get_close(first, "/x.txt");
     assert_eq!(r.status, 200, "keeps serving on {first}: {r:?}");
     drop(held);
 }
@@ -262,12 +265,13 @@ fn slow_download_after_first_mib(
     path: &str,
     expect_len: usize,
 ) -> thread::JoinHandle<(Vec<u8>, Instant, Option<String>)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (status, len, prefix) = start_download(&mut s, path);
-    assert_eq!(status, 200, "GET {path}");
-    assert_eq!(len as usize, expect_len, "Content-Length of {path}");
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", path, &["Connection: close"]);
+    let head = c.read_head_response();
+    assert_eq!(head.status, 200, "GET {path}");
+    let len: Option<usize> = head.header("content-length").and_then(|v| v.parse().ok());
+    assert_eq!(len, Some(expect_len), "Content-Length of {path}");
+    let (s, prefix) = c.into_parts();
     let (tx, rx) = mpsc::channel();
     let h = thread::spawn(move || slow_read(s, prefix, expect_len, MIB, tx));
     rx.recv_timeout(Duration::from_secs(10))
@@ -325,11 +329,7 @@ fn sigterm_closes_idle_keepalive_connections_promptly() {
         .config("keepalive_timeout = 30")
         .file("x.txt", b"idle\n")
         .start();
-    let mut c = Conn::connect(srv.addr());
-    c.send_request("GET", "/x.txt", &[]);
-    let r = c.read_response();
-    assert_eq!(r.status, 200);
-    assert!(!r.connection_has("close"), "expected keep-alive: {r:?}");
+    let (mut c, _) = get_keepalive(srv.addr(), "/x.txt");
 
     srv.signal(Signal::SIGTERM);
     let (extra, closed) = c.read_until_close(Duration::from_secs(4));
@@ -351,14 +351,8 @@ fn sigterm_kills_children_after_the_grace_period() {
     let (mut srv, _path) = big_file_server("term_grace", "1");
     let mut c = Conn::connect(srv.addr());
     c.send_request("GET", "/big.bin", &["Connection: close"]);
-    let mut kids = Vec::new();
-    assert!(
-        poll_until(Duration::from_secs(3), || {
-            kids = children_of(srv.pid());
-            !kids.is_empty()
-        }),
-        "no serving child"
-    );
+    let kids = wait_children(srv.pid(), Duration::from_secs(3), |k| !k.is_empty());
+    assert!(!kids.is_empty(), "no serving child");
     // Give the child time to fill the socket buffers and block.
     thread::sleep(Duration::from_millis(300));
 
@@ -410,15 +404,12 @@ fn file_has(p: &std::path::Path, needle: &str) -> bool {
 
 #[test]
 fn sigusr1_reopens_the_access_log() {
-    let dir = crate::common::TempDir::new("usr1_logdir");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let dir = TempDir::new("usr1_logdir");
+    chmod(dir.path(), 0o755);
     let log = dir.path().join("access.log");
     let rotated = dir.path().join("access.log.1");
-    let srv = Server::builder("usr1")
-        .config(&format!("access_log = {}", crate::common::toml_str(log.to_str().unwrap())))
+    let mut srv = Server::builder("usr1")
+        .config(&format!("access_log = {}", toml_str(log.to_str().unwrap())))
         .config("shutdown_grace = 2")
         .file("first.txt", b"1\n")
         .file("second.txt", b"2\n")

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::common::{TempDir, parse_listening_line, toml_str};
+use crate::common::{
+    BIN, Lines, STARTUP_TIMEOUT, TempDir, config_text, get_close, make_root, parse_listening_line, scrub_env,
+};
 use crate::daemon::support::*;
 
 // ---------------------------------------------------------------------------
@@ -52,10 +54,7 @@ impl Activated {
         let cfg = dir.path().join("forkhttpd.toml");
         fs::write(
             &cfg,
-            format!(
-                "root = {}\nerror_log = \"stderr\"\nshutdown_grace = 2\n",
-                toml_str(root.to_str().unwrap())
-            ),
+            config_text(&[] as &[&str], &root, &["error_log = \"stderr\"", "shutdown_grace = 2"]),
         )
         .unwrap();
         let mut cmd = Command::new("python3");
@@ -106,7 +105,7 @@ fn socket_activation_uses_the_inherited_socket() {
     let mut srv = Activated::start("activation", "self", &held_addr.to_string());
     let addr: SocketAddr = ([127, 0, 0, 1], srv.port).into();
 
-    let r = get(addr, "/x.txt");
+    let r = get_close(addr, "/x.txt");
     assert_eq!(r.status, 200, "GET on the inherited socket: {r:?}");
     assert_eq!(r.body, b"activated\n");
     assert!(srv.running(), "server exited; stderr:\n{}", srv.log.text());
@@ -120,14 +119,14 @@ fn socket_activation_uses_the_inherited_socket() {
         "the server claims to listen on the --listen address {held_addr}; stderr:\n{text}"
     );
     // A second request: the listener keeps working (not a one-shot accept).
-    assert_eq!(get(addr, "/x.txt").status, 200);
+    assert_eq!(get_close(addr, "/x.txt").status, 200);
     drop(held);
 }
 
 #[test]
 fn socket_activation_ignores_fds_meant_for_another_pid() {
     let mut srv = Activated::start("activation_other_pid", "1", "127.0.0.1:0");
-    let line = srv.log.wait_line(0, STARTUP, |l| parse_listening_line(l).is_some());
+    let line = srv.log.wait_line(0, STARTUP_TIMEOUT, |l| parse_listening_line(l).is_some());
     let Some(line) = line else {
         panic!(
             "no 'listening on' line (LISTEN_PID=1 must be ignored and --listen bound); running: {}; stderr:\n{}",
@@ -141,7 +140,7 @@ fn socket_activation_ignores_fds_meant_for_another_pid() {
         srv.port,
         "the server used the inherited socket although LISTEN_PID is not its pid"
     );
-    let r = get(addr, "/x.txt");
+    let r = get_close(addr, "/x.txt");
     assert_eq!(r.status, 200, "GET on its own --listen socket: {r:?}");
     assert_eq!(r.body, b"activated\n");
 }

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::TempDir;
-use crate::parent::{have_tool, run_tool};
+use crate::common::{BIN, TempDir, missing_tool, run_tool, server_command};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,8 +21,7 @@ const EXPOSURE: &str = "Overall exposure level for forkhttpd.service:";
 /// restrictions) pushes the score far above that.
 #[test]
 fn service_exposure_level_is_at_most_2() {
-    if !have_tool("systemd-analyze") {
-        eprintln!("skipped: systemd-analyze not found");
+    if missing_tool("systemd-analyze") {
         return;
     }
     let unit = repo().join("systemd/forkhttpd.service");
@@ -31,7 +29,7 @@ fn service_exposure_level_is_at_most_2() {
         Command::new("systemd-analyze").arg("security").arg("--offline=true").arg(&unit),
         Duration::from_secs(30),
     );
-    let text = format!("{}{}", out.stdout, out.stderr);
+    let text = format!("{}\n{}", out.stdout, out.stderr);
     // The exit status is non-zero when a --threshold is exceeded; the score
     // itself is what is judged here, so parse the output regardless.
     let Some(i) = text.find(EXPOSURE) else {
@@ -39,7 +37,7 @@ fn service_exposure_level_is_at_most_2() {
             eprintln!("skipped: this systemd-analyze has no --offline mode: {}", text.trim());
             return;
         }
-        panic!("no {EXPOSURE:?} line from systemd-analyze security ({}):\n{text}", out.status);
+        panic!("no {EXPOSURE:?} line from systemd-analyze security ({:?}):\n{text}", out.status);
     };
     let score: f64 = text[i + EXPOSURE.len()..]
         .split_whitespace()
@@ -59,22 +57,20 @@ fn service_exposure_level_is_at_most_2() {
 /// installed copy.
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    if !have_tool("systemd-analyze") {
-        eprintln!("skipped: systemd-analyze not found");
+    if missing_tool("systemd-analyze") {
         return;
     }
     let tmp = TempDir::new("units-verify");
-    let bin = env!("CARGO_BIN_EXE_forkhttpd");
     let mut paths: Vec<PathBuf> = Vec::new();
     for name in ["forkhttpd.service", "forkhttpd.socket"] {
         let text = fs::read_to_string(repo().join("systemd").join(name)).unwrap();
         let dst = tmp.path().join(name);
-        fs::write(&dst, text.replace("/usr/local/bin/forkhttpd", bin)).unwrap();
+        fs::write(&dst, text.replace("/usr/local/bin/forkhttpd", BIN)).unwrap();
         paths.push(dst);
     }
     let service = fs::read_to_string(&paths[0]).unwrap();
     assert!(
-        service.contains(&format!("ExecStart={bin} ")),
+        service.contains(&format!("ExecStart={BIN} ")),
         "ExecStart was not pointed at the built binary; the unit's binary path changed?"
     );
 
@@ -82,11 +78,11 @@ fn units_pass_systemd_analyze_verify() {
         Command::new("systemd-analyze").arg("verify").args(&paths).current_dir(tmp.path()),
         Duration::from_secs(60),
     );
-    let text = format!("{}{}", out.stdout, out.stderr);
+    let text = format!("{}\n{}", out.stdout, out.stderr);
     let about_ours: Vec<&str> = text.lines().filter(|l| l.contains("forkhttpd")).collect();
     assert!(
-        out.status.success() && about_ours.is_empty(),
-        "systemd-analyze verify {paths:?} exited with {} and said:\n{text}",
+        out.success() && about_ours.is_empty(),
+        "systemd-analyze verify {paths:?} exited with {:?} and said:\n{text}",
         out.status
     );
 }
@@ -145,16 +141,12 @@ fn shipped_config_documents_every_key_and_checks_ok() {
     assert!(problems.is_empty(), "{}:\n{}", path.display(), problems.join("\n"));
 
     let out = run_tool(
-        Command::new(env!("CARGO_BIN_EXE_forkhttpd"))
-            .args(["--check-config", "--config", "config/forkhttpd.toml"])
-            .current_dir(repo()),
+        server_command().args(["--check-config", "--config", "config/forkhttpd.toml"]).current_dir(repo()),
         Duration::from_secs(10),
     );
     assert!(
-        out.status.success() && out.stdout.contains("configuration OK"),
-        "forkhttpd --check-config --config config/forkhttpd.toml: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        out.stdout,
-        out.stderr
+        out.success() && out.stdout.contains("configuration OK"),
+        "forkhttpd --check-config --config config/forkhttpd.toml: {}",
+        out.describe()
     );
 }
