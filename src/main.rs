@@ -45,11 +45,6 @@ fn run(args: &Args) -> Result<(), StartupError> {
         return Ok(());
     }
     let signals = Signals::install(&server::SIGNALS).map_err(StartupError::Signals)?;
-    // Children are forked from this process: make it non-dumpable so that a
-    // child running as the same user cannot ptrace it or its siblings.
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        log::warn!("cannot mark the process non-dumpable: {e}");
-    }
 
     if let Some(p) = &config.pid_file {
         PidFile::check(p)?;
