@@ -20,7 +20,7 @@ pub enum Status {
     NoContent,
     /// 301: a directory named without its trailing slash.
     MovedPermanently,
-    /// 400: malformed request, unsafe path, or a body we will not read.
+    /// 400: malformed request, a path that climbs out, or a body we will not read.
     BadRequest,
     /// 403: the file exists but may not be served (outside the root, not a
     /// regular file, a directory without an index, unreadable).

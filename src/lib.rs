@@ -5,11 +5,13 @@
 //! child per connection; the child (`child`, `conn`) serves that connection's
 //! requests and exits. The modules, by the process they run in:
 //!
-//! - parent: `cli`, `config`, `listener`, `signals`, `server`
+//! - parent: `cli`, `config`, `listener`, `signals`, `notify`, `daemon`, `server`
 //! - child: `child`, `conn`, `stream`, `request`, `resolve`, `file`, `mime`
-//! - both: `response` (the parent writes its own 503), `log`, `error`, `sys`
+//! - both: `response` (the parent writes its own 503), `log`, `error`,
+//!   `privileges` (lookup in the parent, the drop in the child), `sys`
 //!
-//! `unsafe` code lives in `sys` alone (`fork`, signal dispositions, `_exit`).
+//! The only code the compiler cannot check lives in `sys`: `fork`, signal
+//! dispositions, `_exit` and adopting inherited descriptors.
 
 pub mod child;
 pub mod cli;
