@@ -370,6 +370,58 @@ fn privilege_drop_children_run_as_nobody() {
     assert!(srv.wait_exit(Duration::from_secs(6)).is_some());
 }
 
+/// Started as root, the parent binds a port below 1024 itself; the child
+/// that serves it still runs as nobody.
+#[test]
+fn root_binds_a_low_port_and_children_still_drop() {
+    if !is_root() {
+        eprintln!("skipped: binding a port below 1024 needs root");
+        return;
+    }
+    // A free privileged port on loopback (checked, then released for the server).
+    let Some(port) = (900..1024u16).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()) else {
+        eprintln!("skipped: no free port in 900..1024 on 127.0.0.1");
+        return;
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let (nobody_uid, _) = passwd_ids("nobody").expect("user nobody in /etc/passwd");
+    let srv = Server::builder("low_port")
+        .listen(&[&addr])
+        .config("user = \"nobody\"")
+        .config("keepalive_timeout = 10")
+        .file("x.txt", b"low port\n")
+        .start();
+    assert_eq!(srv.addr().port(), port);
+    let (_c, resp) = get_keepalive(srv.addr(), "/x.txt");
+    assert_eq!(resp.body, b"low port\n");
+    let kids = wait_children(srv.pid(), Duration::from_secs(3), |k| !k.is_empty());
+    let child = kids.first().expect("a serving child").pid;
+    assert_eq!(status_ids(child, "Uid:").expect("child Uid line"), vec![nobody_uid; 4]);
+}
+
+/// With `chroot = true` each child's root directory is the document root.
+#[test]
+fn chroot_confines_each_child_to_the_document_root() {
+    if !is_root() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let srv = Server::builder("chroot")
+        .config("user = \"nobody\"")
+        .config("chroot = true")
+        .config("keepalive_timeout = 10")
+        .file("x.txt", b"chrooted\n")
+        .start();
+    let (_c, resp) = get_keepalive(srv.addr(), "/x.txt");
+    assert_eq!(resp.body, b"chrooted\n");
+    let kids = wait_children(srv.pid(), Duration::from_secs(3), |k| !k.is_empty());
+    let child = kids.first().expect("a serving child").pid;
+    let child_root = fs::read_link(format!("/proc/{child}/root")).expect("read /proc/CHILD/root");
+    assert_eq!(child_root, fs::canonicalize(&srv.root).unwrap(), "the child's / is not the document root");
+    let parent_root = fs::read_link(format!("/proc/{}/root", srv.pid())).expect("read /proc/PID/root");
+    assert_eq!(parent_root, Path::new("/"), "the parent must not be chrooted");
+}
+
 #[test]
 fn serving_as_root_without_allow_root_is_refused() {
     if !is_root() {
