@@ -197,6 +197,10 @@ fn first_line(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
+/// Bytes of request buffer a connection starts with: a typical browser
+/// request head fits.
+const INITIAL_INPUT: usize = 2048;
+
 /// What waiting for the next request head produced.
 enum Next {
     /// A complete, acceptable head of this many bytes is at the buffer's start.
@@ -208,11 +212,14 @@ enum Next {
     Reject(Status),
 }
 
-/// The reading half: a fixed buffer of `max_header_bytes`, holding the
-/// current head and any pipelined bytes after it.
+/// The reading half: a buffer holding the current head and any pipelined
+/// bytes after it. It starts small and grows, up to `max_header_bytes`,
+/// only for a head that needs it, so a child touches (and the kernel
+/// zeroes) one page rather than the whole limit for a typical request.
 struct Input<'a> {
     buf: Vec<u8>,
     filled: usize,
+    max: usize,
     /// The lifeline, until it hangs up.
     lifeline: Option<BorrowedFd<'a>>,
     /// The lifeline hung up: finish the request in hand, then close.
@@ -221,7 +228,13 @@ struct Input<'a> {
 
 impl<'a> Input<'a> {
     fn new(max_header_bytes: usize, lifeline: BorrowedFd<'a>) -> Self {
-        Input { buf: vec![0; max_header_bytes], filled: 0, lifeline: Some(lifeline), draining: false }
+        Input {
+            buf: vec![0; INITIAL_INPUT.min(max_header_bytes)],
+            filled: 0,
+            max: max_header_bytes,
+            lifeline: Some(lifeline),
+            draining: false,
+        }
     }
 
     /// Waits for a complete head. Before its first byte the wait is bounded
@@ -238,7 +251,10 @@ impl<'a> Input<'a> {
                     Parse::Partial => {}
                 }
                 if self.filled == self.buf.len() {
-                    return Ok(Next::Reject(self.too_large()));
+                    if self.buf.len() == self.max {
+                        return Ok(Next::Reject(self.too_large()));
+                    }
+                    self.buf.resize((self.buf.len() * 2).min(self.max), 0);
                 }
             } else if self.draining {
                 return Ok(Next::Closed);
