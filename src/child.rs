@@ -21,6 +21,7 @@ use crate::conn::{self, Context};
 use crate::file::Root;
 use crate::log::AccessLog;
 use crate::privileges::DropPlan;
+use crate::signals::Signals;
 use crate::sys::{self, Disposition};
 
 /// Exit status of a child whose set-up failed before it served anything.
@@ -48,6 +49,8 @@ const CHILD_SIGNALS: [(Signal, Disposition); 6] = [
 pub struct Inherited<'a> {
     /// The configuration in force.
     pub config: &'a Config,
+    /// The parent's signal handling, whose mask the child undoes.
+    pub signals: &'a Signals,
     /// The access log.
     pub access_log: &'a AccessLog,
     /// The document root, open.
@@ -68,6 +71,11 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
             log::error!("child: cannot set {sig} disposition: {e}");
             sys::exit_child(EXIT_SETUP);
         }
+    }
+    // The parent blocks its signals outside its wait; a child must not.
+    if let Err(e) = inherited.signals.unblock() {
+        log::error!("child: cannot unblock signals: {e}");
+        sys::exit_child(EXIT_SETUP);
     }
     for &fd in inherited.parent_fds {
         if let Err(e) = nix::unistd::close(fd) {

@@ -1,7 +1,7 @@
 //! forkhttpd: a Unix HTTP/1.1 static-file server in the classic
 //! accept-and-fork design.
 //!
-//! The parent (`server`) binds, then loops on `poll` + `accept`, forking one
+//! The parent (`server`) binds, then loops on `ppoll` + `accept`, forking one
 //! child per connection; the child (`child`, `conn`) serves that connection's
 //! requests and exits. The modules, by the process they run in:
 //!

@@ -1,6 +1,6 @@
 //! The accept-and-fork loop.
 //!
-//! Runs in: parent only. One `poll` waits on every listener and on the
+//! Runs in: parent only. One `ppoll` waits on every listener and on the
 //! signal pipe together, so a signal is never lost and the parent never
 //! blocks anywhere else: not in `accept` (the listeners are non-blocking)
 //! and not in `waitpid` (children are reaped with `WNOHANG` after
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -146,6 +146,7 @@ impl Server {
     /// the accept loop until a stop signal. Returns an error only if `poll`
     /// itself fails.
     pub fn run(mut self) -> Result<(), StartupError> {
+        self.signals.block_outside_poll().map_err(|e| StartupError::Signals(e.into()))?;
         self.notify("READY=1");
         loop {
             let accepting = self.accepting();
@@ -203,11 +204,8 @@ impl Server {
         if accepting {
             fds.extend(self.listeners.iter().map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN)));
         }
-        let timeout = match self.paused_until {
-            Some(until) => timeout_ms(until.saturating_duration_since(Instant::now())),
-            None => PollTimeout::NONE,
-        };
-        match poll(&mut fds, timeout) {
+        let timeout = self.paused_until.map(|until| until.saturating_duration_since(Instant::now()));
+        match self.signals.poll(&mut fds, timeout) {
             Ok(_) => {}
             // Only a signal interrupts poll, and its flag is read on the next round.
             Err(Errno::EINTR) => return Ok((true, Vec::new())),
@@ -277,6 +275,7 @@ impl Server {
         match sys::fork() {
             Ok(Forked::Child) => {
                 let inherited = Inherited {
+                    signals: &self.signals,
                     config: &self.config,
                     access_log: &self.access_log,
                     root: self.root.as_fd(),
@@ -429,7 +428,7 @@ impl Server {
                 break;
             }
             let mut fds = [PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, timeout_ms(left)) {
+            match self.signals.poll(&mut fds, Some(left)) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => {
                     log::error!("poll while stopping: {e}");
@@ -503,10 +502,4 @@ fn refuse(stream: TcpStream, server_version: bool) -> io::Result<()> {
     Writer::new(server_version).page(&mut out, Status::ServiceUnavailable, None, Connection::Close, false);
     (&stream).write_all(&out)?;
     stream.shutdown(std::net::Shutdown::Write)
-}
-
-/// A poll timeout of at least `d`, rounded up to whole milliseconds.
-fn timeout_ms(d: Duration) -> PollTimeout {
-    let ms = d.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
-    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }

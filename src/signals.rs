@@ -5,6 +5,13 @@
 //! a flag alone would never interrupt a blocking call; the pipe is what
 //! wakes the loop, and the flags say which signals arrived. Children replace
 //! these handlers first thing (`child.rs`).
+//!
+//! Once the accept loop runs, the handled signals are blocked except while
+//! the parent waits in `ppoll`, which unblocks them atomically for the
+//! wait. So they arrive only there: never in the middle of a `fork` (which
+//! the kernel would restart from scratch) or an `accept`, and the many
+//! `SIGCHLD`s of a busy second collapse into one wake-up per round of the
+//! loop. Nothing is lost: a blocked signal stays pending until the next wait.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -12,7 +19,11 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::sys::signal::Signal;
+use std::time::Duration;
+
+use nix::poll::{PollFd, ppoll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::time::TimeSpec;
 
 /// The installed handlers and the pipe that reports them.
 #[derive(Debug)]
@@ -20,6 +31,9 @@ pub struct Signals {
     wake: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
     write_fds: Vec<RawFd>,
+    /// The signal mask from before `block_outside_poll`: what `poll`
+    /// waits with, and what a child restores.
+    open_mask: SigSet,
 }
 
 impl Signals {
@@ -39,7 +53,31 @@ impl Signals {
             signal_hook::low_level::pipe::register(sig as i32, w)?;
             flags.push((sig, flag));
         }
-        Ok(Signals { wake, flags, write_fds })
+        let open_mask = SigSet::thread_get_mask().map_err(io::Error::from)?;
+        Ok(Signals { wake, flags, write_fds, open_mask })
+    }
+
+    /// Blocks the handled signals; from now on they are delivered only
+    /// inside `poll`.
+    pub fn block_outside_poll(&self) -> nix::Result<()> {
+        let mut handled = SigSet::empty();
+        for (sig, _) in &self.flags {
+            handled.add(*sig);
+        }
+        handled.thread_block()
+    }
+
+    /// Restores the mask from before `block_outside_poll` (in a child,
+    /// which inherits the blocked mask across `fork`).
+    pub fn unblock(&self) -> nix::Result<()> {
+        self.open_mask.thread_set_mask()
+    }
+
+    /// `ppoll` on `fds` for at most `timeout` (`None`: no limit), with the
+    /// handled signals unblocked for exactly the duration of the wait.
+    /// Returns `EINTR` when a signal arrived.
+    pub fn poll(&self, fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> nix::Result<i32> {
+        ppoll(fds, timeout.map(TimeSpec::from), Some(self.open_mask))
     }
 
     /// The descriptor that becomes readable when a signal has arrived.
