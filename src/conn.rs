@@ -49,6 +49,7 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         writer: Writer::new(cfg.server_version),
         out: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
+        access_log_failed: false,
     };
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let mut idle = cfg.header_timeout;
@@ -91,6 +92,8 @@ struct Conn<'a> {
     writer: Writer,
     out: Vec<u8>,
     scratch: Vec<u8>,
+    /// An access-log write failed already (reported once).
+    access_log_failed: bool,
 }
 
 impl Conn<'_> {
@@ -175,7 +178,13 @@ impl Conn<'_> {
             referer: req.and_then(|r| r.referer),
             user_agent: req.and_then(|r| r.user_agent),
         };
-        self.ctx.access_log.record(&mut self.scratch, &entry);
+        if let Err(e) = self.ctx.access_log.record(&mut self.scratch, &entry)
+            && !self.access_log_failed
+        {
+            // Once per connection: a full disk must not turn every request into a message.
+            log::warn!("access log: {e}");
+            self.access_log_failed = true;
+        }
     }
 }
 

@@ -162,31 +162,32 @@ impl AccessLog {
     }
 
     /// Writes one Combined Log Format line for `entry`, using `scratch` as
-    /// the line buffer. A failed write is reported as a daemon message.
-    pub fn record(&self, scratch: &mut Vec<u8>, entry: &Entry<'_>) {
-        let result = match self {
-            AccessLog::Off => return,
-            AccessLog::Stderr => {
-                format_line(scratch, entry, SystemTime::now());
-                io::stderr().write(scratch)
-            }
-            AccessLog::File(f) => {
-                format_line(scratch, entry, SystemTime::now());
-                (&*f).write(scratch)
-            }
+    /// the line buffer. Returns the error if the line could not be written
+    /// whole (a full disk, a removed file); the caller decides how often to
+    /// say so, since every request would otherwise repeat it.
+    pub fn record(&self, scratch: &mut Vec<u8>, entry: &Entry<'_>) -> io::Result<()> {
+        if matches!(self, AccessLog::Off) {
+            return Ok(());
+        }
+        format_line(scratch, entry, SystemTime::now());
+        let written = match self {
+            AccessLog::Off => return Ok(()),
+            AccessLog::Stderr => io::stderr().write(scratch),
+            AccessLog::File(f) => (&*f).write(scratch),
             AccessLog::Syslog(conn) => {
-                format_line(scratch, entry, SystemTime::now());
-                scratch.pop();
-                let msg = String::from_utf8_lossy(scratch).into_owned();
+                let line = scratch.strip_suffix(b"\n").unwrap_or(scratch);
+                let msg = String::from_utf8_lossy(line).into_owned();
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
                 conn.send(log::Level::Info, msg).map(|()| scratch.len())
             }
-        };
-        match result {
-            Ok(n) if n == scratch.len() => {}
-            Ok(n) => log::warn!("access log: short write ({n} of {} bytes)", scratch.len()),
-            Err(e) => log::warn!("access log: {e}"),
+        }?;
+        if written != scratch.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write ({written} of {} bytes)", scratch.len()),
+            ));
         }
+        Ok(())
     }
 }
 

@@ -163,3 +163,31 @@ fn access_log_off_writes_nothing() {
         "\"off\" was treated as a file name"
     );
 }
+
+/// A log file that cannot be written (here /dev/full: every write fails
+/// with ENOSPC) does not stop requests being served, and the failure is
+/// reported once per connection, not once per request.
+#[test]
+fn failing_access_log_is_reported_once_per_connection() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: /dev/full is missing");
+        return;
+    }
+    let s = TestServer::builder().config("access_log = \"/dev/full\"").start();
+    s.write_file("a.txt", b"disk full");
+    let mut c = s.connect();
+    for i in 0..5 {
+        let close: &[&str] = if i == 4 { &["Connection: close"] } else { &[] };
+        c.send_request("GET", "/a.txt", close);
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.body, b"disk full");
+    }
+    c.expect_closed();
+    let warned = s.wait_for_lines(1, Duration::from_secs(5), |l| l.contains("access log:"));
+    assert!(!warned.is_empty(), "no warning about the failing access log; stderr:\n{}", s.lines().join("\n"));
+    thread::sleep(Duration::from_millis(300));
+    let all: Vec<String> = s.lines().into_iter().filter(|l| l.contains("access log:")).collect();
+    assert_eq!(all.len(), 1, "expected one warning for five failed writes: {all:?}");
+    assert!(all[0].contains("No space left on device"), "{}", all[0]);
+}
