@@ -1,7 +1,7 @@
 //! One connection's request loop: read a head within its deadline, answer
 //! it, log it, and decide whether the connection stays open.
 //!
-//! Runs in: child. Two clocks bound every wait (see `Input::next_head`):
+//! Runs in: child. Two clocks bound every wait (see `Input::read_more`):
 //! the idle clock before a request's first byte (`header_timeout` for the
 //! first request, `keepalive_timeout` between requests) and the head clock
 //! from that first byte (`header_timeout`), which is absolute, so a client
@@ -54,30 +54,35 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let mut idle = cfg.header_timeout;
     for served in 1..=cfg.max_requests_per_connection {
-        let len = match input.next_head(&conn.client, idle, cfg.header_timeout)? {
-            Next::Head(len) => len,
-            Next::Closed => return Ok(()),
-            Next::Reject(status) => {
-                conn.reject(status, input.first_line())?;
-                return Ok(());
+        input.begin_head(idle, cfg.header_timeout);
+        // Parse what has arrived; read more only while the head is partial.
+        // Each head is parsed once complete, and answered from that parse.
+        loop {
+            if input.filled > 0 {
+                match request::parse(input.received()) {
+                    Parse::Complete(req, len) => {
+                        let keep = !req.close
+                            && (req.minor_version == 1 || req.keep_alive)
+                            && served < cfg.max_requests_per_connection
+                            && !input.draining;
+                        let kept = conn.respond(&req, first_line(input.received()), keep)?;
+                        let linger = req.has_body;
+                        input.consume(len);
+                        if !kept {
+                            conn.client.finish(linger || input.filled > 0);
+                            return Ok(());
+                        }
+                        break;
+                    }
+                    Parse::Reject(status) => return conn.reject(status, input.first_line()),
+                    Parse::Partial => {}
+                }
             }
-        };
-        let head = input.head(len);
-        let Parse::Complete(req, _) = request::parse(head) else {
-            // `next_head` only returns heads that parse; refuse anything else.
-            conn.reject(Status::BadRequest, first_line(head))?;
-            return Ok(());
-        };
-        let keep = !req.close
-            && (req.minor_version == 1 || req.keep_alive)
-            && served < cfg.max_requests_per_connection
-            && !input.draining;
-        let kept = conn.respond(&req, first_line(head), keep)?;
-        let linger = req.has_body;
-        input.consume(len);
-        if !kept {
-            conn.client.finish(linger || input.filled > 0);
-            return Ok(());
+            match input.read_more(&conn.client, cfg.header_timeout)? {
+                More::Read => {}
+                More::Closed => return Ok(()),
+                More::Reject(status) => return conn.reject(status, input.first_line()),
+            }
         }
         idle = cfg.keepalive_timeout;
     }
@@ -210,10 +215,10 @@ fn first_line(bytes: &[u8]) -> &[u8] {
 /// request head fits.
 const INITIAL_INPUT: usize = 2048;
 
-/// What waiting for the next request head produced.
-enum Next {
-    /// A complete, acceptable head of this many bytes is at the buffer's start.
-    Head(usize),
+/// What one more read towards the current head produced.
+enum More {
+    /// Bytes arrived (or the lifeline hung up): look at the buffer again.
+    Read,
     /// The connection is over: the client closed, stayed idle too long, or
     /// the server is stopping, before a new request began.
     Closed,
@@ -233,6 +238,8 @@ struct Input<'a> {
     lifeline: Option<BorrowedFd<'a>>,
     /// The lifeline hung up: finish the request in hand, then close.
     draining: bool,
+    /// When the wait for the current head ends.
+    deadline: Instant,
 }
 
 impl<'a> Input<'a> {
@@ -243,49 +250,48 @@ impl<'a> Input<'a> {
             max: max_header_bytes,
             lifeline: Some(lifeline),
             draining: false,
+            deadline: Instant::now(),
         }
     }
 
-    /// Waits for a complete head. Before its first byte the wait is bounded
-    /// by `idle`; from the first byte the whole head must arrive within
-    /// `header_timeout`.
-    fn next_head(&mut self, client: &Client, idle: Duration, header_timeout: Duration) -> io::Result<Next> {
-        let mut started = self.filled > 0;
-        let mut deadline = Instant::now() + if started { header_timeout } else { idle };
-        loop {
-            if started {
-                match request::parse(&self.buf[..self.filled]) {
-                    Parse::Complete(_, len) => return Ok(Next::Head(len)),
-                    Parse::Reject(status) => return Ok(Next::Reject(status)),
-                    Parse::Partial => {}
-                }
-                if self.filled == self.buf.len() {
-                    if self.buf.len() == self.max {
-                        return Ok(Next::Reject(self.too_large()));
-                    }
-                    self.buf.resize((self.buf.len() * 2).min(self.max), 0);
-                }
-            } else if self.draining {
-                return Ok(Next::Closed);
+    /// Starts the wait for a head. Before its first byte the wait is
+    /// bounded by `idle`; pipelined bytes already here are that first byte.
+    fn begin_head(&mut self, idle: Duration, header_timeout: Duration) {
+        self.deadline = Instant::now() + if self.filled > 0 { header_timeout } else { idle };
+    }
+
+    /// Reads more of the current head. From its first byte the whole head
+    /// must arrive within `header_timeout`: the deadline is set once then,
+    /// never extended. A full buffer grows up to `max_header_bytes`.
+    fn read_more(&mut self, client: &Client, header_timeout: Duration) -> io::Result<More> {
+        let started = self.filled > 0;
+        if self.filled == self.buf.len() {
+            if self.buf.len() == self.max {
+                return Ok(More::Reject(self.too_large()));
             }
-            match client.read_before(&mut self.buf[self.filled..], deadline, self.lifeline)? {
-                ReadOutcome::Data(n) => {
-                    if !started {
-                        started = true;
-                        deadline = Instant::now() + header_timeout;
-                    }
-                    self.filled += n;
-                }
-                ReadOutcome::Eof => return Ok(Next::Closed),
-                ReadOutcome::Timeout if started => return Ok(Next::Reject(Status::RequestTimeout)),
-                ReadOutcome::Timeout => return Ok(Next::Closed),
-                ReadOutcome::Drain => {
-                    // The hang-up stays readable: stop watching it, or poll would spin.
-                    self.lifeline = None;
-                    self.draining = true;
-                }
-            }
+            self.buf.resize((self.buf.len() * 2).min(self.max), 0);
         }
+        if !started && self.draining {
+            return Ok(More::Closed);
+        }
+        Ok(match client.read_before(&mut self.buf[self.filled..], self.deadline, self.lifeline)? {
+            ReadOutcome::Data(n) => {
+                if !started {
+                    self.deadline = Instant::now() + header_timeout;
+                }
+                self.filled += n;
+                More::Read
+            }
+            ReadOutcome::Eof => More::Closed,
+            ReadOutcome::Timeout if started => More::Reject(Status::RequestTimeout),
+            ReadOutcome::Timeout => More::Closed,
+            ReadOutcome::Drain => {
+                // The hang-up stays readable: stop watching it, or poll would spin.
+                self.lifeline = None;
+                self.draining = true;
+                More::Read
+            }
+        })
     }
 
     /// A full buffer without a complete head: 414 if not even the request
@@ -298,8 +304,9 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn head(&self, len: usize) -> &[u8] {
-        &self.buf[..len]
+    /// The bytes received and not yet answered.
+    fn received(&self) -> &[u8] {
+        &self.buf[..self.filled]
     }
 
     fn first_line(&self) -> &[u8] {
