@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -87,12 +88,18 @@ impl log::Log for DaemonLogger {
         {
             return;
         }
-        let line = format!(
-            "forkhttpd[{}]: {}: {}\n",
-            std::process::id(),
-            record.level().as_str().to_ascii_lowercase(),
-            record.args()
-        );
+        let line = if STDERR_IS_JOURNAL.load(Ordering::Relaxed) {
+            // journald reads the priority from the `<N>` prefix and stamps
+            // ident and pid itself (sd-daemon(3)).
+            format!("<{}>{}\n", syslog_priority(record.level()), record.args())
+        } else {
+            format!(
+                "forkhttpd[{}]: {}: {}\n",
+                std::process::id(),
+                record.level().as_str().to_ascii_lowercase(),
+                record.args()
+            )
+        };
         // Nowhere is left to report a failure to write to stderr.
         let _ = io::stderr().write_all(line.as_bytes());
     }
@@ -100,9 +107,41 @@ impl log::Log for DaemonLogger {
     fn flush(&self) {}
 }
 
-/// Installs the daemon-message logger, writing to stderr. Call once, first
+/// Whether stderr is a stream to systemd's journal (set once by `init`).
+static STDERR_IS_JOURNAL: AtomicBool = AtomicBool::new(false);
+
+/// The syslog(3) priority of a `log` level, as sd-daemon(3) prefixes use.
+fn syslog_priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+/// Whether stderr is the journal stream systemd names in `$JOURNAL_STREAM`
+/// (`DEVICE:INODE` of the stream it connected). Compared with stderr's own
+/// `fstat`, so a child process whose stderr was redirected elsewhere does
+/// not inherit the answer through the environment.
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    nix::sys::stat::fstat(io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// Installs the daemon-message logger, writing to stderr (with sd-daemon
+/// `<N>` priority prefixes when stderr is the journal). Call once, first
 /// thing; a second call is ignored.
 pub fn init() {
+    STDERR_IS_JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
     if log::set_boxed_logger(Box::new(DaemonLogger)).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }

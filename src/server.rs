@@ -224,7 +224,11 @@ impl Server {
                 return;
             }
             match self.listeners[i].socket.accept() {
-                Ok((stream, peer)) => self.spawn(stream, peer),
+                // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`:
+                // log it, and count it per address, as the IPv4 it is.
+                Ok((stream, peer)) => {
+                    self.spawn(stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()))
+                }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
                     // The client gave up before we got to it, a signal came, or a

@@ -12,6 +12,8 @@ mod concurrency;
 mod daemon;
 #[path = "suite/http.rs"]
 mod http;
+#[path = "suite/journal.rs"]
+mod journal;
 #[path = "suite/keepalive.rs"]
 mod keepalive;
 #[path = "suite/limits.rs"]

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# The shipped units under a real systemd: boots Debian 12 with systemd as
+# PID 1 in a container (systemd-nspawn), installs forkhttpd there by running
+# the README's own install steps (the indented lines between its
+# "install-steps" marks: `cargo` lines here, on the build machine, every
+# other line inside the container, from a read-only view of this checkout),
+# then checks what an administrator relies on: start, IPv4 and IPv6,
+# socket activation, reload (good and bad), readiness, log rotation,
+# journal priorities, the start limit, stop, and the security score the
+# README states.
+#
+# Runs as root (CI does). The container has only its own loopback
+# (--private-network); every request goes to 127.0.0.1 or ::1 inside it.
+# The Debian root file system is built once with mmdebstrap and cached
+# under /var/cache/forkhttpd-test, keyed by what it contains; each run boots
+# a throw-away overlay of it. Skips, saying why, only where the container
+# itself cannot boot (not root, no nspawn, systemd does not come up).
+# Ends with one line "systemd-boot: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+
+skip() {
+    echo "systemd-boot: skipped: $*"
+    echo "systemd-boot: 0 passed, 0 failed"
+    exit 0
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, mounts)"
+
+# --- tools and the cached root file system --------------------------------
+need=()
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v nsenter >/dev/null || need+=(util-linux)
+if [ "${#need[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+suite=bookworm
+packages=systemd,systemd-sysv,dbus,curl,logrotate,procps,iproute2,passwd
+hosts=$'127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+key=$(printf '%s\n%s\n%s\n%s' "$suite" "$packages" "$hosts" "minbase-v1" | sha256sum | cut -c1-16)
+cache=/var/cache/forkhttpd-test
+rootfs=$cache/rootfs-$key
+mkdir -p "$cache"
+(
+    # One builder at a time; a half-built tree is never under the final name.
+    flock 9
+    if [ ! -d "$rootfs" ]; then
+        echo "systemd-boot: building the Debian $suite root file system (once, cached in $rootfs)"
+        rm -rf "$rootfs.tmp"
+        mmdebstrap --quiet --variant=minbase --include="$packages" \
+            --customize-hook="printf '%s' '$hosts' > \"\$1/etc/hosts\"" \
+            --customize-hook='echo forkhttpd-test > "$1/etc/hostname"' \
+            "$suite" "$rootfs.tmp"
+        mv "$rootfs.tmp" "$rootfs"
+    fi
+) 9>"$cache/lock"
+
+# --- a throw-away overlay, booted -----------------------------------------
+run=$(mktemp -d /var/tmp/forkhttpd-boot.XXXXXX)
+machine=fkh-test-$$
+npid=
+cleanup() {
+    set +e
+    if [ -n "$npid" ] && kill -0 "$npid" 2>/dev/null; then
+        [ -n "${leader:-}" ] && nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1
+        for _ in $(seq 60); do kill -0 "$npid" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$npid" 2>/dev/null && kill -KILL "$npid"
+        wait "$npid" 2>/dev/null
+    fi
+    mountpoint -q "$run/root" && umount "$run/root"
+    rm -rf "$run"
+}
+trap cleanup EXIT
+mkdir -p "$run/upper" "$run/work" "$run/root"
+mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$run/upper,workdir=$run/work" "$run/root" \
+    || skip "cannot mount an overlay of $rootfs"
+
+SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet -D "$run/root" --boot --machine="$machine" \
+    --private-network --register=no --keep-unit --console=passive --bind-ro="$top:/src" \
+    >"$run/console.log" 2>&1 &
+npid=$!
+leader=
+for _ in $(seq 100); do
+    leader=$(pgrep -P "$npid" | head -n 1 || true)
+    [ -n "$leader" ] && break
+    kill -0 "$npid" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$leader" ] || { cat "$run/console.log"; skip "systemd-nspawn did not start a container"; }
+
+# Runs a command inside the container, with a clean environment.
+ct() {
+    nsenter -t "$leader" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        LANG=C.UTF-8 "$@"
+}
+# systemctl can talk to PID 1 once its private socket exists; then wait for the boot to end.
+for _ in $(seq 300); do
+    nsenter -t "$leader" -a test -S /run/systemd/private 2>/dev/null && break
+    sleep 0.1
+done
+state=$(timeout 90 nsenter -t "$leader" -a systemctl is-system-running --wait 2>&1 || true)
+case "$state" in
+    running) ;;
+    degraded) ct systemctl --failed --no-pager || true ;;
+    *) cat "$run/console.log"; skip "systemd did not boot in the container (state: ${state:-none})" ;;
+esac
+echo "systemd-boot: booted $(ct systemctl --version | head -n 1) as PID 1 in $machine"
+
+# --- checks ---------------------------------------------------------------
+passed=0
+failed=0
+# check DESCRIPTION COMMAND...: runs COMMAND, counts it, shows its output on failure.
+check() {
+    local what=$1
+    shift
+    if "$@" >"$run/out" 2>&1; then
+        echo "ok - $what"
+        passed=$((passed + 1))
+    else
+        echo "not ok - $what"
+        sed 's/^/    /' "$run/out"
+        failed=$((failed + 1))
+    fi
+}
+# Polls COMMAND for up to SECONDS (tenths of a second apart).
+within() {
+    local seconds=$1
+    shift
+    local end=$((SECONDS + seconds))
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+conf=/etc/forkhttpd/forkhttpd.toml
+log=/var/log/forkhttpd/access.log
+# status+type of URL, with a bounded wait.
+fetch() { ct curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{content_type}\n' "$@"; }
+expect_fetch() {
+    local want=$1
+    shift
+    local got
+    got=$(fetch "$@") || return 1
+    echo "got: $got, want: $want"
+    [ "$got" = "$want" ]
+}
+header() { ct curl -sS --max-time 5 -o /dev/null -D - "$1" | tr -d '\r' | sed -n "s/^$2: //Ip"; }
+main_pid() { ct systemctl show -p MainPID --value forkhttpd.service; }
+journal_err() { ct journalctl --sync; ct journalctl -u forkhttpd.service -p err --no-pager -o cat; }
+fresh_start() {
+    ct systemctl reset-failed forkhttpd.service forkhttpd.socket >/dev/null 2>&1 || true
+    ct systemctl start forkhttpd.socket forkhttpd.service
+}
+
+# The README's steps, as written.
+readme_steps=$(awk '/<!-- install-steps: begin/ { on = 1; next } /<!-- install-steps: end/ { on = 0 }
+                    on && /^       / { print substr($0, 8) }' README.md)
+host_steps=$(grep -E '^cargo ' <<<"$readme_steps" || true)
+ct_steps=$(grep -vE '^cargo ' <<<"$readme_steps" || true)
+install_readme() {
+    [ -n "$host_steps" ] && [ -n "$ct_steps" ] || { echo "no install steps found in README.md"; return 1; }
+    bash -euxo pipefail -c "$host_steps"
+    ct bash -euxo pipefail -c "cd /src && $ct_steps"
+}
+check "README install steps, line by line, under systemd as PID 1" install_readme
+
+check "curl over IPv4 gets the site" expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
+check "curl over IPv6 gets the site" expect_fetch "200 text/css; charset=utf-8" "http://[::1]/style.css"
+check "the service user has the home /nonexistent" \
+    bash -c "[ \"\$(nsenter -t $leader -a getent passwd forkhttpd | cut -d: -f6)\" = /nonexistent ]"
+log_lines_from() { ct grep -c "^$1 " "$log"; }
+check "IPv4 clients are logged in IPv4 form" within 5 log_lines_from 127.0.0.1
+check "IPv6 clients are logged as such" within 5 log_lines_from ::1
+log_mode() { [ "$(ct stat -c '%a %U %G' "$log")" = "640 forkhttpd forkhttpd" ] || { ct ls -l "$log"; return 1; }; }
+check "the access log is created 0640 forkhttpd:forkhttpd" log_mode
+
+score_of() { ct systemd-analyze security forkhttpd.service --no-pager | sed -n 's/.*Overall exposure level for forkhttpd.service: \([0-9.]*\).*/\1/p'; }
+security_score() {
+    local live stated
+    live=$(score_of)
+    stated=$(sed -n 's/.*rates it \([0-9.]*\) ("SAFE").*/\1/p' "$top/README.md" | head -n 1)
+    echo "live score: $live, README states: $stated"
+    [ -n "$live" ] && [ "$live" = "$stated" ] && awk -v s="$live" 'BEGIN { exit !(s <= 1.0) }'
+}
+check "systemd-analyze security: the README's score, at most 1.0" security_score
+
+socket_activation() {
+    ct systemctl stop forkhttpd.service
+    [ "$(ct systemctl is-active forkhttpd.socket)" = active ] || { echo "socket not active"; return 1; }
+    [ "$(ct systemctl is-active forkhttpd.service)" = inactive ] || { echo "service still active"; return 1; }
+    expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/ || return 1
+    [ "$(ct systemctl is-active forkhttpd.service)" = active ] || { echo "not started by the request"; return 1; }
+}
+check "socket activation: stopped service, socket stays, next request starts it" socket_activation
+
+server_header_is() { [ "$(header http://127.0.0.1/ Server)" = "$1" ]; }
+reload_good() {
+    local before after
+    before=$(main_pid)
+    server_header_is forkhttpd || { echo "unexpected Server before the reload"; return 1; }
+    ct sed -i 's/^server_version = false/server_version = true/' "$conf"
+    ct systemctl reload forkhttpd.service || { echo "reload failed"; return 1; }
+    within 5 server_header_is "forkhttpd/$(ct forkhttpd --version | awk '{print $2}')" \
+        || { echo "new config not in effect: Server: $(header http://127.0.0.1/ Server)"; return 1; }
+    after=$(main_pid)
+    echo "main pid before $before, after $after"
+    [ "$before" = "$after" ]
+}
+check "a good config reloads: same main pid, new behaviour" reload_good
+
+reload_bad() {
+    local before rc=0
+    before=$(main_pid)
+    ct cp "$conf" /root/good.toml
+    ct sh -c "echo 'no_such_key = 1' >> $conf"
+    ct systemctl reload forkhttpd.service || rc=$?
+    ct cp /root/good.toml "$conf"
+    echo "systemctl reload with a broken config returned $rc"
+    [ "$rc" -ne 0 ] || return 1
+    sleep 1
+    server_header_is "forkhttpd/$(ct forkhttpd --version | awk '{print $2}')" || { echo "old config lost"; return 1; }
+    [ "$(main_pid)" = "$before" ]
+}
+check "a broken config makes systemctl reload fail; the old config keeps serving" reload_bad
+
+notify_ready() {
+    [ "$(ct systemctl show -p Type --value forkhttpd.service)" = notify ] || return 1
+    # Started without its check (ExecStartPre) on a config that fails while
+    # loading, the server exits before READY=1: systemctl start must report
+    # the failure, which it would not for a unit that is "started" at exec.
+    ct mkdir -p /run/systemd/system/forkhttpd.service.d
+    ct sh -c "printf '[Service]\nExecStartPre=\nExecStart=\nExecStart=/usr/local/bin/forkhttpd --foreground --config /root/bad.toml\nRestart=no\n' \
+        > /run/systemd/system/forkhttpd.service.d/test-notify.conf; echo 'no_such_key = 1' > /root/bad.toml"
+    ct systemctl daemon-reload
+    ct systemctl stop forkhttpd.service
+    local rc=0
+    ct systemctl start forkhttpd.service || rc=$?
+    ct rm /run/systemd/system/forkhttpd.service.d/test-notify.conf
+    ct systemctl daemon-reload
+    echo "start of a server that dies before READY=1 returned $rc"
+    [ "$rc" -ne 0 ] || return 1
+    fresh_start
+    local active started
+    active=$(ct systemctl show -p ActiveEnterTimestampMonotonic --value forkhttpd.service)
+    started=$(ct systemctl show -p ExecMainStartTimestampMonotonic --value forkhttpd.service)
+    echo "exec at $started us, active at $active us"
+    [ "$active" -ge "$started" ] && expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
+}
+check "Type=notify: systemd reports the service started only once it is ready" notify_ready
+
+rotation() {
+    fetch http://127.0.0.1/ >/dev/null
+    ct logrotate -f /etc/logrotate.d/forkhttpd || return 1
+    ct test -s "$log.1" || { echo "no rotated $log.1"; return 1; }
+    fetch http://127.0.0.1/rotated >/dev/null
+    within 5 ct grep -q '"GET /rotated ' "$log" || { echo "the new log gets no lines"; return 1; }
+    log_mode
+}
+check "logrotate rotates; the new log (0640) receives lines" rotation
+
+usr1() {
+    ct mv "$log" "$log.moved"
+    ct systemctl kill -s USR1 --kill-whom=main forkhttpd.service || return 1
+    within 5 ct test -e "$log" || { echo "SIGUSR1 did not reopen $log"; return 1; }
+    fetch http://127.0.0.1/after-usr1 >/dev/null
+    within 5 ct grep -q '"GET /after-usr1 ' "$log"
+}
+check "systemctl kill -s USR1 --kill-whom=main reopens the log" usr1
+
+broken_start() {
+    fresh_start
+    ct cp "$conf" /root/good.toml
+    ct sh -c "echo 'no_such_key = 1' >> $conf"
+    local rc=0
+    ct systemctl restart forkhttpd.service || rc=$?
+    echo "restart with a broken config returned $rc"
+    [ "$rc" -ne 0 ] && journal_err | grep no_such_key
+}
+check "journalctl -u forkhttpd -p err shows a start-time config error" broken_start
+
+start_limit() {
+    # The broken config from the check above is still on disk.
+    echo "waiting for the start limit (Restart= every 2 s)"
+    within 40 bash -c "[ \"\$(nsenter -t $leader -a systemctl is-active forkhttpd.socket)\" = failed ]" \
+        || { ct systemctl status --no-pager forkhttpd.socket forkhttpd.service; return 1; }
+    local t0=$SECONDS rc=0
+    ct curl -sS --max-time 10 -o /dev/null http://127.0.0.1/ || rc=$?
+    echo "curl after the start limit: exit $rc after $((SECONDS - t0)) s (7: refused)"
+    [ "$rc" -eq 7 ]
+}
+check "a broken config trips the start limit; the socket then refuses connections" start_limit
+ct cp /root/good.toml "$conf"
+
+recover() {
+    fresh_start && expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
+}
+check "after reset-failed, the fixed config serves again" recover
+
+stop_all() {
+    # An idle client holds a child mid-request while the stop comes.
+    ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/80; printf "GET / HTTP/1.1\r\n" >&3; sleep 30' &
+    local client=$!
+    within 5 bash -c "[ \$(nsenter -t $leader -a pgrep -c -u forkhttpd) -ge 2 ]" || { echo "no child"; return 1; }
+    local t0=$SECONDS
+    ct systemctl stop forkhttpd.socket forkhttpd.service
+    local took=$((SECONDS - t0)) result left
+    kill "$client" 2>/dev/null; wait "$client" 2>/dev/null
+    result=$(ct systemctl show -p Result --value forkhttpd.service)
+    left=$(ct pgrep -c -u forkhttpd || true)
+    echo "stop took ${took} s, result $result, processes left: $left"
+    [ "$took" -lt 20 ] && [ "$result" = success ] && [ "$left" = 0 ]
+}
+check "systemctl stop ends everything within the grace period" stop_all
+
+echo "systemd-boot: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
