@@ -226,6 +226,31 @@ fn check_config_refuses_a_port_in_use_and_leaves_a_free_one_free() {
     TcpListener::bind(addr).expect("the port must be free after --check-config");
 }
 
+/// Under socket activation (LISTEN_FDS for this very process) the `listen`
+/// key does not apply: the check binds nothing (and adopts nothing). For
+/// another process's LISTEN_PID it binds as usual.
+#[test]
+fn check_config_under_socket_activation_does_not_bind() {
+    let dir = TempDir::new("check_activated");
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let root = make_root(&dir.path().join("root"), &[]);
+    let cfg = dir.path().join("forkhttpd.toml");
+    fs::write(&cfg, config_text(&[addr.to_string()], &root, &[] as &[&str])).unwrap();
+    let activated = |listen_pid: &str| {
+        let mut sh = Command::new("/bin/sh");
+        crate::common::scrub_env(&mut sh);
+        // `exec` keeps the shell's pid, so $$ is the server's pid.
+        sh.arg("-c")
+            .arg(format!("LISTEN_PID={listen_pid} LISTEN_FDS=1 exec \"$0\" --check-config --config \"$1\""))
+            .arg(crate::common::BIN)
+            .arg(&cfg);
+        run(&mut sh, RUN_TIMEOUT)
+    };
+    assert_ok(&activated("$$"));
+    assert_rejected(&activated("1"), &["cannot listen on", &addr.to_string()]);
+}
+
 #[test]
 fn check_config_refuses_an_ipv4_mapped_listen_address() {
     let dir = TempDir::new("check_mapped");
