@@ -11,9 +11,11 @@
 
 use std::fmt;
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::unistd::geteuid;
 use serde::Deserialize;
 
 use crate::error::StartupError;
@@ -24,7 +26,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default `listen(2)` backlog. busybox httpd's 9 overflows under load and
 /// costs a one-second SYN retransmit; 1024 absorbs bursts while children start.
 pub const DEFAULT_BACKLOG: i32 = 1024;
-/// Default document root, relative to the working directory at start.
+/// Default document root, relative to the directory the server was started from.
 pub const DEFAULT_ROOT: &str = "www";
 /// Default account for children when started as root: present on every
 /// Unix system, owns nothing.
@@ -47,6 +49,10 @@ pub const DEFAULT_MAX_REQUESTS: u32 = 1000;
 /// Longest accepted timeout: a day. Longer values are almost surely typos
 /// and would overflow `poll`'s millisecond argument arithmetic anyway.
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// Shortest accepted timeout: a millisecond, the resolution of `poll`.
+/// Anything shorter would round to zero, and a zero deadline closes every
+/// connection before its first byte, with no response and no log line.
+const MIN_TIMEOUT_SECS: f64 = 0.001;
 /// Smallest and largest accepted `max_header_bytes`. Below 256 no browser
 /// request fits; above 1 MiB a child's buffer stops being small.
 const HEADER_BYTES_RANGE: (usize, usize) = (256, 1 << 20);
@@ -90,11 +96,15 @@ pub struct Config {
     pub index: Vec<String>,
     /// The account children switch to when the server starts as root.
     pub identity: Identity,
+    /// Whether `identity.gid` comes from the `group` key (rather than
+    /// being the user's primary group).
+    pub group_given: bool,
     /// Whether children `chroot` into the root (only when started as root).
     pub chroot: bool,
     /// Whether serving as root is allowed.
     pub allow_root: bool,
-    /// Where `--daemon` writes the pid, if anywhere (absolute).
+    /// Where the server writes its pid, if anywhere (absolute); in the
+    /// foreground as well as with `--daemon`.
     pub pid_file: Option<PathBuf>,
     /// Cap on live children.
     pub max_children: usize,
@@ -120,13 +130,32 @@ pub struct Config {
     pub server_version: bool,
 }
 
-/// Values given on the command line; each one, when present, wins over the file.
+/// Values given on the command line; each one, when present, wins over the
+/// file. Also the directory the command ran in, against which every relative
+/// path is resolved.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     /// `--listen`, repeatable; replaces the file's list when non-empty.
     pub listen: Vec<String>,
-    /// `--root`.
+    /// `--root`, as given (resolved against `base_dir` like the file's paths).
     pub root: Option<PathBuf>,
+    /// The working directory at start. Every relative path, on the command
+    /// line or in the file, is resolved against it, at start and on every
+    /// reload alike: after `--daemon` the process's own working directory is
+    /// `/`, and "www" must not come to mean `/www`. `None` (unknown) means
+    /// the working directory at the time of loading.
+    pub base_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// `path` made absolute against `base_dir`, so that it names the same
+    /// file whatever the process's working directory is by then.
+    pub fn resolve(&self, path: &Path) -> std::io::Result<PathBuf> {
+        match &self.base_dir {
+            Some(base) => std::path::absolute(base.join(path)),
+            None => std::path::absolute(path),
+        }
+    }
 }
 
 /// A number of seconds as written in the file: integer or decimal.
@@ -222,12 +251,6 @@ impl Config {
     }
 }
 
-/// `path` made absolute against the current directory, so that it still
-/// names the same file after `--daemon` changes directory to `/`.
-fn absolute(path: &Path) -> std::io::Result<PathBuf> {
-    std::path::absolute(path)
-}
-
 /// Locates a `toml` error: its line, and the key written on that line.
 fn describe_toml_error(err: &toml::de::Error, file: &Path, text: &str) -> ConfigError {
     let mut located = ConfigError {
@@ -304,6 +327,21 @@ impl Checker<'_> {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
                 return Err(self.error("listen", &format!("{addr:?} is not HOST:PORT")));
             }
+            // Listeners are IPv6-only (see listener.rs), and such a socket
+            // cannot bind an IPv4-mapped address: say so here, where the
+            // key and line are known, rather than as a bare EINVAL at bind.
+            if let Ok(SocketAddr::V6(a)) = addr.parse::<SocketAddr>()
+                && let Some(v4) = a.ip().to_ipv4_mapped()
+            {
+                return Err(self.error(
+                    "listen",
+                    &format!(
+                        "{addr:?} is an IPv4-mapped IPv6 address, which an IPv6-only socket cannot bind; \
+                         write \"{v4}:{}\"",
+                        a.port()
+                    ),
+                ));
+            }
         }
         let backlog = i32::try_from(raw.backlog)
             .ok()
@@ -311,6 +349,7 @@ impl Checker<'_> {
             .ok_or_else(|| self.error("backlog", "must be a positive integer"))?;
 
         let root_given = ov.root.clone().unwrap_or(raw.root);
+        let root_given = ov.resolve(&root_given).map_err(|e| self.error("root", &e.to_string()))?;
         let root = fs::canonicalize(&root_given)
             .map_err(|source| StartupError::Root { path: root_given.clone(), source })?;
         if !root.is_dir() {
@@ -325,10 +364,13 @@ impl Checker<'_> {
         }
         let identity =
             Identity::lookup(&raw.user, &raw.group).map_err(|(key, what)| self.error(key, &what))?;
+        if geteuid().is_root() && !raw.allow_root {
+            identity.refuse_root(!raw.group.is_empty()).map_err(|(key, what)| self.error(key, &what))?;
+        }
         let pid_file = if raw.pid_file.as_os_str().is_empty() {
             None
         } else {
-            Some(absolute(&raw.pid_file).map_err(|e| self.error("pid_file", &e.to_string()))?)
+            Some(ov.resolve(&raw.pid_file).map_err(|e| self.error("pid_file", &e.to_string()))?)
         };
         let max_children_per_ip = usize::try_from(raw.max_children_per_ip)
             .map_err(|_| self.error("max_children_per_ip", "must be 0 (no limit) or a positive integer"))?;
@@ -358,7 +400,7 @@ impl Checker<'_> {
                 return Err(self.error("access_log", "must be \"stderr\", \"off\" or a file path"));
             }
             p => AccessLogTarget::File(
-                absolute(Path::new(p)).map_err(|e| self.error("access_log", &e.to_string()))?,
+                ov.resolve(Path::new(p)).map_err(|e| self.error("access_log", &e.to_string()))?,
             ),
         };
         let error_log = match raw.error_log.as_str() {
@@ -369,7 +411,7 @@ impl Checker<'_> {
         };
 
         Ok(Config {
-            source: self.path.map(absolute).transpose().map_err(|e| ConfigError {
+            source: self.path.map(|p| ov.resolve(p)).transpose().map_err(|e| ConfigError {
                 file: self.path.map(Path::to_path_buf),
                 line: None,
                 key: None,
@@ -380,6 +422,7 @@ impl Checker<'_> {
             root,
             index: raw.index,
             identity,
+            group_given: !raw.group.is_empty(),
             chroot: raw.chroot,
             allow_root: raw.allow_root,
             pid_file,
@@ -399,10 +442,11 @@ impl Checker<'_> {
 
     fn seconds(&self, key: &str, value: Seconds) -> Result<Duration, StartupError> {
         let secs = value.as_f64();
-        if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-            return Err(
-                self.error(key, &format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} seconds"))
-            );
+        if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
+            return Err(self.error(
+                key,
+                &format!("must be at least {MIN_TIMEOUT_SECS} (1 ms) and at most {MAX_TIMEOUT_SECS} seconds"),
+            ));
         }
         Ok(Duration::from_secs_f64(secs))
     }
@@ -435,7 +479,9 @@ mod tests {
     use std::io::Write;
 
     fn load_str(text: &str) -> Result<Config, StartupError> {
-        let dir = std::env::temp_dir().join(format!("forkhttpd-cfg-{}-{}", std::process::id(), text.len()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("forkhttpd-cfg-{}-{n}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         let mut f = fs::File::create(&file).unwrap();
@@ -471,6 +517,41 @@ mod tests {
     fn bad_value_names_key_and_line() {
         let e = load_str("\nheader_timeout = -1\n").unwrap_err().to_string();
         assert!(e.contains("header_timeout") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn durations_below_a_millisecond_are_refused() {
+        for key in ["header_timeout", "keepalive_timeout", "send_timeout", "shutdown_grace"] {
+            let e = load_str(&format!("{key} = 1e-10\n")).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("line 2") && e.contains("1 ms"), "{e}");
+            let c = load_str(&format!("{key} = 0.001\n")).unwrap();
+            let d = [c.header_timeout, c.keepalive_timeout, c.send_timeout, c.shutdown_grace];
+            assert!(d.contains(&Duration::from_millis(1)), "{key}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_listen_address_is_refused() {
+        let e = load_str("listen = [\"[::ffff:127.0.0.1]:80\"]\n").unwrap_err().to_string();
+        assert!(e.contains("listen") && e.contains("line 2") && e.contains("\"127.0.0.1:80\""), "{e}");
+        load_str("listen = [\"[::1]:80\", \"127.0.0.1:80\"]\n").unwrap();
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_base_directory() {
+        let base = std::env::temp_dir().join(format!("forkhttpd-cfg-base-{}", std::process::id()));
+        fs::create_dir_all(base.join("site")).unwrap();
+        let file = base.join("c.toml");
+        fs::write(&file, "root = \"site\"\naccess_log = \"logs/a.log\"\npid_file = \"p.pid\"\n").unwrap();
+        let ov = Overrides { base_dir: Some(base.clone()), ..Overrides::default() };
+        // The process's own working directory plays no part.
+        let c = Config::load(Some(&file), &ov).unwrap();
+        assert_eq!(c.root, fs::canonicalize(base.join("site")).unwrap());
+        assert_eq!(c.access_log, AccessLogTarget::File(base.join("logs/a.log")));
+        assert_eq!(c.pid_file, Some(base.join("p.pid")));
+        let ov = Overrides { root: Some(PathBuf::from("site")), ..ov };
+        assert_eq!(Config::load(None, &ov).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

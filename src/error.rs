@@ -121,6 +121,14 @@ pub enum StartupError {
         /// The underlying error.
         source: io::Error,
     },
+    /// `openat2(2)` with `RESOLVE_BENEATH`, which contains every path
+    /// beneath the root, failed on the root itself: no file could be served.
+    Openat2 {
+        /// The root as configured.
+        path: PathBuf,
+        /// The call's error.
+        source: io::Error,
+    },
     /// A log file could not be opened.
     Log {
         /// The file's path.
@@ -149,6 +157,16 @@ impl fmt::Display for StartupError {
             StartupError::Root { path, source } => {
                 write!(f, "document root {}: {source}", path.display())
             }
+            StartupError::Openat2 { path, source } => match source.raw_os_error() {
+                Some(libc::ENOSYS) | Some(libc::EPERM) => write!(
+                    f,
+                    "document root {}: openat2(2) is not available ({source}): refused by a seccomp \
+                     filter (systemd's RestrictSUIDSGID=, or a container's) or a kernel older than 5.6; \
+                     forkhttpd needs it to contain paths beneath the root",
+                    path.display()
+                ),
+                _ => write!(f, "document root {}: openat2(2) beneath it failed: {source}", path.display()),
+            },
             StartupError::Log { path, source } => {
                 write!(f, "cannot open log file {}: {source}", path.display())
             }
@@ -166,6 +184,7 @@ impl std::error::Error for StartupError {
             StartupError::Resolve { source, .. }
             | StartupError::Bind { source, .. }
             | StartupError::Root { source, .. }
+            | StartupError::Openat2 { source, .. }
             | StartupError::Log { source, .. }
             | StartupError::Signals(source) => Some(source),
             StartupError::Poll(e) => Some(e),

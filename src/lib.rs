@@ -5,7 +5,7 @@
 //! child per connection; the child (`child`, `conn`) serves that connection's
 //! requests and exits. The modules, by the process they run in:
 //!
-//! - parent: `cli`, `config`, `listener`, `signals`, `notify`, `daemon`, `server`
+//! - parent: `cli`, `config`, `check`, `listener`, `signals`, `notify`, `daemon`, `server`
 //! - child: `child`, `conn`, `stream`, `request`, `resolve`, `file`, `mime`
 //! - both: `response` (the parent writes its own 503), `log`, `error`,
 //!   `privileges` (lookup in the parent, the drop in the child), `sys`
@@ -13,6 +13,7 @@
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
 //! dispositions, `_exit` and adopting inherited descriptors.
 
+pub mod check;
 pub mod child;
 pub mod cli;
 pub mod config;

@@ -1,17 +1,20 @@
 //! The forkhttpd binary: the start-up recipe, in privilege order.
 //!
-//! config → privilege plan → (check only?) → signal handlers → pid-file
-//! check → listeners (bound while root, or inherited from systemd) → log
-//! files → syslog → (detach) → pid file → the accept loop. Every step that
-//! can fail for a reason an administrator must see runs before detaching,
-//! so it is reported on the terminal.
+//! config → privilege plan → document root (opened, `openat2` probed) →
+//! (check only? then the system checks, and exit) → signal handlers →
+//! pid-file check → listeners (bound while root, or inherited from systemd)
+//! → log files → syslog → (detach) → pid file → the accept loop. Every step
+//! that can fail for a reason an administrator must see runs before
+//! detaching, so it is reported on the terminal; the root comes before any
+//! listener, so a server that could serve nothing never says "listening".
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use forkhttpd::check::{self, Bind};
 use forkhttpd::cli::Args;
-use forkhttpd::config::{AccessLogTarget, Config, ErrorLogTarget};
+use forkhttpd::config::{AccessLogTarget, Config, ConfigError, ErrorLogTarget};
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::StartupError;
 use forkhttpd::listener;
@@ -35,12 +38,20 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), StartupError> {
     let overrides = args.overrides();
-    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let config_file = match args.config.as_deref() {
+        Some(p) => Some(overrides.resolve(p).map_err(|e| ConfigError {
+            file: Some(p.to_path_buf()),
+            line: None,
+            key: None,
+            what: format!("cannot locate: {e}"),
+        })?),
+        None => None,
+    };
+    let config = Config::load(config_file.as_deref(), &overrides)?;
     let drop_plan = DropPlan::for_config(&config)?;
+    let root = server::open_root(&config)?;
     if args.check_config {
-        for spec in &config.listen {
-            listener::resolve(spec)?;
-        }
+        check::system(&config, if args.no_bind { Bind::Skip } else { Bind::Try })?;
         println!("configuration OK");
         return Ok(());
     }
@@ -79,6 +90,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         overrides,
         listeners,
         socket_activated,
+        root,
         access_log,
         drop_plan,
         notifier,
@@ -100,7 +112,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
 }
 
 /// The last start-up steps, after any detaching: the pid file and the
-/// server (root descriptor, lifeline), then the start line.
+/// server (lifeline), then the start line.
 fn start(setup: Setup) -> Result<(Server, Option<PidFile>), StartupError> {
     let pid_file = setup.config.pid_file.as_deref().map(PidFile::write).transpose()?;
     let addrs: Vec<String> = setup.listeners.iter().map(|l| l.addr.to_string()).collect();

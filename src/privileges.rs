@@ -48,6 +48,41 @@ impl Identity {
         };
         Ok(Identity { user: user.to_string(), uid: u.uid, gid })
     }
+
+    /// Refuses an identity that would serve requests with root's uid or
+    /// root's gid (group 0 reads every `root:root 0640` file). Children hold
+    /// no other group: `DropPlan::apply` sets the supplementary groups to
+    /// this one gid alone, so the user's own membership of group 0 (if any)
+    /// is dropped and needs no check. `group_given` says whether the gid
+    /// came from the `group` key or is the user's primary group. Returns the
+    /// config key at fault and why.
+    pub fn refuse_root(&self, group_given: bool) -> Result<(), (&'static str, String)> {
+        if self.uid.is_root() {
+            return Err((
+                "user",
+                format!(
+                    "refusing to serve requests as root ({:?}): set `user` to an unprivileged account, \
+                     or set allow_root = true",
+                    self.user
+                ),
+            ));
+        }
+        if self.gid.as_raw() == 0 {
+            let (key, whose) = if group_given {
+                ("group", "the configured group".to_string())
+            } else {
+                ("user", format!("the primary group of {:?}", self.user))
+            };
+            return Err((
+                key,
+                format!(
+                    "refusing to serve requests with group root (gid 0, {whose}): set `group` to an \
+                     unprivileged group, or set allow_root = true"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a child does to give up root, decided once in the parent.
@@ -93,24 +128,18 @@ impl std::error::Error for DropError {}
 impl DropPlan {
     /// The plan for `config` in this process: `None` when not running as
     /// root (there is nothing to give up, and `user`, `group` and `chroot`
-    /// do not apply). Refuses a plan that would serve as root unless
-    /// `allow_root` says so.
+    /// do not apply). Refuses a plan that would serve with uid or gid 0
+    /// unless `allow_root` says so. (`Config::load` refuses it first, naming
+    /// the line; this is the gate where the plan is made, for any `Config`.)
     pub fn for_config(config: &Config) -> Result<Option<DropPlan>, StartupError> {
         if !geteuid().is_root() {
             return Ok(None);
         }
-        if config.identity.uid.is_root() && !config.allow_root {
-            return Err(ConfigError {
-                file: config.source.clone(),
-                line: None,
-                key: Some("user".to_string()),
-                what: format!(
-                    "refusing to serve requests as root ({:?}): set `user` to an unprivileged account, \
-                     or set allow_root = true",
-                    config.identity.user
-                ),
-            }
-            .into());
+        if !config.allow_root
+            && let Err((key, what)) = config.identity.refuse_root(config.group_given)
+        {
+            let file = config.source.clone();
+            return Err(ConfigError { file, line: None, key: Some(key.to_string()), what }.into());
         }
         Ok(Some(DropPlan {
             identity: config.identity.clone(),

@@ -64,6 +64,9 @@ pub struct Setup {
     pub listeners: Vec<Listener>,
     /// Whether the listeners came from systemd (a reload then keeps them).
     pub socket_activated: bool,
+    /// The document root, opened and probed (`open_root`) before anything
+    /// was bound, so that a root the server cannot serve fails first.
+    pub root: OwnedFd,
     /// The opened access log.
     pub access_log: AccessLog,
     /// How children give up root, if the parent has it.
@@ -105,12 +108,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the document root and creates the lifeline. Call with
-    /// everything the children inherit already open.
+    /// Creates the lifeline. Call with everything the children inherit
+    /// already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Daemon(format!("lifeline pipe: {e}")))?;
-        let root = open_root(&setup.config)?;
         let mut server = Server {
             config: setup.config,
             overrides: setup.overrides,
@@ -120,7 +122,7 @@ impl Server {
             access_log: setup.access_log,
             drop_plan: setup.drop_plan,
             notifier: setup.notifier,
-            root,
+            root: setup.root,
             lifeline_read,
             lifeline_write: Some(lifeline_write),
             children: HashMap::new(),
@@ -481,11 +483,15 @@ impl Server {
 /// Also checks, once, that the kernel has `openat2` (Linux 5.6), which
 /// every request relies on, so its absence is a start-up error rather than
 /// a 500 on every request.
-fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
-    let fail = |e: Errno| StartupError::Root { path: config.root.clone(), source: e.into() };
+/// Opens the document root (`O_PATH`: children open files beneath it) and
+/// probes `openat2(2)` on it: without that call nothing could be served, and
+/// a seccomp filter that refuses it must stop the server at start (and
+/// `--check-config`), not leave it listening and failing every request.
+pub fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
+    let path = || config.root.clone();
     let root = open(&config.root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(fail)?;
-    file::probe(root.as_fd()).map_err(fail)?;
+        .map_err(|e| StartupError::Root { path: path(), source: e.into() })?;
+    file::probe(root.as_fd()).map_err(|e| StartupError::Openat2 { path: path(), source: e.into() })?;
     Ok(root)
 }
 

@@ -24,6 +24,8 @@ mod logging;
 mod parent;
 #[path = "suite/signals.rs"]
 mod signals;
+#[path = "suite/startup.rs"]
+mod startup;
 #[path = "suite/syslog.rs"]
 mod syslog;
 #[path = "suite/systemd.rs"]

@@ -68,7 +68,7 @@ fn assert_third_line_rejected(name: &str, bad: &str, needles: &[&str]) {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn check_config_valid_file_is_ok_and_binds_nothing() {
+fn check_config_no_bind_valid_file_is_ok_and_binds_nothing() {
     let dir = TempDir::new("check_config_valid");
     // A port we hold: binding it would fail, so success proves no bind.
     let (held, addr) = held_port();
@@ -76,7 +76,7 @@ fn check_config_valid_file_is_ok_and_binds_nothing() {
         "listen = [\"{addr}\"]\n{}\nmax_children = 4\nheader_timeout = 2.5\nshutdown_grace = 5\n",
         root_line(&dir)
     );
-    let out = check_config(&dir, &text, &[]);
+    let out = check_config(&dir, &text, &["--no-bind"]);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert!(
         out.stdout.contains("configuration OK"),
@@ -131,8 +131,9 @@ fn check_config_shipped_file_is_ok() {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let shipped = format!("{manifest}/config/forkhttpd.toml");
     // 1. As shipped, from the repository root (its `root = "www"` is relative).
+    // (--no-bind: this checks the file; its 127.0.0.1:8080 may be in use here.)
     let out = run(
-        server_command().args(["--check-config", "--config", &shipped]).current_dir(manifest),
+        server_command().args(["--check-config", "--no-bind", "--config", &shipped]).current_dir(manifest),
         RUN_TIMEOUT,
     );
     assert_eq!(out.code(), Some(0), "shipped config from {manifest}: {}", out.describe());
@@ -142,7 +143,7 @@ fn check_config_shipped_file_is_ok() {
     let root = make_root(&dir.path().join("root"), &[]);
     let out = run(
         server_command()
-            .args(["--check-config", "--config", &shipped, "--root"])
+            .args(["--check-config", "--no-bind", "--config", &shipped, "--root"])
             .arg(&root)
             .current_dir(dir.path()),
         RUN_TIMEOUT,
