@@ -271,6 +271,22 @@ usr1() {
 }
 check "systemctl kill -s USR1 --kill-whom=main reopens the log" usr1
 
+seccomp_message() {
+    # What RestrictSUIDSGID=yes did to the shipped unit: the check in
+    # ExecStartPre must fail and name the cause at priority err.
+    ct sh -c "mkdir -p /run/systemd/system/forkhttpd.service.d && printf '[Service]\nRestrictSUIDSGID=yes\nRestart=no\n' \
+        > /run/systemd/system/forkhttpd.service.d/test-seccomp.conf"
+    ct systemctl daemon-reload
+    ct systemctl reset-failed forkhttpd.service >/dev/null 2>&1 || true
+    local rc=0
+    ct systemctl restart forkhttpd.service || rc=$?
+    ct rm /run/systemd/system/forkhttpd.service.d/test-seccomp.conf
+    ct systemctl daemon-reload
+    echo "restart under RestrictSUIDSGID=yes returned $rc"
+    [ "$rc" -ne 0 ] && journal_err | grep -i seccomp
+}
+check "openat2 refused by seccomp: start fails at the check, naming the cause" seccomp_message
+
 broken_start() {
     fresh_start
     ct cp "$conf" /root/good.toml
