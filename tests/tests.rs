@@ -12,6 +12,8 @@ mod concurrency;
 mod daemon;
 #[path = "suite/http.rs"]
 mod http;
+#[path = "suite/hygiene.rs"]
+mod hygiene;
 #[path = "suite/keepalive.rs"]
 mod keepalive;
 #[path = "suite/limits.rs"]
@@ -20,6 +22,8 @@ mod limits;
 mod logging;
 #[path = "suite/parent.rs"]
 mod parent;
+#[path = "suite/refuse.rs"]
+mod refuse;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/syslog.rs"]
