@@ -24,6 +24,8 @@ mod logging;
 mod parent;
 #[path = "suite/refuse.rs"]
 mod refuse;
+#[path = "suite/reload.rs"]
+mod reload;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/syslog.rs"]
