@@ -16,6 +16,8 @@ mod http;
 mod hygiene;
 #[path = "suite/keepalive.rs"]
 mod keepalive;
+#[path = "suite/launch.rs"]
+mod launch;
 #[path = "suite/limits.rs"]
 mod limits;
 #[path = "suite/logging.rs"]
