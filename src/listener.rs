@@ -369,3 +369,20 @@ fn error_cause(e: &StartupError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_may_name_the_interface() {
+        let lo = if_nametoindex("lo").expect("a loopback interface named lo");
+        let addrs = resolve("[fe80::1%lo]:8080").unwrap();
+        let [SocketAddr::V6(a)] = addrs[..] else { panic!("resolved to {addrs:?}") };
+        assert_eq!((a.scope_id(), a.port()), (lo, 8080));
+        assert_eq!(scope_as_index("[fe80::1%7]:80").unwrap(), "[fe80::1%7]:80");
+        assert_eq!(scope_as_index("127.0.0.1:80").unwrap(), "127.0.0.1:80");
+        let err = resolve("[fe80::1%nosuchif9]:80").unwrap_err().to_string();
+        assert!(err.contains("no network interface named \"nosuchif9\""), "{err}");
+    }
+}
