@@ -1,25 +1,27 @@
 //! The child's side of the fork: one entry point that never returns.
 //!
 //! Runs in: child only. The ritual, in order: take over signal handling
-//! from the parent's handlers, close every descriptor that is the parent's
-//! business (listeners, the signal pipe, the lifeline's write end), give up
-//! root if the parent has it, serve the connection, and `_exit`. Nothing here can fall back into the
-//! parent's accept loop.
+//! from the parent's handlers, close every descriptor except the few it
+//! serves with (closed by range, so a descriptor the parent adds later
+//! cannot leak into children by being forgotten in a list), forbid gaining
+//! privileges through `exec` (`PR_SET_NO_NEW_PRIVS`), give up root if the
+//! parent has it, serve the connection, and `_exit`. Nothing here can fall
+//! back into the parent's accept loop.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
 use nix::sys::signal::Signal;
 
-use nix::sys::prctl::set_pdeathsig;
+use nix::sys::prctl::{set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
 
 use crate::config::Config;
 use crate::conn::{self, Context};
 use crate::file::Root;
-use crate::log::AccessLog;
+use crate::log::{self as logging, AccessLog};
 use crate::privileges::DropPlan;
 use crate::signals::Signals;
 use crate::sys::{self, Disposition};
@@ -59,8 +61,6 @@ pub struct Inherited<'a> {
     pub drop_plan: Option<&'a DropPlan>,
     /// The read end of the parent's lifeline pipe.
     pub lifeline: BorrowedFd<'a>,
-    /// Descriptors only the parent may use; closed first thing.
-    pub parent_fds: &'a [RawFd],
 }
 
 /// Serves the connection `stream` from `peer` and exits the process.
@@ -77,10 +77,18 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
         log::error!("child: cannot unblock signals: {e}");
         sys::exit_child(EXIT_SETUP);
     }
-    for &fd in inherited.parent_fds {
-        if let Err(e) = nix::unistd::close(fd) {
-            log::warn!("child: cannot close inherited descriptor {fd}: {e}");
-        }
+    // Everything else is the parent's (listeners, the signal pipe, the
+    // lifeline's write end, systemd's socket) or nobody's.
+    let mut keep = vec![stream.as_raw_fd(), inherited.root.as_raw_fd(), inherited.lifeline.as_raw_fd()];
+    keep.extend(inherited.access_log.raw_fd());
+    keep.extend(logging::syslog_fd());
+    if let Err(e) = sys::close_all_except(&keep) {
+        log::error!("child: cannot close the parent's descriptors: {e}; connection from {peer} not served");
+        sys::exit_child(EXIT_SETUP);
+    }
+    if let Err(e) = set_no_new_privs() {
+        log::error!("child: cannot set no_new_privs: {e}; connection from {peer} not served");
+        sys::exit_child(EXIT_SETUP);
     }
     if let Some(plan) = inherited.drop_plan
         && let Err(e) = plan.apply()

@@ -142,6 +142,8 @@ pub enum StartupError {
     Daemon(String),
     /// The signal handlers or their self-pipe could not be set up.
     Signals(io::Error),
+    /// The descriptors inherited from the launcher could not be closed.
+    Descriptors(io::Error),
     /// The accept loop's `poll` failed with something other than `EINTR`.
     Poll(nix::errno::Errno),
 }
@@ -173,6 +175,7 @@ impl fmt::Display for StartupError {
             StartupError::Activation(msg) => write!(f, "socket activation: {msg}"),
             StartupError::Daemon(msg) => write!(f, "{msg}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartupError::Descriptors(e) => write!(f, "cannot close inherited descriptors: {e}"),
             StartupError::Poll(e) => write!(f, "poll failed in the accept loop: {e}"),
         }
     }
@@ -186,7 +189,8 @@ impl std::error::Error for StartupError {
             | StartupError::Root { source, .. }
             | StartupError::Openat2 { source, .. }
             | StartupError::Log { source, .. }
-            | StartupError::Signals(source) => Some(source),
+            | StartupError::Signals(source)
+            | StartupError::Descriptors(source) => Some(source),
             StartupError::Poll(e) => Some(e),
             StartupError::Config(_) | StartupError::Activation(_) | StartupError::Daemon(_) => None,
         }

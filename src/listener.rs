@@ -5,11 +5,14 @@
 //! Runs in: parent, which keeps the privilege to bind ports below 1024.
 //! Under systemd socket activation the sockets are inherited instead.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::net::if_::if_nametoindex;
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen, setsockopt,
     socket, sockopt,
@@ -45,10 +48,11 @@ pub fn bind_all(specs: &[String], backlog: i32) -> Result<Vec<Listener>, Startup
     Ok(listeners)
 }
 
-/// The distinct socket addresses `spec` resolves to.
+/// The distinct socket addresses `spec` resolves to. An IPv6 scope may
+/// name the interface (`[fe80::1%eth0]:80`) or give its index (`%2`).
 pub fn resolve(spec: &str) -> Result<Vec<SocketAddr>, StartupError> {
-    let resolved =
-        spec.to_socket_addrs().map_err(|source| StartupError::Resolve { addr: spec.to_string(), source })?;
+    let fail = |source| StartupError::Resolve { addr: spec.to_string(), source };
+    let resolved = scope_as_index(spec).and_then(|s| s.to_socket_addrs()).map_err(fail)?;
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for a in resolved {
         if !addrs.contains(&a) {
@@ -56,6 +60,25 @@ pub fn resolve(spec: &str) -> Result<Vec<SocketAddr>, StartupError> {
         }
     }
     Ok(addrs)
+}
+
+/// `spec` with an interface name in an IPv6 scope (`[fe80::1%eth0]:80`)
+/// replaced by the interface's index (`[fe80::1%2]:80`), the only form the
+/// standard library's address parser takes.
+fn scope_as_index(spec: &str) -> io::Result<Cow<'_, str>> {
+    let Some((ip, rest)) = spec.strip_prefix('[').and_then(|s| s.split_once('%')) else {
+        return Ok(Cow::Borrowed(spec));
+    };
+    let Some((scope, port)) = rest.split_once(']') else {
+        return Ok(Cow::Borrowed(spec));
+    };
+    if scope.parse::<u32>().is_ok() {
+        return Ok(Cow::Borrowed(spec));
+    }
+    let index = if_nametoindex(scope).map_err(|e| {
+        io::Error::new(io::ErrorKind::NotFound, format!("no network interface named {scope:?} ({e})"))
+    })?;
+    Ok(Cow::Owned(format!("[{ip}%{index}]{port}")))
 }
 
 fn bind_spec_addr(spec: &str, addr: SocketAddr, backlog: i32) -> Result<Listener, StartupError> {
@@ -90,23 +113,45 @@ const MAX_INHERITED: usize = 64;
 /// The first descriptor passed by socket activation (after stdin, stdout, stderr).
 const FIRST_INHERITED_FD: RawFd = 3;
 
+/// Closes every descriptor above stderr that this process inherited,
+/// except the listening sockets systemd passes (`LISTEN_FDS`, when
+/// `LISTEN_PID` names this process), as daemon(7) asks: a launcher's stray
+/// descriptor (a pipe, a directory) must reach neither the parent's state
+/// nor any child. Call before opening anything.
+pub fn close_strays() -> io::Result<()> {
+    let passed = match activation_env() {
+        Some((_, Some(count))) => count,
+        _ => 0,
+    };
+    let keep: Vec<RawFd> = (0..passed).map(|i| FIRST_INHERITED_FD + i as RawFd).collect();
+    sys::close_all_except(&keep).map_err(io::Error::from)
+}
+
+/// `LISTEN_FDS` as given, and the count it names if valid, when
+/// `LISTEN_PID` names this process; `None` when the variables are absent
+/// or meant for another process.
+fn activation_env() -> Option<(std::ffi::OsString, Option<usize>)> {
+    let (Some(pid), Some(count)) = (std::env::var_os("LISTEN_PID"), std::env::var_os("LISTEN_FDS")) else {
+        return None;
+    };
+    if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
+        return None;
+    }
+    let valid = count.to_str().and_then(|c| c.parse().ok()).filter(|c| (1..=MAX_INHERITED).contains(c));
+    Some((count, valid))
+}
+
 /// The listening sockets passed by systemd socket activation, if
 /// `LISTEN_PID` names this process and `LISTEN_FDS` counts them (fd 3
 /// onward). Returns `None` when the variables are absent or meant for
 /// another process: then the server binds its own.
 pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
-    let (Some(pid), Some(count)) = (std::env::var_os("LISTEN_PID"), std::env::var_os("LISTEN_FDS")) else {
+    let Some((given, count)) = activation_env() else {
         return Ok(None);
     };
-    if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
-        return Ok(None);
-    }
     let bad = |what: String| StartupError::Activation(what);
-    let count: usize = count
-        .to_str()
-        .and_then(|c| c.parse().ok())
-        .filter(|c| (1..=MAX_INHERITED).contains(c))
-        .ok_or_else(|| bad(format!("LISTEN_FDS={count:?} is not a count from 1 to {MAX_INHERITED}")))?;
+    let count =
+        count.ok_or_else(|| bad(format!("LISTEN_FDS={given:?} is not a count from 1 to {MAX_INHERITED}")))?;
     (0..count)
         .map(|i| {
             let fd = FIRST_INHERITED_FD + i as RawFd;
@@ -131,14 +176,81 @@ fn adopt(fd: RawFd) -> io::Result<Listener> {
     Ok(Listener { socket, addr, spec: None })
 }
 
+/// What a reload did to the listeners, as the reload's log line says it.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Addresses still listened on through the same socket.
+    pub kept: Vec<SocketAddr>,
+    /// Addresses newly bound.
+    pub added: Vec<SocketAddr>,
+    /// Addresses no longer listened on.
+    pub removed: Vec<SocketAddr>,
+    /// Addresses closed to make room for a wider or narrower one on the same
+    /// port that then could not be bound, and bound again.
+    pub restored: Vec<SocketAddr>,
+    /// Addresses (or specs that did not resolve) that could not be listened
+    /// on, and why.
+    pub failed: Vec<(String, String)>,
+    /// Connections that were queued on removed listeners and were accepted
+    /// (served, or answered `503`) before those closed.
+    pub handed_over: usize,
+    /// Nothing of the new list could be bound, so the old listeners stay.
+    pub kept_previous: bool,
+}
+
+impl fmt::Display for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list =
+            |addrs: &[SocketAddr]| addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let mut parts = Vec::new();
+        if !self.kept.is_empty() {
+            parts.push(format!("kept {}", list(&self.kept)));
+        }
+        if !self.added.is_empty() {
+            parts.push(format!("added {}", list(&self.added)));
+        }
+        if !self.removed.is_empty() {
+            parts.push(format!(
+                "removed {} ({} queued connection(s) handed over)",
+                list(&self.removed),
+                self.handed_over
+            ));
+        }
+        if !self.restored.is_empty() {
+            parts.push(format!("restored {}", list(&self.restored)));
+        }
+        if !self.failed.is_empty() {
+            let failed: Vec<String> = self.failed.iter().map(|(a, e)| format!("{a} ({e})")).collect();
+            parts.push(format!("failed {}", failed.join(", ")));
+        }
+        if self.kept_previous {
+            parts.push("nothing could be bound, so the previous listeners stay".to_string());
+        }
+        write!(f, "listeners: {}", parts.join("; "))
+    }
+}
+
 /// For a reload: the listeners `specs` asks for, reusing `old` ones where
 /// possible. A listener is kept when its spec is spelled the same (so
 /// `127.0.0.1:0` keeps its port) or when a spec resolves to the very address
 /// it is bound to; its backlog is updated. Other addresses are bound anew;
-/// one that cannot be is logged and skipped, never fatal. Returns the new
-/// list and the old listeners no spec asked for any more.
-pub fn rebind(mut old: Vec<Listener>, specs: &[String], backlog: i32) -> (Vec<Listener>, Vec<Listener>) {
+/// one that cannot be is logged and skipped, never fatal. When a new address
+/// collides with an old one on the same port (widening `127.0.0.1:P` to
+/// `0.0.0.0:P`, or narrowing it back), the old one is closed first, and bound
+/// again if the new one still fails. Each old listener that goes is given to
+/// `hand_over` (which accepts what is queued on it, returning how many)
+/// before it closes, so its queued clients are answered rather than reset.
+/// If nothing at all can be bound, the old listeners stay. Returns the new
+/// list and what changed.
+pub fn rebind(
+    mut old: Vec<Listener>,
+    specs: &[String],
+    backlog: i32,
+    hand_over: &mut dyn FnMut(Listener) -> usize,
+) -> (Vec<Listener>, Changes) {
+    let mut changes = Changes::default();
     let mut new: Vec<Listener> = Vec::new();
+    let mut wanted: Vec<(&str, SocketAddr)> = Vec::new();
     for spec in specs {
         let mut kept: Vec<Listener> =
             old.extract_if(.., |l| l.spec.as_deref() == Some(spec.as_str())).collect();
@@ -147,23 +259,17 @@ pub fn rebind(mut old: Vec<Listener>, specs: &[String], backlog: i32) -> (Vec<Li
                 Ok(a) => a,
                 Err(e) => {
                     log::error!("{e}; continuing without it");
+                    changes.failed.push((spec.clone(), e.to_string()));
                     continue;
                 }
             };
             for addr in addrs {
-                if new.iter().chain(&kept).any(|l| l.addr == addr) {
+                if new.iter().chain(&kept).any(|l| l.addr == addr) || wanted.iter().any(|w| w.1 == addr) {
                     continue;
                 }
-                if let Some(i) = old.iter().position(|l| l.addr == addr) {
-                    kept.push(old.remove(i));
-                    continue;
-                }
-                match bind_spec_addr(spec, addr, backlog) {
-                    Ok(l) => {
-                        log::info!("listening on {}", l.addr);
-                        new.push(l);
-                    }
-                    Err(e) => log::error!("{e}; continuing without it"),
+                match old.iter().position(|l| l.addr == addr) {
+                    Some(i) => kept.push(old.remove(i)),
+                    None => wanted.push((spec, addr)),
                 }
             }
         }
@@ -172,8 +278,111 @@ pub fn rebind(mut old: Vec<Listener>, specs: &[String], backlog: i32) -> (Vec<Li
             if let Err(e) = Backlog::new(backlog).and_then(|b| listen(&l.socket, b)) {
                 log::warn!("cannot update the backlog of {}: {e}", l.addr);
             }
+            changes.kept.push(l.addr);
         }
         new.extend(kept);
     }
-    (new, old)
+    for (spec, addr) in wanted {
+        let bound = match bind_spec_addr(spec, addr, backlog) {
+            Err(StartupError::Bind { source, .. })
+                if source.raw_os_error() == Some(libc::EADDRINUSE)
+                    && old.iter().any(|l| same_port(l.addr, addr)) =>
+            {
+                make_room(&mut old, &mut new, &mut changes, (spec, addr), backlog, hand_over)
+            }
+            bound => bound,
+        };
+        match bound {
+            Ok(l) => {
+                log::info!("listening on {}", l.addr);
+                changes.added.push(l.addr);
+                new.push(l);
+            }
+            Err(e) => {
+                log::error!("{e}; continuing without it");
+                changes.failed.push((addr.to_string(), error_cause(&e)));
+            }
+        }
+    }
+    if new.is_empty() {
+        changes.kept_previous = true;
+        changes.kept = old.iter().map(|l| l.addr).collect();
+        return (old, changes);
+    }
+    for l in old {
+        changes.removed.push(l.addr);
+        changes.handed_over += hand_over(l);
+    }
+    (new, changes)
+}
+
+/// Binds `want` after handing over and closing the old listeners on the
+/// same port, which the kernel would not let it share; if it still cannot
+/// be bound, binds those old addresses again (into `new`).
+fn make_room(
+    old: &mut Vec<Listener>,
+    new: &mut Vec<Listener>,
+    changes: &mut Changes,
+    (spec, addr): (&str, SocketAddr),
+    backlog: i32,
+    hand_over: &mut dyn FnMut(Listener) -> usize,
+) -> Result<Listener, StartupError> {
+    let mut closed = Vec::new();
+    for l in old.extract_if(.., |l| same_port(l.addr, addr)) {
+        closed.push((l.spec.clone().unwrap_or_else(|| l.addr.to_string()), l.addr));
+        changes.handed_over += hand_over(l);
+    }
+    let bound = bind_spec_addr(spec, addr, backlog);
+    for (old_spec, old_addr) in closed {
+        if bound.is_ok() {
+            changes.removed.push(old_addr);
+            continue;
+        }
+        match bind_spec_addr(&old_spec, old_addr, backlog) {
+            Ok(l) => {
+                log::warn!("listening on {old_addr} again, as {addr} could not be bound in its place");
+                changes.restored.push(old_addr);
+                new.push(l);
+            }
+            Err(e) => {
+                log::error!("{e}; it was closed to make room for {addr}");
+                changes.removed.push(old_addr);
+                changes.failed.push((old_addr.to_string(), error_cause(&e)));
+            }
+        }
+    }
+    bound
+}
+
+/// Whether two addresses would share a port: same family, same port (the
+/// kernel refuses a wildcard and a specific address on the same port, as
+/// it refuses two equal ones).
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.is_ipv6() == b.is_ipv6() && a.port() != 0
+}
+
+/// The underlying reason of a bind error, without the address the log line
+/// names already.
+fn error_cause(e: &StartupError) -> String {
+    match e {
+        StartupError::Bind { source, .. } | StartupError::Resolve { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_may_name_the_interface() {
+        let lo = if_nametoindex("lo").expect("a loopback interface named lo");
+        let addrs = resolve("[fe80::1%lo]:8080").unwrap();
+        let [SocketAddr::V6(a)] = addrs[..] else { panic!("resolved to {addrs:?}") };
+        assert_eq!((a.scope_id(), a.port()), (lo, 8080));
+        assert_eq!(scope_as_index("[fe80::1%7]:80").unwrap(), "[fe80::1%7]:80");
+        assert_eq!(scope_as_index("127.0.0.1:80").unwrap(), "127.0.0.1:80");
+        let err = resolve("[fe80::1%nosuchif9]:80").unwrap_err().to_string();
+        assert!(err.contains("no network interface named \"nosuchif9\""), "{err}");
+    }
 }

@@ -15,6 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,16 @@ impl SyslogConn {
             pid: std::process::id(),
         };
         syslog::unix(formatter).map(SyslogConn).map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// The connected socket's descriptor, for a child to keep open.
+    fn raw_fd(&self) -> RawFd {
+        match &self.0.backend {
+            syslog::LoggerBackend::Unix(s) => s.as_raw_fd(),
+            syslog::LoggerBackend::UnixStream(s) => s.get_ref().as_raw_fd(),
+            syslog::LoggerBackend::Udp(s, _) => s.as_raw_fd(),
+            syslog::LoggerBackend::Tcp(s) => s.get_ref().as_raw_fd(),
+        }
     }
 
     /// Sends `msg` at `level`, stamped with the pid of the calling process
@@ -156,6 +167,12 @@ pub fn use_syslog() -> io::Result<()> {
     Ok(())
 }
 
+/// The descriptor daemon messages go to while they go to the system log,
+/// for a child to keep open.
+pub fn syslog_fd() -> Option<RawFd> {
+    SYSLOG.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(SyslogConn::raw_fd)
+}
+
 /// Where this process writes access-log lines.
 #[derive(Debug)]
 pub enum AccessLog {
@@ -198,6 +215,16 @@ impl AccessLog {
                     .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
             )),
         })
+    }
+
+    /// The descriptor lines are written to, if it is one of ours (a file
+    /// or a syslog socket), for a child to keep open.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        match self {
+            AccessLog::Off | AccessLog::Stderr => None,
+            AccessLog::File(f) => Some(f.as_raw_fd()),
+            AccessLog::Syslog(conn) => Some(conn.lock().unwrap_or_else(PoisonError::into_inner).raw_fd()),
+        }
     }
 
     /// Writes one Combined Log Format line for `entry`, using `scratch` as

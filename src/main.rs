@@ -25,9 +25,12 @@ use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
 fn main() -> ExitCode {
+    // First, before a signal can arrive to a process without handlers or a
+    // launcher's descriptor can be copied anywhere.
+    let taken_over = server::take_over_process();
     let args = Args::parse();
     logging::init();
-    match run(&args) {
+    match taken_over.and_then(|()| run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

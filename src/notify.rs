@@ -32,11 +32,6 @@ impl Notifier {
         Ok(Some(Notifier { socket: UnixDatagram::unbound()?, addr }))
     }
 
-    /// The socket's descriptor, for a child to close.
-    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
-    }
-
     /// Sends `state` (for example `READY=1`). A failure is logged, never
     /// fatal: systemd's view of us is not worth stopping the server for.
     pub fn notify(&self, state: &str) {

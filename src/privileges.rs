@@ -8,8 +8,10 @@
 //! The parent keeps root, as Apache's does, so that a reload can bind new
 //! ports below 1024 and reopen root-owned log files; it never parses client
 //! input. Each child gives root up for good, in the order the classic
-//! servers agree on: optional `chroot` + `chdir("/")`, then `setgroups`,
-//! `setgid`, and `setuid` last, and then checks that root cannot be regained.
+//! servers agree on: the capability bounding set emptied (it needs
+//! `CAP_SETPCAP`, which `setuid` takes away), optional `chroot` +
+//! `chdir("/")`, then `setgroups`, `setgid`, and `setuid` last, and then
+//! checks that root cannot be regained.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use nix::unistd::{Gid, Group, Uid, User, chdir, chroot, geteuid, setgid, setgrou
 
 use crate::config::{Config, ConfigError};
 use crate::error::StartupError;
+use crate::sys;
 
 /// A resolved account: the user name and the uid and gid it stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +100,8 @@ pub struct DropPlan {
 /// Why a child could not give up root. The child exits without serving.
 #[derive(Debug)]
 pub enum DropError {
+    /// Emptying the capability bounding set failed.
+    BoundingSet(Errno),
     /// `chroot` or the `chdir("/")` after it failed.
     Chroot(Errno),
     /// `setgroups` failed.
@@ -112,6 +117,7 @@ pub enum DropError {
 impl fmt::Display for DropError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DropError::BoundingSet(e) => write!(f, "dropping the capability bounding set: {e}"),
             DropError::Chroot(e) => write!(f, "chroot: {e}"),
             DropError::SetGroups(e) => write!(f, "setgroups: {e}"),
             DropError::SetGid(e) => write!(f, "setgid: {e}"),
@@ -149,6 +155,7 @@ impl DropPlan {
 
     /// Gives up root in this (child) process, for good.
     pub fn apply(&self) -> Result<(), DropError> {
+        sys::drop_bounding_set().map_err(DropError::BoundingSet)?;
         if let Some(dir) = &self.chroot {
             chroot(dir).map_err(DropError::Chroot)?;
             chdir("/").map_err(DropError::Chroot)?;

@@ -8,10 +8,10 @@
 //! child serves it (`child::run`, which never returns) and the parent
 //! closes its copy of the socket at once and records the child's pid.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -32,7 +32,7 @@ use crate::notify::Notifier;
 use crate::privileges::DropPlan;
 use crate::request;
 use crate::response::{Connection, Writer};
-use crate::signals::Signals;
+use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 
 /// Connections accepted from one listener per wake-up before the others
@@ -43,9 +43,14 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after `fork` fails (`EAGAIN`: process limit or memory).
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
-/// Reads of already-arrived request bytes before the parent's own `503`
-/// (16 KiB at most: the parent must never wait on a client).
-const REFUSE_DRAIN_READS: usize = 4;
+/// How long the parent holds a connection it answered `503` itself before
+/// closing it: time for the client to read the answer. The parent never
+/// reads the request, and closing a socket with unread input sends a reset
+/// that can destroy the answer in flight; a second later the client has it.
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
+/// Most such connections held at once (a descriptor each); under a flood
+/// the oldest is closed early.
+const MAX_REFUSED: usize = 64;
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The signals the parent handles: children exiting, graceful stop (TERM,
@@ -99,8 +104,9 @@ pub struct Server {
     /// address: the parent's only per-connection state.
     children: HashMap<Pid, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
-    /// Descriptors a child must close: listeners, signal pipe, lifeline writer.
-    parent_fds: Vec<RawFd>,
+    /// Connections answered `503` by the parent, shut down for writing, and
+    /// when each is closed, oldest first.
+    refused: VecDeque<(TcpStream, Instant)>,
     /// Not accepting until then (after a resource error).
     paused_until: Option<Instant>,
     /// When reaching the cap was last logged.
@@ -113,7 +119,7 @@ impl Server {
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Daemon(format!("lifeline pipe: {e}")))?;
-        let mut server = Server {
+        let server = Server {
             config: setup.config,
             overrides: setup.overrides,
             listeners: setup.listeners,
@@ -127,30 +133,21 @@ impl Server {
             lifeline_write: Some(lifeline_write),
             children: HashMap::new(),
             per_ip: HashMap::new(),
-            parent_fds: Vec::new(),
+            refused: VecDeque::new(),
             paused_until: None,
             cap_logged: None,
         };
-        server.parent_fds = server.collect_parent_fds();
         request::warm_up();
         Ok(server)
-    }
-
-    fn collect_parent_fds(&self) -> Vec<RawFd> {
-        let mut fds: Vec<RawFd> = self.listeners.iter().map(|l| l.socket.as_raw_fd()).collect();
-        fds.extend(self.signals.fds());
-        fds.extend(self.lifeline_write.as_ref().map(|w| w.as_raw_fd()));
-        fds.extend(self.notifier.as_ref().map(Notifier::as_raw_fd));
-        fds
     }
 
     /// Tells systemd (if it started us) that the server is ready, then runs
     /// the accept loop until a stop signal. Returns an error only if `poll`
     /// itself fails.
     pub fn run(mut self) -> Result<(), StartupError> {
-        self.signals.block_outside_poll().map_err(|e| StartupError::Signals(e.into()))?;
         self.notify("READY=1");
         loop {
+            self.close_refused();
             let accepting = self.accepting();
             let (signalled, ready) = self.wait(accepting)?;
             if signalled {
@@ -206,7 +203,8 @@ impl Server {
         if accepting {
             fds.extend(self.listeners.iter().map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN)));
         }
-        let timeout = self.paused_until.map(|until| until.saturating_duration_since(Instant::now()));
+        let wake_at = self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).min();
+        let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(&mut fds, timeout) {
             Ok(_) => {}
             // Only a signal interrupts poll, and its flag is read on the next round.
@@ -233,21 +231,7 @@ impl Server {
                 }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
-                    // The client gave up before we got to it, a signal came, or a
-                    // network error already pending on the new socket (accept(2)
-                    // says to treat those like EAGAIN): next.
-                    Some(
-                        Errno::EINTR
-                        | Errno::ECONNABORTED
-                        | Errno::EPROTO
-                        | Errno::ENETDOWN
-                        | Errno::ENETUNREACH
-                        | Errno::EHOSTDOWN
-                        | Errno::EHOSTUNREACH
-                        | Errno::ENONET
-                        | Errno::ENOPROTOOPT
-                        | Errno::EOPNOTSUPP,
-                    ) => continue,
+                    _ if skip_accept_error(&e) => continue,
                     Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => {
                         log::error!("accept: {e}; pausing {RESOURCE_BACKOFF:?}");
                         self.paused_until = Some(Instant::now() + RESOURCE_BACKOFF);
@@ -273,9 +257,7 @@ impl Server {
         let limit = self.config.max_children_per_ip;
         if limit > 0 && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit) {
             log::debug!("{peer}: max_children_per_ip ({limit}) reached; answered 503");
-            if let Err(e) = refuse(stream, self.config.server_version) {
-                log::debug!("503 to {peer} not delivered: {e}");
-            }
+            self.refuse(stream, peer);
             return;
         }
         match sys::fork() {
@@ -287,7 +269,6 @@ impl Server {
                     root: self.root.as_fd(),
                     drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
-                    parent_fds: &self.parent_fds,
                 };
                 child::run(stream, peer, &inherited)
             }
@@ -300,11 +281,32 @@ impl Server {
             }
             Err(e) => {
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
-                if let Err(e) = refuse(stream, self.config.server_version) {
-                    log::debug!("503 to {peer} not delivered: {e}");
-                }
+                self.refuse(stream, peer);
                 self.paused_until = Some(Instant::now() + FORK_BACKOFF);
             }
+        }
+    }
+
+    /// The parent's own answer when it cannot or will not fork: a `503`,
+    /// written without blocking (a new socket's send buffer is empty), then
+    /// the write side shut down. The client's bytes are never read: the
+    /// socket is kept, unread, for `REFUSED_LINGER` and closed by the loop.
+    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(e) = answer_503(&stream, self.config.server_version) {
+            log::debug!("503 to {peer} not delivered: {e}");
+            return;
+        }
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.pop_front();
+        }
+        self.refused.push_back((stream, Instant::now() + REFUSED_LINGER));
+    }
+
+    /// Closes the refused connections whose time is up.
+    fn close_refused(&mut self) {
+        let now = Instant::now();
+        while self.refused.front().is_some_and(|r| r.1 <= now) {
+            self.refused.pop_front();
         }
     }
 
@@ -360,49 +362,83 @@ impl Server {
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
         match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
-            Ok(()) => log::info!("configuration reloaded"),
+            Ok(None) => log::info!("configuration reloaded; listeners from systemd kept"),
+            Ok(Some(c)) if c.failed.is_empty() => log::info!("configuration reloaded; {c}"),
+            Ok(Some(c)) => log::warn!(
+                "configuration reloaded, but {} listen address(es) could not be bound; {c}",
+                c.failed.len()
+            ),
             Err(e) => log::error!("reload failed: {e}; keeping the previous configuration"),
         }
         self.reopen_logs();
         self.notify("READY=1");
     }
 
-    fn apply_reload(&mut self, loaded: Result<Config, StartupError>) -> Result<(), StartupError> {
+    /// Applies a loaded config; returns what changed in the listeners
+    /// (`None` when they come from systemd and are kept as they are).
+    fn apply_reload(
+        &mut self,
+        loaded: Result<Config, StartupError>,
+    ) -> Result<Option<listener::Changes>, StartupError> {
         let config = loaded?;
         let drop_plan = DropPlan::for_config(&config)?;
         let root = open_root(&config)?;
         let access_log = AccessLog::open(&config.access_log)?;
-        if self.socket_activated {
+        let changes = if self.socket_activated {
             if config.listen != self.config.listen {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"
                 );
             }
+            None
         } else {
-            self.rebind(&config);
-        }
+            Some(self.rebind(&config))
+        };
         self.config = config;
         self.drop_plan = drop_plan;
         self.root = root;
         self.access_log = access_log;
-        self.parent_fds = self.collect_parent_fds();
-        Ok(())
+        Ok(changes)
     }
 
     /// Makes the listeners match `config.listen` (see `listener::rebind`);
-    /// if nothing at all could be bound, the old listeners stay.
-    fn rebind(&mut self, config: &Config) {
+    /// what is queued on a listener that goes is handed over first.
+    fn rebind(&mut self, config: &Config) -> listener::Changes {
         let old = std::mem::take(&mut self.listeners);
-        let (new, dropped) = listener::rebind(old, &config.listen, config.backlog);
-        if new.is_empty() {
-            log::error!("no listen address could be bound; keeping the previous listeners");
-            self.listeners = dropped;
-            return;
-        }
-        for l in &dropped {
-            log::info!("no longer listening on {}", l.addr);
-        }
+        let (new, changes) =
+            listener::rebind(old, &config.listen, config.backlog, &mut |l| self.hand_over(l));
         self.listeners = new;
+        changes
+    }
+
+    /// Accepts every connection queued on `l`, a listener a reload
+    /// removes, before it closes (closing would reset them): each is served
+    /// under the configuration in force when it connected, or answered
+    /// `503` at `max_children`. Returns how many there were.
+    fn hand_over(&mut self, l: Listener) -> usize {
+        let mut accepted = 0;
+        // The kernel queues at most `backlog` connections; a few more may
+        // arrive meanwhile, but not without bound.
+        let most = usize::try_from(self.config.backlog).unwrap_or(0) + ACCEPT_BATCH;
+        for _ in 0..most {
+            match l.socket.accept() {
+                Ok((stream, peer)) => {
+                    accepted += 1;
+                    if self.children.len() < self.config.max_children && self.paused_until.is_none() {
+                        self.spawn(stream, peer);
+                    } else {
+                        self.refuse(stream, peer);
+                    }
+                }
+                Err(e) if skip_accept_error(&e) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::error!("accept on {} while closing it: {e}", l.addr);
+                    break;
+                }
+            }
+        }
+        accepted
     }
 
     /// `SIGUSR1` (and every reload): reopens the access log by its path, so
@@ -495,21 +531,42 @@ pub fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
     Ok(root)
 }
 
-/// The parent's own answer when it cannot or will not fork: a best-effort
-/// `503`, written without blocking. What the client already sent is read
-/// and discarded first: closing with unread input would make the kernel
-/// send a reset that can destroy the answer before the client reads it.
-fn refuse(stream: TcpStream, server_version: bool) -> io::Result<()> {
+/// Writes a `503` on `stream` without blocking and shuts down its write side.
+fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<()> {
     stream.set_nonblocking(true)?;
-    let mut sink = [0u8; 4096];
-    for _ in 0..REFUSE_DRAIN_READS {
-        match (&stream).read(&mut sink) {
-            Ok(n) if n > 0 => continue,
-            _ => break,
-        }
-    }
     let mut out = Vec::new();
     Writer::new(server_version).page(&mut out, Status::ServiceUnavailable, None, Connection::Close, false);
-    (&stream).write_all(&out)?;
+    (&*stream).write_all(&out)?;
     stream.shutdown(std::net::Shutdown::Write)
+}
+
+/// Whether an `accept` error concerns only the connection it was for: the
+/// client gave up before we got to it, a signal came, or a network error
+/// already pending on the new socket (accept(2) says to treat those like
+/// `EAGAIN`). The next connection may be fine.
+fn skip_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(
+            Errno::EINTR
+                | Errno::ECONNABORTED
+                | Errno::EPROTO
+                | Errno::ENETDOWN
+                | Errno::ENETUNREACH
+                | Errno::EHOSTDOWN
+                | Errno::EHOSTUNREACH
+                | Errno::ENONET
+                | Errno::ENOPROTOOPT
+                | Errno::EOPNOTSUPP
+        )
+    )
+}
+
+/// The first thing `main` does, before anything can arrive or be copied:
+/// take the signal mask and dispositions over from the launcher (see
+/// `signals::take_over`) and close the descriptors it left open (see
+/// `listener::close_strays`).
+pub fn take_over_process() -> Result<(), StartupError> {
+    signals::take_over(&SIGNALS).map_err(|e| StartupError::Signals(e.into()))?;
+    listener::close_strays().map_err(StartupError::Descriptors)
 }

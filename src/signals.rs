@@ -6,15 +6,23 @@
 //! wakes the loop, and the flags say which signals arrived. Children replace
 //! these handlers first thing (`child.rs`).
 //!
-//! Once the accept loop runs, the handled signals are blocked except while
-//! the parent waits in `ppoll`, which unblocks them atomically for the
-//! wait. So they arrive only there: never in the middle of a `fork` (which
-//! the kernel would restart from scratch) or an `accept`, and the many
-//! `SIGCHLD`s of a busy second collapse into one wake-up per round of the
-//! loop. Nothing is lost: a blocked signal stays pending until the next wait.
+//! The handled signals are blocked from the first line of `main`
+//! (`take_over`) and stay blocked except while the parent waits in
+//! `ppoll`, which unblocks them atomically for the wait. So they arrive
+//! only there: never before the handlers exist (a `SIGHUP` during start-up
+//! waits for the loop instead of killing the process), never in the middle
+//! of a `fork` (which the kernel would restart from scratch) or an
+//! `accept`, and the many `SIGCHLD`s of a busy second collapse into one
+//! wake-up per round of the loop. Nothing is lost: a blocked signal stays
+//! pending until the next wait.
+//!
+//! The mask and dispositions a launcher leaves across `exec` are not
+//! trusted: `take_over` sets the mask to exactly the handled signals and
+//! gives every ignored signal back its default action, so a launcher that
+//! blocked `SIGCHLD` and `SIGTERM` cannot make the parent deaf.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,74 +30,81 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::poll::{PollFd, ppoll};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::time::TimeSpec;
+
+use crate::sys::{self, Disposition};
+
+/// Sets this process's signal mask to exactly `handled` (blocking them
+/// until `ppoll`, unblocking whatever the launcher blocked), and resets
+/// every signal the launcher left ignored to its default action, except
+/// `SIGPIPE`, which the Rust runtime ignores on purpose (a vanished client
+/// is an `EPIPE`, not a death). Call first thing in `main`.
+pub fn take_over(handled: &[Signal]) -> nix::Result<()> {
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&set_of(handled)), None)?;
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGPIPE | Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        if sys::is_ignored(sig)? {
+            sys::set_disposition(sig, Disposition::Default)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_of(signals: &[Signal]) -> SigSet {
+    let mut set = SigSet::empty();
+    for &sig in signals {
+        set.add(sig);
+    }
+    set
+}
 
 /// The installed handlers and the pipe that reports them.
 #[derive(Debug)]
 pub struct Signals {
     wake: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
-    write_fds: Vec<RawFd>,
-    /// The signal mask from before `block_outside_poll`: what `poll`
-    /// waits with, and what a child restores.
-    open_mask: SigSet,
 }
 
 impl Signals {
-    /// Installs a flag-and-pipe handler for each of `signals`.
+    /// Installs a flag-and-pipe handler for each of `signals`, and blocks
+    /// them outside `poll`.
     pub fn install(signals: &[Signal]) -> io::Result<Signals> {
         let (wake, writer) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let mut flags = Vec::new();
-        let mut write_fds = Vec::new();
         for &sig in signals {
             let flag = Arc::new(AtomicBool::new(false));
             // The flag is registered first: signal-hook runs actions in
             // registration order, so the flag is set before the wake-up.
             signal_hook::flag::register(sig as i32, Arc::clone(&flag))?;
-            let w = writer.try_clone()?;
-            write_fds.push(w.as_raw_fd());
-            signal_hook::low_level::pipe::register(sig as i32, w)?;
+            signal_hook::low_level::pipe::register(sig as i32, writer.try_clone()?)?;
             flags.push((sig, flag));
         }
-        let open_mask = SigSet::thread_get_mask().map_err(io::Error::from)?;
-        Ok(Signals { wake, flags, write_fds, open_mask })
+        // Blocked already if `take_over` ran; blocking here too keeps the
+        // promise that they arrive only inside `poll` whatever the caller did.
+        set_of(signals).thread_block().map_err(io::Error::from)?;
+        Ok(Signals { wake, flags })
     }
 
-    /// Blocks the handled signals; from now on they are delivered only
-    /// inside `poll`.
-    pub fn block_outside_poll(&self) -> nix::Result<()> {
-        let mut handled = SigSet::empty();
-        for (sig, _) in &self.flags {
-            handled.add(*sig);
-        }
-        handled.thread_block()
-    }
-
-    /// Restores the mask from before `block_outside_poll` (in a child,
-    /// which inherits the blocked mask across `fork`).
+    /// Empties the signal mask (in a child, which inherits the parent's
+    /// blocked mask across `fork` and must start from none).
     pub fn unblock(&self) -> nix::Result<()> {
-        self.open_mask.thread_set_mask()
+        SigSet::empty().thread_set_mask()
     }
 
     /// `ppoll` on `fds` for at most `timeout` (`None`: no limit), with the
     /// handled signals unblocked for exactly the duration of the wait.
     /// Returns `EINTR` when a signal arrived.
     pub fn poll(&self, fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> nix::Result<i32> {
-        ppoll(fds, timeout.map(TimeSpec::from), Some(self.open_mask))
+        ppoll(fds, timeout.map(TimeSpec::from), Some(SigSet::empty()))
     }
 
     /// The descriptor that becomes readable when a signal has arrived.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()
-    }
-
-    /// Every descriptor of the self-pipe, for a child to close.
-    pub fn fds(&self) -> Vec<RawFd> {
-        let mut fds = self.write_fds.clone();
-        fds.push(self.wake.as_raw_fd());
-        fds
     }
 
     /// Empties the pipe and returns the signals that arrived since the last

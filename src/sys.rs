@@ -1,10 +1,13 @@
-//! The only module with `unsafe` code: `fork`, setting a signal disposition,
-//! `_exit`, and adopting an inherited descriptor. Each block is one call
-//! long and says why it is sound.
+//! The only module with `unsafe` code: `fork`, reading and setting a signal
+//! disposition, `_exit`, adopting an inherited descriptor, closing
+//! descriptors by range, and dropping the capability bounding set. Each
+//! block is one call long and says why it is sound.
 //!
-//! Runs in: parent (`fork`, adopting descriptors) and child (the rest).
+//! Runs in: parent (`fork`, adopting and closing descriptors, dispositions
+//! at start) and child (the rest).
 #![allow(unsafe_code)]
 
+use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
@@ -54,6 +57,19 @@ pub fn set_disposition(sig: Signal, disposition: Disposition) -> nix::Result<()>
     unsafe { sigaction(sig, &action) }.map(drop)
 }
 
+/// Whether `sig` is ignored (`SIG_IGN`) in this process, as a launcher can
+/// leave it across `exec`.
+pub fn is_ignored(sig: Signal) -> nix::Result<bool> {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: a null new action makes sigaction(2) only read the current
+    // one into `old`, which is valid for writes of one `struct sigaction`;
+    // nothing is installed, so no handler can run because of this call.
+    Errno::result(unsafe { libc::sigaction(sig as libc::c_int, std::ptr::null(), old.as_mut_ptr()) })?;
+    // SAFETY: sigaction(2) succeeded, so it filled in `old` entirely.
+    let old = unsafe { old.assume_init() };
+    Ok(old.sa_sigaction == libc::SIG_IGN)
+}
+
 /// Ends the child at once with `code`, running no destructors and no
 /// `atexit` handlers: those belong to the parent's state that fork copied
 /// (the pid file, buffered output) and must not run twice.
@@ -76,4 +92,52 @@ pub fn adopt_inherited_fd(fd: RawFd) -> nix::Result<OwnedFd> {
     // one exactly once, before any other descriptor is opened that could
     // share the number.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Closes every descriptor from 3 up except those in `keep`, with one
+/// `close_range(2)` per gap, whatever their number: no list of what to
+/// close can be forgotten. Standard input, output and error stay open.
+/// Needs Linux 5.9; `ENOSYS` before that.
+pub fn close_all_except(keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> =
+        keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > first {
+            close_range(first, fd - 1)?;
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+fn close_range(first: u32, last: u32) -> nix::Result<()> {
+    // SAFETY: the descriptors in the range are owned by objects that are
+    // never used again in this process: the caller keeps every descriptor
+    // it still uses (see `close_all_except`'s callers), and the others
+    // belong to the parent's state, which a child only drops by `_exit`,
+    // or were inherited from the launcher before anything adopted them.
+    // The process is single-threaded, so no other thread can be using one.
+    Errno::result(unsafe { libc::close_range(first, last, 0) }).map(drop)
+}
+
+/// Empties the capability bounding set, so that no capability can be
+/// regained later (by `exec` of a file with capabilities, which children
+/// never do, but also by nothing else). Needs `CAP_SETPCAP`: call while
+/// still root. Capabilities are numbered from 0 up to the kernel's last;
+/// the first number the kernel does not know (`EINVAL`) ends the loop, so
+/// nothing has to be read from `/proc`, which a chroot hides.
+pub fn drop_bounding_set() -> nix::Result<()> {
+    for cap in 0..libc::c_ulong::from(u8::MAX) {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no
+        // memory of ours; the unused arguments are zero as prctl(2) asks.
+        match Errno::result(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) }) {
+            Ok(_) => {}
+            Err(Errno::EINVAL) if cap > 0 => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -12,16 +12,24 @@ mod concurrency;
 mod daemon;
 #[path = "suite/http.rs"]
 mod http;
+#[path = "suite/hygiene.rs"]
+mod hygiene;
 #[path = "suite/journal.rs"]
 mod journal;
 #[path = "suite/keepalive.rs"]
 mod keepalive;
+#[path = "suite/launch.rs"]
+mod launch;
 #[path = "suite/limits.rs"]
 mod limits;
 #[path = "suite/logging.rs"]
 mod logging;
 #[path = "suite/parent.rs"]
 mod parent;
+#[path = "suite/refuse.rs"]
+mod refuse;
+#[path = "suite/reload.rs"]
+mod reload;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/startup.rs"]

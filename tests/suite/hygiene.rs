@@ -1,0 +1,135 @@
+//! What a serving child holds: only the descriptors it serves with (none
+//! inherited from whoever started the server, none of the parent's), no
+//! way to gain privileges through `exec`, and, when started as root, an
+//! empty capability bounding set.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{
+    BIN, Conn, Proc, TempDir, chmod, config_text, is_root, make_root, poll_until, scrub_env,
+};
+
+/// Where each of `pid`'s descriptors points, by number (`readlink` of
+/// `/proc/PID/fd/N`: a path, or `socket:[inode]`, `pipe:[inode]`...).
+fn fd_targets(pid: u32) -> Vec<(u32, String)> {
+    let mut fds: Vec<(u32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let n = e.file_name().to_str()?.parse().ok()?;
+                let target = fs::read_link(e.path()).ok()?;
+                Some((n, target.to_string_lossy().into_owned()))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+/// A field of `/proc/PID/status` (such as `NoNewPrivs`), trimmed.
+fn status_field(pid: u32, key: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(|v| v.trim().to_string()))
+}
+
+/// Starts the server through `sh`, which opens `/` as descriptors 7 and 9
+/// before it execs the server: descriptors any launcher could leave open.
+/// As root, children chroot into the document root and run as `nobody`.
+fn start_with_stray_fds(dir: &TempDir) -> (Proc, std::net::SocketAddr) {
+    chmod(dir.path(), 0o755);
+    let root = make_root(&dir.path().join("root"), &[("x.txt", b"x\n")]);
+    let log = dir.path().join("access.log");
+    let mut extra =
+        vec!["header_timeout = 30".to_string(), format!("access_log = {:?}", log.to_str().unwrap())];
+    if is_root() {
+        extra.push("chroot = true".to_string());
+    }
+    let cfg = dir.path().join("forkhttpd.toml");
+    fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &extra)).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"exec 7</ 9</ "$0" "$@""#, BIN, "--config"]).arg(&cfg).current_dir(dir.path());
+    let mut proc = Proc::spawn(scrub_env(&mut cmd));
+    let addr = proc.wait_listeners(0, 1)[0];
+    (proc, addr)
+}
+
+/// Waits for the server's one child (serving a connection that sends
+/// nothing, so it waits for its request) and returns its pid.
+fn serving_child(server: u32) -> u32 {
+    let mut child = None;
+    let found = poll_until(Duration::from_secs(5), || {
+        child = crate::common::children_of(server).first().map(|p| p.pid);
+        child.is_some()
+    });
+    assert!(found, "no child of {server} appeared for an open connection");
+    child.unwrap()
+}
+
+#[test]
+fn children_hold_only_the_descriptors_they_serve_with() {
+    let dir = TempDir::new("hygiene_fds");
+    let (proc, addr) = start_with_stray_fds(&dir);
+    let parent = fd_targets(proc.pid());
+    assert!(
+        !parent.iter().any(|(_, t)| t == "/"),
+        "the parent kept a descriptor of / it inherited from its launcher: {parent:?}"
+    );
+
+    let conn = Conn::connect(addr);
+    let child = serving_child(proc.pid());
+    let fds = fd_targets(child);
+    assert!(!fds.is_empty(), "cannot read /proc/{child}/fd");
+    assert!(
+        !fds.iter().any(|(_, t)| t == "/"),
+        "a serving child holds a descriptor of / (an escape from the chroot): {fds:?}"
+    );
+    // stdin and stdout (/dev/null), stderr (the test's pipe), the client's
+    // socket, the lifeline's read end, the document root, the access log.
+    let root = dir.path().join("root").canonicalize().unwrap();
+    let log = dir.path().join("access.log");
+    let mut kinds: Vec<String> = fds
+        .iter()
+        .map(|(_, t)| match t {
+            t if t.starts_with("socket:") => "socket".to_string(),
+            t if t.starts_with("pipe:") => "pipe".to_string(),
+            t if *t == root.to_string_lossy() => "root".to_string(),
+            t if *t == log.to_string_lossy() => "access log".to_string(),
+            t => t.clone(),
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["/dev/null", "/dev/null", "access log", "pipe", "pipe", "root", "socket"],
+        "a serving child holds descriptors it does not serve with: {fds:?}"
+    );
+    assert!(fds.iter().take(3).map(|f| f.0).eq(0..3), "stdin, stdout and stderr stay open: {fds:?}");
+    drop(conn);
+}
+
+#[test]
+fn children_cannot_gain_privileges() {
+    let dir = TempDir::new("hygiene_privs");
+    let (proc, addr) = start_with_stray_fds(&dir);
+    let conn = Conn::connect(addr);
+    let child = serving_child(proc.pid());
+    assert_eq!(
+        status_field(child, "NoNewPrivs").as_deref(),
+        Some("1"),
+        "a serving child must run with no_new_privs"
+    );
+    if !is_root() {
+        eprintln!("skipped the bounding-set check: not root, so nothing to drop");
+        return;
+    }
+    assert_eq!(
+        status_field(child, "CapBnd").as_deref(),
+        Some("0000000000000000"),
+        "a child of a root server must have an empty capability bounding set"
+    );
+    assert_eq!(status_field(child, "CapEff").as_deref(), Some("0000000000000000"));
+    drop(conn);
+}
