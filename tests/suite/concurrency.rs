@@ -72,7 +72,18 @@ fn no_zombies_after_many_connections() {
     for i in 0..300 {
         let mut c = s.connect();
         c.send_request("GET", "/a.txt", &["Connection: close"]);
-        let r = c.read_response();
+        // This loop once failed under a loaded CI with no response within
+        // the read timeout; say what the server and its children were
+        // doing, should it happen again.
+        let r = match c.try_read_response(false) {
+            Ok(Some(r)) => r,
+            other => panic!(
+                "connection {i}: {:?}; children {:?}; server stderr (last 20 lines):\n{}",
+                other.map(|r| r.map(|r| r.status)),
+                s.children(),
+                s.lines().iter().rev().take(20).rev().cloned().collect::<Vec<_>>().join("\n")
+            ),
+        };
         assert_eq!(r.status, 200, "connection {i}");
         assert_eq!(r.body, b"zombie check");
         c.expect_closed();
