@@ -24,14 +24,16 @@ use nix::unistd::{Pid, pipe2};
 
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
+use crate::daemon::PidFile;
 use crate::error::{StartupError, Status};
 use crate::file;
 use crate::listener::{self, Listener};
-use crate::log::AccessLog;
+use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::privileges::DropPlan;
 use crate::request;
 use crate::response::{Connection, Writer};
+use crate::safeopen::Guard;
 use crate::signals::Signals;
 use crate::sys::{self, Forked};
 
@@ -73,6 +75,8 @@ pub struct Setup {
     /// The handlers for `SIGNALS`, installed as early as possible so that
     /// no signal can take its default action once the server has said a word.
     pub signals: Signals,
+    /// The locked pid file, removed when the server ends.
+    pub pid_file: Option<PidFile>,
 }
 
 /// The parent's state: listeners, signals, and the table of live children.
@@ -86,6 +90,7 @@ pub struct Server {
     access_log: AccessLog,
     drop_plan: Option<DropPlan>,
     notifier: Option<Notifier>,
+    pid_file: Option<PidFile>,
     /// The document root, opened once; children resolve every path beneath it.
     root: OwnedFd,
     /// Children hold the read end; when the parent closes the write end
@@ -96,7 +101,8 @@ pub struct Server {
     /// address: the parent's only per-connection state.
     children: HashMap<Pid, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
-    /// Descriptors a child must close: listeners, signal pipe, lifeline writer.
+    /// Descriptors a child must close: listeners, signal pipe, lifeline
+    /// writer, notify socket, pid file.
     parent_fds: Vec<RawFd>,
     /// Not accepting until then (after a resource error).
     paused_until: Option<Instant>,
@@ -120,6 +126,7 @@ impl Server {
             access_log: setup.access_log,
             drop_plan: setup.drop_plan,
             notifier: setup.notifier,
+            pid_file: setup.pid_file,
             root,
             lifeline_read,
             lifeline_write: Some(lifeline_write),
@@ -139,6 +146,7 @@ impl Server {
         fds.extend(self.signals.fds());
         fds.extend(self.lifeline_write.as_ref().map(|w| w.as_raw_fd()));
         fds.extend(self.notifier.as_ref().map(Notifier::as_raw_fd));
+        fds.extend(self.pid_file.as_ref().map(PidFile::as_raw_fd));
         fds
     }
 
@@ -365,7 +373,7 @@ impl Server {
         let config = loaded?;
         let drop_plan = DropPlan::for_config(&config)?;
         let root = open_root(&config)?;
-        let access_log = AccessLog::open(&config.access_log)?;
+        let access_log = AccessLog::open(&config.access_log, Guard::for_plan(drop_plan.as_ref()))?;
         if self.socket_activated {
             if config.listen != self.config.listen {
                 log::warn!(
@@ -403,7 +411,9 @@ impl Server {
     /// that after logrotate renames the file new lines go to a new one.
     /// On failure the old file stays in use.
     fn reopen_logs(&mut self) {
-        match AccessLog::open(&self.config.access_log) {
+        let guard = Guard::for_plan(self.drop_plan.as_ref());
+        logging::reopen_error_log(&self.config.error_log, guard);
+        match AccessLog::open(&self.config.access_log, guard) {
             Ok(log) => {
                 self.access_log = log;
                 log::info!("reopened log files");
