@@ -16,6 +16,8 @@ mod http;
 mod keepalive;
 #[path = "suite/limits.rs"]
 mod limits;
+#[path = "suite/logfiles.rs"]
+mod logfiles;
 #[path = "suite/logging.rs"]
 mod logging;
 #[path = "suite/parent.rs"]
