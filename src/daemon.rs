@@ -4,8 +4,9 @@
 //! Runs in: parent, at start-up and at exit.
 //!
 //! Everything that can fail for a reason the administrator must see (the
-//! config, binding, opening logs, a pid file naming a live server) is done
-//! *before* detaching, so it fails on the terminal. What can still fail
+//! config, binding, opening logs, a log target for daemon messages, the
+//! pid file's lock held by a running server) is done *before* detaching,
+//! so it fails on the terminal. What can still fail
 //! after it is reported back through a pipe: the process the administrator
 //! started waits for the daemon's word, prints any error, and exits 0 only
 //! once the daemon is ready.
