@@ -189,7 +189,7 @@ fn send_within(fd: BorrowedFd<'_>, buf: &[u8], wait: Duration) -> io::Result<usi
 }
 
 /// Where daemon messages go while it is `Some`: the system log. `None`:
-/// stderr. Swapped once, when the parent detaches or finds systemd.
+/// the `error_log` file if there is one, else stderr. Set once, at start.
 static SYSLOG: Mutex<Option<SyslogConn>> = Mutex::new(None);
 
 /// The `error_log` file, while daemon messages go to one; reopened by the

@@ -46,18 +46,19 @@ impl Guard {
         (!id.uid.is_root()).then_some(Guard { uid: id.uid, gid: id.gid })
     }
 
-    /// Why the serving account can change the entries of a directory with
-    /// status `st`, or `None` if it cannot. In a sticky directory (`/tmp`)
-    /// it can only change its own entries, which the walk checks on the
-    /// next step, so a sticky world-writable ancestor is allowed; the
-    /// directory holding the file itself is held to the strict rule.
-    fn can_change(&self, st: &nix::sys::stat::FileStat, holds_file: bool) -> Option<String> {
-        let mode = st.st_mode;
-        if st.st_uid == self.uid.as_raw() {
+    /// Why the serving account can change the entries of a directory owned
+    /// by `uid`:`gid` with permission bits `mode`, or `None` if it cannot.
+    /// In a sticky directory (`/tmp`) it can only change its own entries,
+    /// which the walk checks on the next step, so a sticky world-writable
+    /// ancestor is allowed; the directory holding the file itself is held
+    /// to the strict rule.
+    fn can_change(&self, uid: u32, gid: u32, mode: u32, holds_file: bool) -> Option<String> {
+        let bit = |m: Mode| mode & m.bits() != 0;
+        if uid == self.uid.as_raw() {
             Some(format!("owned by uid {}, the account children run as", self.uid))
-        } else if mode & 0o020 != 0 && st.st_gid == self.gid.as_raw() {
+        } else if bit(Mode::S_IWGRP) && gid == self.gid.as_raw() {
             Some(format!("writable by group {}, the group children run as", self.gid))
-        } else if mode & 0o002 != 0 && (holds_file || mode & 0o1000 == 0) {
+        } else if bit(Mode::S_IWOTH) && (holds_file || !bit(Mode::S_ISVTX)) {
             Some("world-writable".to_string())
         } else {
             None
@@ -147,7 +148,8 @@ fn open_dir(dir: &Path, guard: Option<Guard>) -> io::Result<OwnedFd> {
             fd = openat(fd.as_fd(), part.as_os_str(), flags | OFlag::O_NOFOLLOW, Mode::empty())?;
             walked.push(part);
         }
-        if let Some(why) = guard.can_change(&fstat(fd.as_fd())?, i + 1 == depth) {
+        let st = fstat(fd.as_fd())?;
+        if let Some(why) = guard.can_change(st.st_uid, st.st_gid, st.st_mode, i + 1 == depth) {
             return Err(refused(&format!(
                 "directory {} is {why}: a root server writes only where that account cannot \
                  replace a file with a link (make it owned by root and not group- or world-writable)",
@@ -160,4 +162,44 @@ fn open_dir(dir: &Path, guard: Option<Guard>) -> io::Result<OwnedFd> {
 
 fn refused(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, why.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_the_serving_account_can_change() {
+        let g = Guard { uid: Uid::from_raw(65534), gid: Gid::from_raw(65534) };
+        // (owner uid, owner gid, mode, holds the file, refused)
+        let cases = [
+            (0, 0, 0o755, true, false),
+            (0, 0, 0o750, true, false),
+            (65534, 0, 0o755, true, true),
+            (65534, 0, 0o500, false, true),
+            (0, 65534, 0o775, true, true),
+            (0, 65534, 0o755, true, false),
+            (0, 4, 0o775, true, false),
+            (0, 0, 0o777, false, true),
+            (0, 0, 0o1777, false, false),
+            (0, 0, 0o1777, true, true),
+        ];
+        for (uid, gid, mode, holds, refused) in cases {
+            assert_eq!(
+                g.can_change(uid, gid, mode, holds).is_some(),
+                refused,
+                "uid {uid} gid {gid} mode {mode:o} holds file {holds}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_plain_file_names_split() {
+        assert!(
+            split(Path::new("/var/log/x.log")).is_ok_and(|(d, n)| d == Path::new("/var/log") && n == "x.log")
+        );
+        assert!(split(Path::new("x.log")).is_ok_and(|(d, _)| d == Path::new(".")));
+        assert!(split(Path::new("/var/log/..")).is_err());
+        assert!(split(Path::new("/")).is_err());
+    }
 }

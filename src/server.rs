@@ -407,9 +407,9 @@ impl Server {
         self.listeners = new;
     }
 
-    /// `SIGUSR1` (and every reload): reopens the access log by its path, so
-    /// that after logrotate renames the file new lines go to a new one.
-    /// On failure the old file stays in use.
+    /// `SIGUSR1` (and every reload): reopens the access log (and an
+    /// `error_log` file) by its path, so that after logrotate renames the
+    /// file new lines go to a new one. On failure the old file stays in use.
     fn reopen_logs(&mut self) {
         let guard = Guard::for_plan(self.drop_plan.as_ref());
         logging::reopen_error_log(&self.config.error_log, guard);

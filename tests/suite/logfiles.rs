@@ -272,3 +272,43 @@ fn root_refuses_a_log_directory_the_serving_user_can_change_at_reload() {
     );
     assert_alive_and_stoppable(&mut p, addr);
 }
+
+/// An `error_log` file gets the daemon messages and, like the access log,
+/// is reopened by path on SIGUSR1 (never through a link).
+#[test]
+fn error_log_file_is_written_and_reopened_on_sigusr1() {
+    let site = Site::new("error_log_reopen");
+    let error_log = site.logs.join("error.log");
+    let text = fs::read_to_string(&site.cfg).unwrap();
+    fs::write(&site.cfg, format!("{text}error_log = {}\n", toml_str(error_log.to_str().unwrap()))).unwrap();
+    let mut p = site.spawn();
+    let addr = p.wait_listeners(0, 1)[0];
+    let has = |path: &std::path::Path, what: &str| fs::read_to_string(path).is_ok_and(|t| t.contains(what));
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || has(&error_log, "started: pid")),
+        "no start line in {}: {:?}",
+        error_log.display(),
+        fs::read_to_string(&error_log)
+    );
+    let rotated = site.logs.join("error.log.1");
+    fs::rename(&error_log, &rotated).unwrap();
+    send_signal(p.pid(), "USR1");
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || has(&error_log, "reopened log files")),
+        "the reopen did not create a new error log: {:?}",
+        fs::read_to_string(&error_log)
+    );
+
+    let victim = site.dir.path().join("victim");
+    fs::write(&victim, b"precious\n").unwrap();
+    fs::rename(&error_log, &rotated).unwrap();
+    symlink(&victim, &error_log).unwrap();
+    send_signal(p.pid(), "USR1");
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || has(&rotated, "error.log: is a symbolic link")),
+        "the refused reopen was not logged to the previous error log: {:?}",
+        fs::read_to_string(&rotated)
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"precious\n", "the link's target was written");
+    assert_alive_and_stoppable(&mut p, addr);
+}
