@@ -312,3 +312,47 @@ fn error_log_file_is_written_and_reopened_on_sigusr1() {
     assert_eq!(fs::read(&victim).unwrap(), b"precious\n", "the link's target was written");
     assert_alive_and_stoppable(&mut p, addr);
 }
+
+/// The shipped systemd unit's case: every process runs as one ordinary
+/// account that owns the log directory. The directory check is for a root
+/// parent only, so this starts, logs, and reopens.
+#[test]
+fn unprivileged_server_logs_in_a_directory_it_owns() {
+    if !is_root() || crate::common::missing_tool("setpriv") {
+        eprintln!("skipped: needs root and setpriv to run the server as nobody");
+        return;
+    }
+    let site = Site::new("log_dir_own_user");
+    make_changeable_by_nobody(&site.logs, 0);
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    let mut cmd = std::process::Command::new("setpriv");
+    crate::common::scrub_env(&mut cmd)
+        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
+        .arg(crate::common::BIN)
+        .arg("--config")
+        .arg(&site.cfg)
+        .current_dir(site.dir.path());
+    let mut p = Proc::spawn(&mut cmd);
+    let addr = p.wait_listeners(0, 1)[0];
+    assert_eq!(get(addr, "as-nobody"), 200);
+    let rotated = site.logs.join("access.log.1");
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || {
+            fs::read_to_string(site.access_log()).is_ok_and(|t| t.contains("as-nobody"))
+        }),
+        "no access line; stderr:\n{}",
+        p.lines().join("\n")
+    );
+    fs::rename(site.access_log(), &rotated).unwrap();
+    send_signal(p.pid(), "USR1");
+    expect_line(&mut p, &["reopened log files"]);
+    assert_eq!(get(addr, "after-reopen"), 200);
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || {
+            fs::read_to_string(site.access_log()).is_ok_and(|t| t.contains("after-reopen"))
+        }),
+        "the reopened log got no line; stderr:\n{}",
+        p.lines().join("\n")
+    );
+    assert_alive_and_stoppable(&mut p, addr);
+}
