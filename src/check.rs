@@ -1,5 +1,5 @@
 //! `--check-config` beyond the file itself: the steps start-up takes
-//! against the system (binding the listen addresses, opening the access log,
+//! against the system (binding the listen addresses, opening the log files,
 //! writing the pid file), tried now without keeping anything, so that a
 //! configuration said to be OK also starts.
 //!
@@ -14,9 +14,11 @@ use std::path::Path;
 
 use nix::unistd::{AccessFlags, access};
 
-use crate::config::{AccessLogTarget, Config};
+use crate::config::{AccessLogTarget, Config, ErrorLogTarget};
 use crate::error::StartupError;
 use crate::listener;
+use crate::privileges::DropPlan;
+use crate::safeopen::{self, Guard};
 
 /// Whether `--check-config` binds the listen addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,14 +32,20 @@ pub enum Bind {
 }
 
 /// Runs the checks; the first failure is returned with start-up's own
-/// error for that step.
-pub fn system(config: &Config, bind: Bind) -> Result<(), StartupError> {
+/// error for that step. `drop_plan` is start-up's: with it (a root parent
+/// whose children run as another account) a log or pid file must lie in a
+/// directory that account cannot change, as `safeopen` requires.
+pub fn system(config: &Config, drop_plan: Option<&DropPlan>, bind: Bind) -> Result<(), StartupError> {
     listen(config, bind)?;
+    let guard = Guard::for_plan(drop_plan);
     if let AccessLogTarget::File(path) = &config.access_log {
-        access_log(path)?;
+        log_file(path, guard)?;
+    }
+    if let ErrorLogTarget::File(path) = &config.error_log {
+        log_file(path, guard)?;
     }
     if let Some(path) = &config.pid_file {
-        pid_file(path)?;
+        pid_file(path, guard)?;
     }
     Ok(())
 }
@@ -62,12 +70,13 @@ fn socket_activated() -> bool {
         && std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id())
 }
 
-/// The access log can be opened for appending: an existing path is a
+/// A log file can be opened for appending: its directory passes
+/// start-up's own directory rules (`safeopen`); an existing path is a
 /// regular file (not a directory, FIFO or symbolic link) this user may
 /// append to; a missing one lies in an existing directory this user may
 /// create files in. Nothing is created: a check run as root must not leave
 /// a root-owned log that the service user could then not open.
-fn access_log(path: &Path) -> Result<(), StartupError> {
+fn log_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
     let fail = |source: io::Error| StartupError::Log { path: path.to_path_buf(), source };
     match fs::symlink_metadata(path) {
         Ok(meta) => {
@@ -89,17 +98,20 @@ fn access_log(path: &Path) -> Result<(), StartupError> {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
                 .open(path)
                 .map(drop)
-                .map_err(fail)
+                .map_err(fail)?;
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail),
-        Err(e) => Err(fail(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail)?,
+        Err(e) => return Err(fail(e)),
     }
+    safeopen::check_directory(path, guard).map_err(fail)
 }
 
 /// The pid file is written as a temporary file beside it, then renamed:
 /// its directory must exist and take new files.
-fn pid_file(path: &Path) -> Result<(), StartupError> {
-    writable_dir(path).map_err(|e| StartupError::Daemon(format!("pid file {}: {e}", path.display())))
+fn pid_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
+    let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", path.display()));
+    writable_dir(path).map_err(fail)?;
+    safeopen::check_directory(path, guard).map_err(fail)
 }
 
 /// The directory `path` would be created in exists, is a directory, and

@@ -71,7 +71,7 @@ pub enum AccessLogTarget {
 }
 
 /// Where daemon messages go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorLogTarget {
     /// Standard error in the foreground, syslog when daemonized or under systemd.
     Auto,
@@ -79,6 +79,8 @@ pub enum ErrorLogTarget {
     Stderr,
     /// Always the system log.
     Syslog,
+    /// A file, opened `O_APPEND` by the parent (absolute).
+    File(PathBuf),
 }
 
 /// The validated configuration. Immutable once built; a reload builds a new one.
@@ -235,7 +237,9 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
         let (raw, text) = match path {
             Some(p) => {
-                let text = fs::read_to_string(p).map_err(|e| ConfigError {
+                // Never fs::read_to_string: a FIFO in its place would block
+                // the parent's reload in open(2).
+                let text = crate::safeopen::read_regular(p).map_err(|e| ConfigError {
                     file: Some(p.to_path_buf()),
                     line: None,
                     key: None,
@@ -407,7 +411,14 @@ impl Checker<'_> {
             "auto" => ErrorLogTarget::Auto,
             "stderr" => ErrorLogTarget::Stderr,
             "syslog" => ErrorLogTarget::Syslog,
-            _ => return Err(self.error("error_log", "must be \"auto\", \"stderr\" or \"syslog\"")),
+            "" => {
+                return Err(
+                    self.error("error_log", "must be \"auto\", \"stderr\", \"syslog\" or a file path")
+                );
+            }
+            p => ErrorLogTarget::File(
+                ov.resolve(Path::new(p)).map_err(|e| self.error("error_log", &e.to_string()))?,
+            ),
         };
 
         Ok(Config {

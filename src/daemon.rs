@@ -4,92 +4,144 @@
 //! Runs in: parent, at start-up and at exit.
 //!
 //! Everything that can fail for a reason the administrator must see (the
-//! config, binding, opening logs, a pid file naming a live server) is done
-//! *before* detaching, so it fails on the terminal. What can still fail
+//! config, binding, opening logs, a log target for daemon messages, the
+//! pid file's lock held by a running server) is done *before* detaching,
+//! so it fails on the terminal. What can still fail
 //! after it is reported back through a pipe: the process the administrator
 //! started waits for the daemon's word, prints any error, and exits 0 only
 //! once the daemon is ready.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, pipe2, setsid};
 
 use crate::error::StartupError;
+use crate::safeopen::{self, Access, Guard};
 use crate::sys::{self, Forked};
 
 /// The word the daemon sends back when it is ready.
 const READY: &[u8] = b"ready";
+/// Attempts at locking the pid file when a stopping server unlinks it
+/// between our open and our lock (each attempt then sees a new file).
+const PID_LOCK_TRIES: usize = 5;
 
-/// A pid file this process wrote; removed when dropped by that process.
+/// The pid file, held open and locked (`flock`, exclusive) for as long as
+/// the server runs: a second server with the same file cannot take the
+/// lock and refuses to start, whatever the file says. The lock belongs to
+/// the open file, so it survives the forks of `detach`; the descriptor is
+/// close-on-exec, and children close it (`Server`'s parent-only list) so a
+/// child outliving the parent cannot keep the lock. Removed when dropped,
+/// by the process that holds it, and only if the path still names the
+/// locked file and that file names this process.
 #[derive(Debug)]
 pub struct PidFile {
     path: PathBuf,
-    pid: u32,
+    file: Flock<File>,
+    /// The process that may remove the file: the locker, then the writer.
+    owner: u32,
+    /// Whether this process's pid was written.
+    written: bool,
 }
 
 impl PidFile {
-    /// Refuses to go on if `path` names a running forkhttpd other than us.
-    /// A stale file (no such process, or another program) is fine.
-    pub fn check(path: &Path) -> Result<(), StartupError> {
-        let text = match fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(StartupError::Daemon(format!("pid file {}: {e}", path.display())));
+    /// Opens `path` (as `safeopen` says, guarded against the account
+    /// children run as) and locks it. Refuses to go on if another server
+    /// holds the lock, naming its pid. Nothing is written yet: call
+    /// `write` once the pid is final (after detaching).
+    pub fn lock(path: &Path, guard: Option<Guard>) -> Result<PidFile, StartupError> {
+        let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", path.display()));
+        for _ in 0..PID_LOCK_TRIES {
+            let file = safeopen::open_for_writing(path, Access::ReadWrite, guard).map_err(fail)?;
+            let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => locked,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut text = String::new();
+                    let holder = match file.read_to_string(&mut text) {
+                        Ok(_) if !text.trim().is_empty() => format!(" (pid {})", text.trim()),
+                        _ => String::new(),
+                    };
+                    return Err(StartupError::Daemon(format!(
+                        "pid file {} is locked by a running forkhttpd{holder}; stop it first",
+                        path.display()
+                    )));
+                }
+                Err((_, e)) => return Err(fail(e.into())),
+            };
+            // A server that stopped between our open and our lock unlinked
+            // the file we hold: lock whatever the path names now.
+            if same_file(path, &locked) {
+                return Ok(PidFile {
+                    path: path.to_path_buf(),
+                    file: locked,
+                    owner: std::process::id(),
+                    written: false,
+                });
             }
-        };
-        let Ok(pid) = text.trim().parse::<u32>() else {
-            return Ok(());
-        };
-        if pid != std::process::id() && is_forkhttpd(pid) {
-            return Err(StartupError::Daemon(format!(
-                "pid file {} names a running forkhttpd (pid {pid}); stop it first",
-                path.display()
-            )));
         }
+        Err(fail(io::Error::other("it keeps being replaced while being locked")))
+    }
+
+    /// Writes our pid (a decimal number and a newline) into the locked
+    /// file. Readers may see it empty for an instant, never a mix of pids.
+    pub fn write(&mut self) -> Result<(), StartupError> {
+        let pid = std::process::id();
+        let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", self.path.display()));
+        let file: &mut File = &mut self.file;
+        file.set_len(0).map_err(fail)?;
+        file.rewind().map_err(fail)?;
+        // One write: a reader sees the whole pid or nothing.
+        file.write_all(format!("{pid}\n").as_bytes()).map_err(fail)?;
+        self.owner = pid;
+        self.written = true;
         Ok(())
     }
 
-    /// Writes our pid to `path` atomically: a temporary file beside it,
-    /// then `rename`, so a reader never sees a half-written pid.
-    pub fn write(path: &Path) -> Result<PidFile, StartupError> {
-        let pid = std::process::id();
-        let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", path.display()));
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{pid}.tmp"));
-        let tmp = PathBuf::from(tmp);
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).map_err(fail)?;
-        let written = f.write_all(format!("{pid}\n").as_bytes()).and_then(|()| f.sync_all());
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-            // Best effort: the temporary file is ours and useless now.
-            let _ = fs::remove_file(&tmp);
-            return Err(fail(e));
+    /// The pid file's descriptor, which children must close.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.file)
+    }
+
+    /// Whether the file may be removed: the path still names our locked
+    /// file, and (once written) the file still names us.
+    fn still_ours(&self) -> bool {
+        if !same_file(&self.path, &self.file) {
+            return false;
         }
-        Ok(PidFile { path: path.to_path_buf(), pid })
+        !self.written || fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.owner.to_string())
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
         // Children end with _exit and never get here; the check is for
-        // certainty, since removing the file is the writer's job alone.
-        if std::process::id() == self.pid
-            && let Err(e) = fs::remove_file(&self.path)
-        {
+        // certainty, since removing the file is the owner's job alone.
+        // The lock is released only after the unlink (the field drops
+        // after this), so no other server can lock a file we then remove.
+        if std::process::id() != self.owner {
+            return;
+        }
+        if !self.still_ours() {
+            log::warn!("pid file {} no longer names this server; leaving it in place", self.path.display());
+            return;
+        }
+        if let Err(e) = fs::remove_file(&self.path) {
             log::warn!("cannot remove pid file {}: {e}", self.path.display());
         }
     }
 }
 
-/// Whether `pid` is a live process called forkhttpd.
-fn is_forkhttpd(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "forkhttpd")
+/// Whether `path` (not followed if a link) names the open file `file`.
+fn same_file(path: &Path, file: &File) -> bool {
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// The daemon's end of the report pipe to the process that started it.
@@ -135,6 +187,7 @@ pub fn detach() -> Result<Detached, StartupError> {
         Forked::Parent(_) => sys::exit_child(0),
         Forked::Child => {}
     }
+    crate::log::set_parent_process();
     chdir("/").map_err(|e| fail("chdir /", e))?;
     umask(Mode::from_bits_truncate(0o027));
     let null = OpenOptions::new()

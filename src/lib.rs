@@ -5,7 +5,8 @@
 //! child per connection; the child (`child`, `conn`) serves that connection's
 //! requests and exits. The modules, by the process they run in:
 //!
-//! - parent: `cli`, `config`, `check`, `listener`, `signals`, `notify`, `daemon`, `server`
+//! - parent: `cli`, `config`, `check`, `listener`, `signals`, `notify`, `daemon`,
+//!   `safeopen`, `server`
 //! - child: `child`, `conn`, `stream`, `request`, `resolve`, `file`, `mime`
 //! - both: `response` (the parent writes its own 503), `log`, `error`,
 //!   `privileges` (lookup in the parent, the drop in the child), `sys`
@@ -29,6 +30,7 @@ pub mod privileges;
 pub mod request;
 pub mod resolve;
 pub mod response;
+pub mod safeopen;
 pub mod server;
 pub mod signals;
 pub mod stream;

@@ -3,36 +3,82 @@
 //! Runs in: parent (set-up, opening files, connecting to syslog) and child
 //! (writing lines).
 //!
-//! Daemon messages go to stderr, or to the system log (ident `forkhttpd`,
-//! facility `daemon`) once `use_syslog` is called; either way each message
-//! carries its level and the pid of the process that wrote it, read at the
-//! time of writing, so a child's message is told from the parent's.
-//! Access-log lines are written with a single `write(2)` each, on a file the
-//! parent opened with `O_APPEND` (or on stderr, or as one syslog message);
-//! each line is capped well below `PIPE_BUF`, so lines from many children
-//! never interleave.
+//! Daemon messages go to stderr, to a file (`error_log = "/path"`), or to
+//! the system log (ident `forkhttpd`, facility `daemon`); either way each
+//! message carries its level and the pid of the process that wrote it,
+//! read at the time of writing, so a child's message is told from the
+//! parent's. Access-log lines are written with a single `write(2)` each, on
+//! a file the parent opened with `O_APPEND` (or on stderr, or as one syslog
+//! message); each line is capped well below `PIPE_BUF`, so lines from many
+//! children never interleave.
+//!
+//! No log sink may stall the server. Files are opened by `safeopen` (never
+//! through a link, never a FIFO). Syslog is written without blocking: the
+//! parent drops (and counts) a message the receiver has no room for, and a
+//! child waits at most `CHILD_SYSLOG_WAIT`, once, before it drops too.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::AccessLogTarget;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{MsgFlags, send};
+use syslog::LogFormat;
+
+use crate::config::{AccessLogTarget, ErrorLogTarget};
 use crate::error::StartupError;
+use crate::safeopen::{self, Access, Guard};
 
 /// Longest request line written to the access log (after escaping); the
 /// rest is cut, as thttpd's `%.80s` does, so a line stays one atomic write.
 const MAX_LOGGED_REQUEST: usize = 1024;
 /// Longest `Referer` and `User-Agent` written (after escaping).
 const MAX_LOGGED_HEADER: usize = 512;
+/// How long a child waits for a syslog receiver with a full queue before
+/// it drops the message; after one such drop it waits no more. Long enough
+/// for a busy syslog daemon to catch up, short enough that a stalled one
+/// holds a child (and its process slot) only briefly. The parent never
+/// waits.
+const CHILD_SYSLOG_WAIT: Duration = Duration::from_millis(200);
+
+/// The pid of the server's main process (set at start and again after
+/// detaching): the one process that must never wait on a log.
+static PARENT_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Records the calling process as the server's parent: call after
+/// detaching, whose forks change the pid.
+pub fn set_parent_process() {
+    PARENT_PID.store(std::process::id(), Ordering::Relaxed);
+}
+
+fn in_parent() -> bool {
+    PARENT_PID.load(Ordering::Relaxed) == std::process::id()
+}
+
+/// What became of a syslog message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Delivered,
+    /// The receiver's queue stayed full: the message was dropped.
+    Dropped,
+}
 
 /// A connection to the system log, tagged `forkhttpd`, facility `daemon`.
-pub struct SyslogConn(syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>);
+pub struct SyslogConn {
+    logger: syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>,
+    /// Messages dropped since the last one delivered (reported then).
+    dropped: u64,
+    /// Set in a child after it once waited in vain: it waits no more.
+    stalled: bool,
+    /// A stream socket cut in the middle of a message: unusable.
+    broken: bool,
+}
 
 impl std::fmt::Debug for SyslogConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,12 +94,13 @@ impl SyslogConn {
             process: "forkhttpd".to_string(),
             pid: std::process::id(),
         };
-        syslog::unix(formatter).map(SyslogConn).map_err(|e| io::Error::other(e.to_string()))
+        let logger = syslog::unix(formatter).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(SyslogConn { logger, dropped: 0, stalled: false, broken: false })
     }
 
     /// The connected socket's descriptor, for a child to keep open.
     fn raw_fd(&self) -> RawFd {
-        match &self.0.backend {
+        match &self.logger.backend {
             syslog::LoggerBackend::Unix(s) => s.as_raw_fd(),
             syslog::LoggerBackend::UnixStream(s) => s.get_ref().as_raw_fd(),
             syslog::LoggerBackend::Udp(s, _) => s.as_raw_fd(),
@@ -63,23 +110,101 @@ impl SyslogConn {
 
     /// Sends `msg` at `level`, stamped with the pid of the calling process
     /// (the formatter's pid is fixed when it is built; children must report
-    /// their own).
-    fn send(&mut self, level: log::Level, msg: String) -> io::Result<()> {
-        let conn = &mut self.0;
-        conn.formatter.pid = std::process::id();
-        let sent = match level {
-            log::Level::Error => conn.err(msg),
-            log::Level::Warn => conn.warning(msg),
-            log::Level::Info => conn.info(msg),
-            log::Level::Debug | log::Level::Trace => conn.debug(msg),
+    /// their own), without blocking the parent and holding a child at most
+    /// `CHILD_SYSLOG_WAIT`. Returns whether it was delivered or dropped, or
+    /// the error that makes the connection useless.
+    fn send(&mut self, level: log::Level, msg: String) -> io::Result<Sent> {
+        let sent = self.send_one(level, msg)?;
+        if sent == Sent::Dropped {
+            self.dropped += 1;
+        } else if self.dropped > 0 {
+            let note = format!("{} syslog messages were dropped: the receiver was not reading", self.dropped);
+            if self.send_one(log::Level::Warn, note)? == Sent::Delivered {
+                self.dropped = 0;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn send_one(&mut self, level: log::Level, msg: String) -> io::Result<Sent> {
+        if self.broken {
+            return Err(io::Error::other("syslog stream connection was cut"));
+        }
+        let severity = match level {
+            log::Level::Error => syslog::Severity::LOG_ERR,
+            log::Level::Warn => syslog::Severity::LOG_WARNING,
+            log::Level::Info => syslog::Severity::LOG_INFO,
+            log::Level::Debug | log::Level::Trace => syslog::Severity::LOG_DEBUG,
         };
-        sent.map_err(|e| io::Error::other(e.to_string()))
+        self.logger.formatter.pid = std::process::id();
+        let mut datagram = Vec::new();
+        self.logger
+            .formatter
+            .format(&mut datagram, severity, msg)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let (fd, stream) = match &self.logger.backend {
+            syslog::LoggerBackend::Unix(sock) => (sock.as_fd(), false),
+            syslog::LoggerBackend::UnixStream(sock) => (sock.get_ref().as_fd(), true),
+            _ => return Err(io::Error::other("not a local syslog socket")),
+        };
+        if stream {
+            // Messages on a stream socket are NUL-terminated.
+            datagram.push(0);
+        }
+        let wait = if in_parent() || self.stalled { Duration::ZERO } else { CHILD_SYSLOG_WAIT };
+        let sent = send_within(fd, &datagram, wait);
+        match sent {
+            Ok(n) if n == datagram.len() => Ok(Sent::Delivered),
+            Ok(0) => {
+                self.stalled = !in_parent();
+                Ok(Sent::Dropped)
+            }
+            Ok(_) => {
+                // Part of a message on a stream: what follows would be
+                // glued to it, so the connection is given up.
+                self.broken = true;
+                Err(io::Error::other("syslog stream connection cut in the middle of a message"))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
+/// Sends `buf` on the connected socket `fd` without blocking, waiting for
+/// room up to `wait` in all. Returns the bytes sent: all of them, none
+/// (the receiver had no room in time), or on a stream socket a part.
+fn send_within(fd: BorrowedFd<'_>, buf: &[u8], wait: Duration) -> io::Result<usize> {
+    let deadline = Instant::now() + wait;
+    let mut done = 0;
+    while done < buf.len() {
+        match send(fd.as_raw_fd(), &buf[done..], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(done);
+                }
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                let ms = PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
+                match poll(&mut fds, ms) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
 /// Where daemon messages go while it is `Some`: the system log. `None`:
-/// stderr. Swapped once, when the parent detaches or finds systemd.
+/// the `error_log` file if there is one, else stderr. Set once, at start.
 static SYSLOG: Mutex<Option<SyslogConn>> = Mutex::new(None);
+
+/// The `error_log` file, while daemon messages go to one; reopened by the
+/// parent with the access log.
+static ERROR_FILE: Mutex<Option<File>> = Mutex::new(None);
 
 /// The daemon-message logger behind the `log` macros.
 struct DaemonLogger;
@@ -97,6 +222,10 @@ impl log::Log for DaemonLogger {
         if let Some(conn) = syslog.as_mut()
             && conn.send(record.level(), record.args().to_string()).is_ok()
         {
+            return;
+        }
+        drop(syslog);
+        if write_error_file(record) {
             return;
         }
         let line = if STDERR_IS_JOURNAL.load(Ordering::Relaxed) {
@@ -148,10 +277,32 @@ fn stderr_is_journal() -> bool {
     nix::sys::stat::fstat(io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
+/// Writes `record` as one line to the `error_log` file, if there is one.
+/// Returns whether the line was written whole.
+fn write_error_file(record: &log::Record<'_>) -> bool {
+    let file = ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(f) = file.as_ref() else {
+        return false;
+    };
+    let mut line = b"[".to_vec();
+    clf_time(&mut line, SystemTime::now());
+    let _ = writeln!(
+        line,
+        "] forkhttpd[{}]: {}: {}",
+        std::process::id(),
+        record.level().as_str().to_ascii_lowercase(),
+        record.args()
+    );
+    // One write on an O_APPEND file: lines from many processes stay whole.
+    matches!((&*f).write(&line), Ok(n) if n == line.len())
+}
+
 /// Installs the daemon-message logger, writing to stderr (with sd-daemon
-/// `<N>` priority prefixes when stderr is the journal). Call once, first
-/// thing; a second call is ignored.
+/// `<N>` priority prefixes when stderr is the journal), and records the
+/// calling process as the parent. Call once, first thing; a second call is
+/// ignored.
 pub fn init() {
+    set_parent_process();
     STDERR_IS_JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
     if log::set_boxed_logger(Box::new(DaemonLogger)).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
@@ -171,6 +322,66 @@ pub fn use_syslog() -> io::Result<()> {
 /// for a child to keep open.
 pub fn syslog_fd() -> Option<RawFd> {
     SYSLOG.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(SyslogConn::raw_fd)
+}
+
+/// Routes daemon messages as `target` says, for a server that will detach
+/// (`detaching`) or runs under systemd. A detached server has no stderr
+/// (it is `/dev/null`), so it must have a working target: with `"stderr"`,
+/// or with syslog unreachable, this refuses to go on rather than lose
+/// every later message. Returns the reason it refused, or why the file
+/// could not be opened.
+pub fn route_daemon_messages(
+    target: &ErrorLogTarget,
+    detaching: bool,
+    under_systemd: bool,
+    guard: Option<Guard>,
+) -> Result<(), StartupError> {
+    let want_syslog = match target {
+        ErrorLogTarget::Auto => detaching || under_systemd,
+        ErrorLogTarget::Syslog => true,
+        ErrorLogTarget::Stderr => false,
+        ErrorLogTarget::File(path) => {
+            let file = open_append(path, guard)?;
+            *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+            return Ok(());
+        }
+    };
+    if want_syslog {
+        match use_syslog() {
+            Ok(()) => return Ok(()),
+            Err(e) if detaching => {
+                return Err(StartupError::Daemon(format!(
+                    "refusing to detach: cannot reach syslog ({e}), and every later daemon message \
+                     would be lost; set error_log to a file, or run in the foreground"
+                )));
+            }
+            Err(e) => log::warn!("cannot reach syslog ({e}); daemon messages stay on stderr"),
+        }
+    }
+    if detaching && *target == ErrorLogTarget::Stderr {
+        return Err(StartupError::Daemon(
+            "refusing to detach with error_log = \"stderr\": stderr is /dev/null once detached; \
+             set error_log to \"syslog\" or a file"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reopens the `error_log` file by its (possibly reloaded) path, for log
+/// rotation. Nothing happens unless daemon messages go to a file and
+/// `target` names one; on failure the old file stays in use.
+pub fn reopen_error_log(target: &ErrorLogTarget, guard: Option<Guard>) {
+    let ErrorLogTarget::File(path) = target else {
+        return;
+    };
+    if ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
+        return;
+    }
+    match open_append(path, guard) {
+        Ok(file) => *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file),
+        Err(e) => log::error!("{e}; still writing to the previous error log"),
+    }
 }
 
 /// Where this process writes access-log lines.
@@ -204,12 +415,14 @@ pub struct Entry<'a> {
 }
 
 impl AccessLog {
-    /// Opens the configured target (in the parent, before any fork).
-    pub fn open(target: &AccessLogTarget) -> Result<AccessLog, StartupError> {
+    /// Opens the configured target (in the parent, before any fork). A
+    /// file is opened as `safeopen` says, guarding against the account
+    /// children run as (`guard`, when the parent is root).
+    pub fn open(target: &AccessLogTarget, guard: Option<Guard>) -> Result<AccessLog, StartupError> {
         Ok(match target {
             AccessLogTarget::Off => AccessLog::Off,
             AccessLogTarget::Stderr => AccessLog::Stderr,
-            AccessLogTarget::File(path) => AccessLog::File(open_append(path)?),
+            AccessLogTarget::File(path) => AccessLog::File(open_append(path, guard)?),
             AccessLogTarget::Syslog => AccessLog::Syslog(Mutex::new(
                 SyslogConn::connect()
                     .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
@@ -244,7 +457,12 @@ impl AccessLog {
                 let line = scratch.strip_suffix(b"\n").unwrap_or(scratch);
                 let msg = String::from_utf8_lossy(line).into_owned();
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                conn.send(log::Level::Info, msg).map(|()| scratch.len())
+                match conn.send(log::Level::Info, msg)? {
+                    Sent::Delivered => Ok(scratch.len()),
+                    Sent::Dropped => {
+                        Err(io::Error::new(io::ErrorKind::WouldBlock, "syslog is not reading: line dropped"))
+                    }
+                }
             }
         }?;
         if written != scratch.len() {
@@ -258,13 +476,8 @@ impl AccessLog {
 }
 
 /// Opens a log file for appending, creating it with mode 0640.
-fn open_append(path: &Path) -> Result<File, StartupError> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+fn open_append(path: &Path, guard: Option<Guard>) -> Result<File, StartupError> {
+    safeopen::open_for_writing(path, Access::Append, guard)
         .map_err(|source| StartupError::Log { path: path.to_path_buf(), source })
 }
 

@@ -2,11 +2,12 @@
 //!
 //! config → privilege plan → document root (opened, `openat2` probed) →
 //! (check only? then the system checks, and exit) → signal handlers →
-//! pid-file check → listeners (bound while root, or inherited from systemd)
-//! → log files → syslog → (detach) → pid file → the accept loop. Every step
-//! that can fail for a reason an administrator must see runs before
-//! detaching, so it is reported on the terminal; the root comes before any
-//! listener, so a server that could serve nothing never says "listening".
+//! pid-file lock → listeners (bound while root, or inherited from systemd)
+//! → log files → daemon messages routed → (detach) → pid written → the
+//! accept loop. Every step that can fail for a reason an administrator must
+//! see runs before detaching, so it is reported on the terminal; the root
+//! comes before any listener, so a server that could serve nothing never
+//! says "listening".
 
 use std::process::ExitCode;
 
@@ -14,13 +15,14 @@ use clap::Parser;
 
 use forkhttpd::check::{self, Bind};
 use forkhttpd::cli::Args;
-use forkhttpd::config::{AccessLogTarget, Config, ConfigError, ErrorLogTarget};
+use forkhttpd::config::{AccessLogTarget, Config, ConfigError};
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::StartupError;
 use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
 use forkhttpd::privileges::DropPlan;
+use forkhttpd::safeopen::Guard;
 use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
@@ -54,15 +56,14 @@ fn run(args: &Args) -> Result<(), StartupError> {
     let drop_plan = DropPlan::for_config(&config)?;
     let root = server::open_root(&config)?;
     if args.check_config {
-        check::system(&config, if args.no_bind { Bind::Skip } else { Bind::Try })?;
+        check::system(&config, drop_plan.as_ref(), if args.no_bind { Bind::Skip } else { Bind::Try })?;
         println!("configuration OK");
         return Ok(());
     }
     let signals = Signals::install(&server::SIGNALS).map_err(StartupError::Signals)?;
 
-    if let Some(p) = &config.pid_file {
-        PidFile::check(p)?;
-    }
+    let guard = Guard::for_plan(drop_plan.as_ref());
+    let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();
     let listeners = match inherited {
@@ -72,17 +73,10 @@ fn run(args: &Args) -> Result<(), StartupError> {
     for l in &listeners {
         log::info!("listening on {}", l.addr);
     }
-    let access_log = AccessLog::open(&config.access_log)?;
+    let access_log = AccessLog::open(&config.access_log, guard)?;
     let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
-    let want_syslog = match config.error_log {
-        ErrorLogTarget::Auto => args.daemon || under_systemd,
-        ErrorLogTarget::Syslog => true,
-        ErrorLogTarget::Stderr => false,
-    };
-    if want_syslog && let Err(e) = logging::use_syslog() {
-        log::warn!("cannot reach syslog ({e}); daemon messages stay on stderr");
-    }
+    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     if args.daemon && config.access_log == AccessLogTarget::Stderr {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");
     }
@@ -98,8 +92,9 @@ fn run(args: &Args) -> Result<(), StartupError> {
         drop_plan,
         notifier,
         signals,
+        pid_file,
     });
-    let (server, _pid_file) = match (started, detached) {
+    let server = match (started, detached) {
         (Ok(s), Some(d)) => {
             d.ready();
             s
@@ -114,10 +109,13 @@ fn run(args: &Args) -> Result<(), StartupError> {
     server.run()
 }
 
-/// The last start-up steps, after any detaching: the pid file and the
-/// server (lifeline), then the start line.
-fn start(setup: Setup) -> Result<(Server, Option<PidFile>), StartupError> {
-    let pid_file = setup.config.pid_file.as_deref().map(PidFile::write).transpose()?;
+/// The last start-up steps, after any detaching: the pid written into the
+/// locked pid file, the server (lifeline), then the start
+/// line.
+fn start(mut setup: Setup) -> Result<Server, StartupError> {
+    if let Some(p) = setup.pid_file.as_mut() {
+        p.write()?;
+    }
     let addrs: Vec<String> = setup.listeners.iter().map(|l| l.addr.to_string()).collect();
     let who = match &setup.drop_plan {
         Some(p) => format!(
@@ -139,5 +137,5 @@ fn start(setup: Setup) -> Result<(Server, Option<PidFile>), StartupError> {
     );
     let server = Server::new(setup)?;
     log::info!("{line}");
-    Ok((server, pid_file))
+    Ok(server)
 }

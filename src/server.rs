@@ -24,14 +24,16 @@ use nix::unistd::{Pid, pipe2};
 
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
+use crate::daemon::PidFile;
 use crate::error::{StartupError, Status};
 use crate::file;
 use crate::listener::{self, Listener};
-use crate::log::AccessLog;
+use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::privileges::DropPlan;
 use crate::request;
 use crate::response::{Connection, Writer};
+use crate::safeopen::Guard;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 
@@ -81,6 +83,8 @@ pub struct Setup {
     /// The handlers for `SIGNALS`, installed as early as possible so that
     /// no signal can take its default action once the server has said a word.
     pub signals: Signals,
+    /// The locked pid file, removed when the server ends.
+    pub pid_file: Option<PidFile>,
 }
 
 /// The parent's state: listeners, signals, and the table of live children.
@@ -107,6 +111,9 @@ pub struct Server {
     /// Connections answered `503` by the parent, shut down for writing, and
     /// when each is closed, oldest first.
     refused: VecDeque<(TcpStream, Instant)>,
+    /// The locked pid file: held, never read, for the server's life; dropping
+    /// it (when the server ends) removes the file if it is still ours.
+    _pid_file: Option<PidFile>,
     /// Not accepting until then (after a resource error).
     paused_until: Option<Instant>,
     /// When reaching the cap was last logged.
@@ -128,6 +135,7 @@ impl Server {
             access_log: setup.access_log,
             drop_plan: setup.drop_plan,
             notifier: setup.notifier,
+            _pid_file: setup.pid_file,
             root: setup.root,
             lifeline_read,
             lifeline_write: Some(lifeline_write),
@@ -383,7 +391,7 @@ impl Server {
         let config = loaded?;
         let drop_plan = DropPlan::for_config(&config)?;
         let root = open_root(&config)?;
-        let access_log = AccessLog::open(&config.access_log)?;
+        let access_log = AccessLog::open(&config.access_log, Guard::for_plan(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
             if config.listen != self.config.listen {
                 log::warn!(
@@ -441,11 +449,13 @@ impl Server {
         accepted
     }
 
-    /// `SIGUSR1` (and every reload): reopens the access log by its path, so
-    /// that after logrotate renames the file new lines go to a new one.
-    /// On failure the old file stays in use.
+    /// `SIGUSR1` (and every reload): reopens the access log (and an
+    /// `error_log` file) by its path, so that after logrotate renames the
+    /// file new lines go to a new one. On failure the old file stays in use.
     fn reopen_logs(&mut self) {
-        match AccessLog::open(&self.config.access_log) {
+        let guard = Guard::for_plan(self.drop_plan.as_ref());
+        logging::reopen_error_log(&self.config.error_log, guard);
+        match AccessLog::open(&self.config.access_log, guard) {
             Ok(log) => {
                 self.access_log = log;
                 log::info!("reopened log files");

@@ -38,16 +38,19 @@ use crate::sys::{self, Disposition};
 /// Sets this process's signal mask to exactly `handled` (blocking them
 /// until `ppoll`, unblocking whatever the launcher blocked), and resets
 /// every signal the launcher left ignored to its default action, except
-/// `SIGPIPE`, which the Rust runtime ignores on purpose (a vanished client
-/// is an `EPIPE`, not a death). Call first thing in `main`.
+/// the two this server ignores by its own choice, whatever the launcher
+/// did: `SIGPIPE` (as the Rust runtime does: a vanished client is an
+/// `EPIPE`, not a death) and `SIGXFSZ` (a log file at the file-size limit
+/// is a write failing with `EFBIG`, reported, not a child killed after its
+/// response). Call first thing in `main`.
 pub fn take_over(handled: &[Signal]) -> nix::Result<()> {
     pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&set_of(handled)), None)?;
     for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGPIPE | Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        if sys::is_ignored(sig)? {
-            sys::set_disposition(sig, Disposition::Default)?;
+        match sig {
+            Signal::SIGKILL | Signal::SIGSTOP => {}
+            Signal::SIGPIPE | Signal::SIGXFSZ => sys::set_disposition(sig, Disposition::Ignore)?,
+            _ if sys::is_ignored(sig)? => sys::set_disposition(sig, Disposition::Default)?,
+            _ => {}
         }
     }
     Ok(())

@@ -83,9 +83,13 @@ SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet -D "$run/root" --boot 
     --private-network --register=no --keep-unit --console=passive --bind-ro="$top:/src" \
     >"$run/console.log" 2>&1 &
 npid=$!
+# The container's PID 1 is the child of nspawn that runs systemd (nspawn
+# first forks a helper of its own, which must not be taken for it).
 leader=
-for _ in $(seq 100); do
-    leader=$(pgrep -P "$npid" | head -n 1 || true)
+for _ in $(seq 300); do
+    for pid in $(pgrep -P "$npid" || true); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] && leader=$pid
+    done
     [ -n "$leader" ] && break
     kill -0 "$npid" 2>/dev/null || break
     sleep 0.1

@@ -22,6 +22,8 @@ mod keepalive;
 mod launch;
 #[path = "suite/limits.rs"]
 mod limits;
+#[path = "suite/logfiles.rs"]
+mod logfiles;
 #[path = "suite/logging.rs"]
 mod logging;
 #[path = "suite/parent.rs"]

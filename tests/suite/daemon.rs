@@ -195,6 +195,7 @@ fn daemon_setup(name: &str, listen: &str) -> DaemonSetup {
             &[
                 format!("pid_file = {}", toml_str(pid_file.to_str().unwrap())),
                 format!("access_log = {}", toml_str(access_log.to_str().unwrap())),
+                format!("error_log = {}", toml_str(dir.path().join("error.log").to_str().unwrap())),
                 "shutdown_grace = 5".to_string(),
                 "keepalive_timeout = 2".to_string(),
             ],
@@ -256,6 +257,17 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
     );
     assert_eq!(st.tty_nr, 0, "the daemon must have no controlling terminal: {st:?}");
 
+    // Daemon messages after detaching go to the error_log file.
+    let error_log = s.dir.path().join("error.log");
+    assert!(
+        poll_until(Duration::from_secs(3), || {
+            fs::read_to_string(&error_log).is_ok_and(|t| t.contains(&format!("started: pid {pid},")))
+        }),
+        "error log {} never got the start line; contents: {:?}",
+        error_log.display(),
+        fs::read_to_string(&error_log)
+    );
+
     // It serves, and logs to the access log file.
     let resp = get_close(addr, "/hello.txt");
     assert_eq!(resp.status, 200, "GET from the daemon: {resp:?}");
@@ -298,6 +310,174 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
         poll_until(Duration::from_secs(2), || !s.pid_file.exists()),
         "pid file {} not removed after the daemon stopped",
         s.pid_file.display()
+    );
+}
+
+/// The pids in the "started: pid N" lines of the error logs `names` in `dir`.
+fn started_pids(dir: &Path, names: &[&str]) -> Vec<u32> {
+    names
+        .iter()
+        .filter_map(|n| fs::read_to_string(dir.join(n)).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.split("started: pid ").nth(1)?.split(',').next()?.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// SIGKILLs, on drop, every daemon whose start line is in the error logs.
+struct KillStarted<'a>(&'a Path, &'a [&'a str]);
+
+impl Drop for KillStarted<'_> {
+    fn drop(&mut self) {
+        for pid in started_pids(self.0, self.1) {
+            kill_tree(pid);
+        }
+    }
+}
+
+/// A copy of the setup's config with its own error log, `name`.
+fn second_config(s: &DaemonSetup, name: &str) -> PathBuf {
+    let cfg = s.dir.path().join(format!("{name}.toml"));
+    let text = fs::read_to_string(&s.cfg).unwrap().replace("error.log", &format!("{name}.log"));
+    fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Two `--daemon` starts at the same moment with one pid file: the lock
+/// on it lets exactly one run; the other says why it failed, and its exit
+/// leaves the winner's pid file alone.
+#[test]
+fn concurrent_daemon_starts_with_one_pid_file_run_exactly_one() {
+    let s = daemon_setup("daemon_race", "127.0.0.1:0");
+    let guard = PidFileGuard::new(&s.pid_file);
+    let _kill = KillStarted(s.dir.path(), &["error.log", "second.log"]);
+    let cfg2 = second_config(&s, "second");
+    let (a, b) = thread::scope(|scope| {
+        let a = scope.spawn(|| launch_daemon(&s.cfg, s.dir.path()));
+        let b = scope.spawn(|| launch_daemon(&cfg2, s.dir.path()));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // Let any daemon that did start write its start line.
+    thread::sleep(Duration::from_millis(300));
+    let running = started_pids(s.dir.path(), &["error.log", "second.log"]);
+    assert_eq!(running.len(), 1, "exactly one daemon must run, got pids {running:?}");
+    let (winner, loser) = if a.code() == Some(0) { (&a, &b) } else { (&b, &a) };
+    assert_eq!(winner.code(), Some(0), "one start must succeed; {}", winner.describe());
+    assert_eq!(loser.code(), Some(1), "the other must fail; {}", loser.describe());
+    assert!(
+        loser.stderr.contains("locked by a running forkhttpd") && loser.stderr.contains("pid file"),
+        "the loser should say the pid file is locked; {}",
+        loser.describe()
+    );
+    let pid = running[0];
+    assert_eq!(guard.read().map(|(_, p)| p), Some(pid), "the pid file must name the running daemon");
+    signal(pid, Signal::SIGTERM);
+    assert!(wait_gone(pid, Duration::from_secs(5)), "daemon {pid} still running 5 s after SIGTERM");
+    assert!(!s.pid_file.exists(), "the winner did not remove its pid file");
+}
+
+/// The locked pid file's descriptor stays in the parent: a serving child
+/// (which may outlive the parent for a moment, or run as another user)
+/// holds no descriptor of it, so it can neither write it nor keep the lock.
+#[test]
+fn serving_children_hold_no_descriptor_of_the_pid_file() {
+    let srv = Server::builder("pid_fd_child")
+        .config("pid_file = \"forkhttpd.pid\"")
+        .config("keepalive_timeout = 10")
+        .file("x.txt", b"x")
+        .start();
+    let pid_file = srv.dir.path().join("forkhttpd.pid");
+    let held = |pid: u32| {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|t| t == pid_file)))
+            .unwrap_or(false)
+    };
+    assert!(held(srv.pid()), "the parent should hold its pid file open (for the lock)");
+    let (_c, resp) = get_keepalive(srv.addr(), "/x.txt");
+    assert_eq!(resp.status, 200);
+    let kids = wait_children(srv.pid(), Duration::from_secs(3), |k| !k.is_empty());
+    let child = kids.first().expect("a serving child").pid;
+    assert!(!held(child), "serving child {child} holds a descriptor of the pid file");
+}
+
+/// A server whose pid file was removed and taken by a second server does
+/// not delete the second server's file when it stops.
+#[test]
+fn stopping_a_server_the_pid_file_no_longer_names_leaves_the_file() {
+    let s = daemon_setup("daemon_pid_owner", "127.0.0.1:0");
+    let guard = PidFileGuard::new(&s.pid_file);
+    let _kill = KillStarted(s.dir.path(), &["error.log", "second.log"]);
+    let out = launch_daemon(&s.cfg, s.dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let (_, first) = guard.read().expect("the first daemon's pid file");
+    fs::remove_file(&s.pid_file).unwrap();
+    let out = launch_daemon(&second_config(&s, "second"), s.dir.path());
+    assert_eq!(out.code(), Some(0), "a start with the pid file gone must succeed; {}", out.describe());
+    let (_, second) = guard.read().expect("the second daemon's pid file");
+    assert_ne!(first, second);
+
+    signal(first, Signal::SIGTERM);
+    assert!(wait_gone(first, Duration::from_secs(5)), "daemon {first} still running 5 s after SIGTERM");
+    assert_eq!(
+        guard.read().map(|(_, p)| p),
+        Some(second),
+        "stopping the first daemon removed or changed the second one's pid file"
+    );
+    signal(second, Signal::SIGTERM);
+    assert!(wait_gone(second, Duration::from_secs(5)), "daemon {second} still running 5 s after SIGTERM");
+    assert!(!s.pid_file.exists(), "the second daemon did not remove its pid file");
+}
+
+/// A pid file path that is a link (to a file the daemon may write) or a
+/// FIFO is refused at once: nothing is written through the link, and the
+/// FIFO does not block the start.
+#[test]
+fn pid_file_that_is_a_link_or_a_fifo_is_refused() {
+    // No PidFileGuard: reading the FIFO would block it.
+    let s = daemon_setup("daemon_pid_link", "127.0.0.1:0");
+    let _kill = KillStarted(s.dir.path(), &["error.log"]);
+    let victim = s.dir.path().join("victim");
+    fs::write(&victim, b"precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, &s.pid_file).unwrap();
+    let out = launch_daemon(&s.cfg, s.dir.path());
+    assert_eq!(out.code(), Some(1), "a linked pid file must be refused; {}", out.describe());
+    assert!(out.stderr.contains("symbolic link"), "{}", out.describe());
+    assert_eq!(fs::read(&victim).unwrap(), b"precious\n", "the link's target was written");
+    assert!(fs::symlink_metadata(&s.pid_file).unwrap().file_type().is_symlink(), "the link was replaced");
+
+    fs::remove_file(&s.pid_file).unwrap();
+    nix::unistd::mkfifo(&s.pid_file, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let out = launch_daemon(&s.cfg, s.dir.path());
+    assert!(
+        out.code() == Some(1) && out.elapsed < Duration::from_secs(5),
+        "a FIFO pid file must be refused promptly; {}",
+        out.describe()
+    );
+    assert!(out.stderr.contains("not a regular file"), "{}", out.describe());
+    fs::remove_file(&s.pid_file).unwrap();
+}
+
+/// `--daemon` with `error_log = "stderr"` would send every later daemon
+/// message to /dev/null: refused before detaching.
+#[test]
+fn daemon_with_error_log_on_stderr_is_refused() {
+    let s = daemon_setup("daemon_stderr_log", "127.0.0.1:0");
+    let guard = PidFileGuard::new(&s.pid_file);
+    let text = fs::read_to_string(&s.cfg).unwrap();
+    let text: String =
+        text.lines().filter(|l| !l.starts_with("error_log")).map(|l| format!("{l}\n")).collect();
+    fs::write(&s.cfg, text + "error_log = \"stderr\"\n").unwrap();
+    let out = launch_daemon(&s.cfg, s.dir.path());
+    if let Some((_, pid)) = guard.read() {
+        panic!("the daemon detached with its messages going to /dev/null (pid {pid}); {}", out.describe());
+    }
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("refusing to detach") && out.stderr.contains("error_log"),
+        "the refusal should say why and what to set; {}",
+        out.describe()
     );
 }
 

@@ -69,12 +69,13 @@ fn launcher_mask_and_ignored_signals_do_not_make_it_deaf() {
     );
     let child = live[0].pid;
     assert_eq!(sig_bits(child, "SigBlk"), Some(0), "a child must start with an empty signal mask");
-    let chosen = bit(libc::SIGPIPE) | bit(libc::SIGINT) | bit(libc::SIGHUP) | bit(libc::SIGUSR1);
+    let chosen =
+        bit(libc::SIGPIPE) | bit(libc::SIGXFSZ) | bit(libc::SIGINT) | bit(libc::SIGHUP) | bit(libc::SIGUSR1);
     // The standard signals (1 to 31); 32 and 33 belong to the C library.
     assert_eq!(
         sig_bits(child, "SigIgn").map(|b| b & 0x7fff_ffff),
         Some(chosen),
-        "a child ignores only SIGPIPE, SIGINT, SIGHUP and SIGUSR1, nothing the launcher ignored"
+        "a child ignores only SIGPIPE, SIGXFSZ, SIGINT, SIGHUP and SIGUSR1, nothing the launcher ignored"
     );
     drop(idle);
 

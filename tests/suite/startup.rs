@@ -93,7 +93,8 @@ fn daemon_reload_keeps_relative_paths_against_the_start_directory() {
     let config = |server_version: bool| {
         format!(
             "listen = [\"127.0.0.1:0\"]\nroot = {}\npid_file = \"run/forkhttpd.pid\"\n\
-             access_log = \"logs/access.log\"\nserver_version = {server_version}\nshutdown_grace = 2\n",
+             access_log = \"logs/access.log\"\nerror_log = \"logs/error.log\"\n\
+             server_version = {server_version}\nshutdown_grace = 2\n",
             toml_str(&name)
         )
     };

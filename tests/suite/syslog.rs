@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Conn, TempDir, parse_listening_line, poll_until, send_signal, toml_str};
+use crate::common::{
+    Conn, TempDir, children_of, parse_listening_line, poll_until, send_signal, toml_str, wait_child,
+};
 
 /// `<PRI>` for facility daemon (3) at `info` (6) and `warning` (4).
 const DAEMON_INFO: &str = "<30>";
@@ -52,14 +54,27 @@ impl Fixture {
     /// Starts the server with `config` (listen and root added) and `args`,
     /// with the fake socket mounted at /run/syslog in its mount namespace.
     fn spawn(&self, config: &str, args: &[&str]) -> Child {
+        let mount = format!(
+            "touch /run/syslog && mount --bind {} /run/syslog",
+            shell_quote(&self.dir.path().join("syslog.sock"))
+        );
+        self.spawn_with(config, args, &mount)
+    }
+
+    /// Starts the server as `spawn` does, but where no syslog socket can be
+    /// reached: /run is empty, and a real /dev/log is covered by /dev/null.
+    fn spawn_without_syslog(&self, config: &str, args: &[&str]) -> Child {
+        self.spawn_with(config, args, "{ [ ! -S /dev/log ] || mount --bind /dev/null /dev/log; }")
+    }
+
+    fn spawn_with(&self, config: &str, args: &[&str], mount: &str) -> Child {
         let root = self.dir.path().join("root");
         let conf = self.dir.path().join("forkhttpd.toml");
         let text =
             format!("listen = [\"127.0.0.1:0\"]\nroot = {}\n{config}\n", toml_str(&root.to_string_lossy()));
         std::fs::write(&conf, text).unwrap();
         let script = format!(
-            "mount -t tmpfs forkhttpd-test /run && touch /run/syslog && mount --bind {} /run/syslog && exec {} --config {} {}",
-            shell_quote(&self.dir.path().join("syslog.sock")),
+            "mount -t tmpfs forkhttpd-test /run && {mount} && exec {} --config {} {}",
             shell_quote(Path::new(env!("CARGO_BIN_EXE_forkhttpd"))),
             shell_quote(&conf),
             args.join(" ")
@@ -203,4 +218,82 @@ fn daemonized_server_logs_to_syslog_and_access_log_can_go_there_too() {
     let access = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("\"GET /a.txt HTTP/1.1\" 200"));
     let access = access.unwrap_or_else(|| panic!("no access line on syslog; got {got:?}"));
     assert!(access.starts_with(DAEMON_INFO) && access.contains("\"syslog-test\""), "{access}");
+}
+
+/// A syslog receiver that never reads: its queue fills after a few
+/// messages. The parent must not block on a full queue (it drops and
+/// counts), and a child waits only a moment before dropping its line: the
+/// server keeps serving, children exit, SIGTERM is answered at once.
+#[test]
+fn stalled_syslog_receiver_blocks_neither_parent_nor_children() {
+    let Some(fx) = Fixture::new("syslog_stalled") else { return };
+    let mut server = fx.spawn("error_log = \"syslog\"\naccess_log = \"syslog\"\nshutdown_grace = 1", &[]);
+    let pid = server.id();
+    let (addr, _) = read_address(&mut server);
+    let mut stopper = Stopper { pid, child: Some(server) };
+    // net.unix.max_dgram_qlen (10 by default) datagrams fill the queue.
+    for i in 0..30 {
+        let mut c = Conn::connect(addr);
+        c.send_request("GET", "/a.txt", &["Connection: close"]);
+        assert_eq!(c.read_response().status, 200, "request {i}");
+    }
+    assert!(
+        poll_until(Duration::from_secs(5), || children_of(pid).is_empty()),
+        "children still running 5 s after responding: they block on the full syslog queue: {:?}",
+        children_of(pid)
+    );
+    for _ in 0..5 {
+        send_signal(pid, "HUP");
+    }
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/a.txt", &["Connection: close"]);
+    assert_eq!(c.read_response().status, 200, "the parent stopped serving after reloads");
+
+    // Once the receiver reads again, the next message is followed by the
+    // count of those dropped.
+    let mut buf = [0u8; 4096];
+    while fx.syslog.recv(&mut buf).is_ok() {}
+    send_signal(pid, "USR1");
+    let mut got = Vec::new();
+    let note = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("syslog messages were dropped"));
+    assert!(note.is_some(), "no count of dropped messages; got {got:?}");
+
+    send_signal(pid, "TERM");
+    let child = stopper.child.as_mut().unwrap();
+    assert!(
+        wait_child(child, Duration::from_secs(5)).is_some(),
+        "the parent did not exit within 5 s of SIGTERM"
+    );
+}
+
+/// `--daemon` where syslog cannot be reached (and no `error_log` file):
+/// every later daemon message would be lost, so it refuses to detach.
+#[test]
+fn daemon_without_a_reachable_syslog_refuses_to_detach() {
+    let Some(fx) = Fixture::new("syslog_unreachable_daemon") else { return };
+    let pid_file = fx.dir.path().join("forkhttpd.pid");
+    let config = format!("pid_file = {}\naccess_log = \"off\"", toml_str(&pid_file.to_string_lossy()));
+    let mut launcher = fx.spawn_without_syslog(&config, &["--daemon"]);
+    let status = wait_child(&mut launcher, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = launcher.kill();
+        let _ = launcher.wait();
+        panic!("the launcher did not exit within 10 s");
+    }
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(launcher.stderr.as_mut().unwrap(), &mut stderr);
+    if let Ok(text) = std::fs::read_to_string(&pid_file)
+        && let Ok(pid) = text.trim().parse::<u32>()
+    {
+        let _stopper = Stopper { pid, child: None };
+        panic!("the server detached with no log target (pid {pid}); stderr:\n{stderr}");
+    }
+    assert!(
+        status.is_some_and(|s| s.code() == Some(1)),
+        "the launcher must fail (status {status:?}); stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("refusing to detach") && stderr.contains("syslog") && stderr.contains("error_log"),
+        "the refusal should say why and what to do; stderr:\n{stderr}"
+    );
 }

@@ -1,0 +1,377 @@
+//! The files the parent opens by path (the access log, the config) cannot
+//! be used against it: a symbolic link swapped in is not followed, a FIFO
+//! does not freeze it, and as root it writes logs only in a directory the
+//! account children run as cannot change.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid, chown, mkfifo};
+
+use crate::common::{
+    Conn, Proc, STARTUP_TIMEOUT, TempDir, config_text, is_root, make_root, send_signal, server_command,
+    toml_str,
+};
+use crate::daemon::support::passwd_ids;
+
+/// How long a server that must not block gets to answer SIGTERM.
+const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// A directory with a docroot, a `logs` directory and a config file whose
+/// access log is `logs/access.log`.
+struct Site {
+    dir: TempDir,
+    root: PathBuf,
+    logs: PathBuf,
+    cfg: PathBuf,
+}
+
+impl Site {
+    fn new(name: &str) -> Site {
+        let dir = TempDir::new(name);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root = make_root(&dir.path().join("root"), &[("a.txt", b"served\n")]);
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).unwrap();
+        fs::set_permissions(&logs, fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = dir.path().join("forkhttpd.toml");
+        let site = Site { dir, root, logs, cfg };
+        site.write_config(&site.access_log());
+        site
+    }
+
+    fn access_log(&self) -> PathBuf {
+        self.logs.join("access.log")
+    }
+
+    fn write_config(&self, access_log: &std::path::Path) {
+        let extra = [
+            format!("access_log = {}", toml_str(access_log.to_str().unwrap())),
+            "user = \"nobody\"".to_string(),
+            "shutdown_grace = 1".to_string(),
+        ];
+        fs::write(&self.cfg, config_text(&["127.0.0.1:0"], &self.root, &extra)).unwrap();
+    }
+
+    fn spawn(&self) -> Proc {
+        Proc::spawn(server_command().arg("--config").arg(&self.cfg).current_dir(self.dir.path()))
+    }
+
+    /// Spawns the server and waits until it has started.
+    fn start(&self) -> (Proc, std::net::SocketAddr) {
+        let mut p = self.spawn();
+        let addr = p.wait_listeners(0, 1)[0];
+        let started = p.wait_line(STARTUP_TIMEOUT, |l| l.contains("started"));
+        assert!(matches!(started, Ok(Some(_))), "no start line; stderr:\n{}", p.lines().join("\n"));
+        (p, addr)
+    }
+}
+
+fn get(addr: std::net::SocketAddr, ua: &str) -> u16 {
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/a.txt", &["Connection: close", &format!("User-Agent: {ua}")]);
+    c.read_response().status
+}
+
+/// Waits for a stderr line containing every one of `needles`.
+fn expect_line(p: &mut Proc, needles: &[&str]) -> String {
+    match p.wait_line(STOP_BOUND, |l| needles.iter().all(|n| l.contains(n))) {
+        Ok(Some(l)) => l,
+        other => panic!("no line with {needles:?} ({other:?}); stderr:\n{}", p.lines().join("\n")),
+    }
+}
+
+/// The server serves and then stops promptly on SIGTERM: it is not stuck.
+fn assert_alive_and_stoppable(p: &mut Proc, addr: std::net::SocketAddr) {
+    assert_eq!(get(addr, "still-serving"), 200, "the server stopped serving");
+    send_signal(p.pid(), "TERM");
+    let st = p.wait_exit(STOP_BOUND);
+    p.log.wait_eof(Duration::from_secs(1));
+    assert!(st.is_some(), "no exit within {STOP_BOUND:?} of SIGTERM; stderr:\n{}", p.lines().join("\n"));
+}
+
+/// The access log path is swapped for a link to a file the parent may
+/// write (as root: any file); SIGUSR1 must not write through it.
+#[test]
+fn symlink_swapped_in_for_the_access_log_is_not_followed_on_reopen() {
+    let site = Site::new("log_symlink_reopen");
+    let (mut p, addr) = site.start();
+    assert_eq!(get(addr, "before-swap"), 200);
+    let victim = site.dir.path().join("victim");
+    fs::write(&victim, b"precious\n").unwrap();
+    let rotated = site.logs.join("access.log.1");
+    fs::rename(site.access_log(), &rotated).unwrap();
+    symlink(&victim, site.access_log()).unwrap();
+    send_signal(p.pid(), "USR1");
+    expect_line(&mut p, &["access.log", "symbolic link"]);
+    assert_eq!(get(addr, "evil:x:0:0::/root:/bin/sh"), 200);
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || {
+            fs::read_to_string(&rotated).is_ok_and(|t| t.contains("evil:x:0:0"))
+        }),
+        "the line after the refused reopen did not go to the previous log: {:?}",
+        fs::read_to_string(&rotated)
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"precious\n", "the link's target was written");
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// A dangling link: neither start-up nor a reopen creates its target.
+#[test]
+fn dangling_symlink_creates_no_file() {
+    let site = Site::new("log_dangling");
+    let target = site.dir.path().join("created-through-link");
+    symlink(&target, site.access_log()).unwrap();
+    let mut p = site.spawn();
+    let st = p.wait_exit(STOP_BOUND);
+    p.log.wait_eof(Duration::from_secs(1));
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "start-up through a dangling log link must fail ({st:?}); stderr:\n{}",
+        p.lines().join("\n")
+    );
+    assert!(p.lines().iter().any(|l| l.contains("symbolic link")), "stderr:\n{}", p.lines().join("\n"));
+    assert!(!target.exists(), "start-up created the link's target");
+
+    fs::remove_file(site.access_log()).unwrap();
+    let (mut p, addr) = site.start();
+    fs::remove_file(site.access_log()).unwrap();
+    symlink(&target, site.access_log()).unwrap();
+    send_signal(p.pid(), "USR1");
+    expect_line(&mut p, &["access.log", "symbolic link"]);
+    assert!(!target.exists(), "the reopen created the link's target");
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// A FIFO as the access log at start-up: refused at once, not a hang in
+/// open(2) with the port already bound.
+#[test]
+fn fifo_access_log_at_start_is_refused_without_blocking() {
+    let site = Site::new("log_fifo_start");
+    mkfifo(&site.access_log(), Mode::from_bits_truncate(0o644)).unwrap();
+    let mut p = site.spawn();
+    let st = p.wait_exit(STOP_BOUND);
+    p.log.wait_eof(Duration::from_secs(1));
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "start-up with a FIFO access log must fail promptly ({st:?}); stderr:\n{}",
+        p.lines().join("\n")
+    );
+    assert!(
+        p.lines().iter().any(|l| l.contains("access.log") && l.contains("not a regular file")),
+        "stderr:\n{}",
+        p.lines().join("\n")
+    );
+}
+
+/// A FIFO swapped in for the access log: SIGUSR1 neither blocks the
+/// parent nor stops the old log.
+#[test]
+fn fifo_swapped_in_for_the_access_log_does_not_freeze_the_parent() {
+    let site = Site::new("log_fifo_reopen");
+    let (mut p, addr) = site.start();
+    fs::remove_file(site.access_log()).unwrap();
+    mkfifo(&site.access_log(), Mode::from_bits_truncate(0o644)).unwrap();
+    send_signal(p.pid(), "USR1");
+    expect_line(&mut p, &["access.log", "not a regular file"]);
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// A FIFO in place of the config file: SIGHUP is refused as a bad config,
+/// without blocking the parent.
+#[test]
+fn fifo_config_on_reload_does_not_freeze_the_parent() {
+    let site = Site::new("config_fifo_reload");
+    let (mut p, addr) = site.start();
+    fs::remove_file(&site.cfg).unwrap();
+    mkfifo(&site.cfg, Mode::from_bits_truncate(0o644)).unwrap();
+    send_signal(p.pid(), "HUP");
+    expect_line(&mut p, &["reload failed", "not a regular file"]);
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// The three ways the account children run as can change a directory.
+fn make_changeable_by_nobody(dir: &std::path::Path, how: usize) {
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    match how {
+        0 => chown(dir, Some(Uid::from_raw(uid)), None).unwrap(),
+        1 => {
+            chown(dir, None, Some(Gid::from_raw(gid))).unwrap();
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o775)).unwrap();
+        }
+        _ => fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap(),
+    }
+}
+
+/// As root, with children running as nobody: a log directory nobody can
+/// change (owner, group-writable by its group, world-writable) is refused
+/// at start-up, naming the directory and why.
+#[test]
+fn root_refuses_a_log_directory_the_serving_user_can_change_at_start() {
+    if !is_root() {
+        eprintln!("skipped: the log directory check applies only when started as root");
+        return;
+    }
+    for (how, why) in
+        ["account children run as", "group children run as", "world-writable"].iter().enumerate()
+    {
+        let site = Site::new(&format!("log_dir_start_{how}"));
+        make_changeable_by_nobody(&site.logs, how);
+        let mut p = site.spawn();
+        let st = p.wait_exit(STOP_BOUND);
+        p.log.wait_eof(Duration::from_secs(1));
+        assert!(
+            st.is_some_and(|s| !s.success()),
+            "case {how}: start-up must fail ({st:?}); stderr:\n{}",
+            p.lines().join("\n")
+        );
+        let logs = site.logs.to_str().unwrap();
+        assert!(
+            p.lines().iter().any(|l| l.contains(logs) && l.contains(why)),
+            "case {how}: the refusal should name {logs} and say {why:?}; stderr:\n{}",
+            p.lines().join("\n")
+        );
+        assert!(!site.access_log().exists(), "case {how}: the log was created anyway");
+    }
+}
+
+/// `--check-config` refuses what start-up refuses: the same changeable
+/// log directory fails the check, naming it, and creates no log.
+#[test]
+fn check_config_refuses_a_log_directory_the_serving_user_can_change() {
+    if !is_root() {
+        eprintln!("skipped: the log directory check applies only when started as root");
+        return;
+    }
+    let site = Site::new("log_dir_check_config");
+    make_changeable_by_nobody(&site.logs, 0);
+    let out = crate::common::run(
+        server_command().args(["--check-config", "--no-bind", "--config"]).arg(&site.cfg),
+        STOP_BOUND,
+    );
+    let logs = site.logs.to_str().unwrap();
+    assert!(!out.success() && out.stderr.contains(logs), "--check-config: {}", out.describe());
+    assert!(!site.access_log().exists(), "the check created the log");
+}
+
+/// The same check on SIGHUP (a new log path in a changeable directory) and
+/// on SIGUSR1 (the directory made changeable after start): refused with a
+/// message, the previous log kept.
+#[test]
+fn root_refuses_a_log_directory_the_serving_user_can_change_at_reload() {
+    if !is_root() {
+        eprintln!("skipped: the log directory check applies only when started as root");
+        return;
+    }
+    let site = Site::new("log_dir_reload");
+    let (mut p, addr) = site.start();
+    let bad = site.dir.path().join("bad-logs");
+    fs::create_dir(&bad).unwrap();
+    make_changeable_by_nobody(&bad, 0);
+    site.write_config(&bad.join("access.log"));
+    send_signal(p.pid(), "HUP");
+    expect_line(&mut p, &["reload failed", bad.to_str().unwrap(), "account children run as"]);
+    assert!(!bad.join("access.log").exists(), "the reload created a log in the refused directory");
+
+    site.write_config(&site.access_log());
+    make_changeable_by_nobody(&site.logs, 2);
+    fs::rename(site.access_log(), site.logs.join("access.log.1")).unwrap();
+    send_signal(p.pid(), "USR1");
+    expect_line(&mut p, &[site.logs.to_str().unwrap(), "world-writable"]);
+    assert!(!site.access_log().exists(), "the reopen created a log in the refused directory");
+    assert_eq!(get(addr, "after-refusal"), 200);
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || {
+            fs::read_to_string(site.logs.join("access.log.1")).is_ok_and(|t| t.contains("after-refusal"))
+        }),
+        "the previous log is no longer written"
+    );
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// An `error_log` file gets the daemon messages and, like the access log,
+/// is reopened by path on SIGUSR1 (never through a link).
+#[test]
+fn error_log_file_is_written_and_reopened_on_sigusr1() {
+    let site = Site::new("error_log_reopen");
+    let error_log = site.logs.join("error.log");
+    let text = fs::read_to_string(&site.cfg).unwrap();
+    fs::write(&site.cfg, format!("{text}error_log = {}\n", toml_str(error_log.to_str().unwrap()))).unwrap();
+    let mut p = site.spawn();
+    let addr = p.wait_listeners(0, 1)[0];
+    let has = |path: &std::path::Path, what: &str| fs::read_to_string(path).is_ok_and(|t| t.contains(what));
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || has(&error_log, "started: pid")),
+        "no start line in {}: {:?}",
+        error_log.display(),
+        fs::read_to_string(&error_log)
+    );
+    let rotated = site.logs.join("error.log.1");
+    fs::rename(&error_log, &rotated).unwrap();
+    send_signal(p.pid(), "USR1");
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || has(&error_log, "reopened log files")),
+        "the reopen did not create a new error log: {:?}",
+        fs::read_to_string(&error_log)
+    );
+
+    let victim = site.dir.path().join("victim");
+    fs::write(&victim, b"precious\n").unwrap();
+    fs::rename(&error_log, &rotated).unwrap();
+    symlink(&victim, &error_log).unwrap();
+    send_signal(p.pid(), "USR1");
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || has(&rotated, "error.log: is a symbolic link")),
+        "the refused reopen was not logged to the previous error log: {:?}",
+        fs::read_to_string(&rotated)
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"precious\n", "the link's target was written");
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// The shipped systemd unit's case: every process runs as one ordinary
+/// account that owns the log directory. The directory check is for a root
+/// parent only, so this starts, logs, and reopens.
+#[test]
+fn unprivileged_server_logs_in_a_directory_it_owns() {
+    if !is_root() || crate::common::missing_tool("setpriv") {
+        eprintln!("skipped: needs root and setpriv to run the server as nobody");
+        return;
+    }
+    let site = Site::new("log_dir_own_user");
+    make_changeable_by_nobody(&site.logs, 0);
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    let mut cmd = std::process::Command::new("setpriv");
+    crate::common::scrub_env(&mut cmd)
+        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
+        .arg(crate::common::BIN)
+        .arg("--config")
+        .arg(&site.cfg)
+        .current_dir(site.dir.path());
+    let mut p = Proc::spawn(&mut cmd);
+    let addr = p.wait_listeners(0, 1)[0];
+    assert_eq!(get(addr, "as-nobody"), 200);
+    let rotated = site.logs.join("access.log.1");
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || {
+            fs::read_to_string(site.access_log()).is_ok_and(|t| t.contains("as-nobody"))
+        }),
+        "no access line; stderr:\n{}",
+        p.lines().join("\n")
+    );
+    fs::rename(site.access_log(), &rotated).unwrap();
+    send_signal(p.pid(), "USR1");
+    expect_line(&mut p, &["reopened log files"]);
+    assert_eq!(get(addr, "after-reopen"), 200);
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || {
+            fs::read_to_string(site.access_log()).is_ok_and(|t| t.contains("after-reopen"))
+        }),
+        "the reopened log got no line; stderr:\n{}",
+        p.lines().join("\n")
+    );
+    assert_alive_and_stoppable(&mut p, addr);
+}
