@@ -9,137 +9,21 @@
 # journal priorities, the start limit, stop, and the security score the
 # README states.
 #
-# Runs as root (CI does). The container has only its own loopback
-# (--private-network); every request goes to 127.0.0.1 or ::1 inside it.
-# The Debian root file system is built once with mmdebstrap and cached
-# under /var/cache/forkhttpd-test, keyed by what it contains; each run boots
-# a throw-away overlay of it. Skips, saying why, only where the container
-# itself cannot boot (not root, no nspawn, systemd does not come up).
+# Runs as root (CI does). The container (tests/lib/nspawn.sh) has only its
+# own loopback; every request goes to 127.0.0.1 or ::1 inside it. Skips,
+# saying why, only where the container itself cannot boot (not root, no
+# nspawn, systemd does not come up).
 # Ends with one line "systemd-boot: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 
-skip() {
-    echo "systemd-boot: skipped: $*"
-    echo "systemd-boot: 0 passed, 0 failed"
-    exit 0
-}
-
-[ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, mounts)"
-
-# --- tools and the cached root file system --------------------------------
-need=()
-command -v systemd-nspawn >/dev/null || need+=(systemd-container)
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-command -v nsenter >/dev/null || need+=(util-linux)
-if [ "${#need[@]}" -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
-suite=bookworm
-packages=systemd,systemd-sysv,dbus,curl,logrotate,procps,iproute2,passwd
-hosts=$'127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
-key=$(printf '%s\n%s\n%s\n%s' "$suite" "$packages" "$hosts" "minbase-v1" | sha256sum | cut -c1-16)
-cache=/var/cache/forkhttpd-test
-rootfs=$cache/rootfs-$key
-mkdir -p "$cache"
-(
-    # One builder at a time; a half-built tree is never under the final name.
-    flock 9
-    if [ ! -d "$rootfs" ]; then
-        echo "systemd-boot: building the Debian $suite root file system (once, cached in $rootfs)"
-        rm -rf "$rootfs.tmp"
-        mmdebstrap --quiet --variant=minbase --include="$packages" \
-            --customize-hook="printf '%s' '$hosts' > \"\$1/etc/hosts\"" \
-            --customize-hook='echo forkhttpd-test > "$1/etc/hostname"' \
-            "$suite" "$rootfs.tmp"
-        mv "$rootfs.tmp" "$rootfs"
-    fi
-) 9>"$cache/lock"
-
-# --- a throw-away overlay, booted -----------------------------------------
-run=$(mktemp -d /var/tmp/forkhttpd-boot.XXXXXX)
-machine=fkh-test-$$
-npid=
-cleanup() {
-    set +e
-    if [ -n "$npid" ] && kill -0 "$npid" 2>/dev/null; then
-        [ -n "${leader:-}" ] && nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1
-        for _ in $(seq 60); do kill -0 "$npid" 2>/dev/null || break; sleep 0.5; done
-        kill -0 "$npid" 2>/dev/null && kill -KILL "$npid"
-        wait "$npid" 2>/dev/null
-    fi
-    mountpoint -q "$run/root" && umount "$run/root"
-    rm -rf "$run"
-}
-trap cleanup EXIT
-mkdir -p "$run/upper" "$run/work" "$run/root"
-mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$run/upper,workdir=$run/work" "$run/root" \
-    || skip "cannot mount an overlay of $rootfs"
-
-SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet -D "$run/root" --boot --machine="$machine" \
-    --private-network --register=no --keep-unit --console=passive --bind-ro="$top:/src" \
-    >"$run/console.log" 2>&1 &
-npid=$!
-# The container's PID 1 is the child of nspawn that runs systemd (nspawn
-# first forks a helper of its own, which must not be taken for it).
-leader=
-for _ in $(seq 300); do
-    for pid in $(pgrep -P "$npid" || true); do
-        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] && leader=$pid
-    done
-    [ -n "$leader" ] && break
-    kill -0 "$npid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$leader" ] || { cat "$run/console.log"; skip "systemd-nspawn did not start a container"; }
-
-# Runs a command inside the container, with a clean environment.
-ct() {
-    nsenter -t "$leader" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        LANG=C.UTF-8 "$@"
-}
-# systemctl can talk to PID 1 once its private socket exists; then wait for the boot to end.
-for _ in $(seq 300); do
-    nsenter -t "$leader" -a test -S /run/systemd/private 2>/dev/null && break
-    sleep 0.1
-done
-state=$(timeout 90 nsenter -t "$leader" -a systemctl is-system-running --wait 2>&1 || true)
-case "$state" in
-    running) ;;
-    degraded) ct systemctl --failed --no-pager || true ;;
-    *) cat "$run/console.log"; skip "systemd did not boot in the container (state: ${state:-none})" ;;
-esac
-echo "systemd-boot: booted $(ct systemctl --version | head -n 1) as PID 1 in $machine"
+test_name=systemd-boot
+# shellcheck source=tests/lib/nspawn.sh
+. "$top/tests/lib/nspawn.sh"
+nspawn_boot
 
 # --- checks ---------------------------------------------------------------
-passed=0
-failed=0
-# check DESCRIPTION COMMAND...: runs COMMAND, counts it, shows its output on failure.
-check() {
-    local what=$1
-    shift
-    if "$@" >"$run/out" 2>&1; then
-        echo "ok - $what"
-        passed=$((passed + 1))
-    else
-        echo "not ok - $what"
-        sed 's/^/    /' "$run/out"
-        failed=$((failed + 1))
-    fi
-}
-# Polls COMMAND for up to SECONDS (tenths of a second apart).
-within() {
-    local seconds=$1
-    shift
-    local end=$((SECONDS + seconds))
-    until "$@"; do
-        [ "$SECONDS" -lt "$end" ] || return 1
-        sleep 0.1
-    done
-}
 conf=/etc/forkhttpd/forkhttpd.toml
 log=/var/log/forkhttpd/access.log
 # status+type of URL, with a bounded wait.

@@ -1,0 +1,152 @@
+# shellcheck shell=bash
+# A Debian 12 container booted with systemd as PID 1 (systemd-nspawn), and
+# the helpers the container tests share; sourced by tests/systemd-boot.sh
+# and tests/deb-install.sh.
+#
+# Before sourcing, set:
+#   test_name  the prefix of the script's own lines ("systemd-boot: ...")
+#   top        the checkout, bound read-only at /src in the container
+# Then call nspawn_boot, which skips the whole test (printing why, and the
+# "TEST: 0 passed, 0 failed" line) where no container can boot: not root, no
+# nspawn, no overlay, systemd does not come up. After it: $leader is the
+# container's PID 1 (for nsenter), $run a scratch directory on the host,
+# and ct, check, within and the passed/failed counters are ready; the
+# container is powered off and its overlay removed when the script exits.
+#
+# The container has only its own loopback (--private-network): every
+# request goes to 127.0.0.1 or ::1 inside it. The Debian root file system
+# is built once with mmdebstrap and cached under /var/cache/forkhttpd-test,
+# keyed by what it contains; each run boots a throw-away overlay of it, so
+# two tests may run at once.
+
+skip() {
+    echo "$test_name: skipped: $*"
+    echo "$test_name: 0 passed, 0 failed"
+    exit 0
+}
+
+# The packages of the cached root file system: systemd and what the tests
+# run inside (curl, logrotate, ps/pgrep, ss, useradd; adduser comes with them).
+nspawn_packages=systemd,systemd-sysv,dbus,curl,logrotate,procps,iproute2,passwd
+
+nspawn_boot() {
+    [ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, mounts)"
+
+    # --- tools and the cached root file system ----------------------------
+    local need=()
+    command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+    command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+    command -v nsenter >/dev/null || need+=(util-linux)
+    if [ "${#need[@]}" -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+
+    local suite=bookworm
+    local packages=$nspawn_packages
+    local hosts=$'127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+    local key
+    key=$(printf '%s\n%s\n%s\n%s' "$suite" "$packages" "$hosts" "minbase-v1" | sha256sum | cut -c1-16)
+    local cache=/var/cache/forkhttpd-test
+    rootfs=$cache/rootfs-$key
+    mkdir -p "$cache"
+    (
+        # One builder at a time; a half-built tree is never under the final name.
+        flock 9
+        if [ ! -d "$rootfs" ]; then
+            echo "$test_name: building the Debian $suite root file system (once, cached in $rootfs)"
+            rm -rf "$rootfs.tmp"
+            mmdebstrap --quiet --variant=minbase --include="$packages" \
+                --customize-hook="printf '%s' '$hosts' > \"\$1/etc/hosts\"" \
+                --customize-hook='echo forkhttpd-test > "$1/etc/hostname"' \
+                "$suite" "$rootfs.tmp"
+            mv "$rootfs.tmp" "$rootfs"
+        fi
+    ) 9>"$cache/lock"
+
+    # --- a throw-away overlay, booted -------------------------------------
+    run=$(mktemp -d /var/tmp/forkhttpd-boot.XXXXXX)
+    machine=fkh-test-$$
+    npid=
+    leader=
+    trap nspawn_cleanup EXIT
+    mkdir -p "$run/upper" "$run/work" "$run/root"
+    mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$run/upper,workdir=$run/work" "$run/root" \
+        || skip "cannot mount an overlay of $rootfs"
+
+    SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet -D "$run/root" --boot --machine="$machine" \
+        --private-network --register=no --keep-unit --console=passive --bind-ro="$top:/src" \
+        >"$run/console.log" 2>&1 &
+    npid=$!
+    # The container's PID 1 is the child of nspawn that runs systemd (nspawn
+    # first forks a helper of its own, which must not be taken for it).
+    local pid
+    for _ in $(seq 300); do
+        for pid in $(pgrep -P "$npid" || true); do
+            [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] && leader=$pid
+        done
+        [ -n "$leader" ] && break
+        kill -0 "$npid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$leader" ] || { cat "$run/console.log"; skip "systemd-nspawn did not start a container"; }
+
+    # systemctl can talk to PID 1 once its private socket exists; then wait for the boot to end.
+    for _ in $(seq 300); do
+        nsenter -t "$leader" -a test -S /run/systemd/private 2>/dev/null && break
+        sleep 0.1
+    done
+    local state
+    state=$(timeout 90 nsenter -t "$leader" -a systemctl is-system-running --wait 2>&1 || true)
+    case "$state" in
+        running) ;;
+        degraded) ct systemctl --failed --no-pager || true ;;
+        *) cat "$run/console.log"; skip "systemd did not boot in the container (state: ${state:-none})" ;;
+    esac
+    echo "$test_name: booted $(ct systemctl --version | head -n 1) as PID 1 in $machine"
+}
+
+# Powers the container off (or kills it) and removes the overlay.
+nspawn_cleanup() {
+    set +e
+    if [ -n "$npid" ] && kill -0 "$npid" 2>/dev/null; then
+        [ -n "${leader:-}" ] && nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1
+        for _ in $(seq 60); do kill -0 "$npid" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$npid" 2>/dev/null && kill -KILL "$npid"
+        wait "$npid" 2>/dev/null
+    fi
+    mountpoint -q "$run/root" && umount "$run/root"
+    rm -rf "$run"
+}
+
+# Runs a command inside the container, with a clean environment.
+ct() {
+    nsenter -t "$leader" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        LANG=C.UTF-8 "$@"
+}
+
+passed=0
+failed=0
+# check DESCRIPTION COMMAND...: runs COMMAND, counts it, shows its output on failure.
+check() {
+    local what=$1
+    shift
+    if "$@" >"$run/out" 2>&1; then
+        echo "ok - $what"
+        passed=$((passed + 1))
+    else
+        echo "not ok - $what"
+        sed 's/^/    /' "$run/out"
+        failed=$((failed + 1))
+    fi
+}
+# Polls COMMAND for up to SECONDS (tenths of a second apart).
+within() {
+    local seconds=$1
+    shift
+    local end=$((SECONDS + seconds))
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
