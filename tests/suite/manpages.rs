@@ -82,9 +82,16 @@ fn man_warnings(page: &str) -> Result<String, String> {
 
 /// Guards both pages' syntax: `man --warnings -l` must render each with no
 /// warning at all (an unknown macro, a bad escape, an unterminated font
-/// change, a line too long for the page all show up on stderr).
+/// change all show up on stderr); and their title lines name this version.
 #[test]
 fn pages_render_without_warnings() {
+    // The title line names the version, as `forkhttpd --version` does.
+    let version = format!("\"forkhttpd {}\"", env!("CARGO_PKG_VERSION"));
+    for page in [SERVER_PAGE, CONFIG_PAGE] {
+        let text = read(page);
+        let th = text.lines().find(|l| l.starts_with(".TH ")).unwrap_or("");
+        assert!(th.contains(&version), "{page}: the .TH line {th:?} does not name {version}");
+    }
     if missing_tool("man") || missing_tool("groff") {
         return;
     }
