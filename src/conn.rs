@@ -14,11 +14,11 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::Status;
 use crate::file::{self, Found, Root};
+use crate::http::request::{self, Method, Parse, Request};
+use crate::http::resolve;
+use crate::http::status::Status;
 use crate::log::{AccessLog, Entry};
-use crate::request::{self, Method, Parse, Request};
-use crate::resolve;
 use crate::response::{Connection, Head, Writer};
 use crate::stream::{Client, ReadOutcome};
 

@@ -13,9 +13,9 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
-use crate::error::Status;
-use crate::mime;
-use crate::resolve::Resolved;
+use crate::http::mime;
+use crate::http::resolve::Resolved;
+use crate::http::status::Status;
 
 /// A regular file ready to be sent.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use httpdate::HttpDate;
 
-use crate::error::Status;
+use crate::http::status::Status;
 
 /// `Allow` for every response that lists our methods (405, OPTIONS).
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";

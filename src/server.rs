@@ -24,13 +24,14 @@ use nix::unistd::{Pid, pipe2};
 
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
-use crate::error::{StartupError, Status};
+use crate::error::StartupError;
 use crate::file;
+use crate::http::request;
+use crate::http::status::Status;
 use crate::listener::{self, Listener};
 use crate::log::AccessLog;
 use crate::notify::Notifier;
 use crate::privileges::DropPlan;
-use crate::request;
 use crate::response::{Connection, Writer};
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};

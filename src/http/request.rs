@@ -7,7 +7,7 @@
 //! `Transfer-Encoding`), since a body left unread would be parsed as the next
 //! request (request smuggling).
 
-use crate::error::Status;
+use crate::http::status::Status;
 
 /// How many header fields one request may carry; more → 431.
 pub const MAX_HEADERS: usize = 64;
