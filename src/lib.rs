@@ -9,9 +9,8 @@
 //!   `server`, `error` (start-up errors)
 //! - child: `child`, `conn`, `stream`, `file`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
-//!   `resolve`, `mime`, `status`)
-//! - both: `response` (the parent writes its own 503), `log`, `privileges`
-//!   (lookup in the parent, the drop in the child), `sys`
+//!   `resolve`, `mime`, `status`, `decide`, `reply`)
+//! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
 //! dispositions, `_exit` and adopting inherited descriptors.
@@ -29,7 +28,6 @@ pub mod listener;
 pub mod log;
 pub mod notify;
 pub mod privileges;
-pub mod response;
 pub mod server;
 pub mod signals;
 pub mod stream;

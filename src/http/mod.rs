@@ -10,8 +10,12 @@
 //!   layered defence; the filesystem steps are in `file`).
 //! - `mime`: file name -> content type.
 //! - `status`: every status we send, its page, and errno -> status.
+//! - `decide`: request + site + what the file step found -> `Reply`.
+//! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 
+pub mod decide;
 pub mod mime;
+pub mod reply;
 pub mod request;
 pub mod resolve;
 pub mod status;
