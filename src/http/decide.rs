@@ -15,7 +15,7 @@
 //! `file_reply`; the `Connection` field is the last one of every reply.
 
 use std::fs::{File, Metadata};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::http::mime;
 use crate::http::reply::{Body, Fields, Reply, Value};
@@ -50,13 +50,21 @@ pub fn server_field(server_version: bool) -> &'static str {
 pub struct FileInfo {
     /// Size in bytes.
     pub len: u64,
-    /// Modification time, when the filesystem has one.
+    /// Modification time, when the filesystem has one and an HTTP date can
+    /// express it (1970 to 9999; `touch` can set any other).
     pub modified: Option<SystemTime>,
 }
 
+/// The first second an HTTP date cannot express: year 10000.
+const HTTP_DATE_END: Duration = Duration::from_secs(253_402_300_800);
+
 impl From<&Metadata> for FileInfo {
     fn from(meta: &Metadata) -> FileInfo {
-        FileInfo { len: meta.len(), modified: meta.modified().ok() }
+        let modified = meta
+            .modified()
+            .ok()
+            .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
+        FileInfo { len: meta.len(), modified }
     }
 }
 
@@ -241,8 +249,6 @@ fn connection(req: &Request<'_>, keep: bool) -> Connection {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::http::request::{Parse, parse};
 

@@ -28,7 +28,8 @@ pub enum Value<'a> {
     Str(&'a str),
     /// A decimal number (`Content-Length`, `Retry-After`).
     Number(u64),
-    /// An HTTP date, IMF-fixdate (`Date`, `Last-Modified`).
+    /// An HTTP date, IMF-fixdate (`Date`, `Last-Modified`), from 1970 to
+    /// 9999 (formatting any other aborts; `FileInfo` keeps file times inside).
     Date(SystemTime),
 }
 
