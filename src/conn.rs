@@ -1,5 +1,6 @@
-//! One connection's request loop: read a head within its deadline, answer
-//! it, log it, and decide whether the connection stays open.
+//! One connection's request loop: read a head within its deadline, have
+//! `http::decide` answer it, send that reply, log it, and keep the
+//! connection open if the reply says so.
 //!
 //! Runs in: child. Two clocks bound every wait (see `Input::read_more`):
 //! the idle clock before a request's first byte (`header_timeout` for the
@@ -11,15 +12,16 @@
 use std::io;
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
-use crate::error::Status;
-use crate::file::{self, Found, Root};
+use crate::file::{self, Root};
+use crate::http::decide::{self, Site};
+use crate::http::reply::{Body, Reply};
+use crate::http::request::{self, Parse, Request};
+use crate::http::resolve;
+use crate::http::status::Status;
 use crate::log::{AccessLog, Entry};
-use crate::request::{self, Method, Parse, Request};
-use crate::resolve;
-use crate::response::{Connection, Head, Writer};
 use crate::stream::{Client, ReadOutcome};
 
 /// What the child needs to serve a connection.
@@ -46,7 +48,7 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         client,
         client_ip,
         ctx,
-        writer: Writer::new(cfg.server_version),
+        site: Site { index: &cfg.index, server: decide::server_field(cfg.server_version) },
         out: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
         access_log_failed: false,
@@ -61,11 +63,8 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
             if input.filled > 0 {
                 match request::parse(input.received()) {
                     Parse::Complete(req, len) => {
-                        let keep = !req.close
-                            && (req.minor_version == 1 || req.keep_alive)
-                            && served < cfg.max_requests_per_connection
-                            && !input.draining;
-                        let kept = conn.respond(&req, first_line(input.received()), keep)?;
+                        let may_keep = served < cfg.max_requests_per_connection && !input.draining;
+                        let kept = conn.respond(&req, first_line(input.received()), may_keep)?;
                         let linger = req.has_body;
                         input.consume(len);
                         if !kept {
@@ -94,7 +93,7 @@ struct Conn<'a> {
     client: Client,
     client_ip: IpAddr,
     ctx: &'a Context<'a>,
-    writer: Writer,
+    site: Site<'a>,
     out: Vec<u8>,
     scratch: Vec<u8>,
     /// An access-log write failed already (reported once).
@@ -105,73 +104,50 @@ impl Conn<'_> {
     /// Answers a head we could not accept, then closes (lingering, since
     /// the client may still be sending).
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
-        let bytes = self.writer.page(&mut self.out, status, None, Connection::Close, false);
-        self.client.send(&self.out, false)?;
-        self.log(request_line, None, status, bytes);
+        let reply = decide::rejection(status, &self.site, SystemTime::now());
+        self.send(&reply)?;
+        self.log(request_line, None, status, reply.body_len());
         self.client.finish(true);
         Ok(())
     }
 
-    /// Answers one parsed request. Returns whether the connection stays open.
-    fn respond(&mut self, req: &Request<'_>, request_line: &[u8], keep: bool) -> io::Result<bool> {
-        let head_only = req.method == Method::Head;
-        // A body we will not read would be taken for the next request: answer, then close.
-        let keep = keep && !req.has_body;
-        let (status, location) = match (req.method, req.has_body) {
-            (Method::Unknown, _) => (Status::NotImplemented, None),
-            (Method::NotAllowed, _) => (Status::MethodNotAllowed, None),
-            (_, true) => (Status::BadRequest, None),
-            (Method::Options, false) => {
-                let connection = connection_header(req, keep);
-                let head = Head {
-                    status: Status::NoContent,
-                    content_type: None,
-                    content_length: None,
-                    last_modified: None,
-                    location: None,
-                    connection,
+    /// Answers one parsed request: decides the reply (looking the target up
+    /// only when the request wants a file), sends and logs it. Returns
+    /// whether the connection stays open.
+    fn respond(&mut self, req: &Request<'_>, request_line: &[u8], may_keep: bool) -> io::Result<bool> {
+        let now = SystemTime::now();
+        let (resolved, found);
+        let reply = match decide::answer_without_file(req, &self.site, now, may_keep) {
+            Some(reply) => reply,
+            None => {
+                resolved = resolve::resolve(req.target);
+                found = match &resolved {
+                    Ok(r) => file::find(self.ctx.root, r, self.site.index),
+                    Err(status) => Err(*status),
                 };
-                self.writer.head(&mut self.out, &head);
-                self.client.send(&self.out, false)?;
-                self.log(request_line, Some(req), Status::NoContent, 0);
-                return Ok(keep);
-            }
-            (Method::Get | Method::Head, false) => {
-                let found = resolve::resolve(req.target)
-                    .and_then(|r| file::find(self.ctx.root, &r, &self.ctx.config.index));
-                match found {
-                    Ok(Found::File(body)) => {
-                        let connection = connection_header(req, keep);
-                        let len = body.meta.len();
-                        let head = Head {
-                            status: Status::Ok,
-                            content_type: Some(body.content_type),
-                            content_length: Some(len),
-                            last_modified: body.meta.modified().ok(),
-                            location: None,
-                            connection,
-                        };
-                        self.writer.head(&mut self.out, &head);
-                        let with_body = !head_only && len > 0;
-                        self.client.send(&self.out, with_body)?;
-                        if with_body {
-                            self.client.send_file(&body.file, 0, len)?;
-                        }
-                        self.log(request_line, Some(req), Status::Ok, if with_body { len } else { 0 });
-                        return Ok(keep);
-                    }
-                    Ok(Found::Redirect(loc)) => (Status::MovedPermanently, Some(loc)),
-                    Err(status) => (status, None),
-                }
+                decide::decide(req, &self.site, &found, now, may_keep)
             }
         };
-        // A malformed request says the client and we disagree on framing: close.
-        let keep = keep && status != Status::BadRequest;
-        let connection = connection_header(req, keep);
-        let bytes = self.writer.page(&mut self.out, status, location.as_deref(), connection, head_only);
-        self.client.send(&self.out, false)?;
-        self.log(request_line, Some(req), status, bytes);
-        Ok(keep)
+        self.send(&reply)?;
+        self.log(request_line, Some(req), reply.status, reply.body_len());
+        Ok(reply.keep_alive)
+    }
+
+    /// Sends a reply: the head, coalesced with the first body bytes
+    /// (`MSG_MORE` before a file, one buffer with a generated page).
+    fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
+        reply.write_head(&mut self.out);
+        match reply.body {
+            Body::None => self.client.send(&self.out, false),
+            Body::Page(page) => {
+                self.out.extend_from_slice(page.as_bytes());
+                self.client.send(&self.out, false)
+            }
+            Body::File { file, offset, len } => {
+                self.client.send(&self.out, true)?;
+                self.client.send_file(file, offset, len)
+            }
+        }
     }
 
     fn log(&mut self, request_line: &[u8], req: Option<&Request<'_>>, status: Status, bytes: u64) {
@@ -190,15 +166,6 @@ impl Conn<'_> {
             log::warn!("access log: {e}");
             self.access_log_failed = true;
         }
-    }
-}
-
-/// The `Connection` header for a response to `req`.
-fn connection_header(req: &Request<'_>, keep: bool) -> Connection {
-    match (keep, req.minor_version) {
-        (false, _) => Connection::Close,
-        (true, 0) => Connection::KeepAlive,
-        (true, _) => Connection::Persist,
     }
 }
 

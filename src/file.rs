@@ -1,10 +1,11 @@
 //! From a safe relative path to an open file (steps 5 and 6 of the layered
 //! defence described in `resolve.rs`).
 //!
-//! Runs in: child. The result is an open descriptor plus the `fstat` of that
-//! very descriptor, never a path to be opened again later: what we checked
-//! is what we send, and later features (validators, ranges, precompressed
-//! siblings) start from the same `fstat`.
+//! Runs in: child. The result (a `Lookup`, which `http::decide` turns into a
+//! reply) is an open descriptor plus the `fstat` of that very descriptor,
+//! never a path to be opened again later: what we checked is what we send,
+//! and later features (validators, ranges, precompressed siblings) start
+//! from the same `fstat`.
 
 use std::fs::{self, File, Metadata};
 use std::os::fd::BorrowedFd;
@@ -13,29 +14,9 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
-use crate::error::Status;
-use crate::mime;
-use crate::resolve::Resolved;
-
-/// A regular file ready to be sent.
-#[derive(Debug)]
-pub struct Body {
-    /// The open file.
-    pub file: File,
-    /// `fstat` of `file`.
-    pub meta: Metadata,
-    /// The content type chosen by the requested name.
-    pub content_type: &'static str,
-}
-
-/// What a request path names.
-#[derive(Debug)]
-pub enum Found {
-    /// A regular file (the index file, for a directory).
-    File(Body),
-    /// A directory named without its trailing slash: redirect here.
-    Redirect(String),
-}
+use crate::http::decide::{FileInfo, Found, Lookup, Opened};
+use crate::http::resolve::Resolved;
+use crate::http::status::Status;
 
 /// The document root as a child sees it.
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +30,7 @@ pub struct Root<'a> {
 /// Finds what `resolved` names beneath the document root. Returns 404 for
 /// missing files, 403 for anything that leaves the root, is not a regular
 /// file, or is a directory without an index file.
-pub fn find(root: Root<'_>, resolved: &Resolved<'_>, index: &[String]) -> Result<Found, Status> {
+pub fn find<'n>(root: Root<'_>, resolved: &'n Resolved<'_>, index: &'n [String]) -> Lookup<'n> {
     let (file, meta) = open_beneath(root, &resolved.rel)?;
     if !meta.is_dir() {
         return regular(file, meta, resolved.file_name());
@@ -112,9 +93,9 @@ fn openat_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<File, Errno> {
     openat2(root, rel, how).map(File::from)
 }
 
-fn regular(file: File, meta: Metadata, name: &[u8]) -> Result<Found, Status> {
+fn regular(file: File, meta: Metadata, name: &[u8]) -> Lookup<'_> {
     if !meta.is_file() {
         return Err(Status::Forbidden);
     }
-    Ok(Found::File(Body { file, meta, content_type: mime::content_type(name) }))
+    Ok(Found::File(Opened { file, info: FileInfo::from(&meta), name }))
 }

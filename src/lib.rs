@@ -6,10 +6,11 @@
 //! requests and exits. The modules, by the process they run in:
 //!
 //! - parent: `cli`, `config`, `check`, `listener`, `signals`, `notify`, `daemon`,
-//!   `safeopen`, `server`
-//! - child: `child`, `conn`, `stream`, `request`, `resolve`, `file`, `mime`
-//! - both: `response` (the parent writes its own 503), `log`, `error`,
-//!   `privileges` (lookup in the parent, the drop in the child), `sys`
+//!   `safeopen`, `server`, `error` (start-up errors)
+//! - child: `child`, `conn`, `stream`, `file`
+//! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
+//!   `resolve`, `mime`, `status`, `decide`, `reply`)
+//! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
 //! dispositions, `_exit` and adopting inherited descriptors.
@@ -22,14 +23,11 @@ pub mod conn;
 pub mod daemon;
 pub mod error;
 pub mod file;
+pub mod http;
 pub mod listener;
 pub mod log;
-pub mod mime;
 pub mod notify;
 pub mod privileges;
-pub mod request;
-pub mod resolve;
-pub mod response;
 pub mod safeopen;
 pub mod server;
 pub mod signals;

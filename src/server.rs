@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
@@ -25,14 +25,16 @@ use nix::unistd::{Pid, pipe2};
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
 use crate::daemon::PidFile;
-use crate::error::{StartupError, Status};
+use crate::error::StartupError;
 use crate::file;
+use crate::http::decide::{self, Connection};
+use crate::http::reply::Body;
+use crate::http::request;
+use crate::http::status::Status;
 use crate::listener::{self, Listener};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::privileges::DropPlan;
-use crate::request;
-use crate::response::{Connection, Writer};
 use crate::safeopen::Guard;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
@@ -544,8 +546,20 @@ pub fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
 /// Writes a `503` on `stream` without blocking and shuts down its write side.
 fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<()> {
     stream.set_nonblocking(true)?;
+    let server = decide::server_field(server_version);
+    let reply = decide::status_page(
+        Status::ServiceUnavailable,
+        None,
+        server,
+        SystemTime::now(),
+        Connection::Close,
+        false,
+    );
     let mut out = Vec::new();
-    Writer::new(server_version).page(&mut out, Status::ServiceUnavailable, None, Connection::Close, false);
+    reply.write_head(&mut out);
+    if let Body::Page(page) = reply.body {
+        out.extend_from_slice(page.as_bytes());
+    }
     (&*stream).write_all(&out)?;
     stream.shutdown(std::net::Shutdown::Write)
 }

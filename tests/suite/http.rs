@@ -449,3 +449,20 @@ fn unknown_config_key_is_an_error() {
     let status = out.status.expect("server kept running with an unknown config key");
     assert!(!status.success(), "unknown key must be an error, got {status}");
 }
+
+#[test]
+fn file_modified_before_1970_is_served_without_last_modified() {
+    // An HTTP date cannot express it; formatting one used to abort the child,
+    // leaving the client with no reply at all.
+    let s = TestServer::start();
+    let path = s.write_file("old.txt", b"old\n");
+    let old = UNIX_EPOCH - Duration::from_secs(10 * 365 * 86_400);
+    fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+    let mut c = s.connect();
+    c.send(format!("GET /old.txt HTTP/1.1\r\nHost: localhost{REQ_END}").as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"old\n");
+    assert_eq!(r.header("last-modified"), None);
+    assert_close_consistent(&mut c, &r, "/old.txt");
+}

@@ -357,8 +357,20 @@ fn server_page_documents_every_option_and_variable() {
 
     // Environment variables: every `env::var("X")`/`var_os("X")` in src/.
     let mut read_vars = BTreeSet::new();
-    for entry in fs::read_dir(repo().join("src")).unwrap() {
-        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+    let mut sources = Vec::new();
+    let mut dirs = vec![repo().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(path);
+            }
+        }
+    }
+    for path in sources {
+        let text = fs::read_to_string(path).unwrap();
         for (i, _) in text.match_indices("env::var") {
             let rest = &text[i..];
             if let Some(name) = rest.split_once("(\"").and_then(|(head, tail)| {

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
 
-use crate::error::Status;
+use crate::http::status::Status;
 
 /// The one dot-directory that is served (RFC 8615).
 const WELL_KNOWN: &[u8] = b".well-known";

@@ -1,13 +1,14 @@
 //! Parsing one request head: bytes in, a borrowed `Request` or a status out.
 //!
-//! Runs in: child (pure; no I/O, no allocation). `httparse` does the
+//! Runs in: child (pure; no I/O, no allocation: the request borrows the
+//! connection's buffer). `httparse` does the
 //! tokenising; this module adds HTTP/1.1's framing rules that decide whether
 //! the connection can stay in step with the client: exactly one `Host` on
 //! HTTP/1.1, and no body we would have to skip (`Content-Length` > 0 or any
 //! `Transfer-Encoding`), since a body left unread would be parsed as the next
 //! request (request smuggling).
 
-use crate::error::Status;
+use crate::http::status::Status;
 
 /// How many header fields one request may carry; more → 431.
 pub const MAX_HEADERS: usize = 64;
@@ -58,6 +59,56 @@ pub struct Request<'b> {
     pub referer: Option<&'b [u8]>,
     /// The `User-Agent` header, for the access log.
     pub user_agent: Option<&'b [u8]>,
+    /// The fields the reply rules read, each as sent (the first line of a
+    /// repeated field), borrowed: parsing allocates nothing.
+    pub fields: Fields<'b>,
+}
+
+/// The request header fields that decide the reply, as raw values borrowed
+/// from the connection's buffer; `None` when absent. Only the first line of
+/// a field sent on several lines is kept.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fields<'b> {
+    /// `Host`: which site the request is for.
+    pub host: Option<&'b [u8]>,
+    /// `If-None-Match`: entity tags the client already holds.
+    pub if_none_match: Option<&'b [u8]>,
+    /// `If-Modified-Since`: the date of the copy the client holds.
+    pub if_modified_since: Option<&'b [u8]>,
+    /// `If-Match`: entity tags the client requires.
+    pub if_match: Option<&'b [u8]>,
+    /// `If-Unmodified-Since`: the date the file must not have changed after.
+    pub if_unmodified_since: Option<&'b [u8]>,
+    /// `Range`: the byte ranges asked for.
+    pub range: Option<&'b [u8]>,
+    /// `If-Range`: the validator the ranges depend on.
+    pub if_range: Option<&'b [u8]>,
+    /// `Accept-Encoding`: the content codings the client takes.
+    pub accept_encoding: Option<&'b [u8]>,
+}
+
+impl<'b> Fields<'b> {
+    /// The slot for a field named `name` (any case), if it is one we keep.
+    fn slot(&mut self, name: &str) -> Option<&mut Option<&'b [u8]>> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        Some(if is("if-none-match") {
+            &mut self.if_none_match
+        } else if is("if-modified-since") {
+            &mut self.if_modified_since
+        } else if is("if-match") {
+            &mut self.if_match
+        } else if is("if-unmodified-since") {
+            &mut self.if_unmodified_since
+        } else if is("range") {
+            &mut self.range
+        } else if is("if-range") {
+            &mut self.if_range
+        } else if is("accept-encoding") {
+            &mut self.accept_encoding
+        } else {
+            return None;
+        })
+    }
 }
 
 /// The result of looking at the bytes received so far.
@@ -98,6 +149,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         has_body: false,
         referer: None,
         user_agent: None,
+        fields: Fields::default(),
     };
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
@@ -106,6 +158,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            request.fields.host.get_or_insert(h.value);
         } else if name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -126,6 +179,8 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
             request.referer = Some(h.value);
         } else if name.eq_ignore_ascii_case("user-agent") {
             request.user_agent = Some(h.value);
+        } else if let Some(slot) = request.fields.slot(name) {
+            slot.get_or_insert(h.value);
         }
     }
     // RFC 9112 6.1: both framings at once is how smuggling starts; refuse.
@@ -201,6 +256,30 @@ mod tests {
         assert_eq!(r.target, "/a?b");
         assert!(r.close && r.keep_alive && !r.has_body);
         assert_eq!(r.user_agent, Some(&b"t"[..]));
+    }
+
+    #[test]
+    fn keeps_the_fields_the_reply_rules_read() {
+        let raw = b"GET / HTTP/1.1\r\nHOST: a.example\r\nIf-None-Match: \"x\"\r\nif-modified-since: d1\r\n\
+            If-Match: *\r\nIf-Unmodified-Since: d2\r\nRange: bytes=0-1\r\nRange: bytes=5-\r\n\
+            If-Range: \"y\"\r\nAccept-Encoding: br, gzip\r\nX-Other: z\r\n\r\n";
+        let Parse::Complete(r, _) = parse(raw) else { panic!() };
+        let f = r.fields;
+        let want: [(Option<&[u8]>, &[u8]); 8] = [
+            (f.host, b"a.example"),
+            (f.if_none_match, b"\"x\""),
+            (f.if_modified_since, b"d1"),
+            (f.if_match, b"*"),
+            (f.if_unmodified_since, b"d2"),
+            (f.range, b"bytes=0-1"),
+            (f.if_range, b"\"y\""),
+            (f.accept_encoding, b"br, gzip"),
+        ];
+        for (got, want) in want {
+            assert_eq!(got, Some(want));
+        }
+        let Parse::Complete(r, _) = parse(b"GET / HTTP/1.0\r\n\r\n") else { panic!() };
+        assert!(r.fields.host.is_none() && r.fields.range.is_none());
     }
 
     #[test]

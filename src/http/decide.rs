@@ -1,0 +1,425 @@
+//! Decide, then send: the rules that turn a parsed request, the site it is
+//! for and what the file step found into a `Reply`.
+//!
+//! Runs in: child, and in the parent for its own `503` (`status_page`).
+//! Pure: no socket, no filesystem, no clock (`now` is an argument). The
+//! child's flow is
+//!
+//! 1. `answer_without_file`: the method and framing rules (`OPTIONS`, 405,
+//!    501, a body we will not read); `None` means a file is wanted.
+//! 2. The file step (`resolve`, then `file::find`), which opens what the
+//!    target names and `fstat`s it: a `Lookup`.
+//! 3. `decide`: the reply for that `Lookup`.
+//!
+//! Every status page comes from `status_page`, every file reply from
+//! `file_reply`; the `Connection` field is the last one of every reply.
+
+use std::fs::{File, Metadata};
+use std::time::{Duration, SystemTime};
+
+use crate::http::mime;
+use crate::http::reply::{Body, Fields, Reply, Value};
+use crate::http::request::{Method, Request};
+use crate::http::status::Status;
+
+/// `Allow` for every response that lists our methods (405, OPTIONS).
+pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+/// Seconds a client is asked to wait after a `503`.
+pub const RETRY_AFTER_SECS: u64 = 1;
+/// The type of every generated page.
+const PAGE_TYPE: &str = "text/html; charset=utf-8";
+
+/// What one site serves and how it answers. Today there is one site, made
+/// of the configuration's top-level keys.
+#[derive(Clone, Copy, Debug)]
+pub struct Site<'a> {
+    /// File names tried, in order, for a request naming a directory.
+    pub index: &'a [String],
+    /// The `Server` field's value (see `server_field`).
+    pub server: &'a str,
+}
+
+/// The `Server` value: the version only when asked for, since version
+/// disclosure helps attackers match exploits and no client needs it.
+pub fn server_field(server_version: bool) -> &'static str {
+    if server_version { concat!("forkhttpd/", env!("CARGO_PKG_VERSION")) } else { "forkhttpd" }
+}
+
+/// What a reply needs of a file's `fstat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time, when the filesystem has one and an HTTP date can
+    /// express it (1970 to 9999; `touch` can set any other).
+    pub modified: Option<SystemTime>,
+}
+
+/// The first second an HTTP date cannot express: year 10000.
+const HTTP_DATE_END: Duration = Duration::from_secs(253_402_300_800);
+
+impl From<&Metadata> for FileInfo {
+    fn from(meta: &Metadata) -> FileInfo {
+        let modified = meta
+            .modified()
+            .ok()
+            .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
+        FileInfo { len: meta.len(), modified }
+    }
+}
+
+/// A regular file the file step opened.
+#[derive(Debug)]
+pub struct Opened<'n> {
+    /// The open file: what was checked is what is sent.
+    pub file: File,
+    /// From `fstat` of `file`.
+    pub info: FileInfo,
+    /// The name its content type is chosen by (the index file's name, for
+    /// a directory).
+    pub name: &'n [u8],
+}
+
+/// What a request path names.
+#[derive(Debug)]
+pub enum Found<'n> {
+    /// A regular file (the index file, for a directory).
+    File(Opened<'n>),
+    /// A directory named without its trailing slash: redirect here.
+    Redirect(String),
+}
+
+/// What the file step made of a target: what it found, or the status that
+/// stopped it (400 and 404 from `resolve`, 403, 404 and 500 from opening).
+pub type Lookup<'n> = Result<Found<'n>, Status>;
+
+/// Step 1: the reply to a request that is answered without any file (its
+/// method, or a body we will not read); `None` when a file is wanted.
+/// `may_keep` says whether the connection could stay open (below the
+/// request cap, the server not stopping).
+pub fn answer_without_file<'a>(
+    req: &Request<'_>,
+    site: &Site<'a>,
+    now: SystemTime,
+    may_keep: bool,
+) -> Option<Reply<'a>> {
+    let keep = keeps_open(req, may_keep);
+    let status = match (req.method, req.has_body) {
+        (Method::Unknown, _) => Status::NotImplemented,
+        (Method::NotAllowed, _) => Status::MethodNotAllowed,
+        (_, true) => Status::BadRequest,
+        (Method::Options, false) => return Some(options(req, site, now, keep)),
+        (Method::Get | Method::Head, false) => return None,
+    };
+    Some(status_page(status, None, site.server, now, connection(req, keep), req.method == Method::Head))
+}
+
+/// Step 3: the reply to a `GET` or `HEAD` that `answer_without_file` left
+/// to the file step, given what that step found.
+pub fn decide<'a>(
+    req: &Request<'_>,
+    site: &Site<'a>,
+    found: &'a Lookup<'_>,
+    now: SystemTime,
+    may_keep: bool,
+) -> Reply<'a> {
+    let keep = keeps_open(req, may_keep);
+    let head_only = req.method == Method::Head;
+    match found {
+        Ok(Found::File(opened)) => file_reply(site, opened, now, connection(req, keep), head_only),
+        Ok(Found::Redirect(location)) => status_page(
+            Status::MovedPermanently,
+            Some(location),
+            site.server,
+            now,
+            connection(req, keep),
+            head_only,
+        ),
+        Err(status) => {
+            // A malformed request says the client and we disagree on framing: close.
+            let keep = keep && *status != Status::BadRequest;
+            status_page(*status, None, site.server, now, connection(req, keep), head_only)
+        }
+    }
+}
+
+/// The reply to a head that could not be parsed (`status` says why): a
+/// status page, and the connection closes.
+pub fn rejection<'a>(status: Status, site: &Site<'a>, now: SystemTime) -> Reply<'a> {
+    status_page(status, None, site.server, now, Connection::Close, false)
+}
+
+/// A status with its built-in page (the body left out for `HEAD`), and
+/// `Location` for a redirect.
+pub fn status_page<'a>(
+    status: Status,
+    location: Option<&'a str>,
+    server: &'a str,
+    now: SystemTime,
+    connection: Connection,
+    head_only: bool,
+) -> Reply<'a> {
+    let page = status.page();
+    let mut fields = common(server, now);
+    fields.push("Content-Type", Value::Str(PAGE_TYPE));
+    fields.push("Content-Length", Value::Number(page.len() as u64));
+    if let Some(location) = location {
+        fields.push("Location", Value::Str(location));
+    }
+    match status {
+        Status::MethodNotAllowed => fields.push("Allow", Value::Str(ALLOW)),
+        Status::ServiceUnavailable => fields.push("Retry-After", Value::Number(RETRY_AFTER_SECS)),
+        _ => {}
+    }
+    finish(status, fields, if head_only { Body::None } else { Body::Page(page) }, connection)
+}
+
+/// `200` with the whole file.
+fn file_reply<'a>(
+    site: &Site<'a>,
+    opened: &'a Opened<'_>,
+    now: SystemTime,
+    connection: Connection,
+    head_only: bool,
+) -> Reply<'a> {
+    let len = opened.info.len;
+    let mut fields = common(site.server, now);
+    fields.push("Content-Type", Value::Str(mime::content_type(opened.name)));
+    fields.push("Content-Length", Value::Number(len));
+    if let Some(t) = opened.info.modified {
+        fields.push("Last-Modified", Value::Date(t));
+    }
+    fields.push("Accept-Ranges", Value::Str("none"));
+    let body =
+        if head_only || len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
+    finish(Status::Ok, fields, body, connection)
+}
+
+/// `OPTIONS`: the methods we serve, for any target.
+fn options<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, keep: bool) -> Reply<'a> {
+    let mut fields = common(site.server, now);
+    fields.push("Allow", Value::Str(ALLOW));
+    finish(Status::NoContent, fields, Body::None, connection(req, keep))
+}
+
+/// The fields every reply starts with.
+fn common(server: &str, now: SystemTime) -> Fields<'_> {
+    let mut fields = Fields::default();
+    fields.push("Date", Value::Date(now));
+    fields.push("Server", Value::Str(server));
+    fields
+}
+
+/// Adds the `Connection` field last and assembles the reply.
+fn finish<'a>(status: Status, mut fields: Fields<'a>, body: Body<'a>, connection: Connection) -> Reply<'a> {
+    match connection {
+        Connection::Persist => {}
+        Connection::KeepAlive => fields.push("Connection", Value::Str("keep-alive")),
+        Connection::Close => fields.push("Connection", Value::Str("close")),
+    }
+    Reply { status, fields, body, keep_alive: connection != Connection::Close }
+}
+
+/// What the `Connection` field says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// HTTP/1.1 persistence, the default: no field needed.
+    Persist,
+    /// HTTP/1.0 persistence, which must be confirmed: `Connection: keep-alive`.
+    KeepAlive,
+    /// The server will close after this reply: `Connection: close`.
+    Close,
+}
+
+/// Whether the connection may stay open after answering `req`: the client
+/// wants it, the server allows it, and no body we will not read follows
+/// (it would be taken for the next request).
+fn keeps_open(req: &Request<'_>, may_keep: bool) -> bool {
+    may_keep && !req.close && (req.minor_version == 1 || req.keep_alive) && !req.has_body
+}
+
+/// The `Connection` decision for a reply to `req`.
+fn connection(req: &Request<'_>, keep: bool) -> Connection {
+    match (keep, req.minor_version) {
+        (false, _) => Connection::Close,
+        (true, 0) => Connection::KeepAlive,
+        (true, _) => Connection::Persist,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{Parse, parse};
+
+    const NOW: Duration = Duration::from_secs(1_700_000_000);
+    const MTIME: Duration = Duration::from_secs(1_600_000_000);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + NOW
+    }
+
+    fn request(raw: &[u8]) -> Request<'_> {
+        match parse(raw) {
+            Parse::Complete(req, _) => req,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn site() -> Site<'static> {
+        Site { index: &[], server: server_field(false) }
+    }
+
+    fn opened(name: &[u8], len: u64) -> Lookup<'_> {
+        let file = File::open("/dev/null").unwrap();
+        let info = FileInfo { len, modified: Some(SystemTime::UNIX_EPOCH + MTIME) };
+        Ok(Found::File(Opened { file, info, name }))
+    }
+
+    /// The reply to a request that wants a file, with `found` as the lookup.
+    fn reply<'a>(req: &Request<'_>, found: &'a Lookup<'_>) -> Reply<'a> {
+        assert!(answer_without_file(req, &site(), now(), true).is_none());
+        decide(req, &site(), found, now(), true)
+    }
+
+    fn head(reply: &Reply<'_>) -> String {
+        let mut out = Vec::new();
+        reply.write_head(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn page_len(status: Status) -> Value<'static> {
+        Value::Number(status.page().len() as u64)
+    }
+
+    #[test]
+    fn get_of_a_file_is_200_with_the_whole_file() {
+        let req = request(b"GET /a.html HTTP/1.1\r\nHost: x\r\n\r\n");
+        let found = opened(b"a.html", 5);
+        let r = reply(&req, &found);
+        assert_eq!(
+            head(&r),
+            "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Length: 5\r\n\
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nAccept-Ranges: none\r\n\r\n"
+        );
+        assert!(matches!(r.body, Body::File { offset: 0, len: 5, .. }));
+        assert_eq!(r.body_len(), 5);
+        assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn head_of_a_file_has_the_get_fields_and_no_body() {
+        let found = opened(b"x.png", 7);
+        let get = reply(&request(b"GET /x.png HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
+        let head_req = request(b"HEAD /x.png HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = reply(&head_req, &found);
+        assert_eq!(head(&r), head(&get));
+        assert!(matches!(r.body, Body::None));
+        assert_eq!(r.body_len(), 0);
+    }
+
+    #[test]
+    fn an_empty_file_has_no_body_to_send() {
+        let found = opened(b"empty", 0);
+        let r = reply(&request(b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
+        assert_eq!(r.fields.get("content-length"), Some(Value::Number(0)));
+        assert_eq!(r.fields.get("content-type"), Some(Value::Str(mime::DEFAULT_TYPE)));
+        assert!(matches!(r.body, Body::None));
+    }
+
+    #[test]
+    fn lookup_failures_are_status_pages() {
+        let req = request(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+        for status in [Status::NotFound, Status::Forbidden, Status::InternalError, Status::BadRequest] {
+            let found = Err(status);
+            let r = reply(&req, &found);
+            assert_eq!(r.status, status);
+            assert_eq!(r.fields.get("Content-Type"), Some(Value::Str(PAGE_TYPE)));
+            assert_eq!(r.fields.get("Content-Length"), Some(page_len(status)));
+            assert!(matches!(r.body, Body::Page(p) if p == status.page()));
+            // Only a malformed target says we may be out of step with the client.
+            assert_eq!(r.keep_alive, status != Status::BadRequest, "{status:?}");
+            assert_eq!(r.fields.get("Connection").is_some(), status == Status::BadRequest);
+        }
+        let head_req = request(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n");
+        let found = Err(Status::NotFound);
+        let r = reply(&head_req, &found);
+        assert_eq!(r.fields.get("Content-Length"), Some(page_len(Status::NotFound)));
+        assert!(matches!(r.body, Body::None));
+    }
+
+    #[test]
+    fn directory_without_slash_redirects() {
+        let req = request(b"GET /sub?q=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        let found = Ok(Found::Redirect("/sub/?q=1".to_string()));
+        let r = reply(&req, &found);
+        assert_eq!(r.status, Status::MovedPermanently);
+        assert_eq!(r.fields.get("Location"), Some(Value::Str("/sub/?q=1")));
+        assert!(head(&r).contains("\r\nContent-Length: "));
+        assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn methods_answered_without_a_file() {
+        let table: &[(&[u8], Status, bool)] = &[
+            (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", Status::NoContent, true),
+            (b"OPTIONS /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::NoContent, true),
+            (b"POST /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::MethodNotAllowed, true),
+            (b"BREW /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::NotImplemented, true),
+            (b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", Status::BadRequest, false),
+            (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", Status::MethodNotAllowed, false),
+        ];
+        for (raw, status, keep) in table {
+            let req = request(raw);
+            let r = answer_without_file(&req, &site(), now(), true).expect("answered without a file");
+            let text = String::from_utf8_lossy(raw);
+            assert_eq!((r.status, r.keep_alive), (*status, *keep), "{text}");
+            let allow = matches!(status, Status::NoContent | Status::MethodNotAllowed);
+            assert_eq!(r.fields.get("Allow"), allow.then_some(Value::Str(ALLOW)), "{text}");
+        }
+    }
+
+    #[test]
+    fn options_is_204_with_allow_and_no_length() {
+        let req = request(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = answer_without_file(&req, &site(), now(), true).unwrap();
+        assert_eq!(
+            head(&r),
+            "HTTP/1.1 204 No Content\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+             Allow: GET, HEAD, OPTIONS\r\n\r\n"
+        );
+        assert!(matches!(r.body, Body::None));
+    }
+
+    #[test]
+    fn connection_field_follows_version_and_limits() {
+        let found = opened(b"a", 1);
+        let table: &[(&[u8], bool, Option<&str>, bool)] = &[
+            (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", true, None, true),
+            (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", false, Some("close"), false),
+            (b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true, Some("close"), false),
+            (b"GET /a HTTP/1.0\r\n\r\n", true, Some("close"), false),
+            (b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true, Some("keep-alive"), true),
+            (b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false, Some("close"), false),
+        ];
+        for (raw, may_keep, field, keep) in table {
+            let r = decide(&request(raw), &site(), &found, now(), *may_keep);
+            let text = String::from_utf8_lossy(raw);
+            assert_eq!(r.fields.get("Connection"), field.map(Value::Str), "{text}");
+            assert_eq!(r.keep_alive, *keep, "{text}");
+            assert_eq!(r.fields.iter().last().unwrap().name == "Connection", field.is_some());
+        }
+    }
+
+    #[test]
+    fn rejection_and_503_close() {
+        let site = Site { index: &[], server: server_field(true) };
+        let r = rejection(Status::HeaderFieldsTooLarge, &site, now());
+        assert_eq!(r.fields.get("Connection"), Some(Value::Str("close")));
+        assert!(!r.keep_alive && matches!(r.body, Body::Page(_)));
+        assert!(head(&r).contains(concat!("\r\nServer: forkhttpd/", env!("CARGO_PKG_VERSION"), "\r\n")));
+        let r = status_page(Status::ServiceUnavailable, None, "forkhttpd", now(), Connection::Close, false);
+        assert_eq!(r.fields.get("Retry-After"), Some(Value::Number(RETRY_AFTER_SECS)));
+    }
+}

@@ -1,0 +1,21 @@
+//! HTTP without I/O: the request -> reply code, pure functions from bytes
+//! and metadata to decisions. Nothing here touches a socket, the filesystem
+//! or a clock (the time is passed in), so every rule is a unit test and the
+//! whole path can be property-tested and fuzzed.
+//!
+//! Runs in: child (and the parent, for the `503` it writes itself).
+//!
+//! - `request`: request head bytes -> a borrowed `Request`, or a status.
+//! - `resolve`: request target -> a safe relative path (steps 1-4 of the
+//!   layered defence; the filesystem steps are in `file`).
+//! - `mime`: file name -> content type.
+//! - `status`: every status we send, its page, and errno -> status.
+//! - `decide`: request + site + what the file step found -> `Reply`.
+//! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
+
+pub mod decide;
+pub mod mime;
+pub mod reply;
+pub mod request;
+pub mod resolve;
+pub mod status;

@@ -1,0 +1,227 @@
+//! A reply as data: a status, an open list of header fields and a plan for
+//! the body, and the bytes of its head. `decide` builds replies; the
+//! connection loop sends them without looking inside.
+//!
+//! Runs in: child, and in the parent for its own `503` (pure: writing a head
+//! fills a buffer, sending it is the caller's business).
+//!
+//! Field values are borrowed (constants, the site's configuration, the
+//! request) or typed (a number, a date) and formatted straight into the head
+//! buffer, so a reply costs no allocation up to `INLINE_FIELDS` fields.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::time::SystemTime;
+
+use httpdate::HttpDate;
+
+use crate::http::status::Status;
+
+/// Fields a reply holds without allocating; more spill onto the heap.
+pub const INLINE_FIELDS: usize = 16;
+
+/// One header field value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Text sent as it is.
+    Str(&'a str),
+    /// A decimal number (`Content-Length`, `Retry-After`).
+    Number(u64),
+    /// An HTTP date, IMF-fixdate (`Date`, `Last-Modified`), from 1970 to
+    /// 9999 (formatting any other aborts; `FileInfo` keeps file times inside).
+    Date(SystemTime),
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Value::Str(s) => f.write_str(s),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Date(t) => write!(f, "{}", HttpDate::from(t)),
+        }
+    }
+}
+
+/// One header field: its name as sent, and its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field name, in the case it is sent in.
+    pub name: &'a str,
+    /// The value.
+    pub value: Value<'a>,
+}
+
+/// The header fields of a reply, in the order they are sent. Open: any rule
+/// may add a field; nothing but the order of `push` decides the head.
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    inline: [Field<'a>; INLINE_FIELDS],
+    len: usize,
+    spill: Vec<Field<'a>>,
+}
+
+impl Default for Fields<'_> {
+    fn default() -> Self {
+        Fields {
+            inline: [Field { name: "", value: Value::Str("") }; INLINE_FIELDS],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// Appends a field.
+    pub fn push(&mut self, name: &'a str, value: Value<'a>) {
+        let field = Field { name, value };
+        if self.len < INLINE_FIELDS {
+            self.inline[self.len] = field;
+            self.len += 1;
+        } else {
+            self.spill.push(field);
+        }
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Field<'a>> {
+        self.inline[..self.len].iter().chain(&self.spill)
+    }
+
+    /// The value of the first field named `name` (any case), if any.
+    pub fn get(&self, name: &str) -> Option<Value<'a>> {
+        self.iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
+    }
+}
+
+/// What follows the head.
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    /// Nothing: `HEAD`, `204`, or an empty file.
+    None,
+    /// A page generated in memory (the built-in status pages).
+    Page(&'a str),
+    /// `len` bytes of an open file from `offset`, sent with `sendfile`.
+    File {
+        /// The file, open and checked by the file step.
+        file: &'a File,
+        /// Where the bytes start.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+}
+
+/// A decided reply, ready to send.
+#[derive(Clone, Debug)]
+pub struct Reply<'a> {
+    /// The status line's status.
+    pub status: Status,
+    /// The header fields, in order (`Connection` included).
+    pub fields: Fields<'a>,
+    /// The body plan.
+    pub body: Body<'a>,
+    /// Whether the connection stays open after this reply.
+    pub keep_alive: bool,
+}
+
+impl Reply<'_> {
+    /// Replaces `out` with the head: status line, fields, blank line.
+    pub fn write_head(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_number(out, self.status.code().into());
+        out.push(b' ');
+        out.extend_from_slice(self.status.reason().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        // Byte copies, not `write!`, for all but dates: this runs for every
+        // request on the keep-alive hot path.
+        for f in self.fields.iter() {
+            out.extend_from_slice(f.name.as_bytes());
+            out.extend_from_slice(b": ");
+            match f.value {
+                Value::Str(s) => out.extend_from_slice(s.as_bytes()),
+                Value::Number(n) => push_number(out, n),
+                // Writing into a Vec cannot fail.
+                Value::Date(t) => {
+                    let _ = write!(out, "{}", HttpDate::from(t));
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The number of body bytes the reply sends (what the access log records).
+    pub fn body_len(&self) -> u64 {
+        match self.body {
+            Body::None => 0,
+            Body::Page(page) => page.len() as u64,
+            Body::File { len, .. } => len,
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_their_order_past_the_inline_ones() {
+        let mut fields = Fields::default();
+        let names: Vec<String> = (0..INLINE_FIELDS + 3).map(|i| format!("X-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            fields.push(name, Value::Number(i as u64));
+        }
+        let got: Vec<u64> = fields
+            .iter()
+            .map(|f| match f.value {
+                Value::Number(n) => n,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(got, (0..INLINE_FIELDS as u64 + 3).collect::<Vec<_>>());
+        assert_eq!(fields.get("x-17"), Some(Value::Number(17)));
+        assert_eq!(fields.get("X-99"), None);
+    }
+
+    #[test]
+    fn numbers_in_decimal() {
+        for n in [0, 7, 10, 4096, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_number(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn head_bytes() {
+        let mut fields = Fields::default();
+        fields.push("Date", Value::Date(SystemTime::UNIX_EPOCH));
+        fields.push("Content-Length", Value::Number(42));
+        fields.push("Connection", Value::Str("close"));
+        let reply = Reply { status: Status::NotFound, fields, body: Body::None, keep_alive: false };
+        let mut out = b"stale".to_vec();
+        reply.write_head(&mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 42\r\n\
+              Connection: close\r\n\r\n"
+        );
+    }
+}
