@@ -7,7 +7,7 @@ The CSV has one figure a line: run,scenario,server,figure,value. A value in
 the table is the median over the runs; a ratio is the median of the ratios
 taken within each run (both windows seconds apart), with their min..max when
 there were several runs: only ratios from one run mean anything on a shared
-machine.
+machine. A measurement that failed to run (result not "ok") is left out.
 """
 
 import csv
@@ -57,9 +57,11 @@ def main():
     # data[scenario][server][figure] = {run: value}
     data = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     with open(sys.argv[1], newline="") as f:
-        for row in csv.DictReader(f):
-            if row["figure"] == "result":
-                continue
+        rows = list(csv.DictReader(f))
+    # a measurement that failed to run has no figures worth a median
+    failed = {(r["run"], r["scenario"], r["server"]) for r in rows if r["figure"] == "result" and r["value"] != "ok"}
+    for row in rows:
+        if row["figure"] != "result" and (row["run"], row["scenario"], row["server"]) not in failed:
             data[row["scenario"]][row["server"]][row["figure"]][row["run"]] = float(row["value"])
 
     def median(scenario, server, figure):

@@ -25,7 +25,7 @@
 # The table shows medians over the runs and the median of the per-run ratios (min..max).
 #
 # Equivalent settings: the same generated document root, access logs off, keep-alive timeout 5 s and
-# 1000 requests per connection (both servers' defaults), backlog 1024, sendfile with the head in the
+# 1000 requests per connection (forkhttpd's defaults), backlog 1024, sendfile with the head in the
 # first segment (nginx: tcp_nopush), workers or children as nobody when started as root. nginx runs
 # in the foreground with a master and 2 workers (one per core): forkhttpd's children spread over
 # both cores too, so 1 worker would cap nginx at one core and flatter forkhttpd.
@@ -139,8 +139,10 @@ stop_server() { # name
     done
     PID[$1]=""
 }
+WRK_PID=""
 cleanup() {
     local s
+    [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null
     for s in "${SERVERS[@]}"; do stop_server "$s"; done
     rm -rf "$W"
 }
@@ -324,16 +326,17 @@ sample_peak() { # sid wrk-pid
 wrk_run() { # run scenario server connections path [wrk args...]
     local run="$1" sc="$2" s="$3" c="$4" path="$5"
     shift 5
-    local url="http://127.0.0.1:${PORT[$s]}$path" out="$W/out/$run.$sc.$s" want="${SIZE[$path]}" wpid peak="" lines
+    local url="http://127.0.0.1:${PORT[$s]}$path" out="$W/out/$run.$sc.$s" want="${SIZE[$path]}" peak="" lines
     if [ "$WARMUP" != 0 ]; then
         timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$c" -d"${WARMUP}s" --timeout 10s "$@" "$url" >/dev/null 2>&1
     fi
     [ "$s" = forkhttpd-log ] && : > "$ACCESS_LOG"
     timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$HERE/wrk-result.lua" \
         "$@" "$url" >"$out" 2>&1 &
-    wpid=$!
-    case "$sc" in a | d) peak="$(sample_peak "${PID[$s]}" "$wpid")" ;; esac
-    wait "$wpid"
+    WRK_PID=$!
+    case "$sc" in a | d) peak="$(sample_peak "${PID[$s]}" "$WRK_PID")" ;; esac
+    wait "$WRK_PID"
+    WRK_PID=""
     local requests=0 duration_us=0 bytes=0 connect=0 read=0 write=0 status=0 timeout=0 p50_us=0 p99_us=0
     local kv
     for kv in $(sed -n 's/^RESULT //p' "$out"); do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
@@ -418,8 +421,8 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 for s in "${SERVERS[@]}"; do stop_server "$s"; done
 
 if [ "$COST" = 1 ]; then
+    log "counting the cost of one request (benches/cost.sh)"
     cost_out="$("$HERE/cost.sh" 2>&1)"
-    printf '%s\n' "$cost_out" | grep -v '^cost: ' >&2
     read -r cp cf < <(printf '%s\n' "$cost_out" | sed -n 's/^cost: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
     PASSED=$((PASSED + ${cp:-0}))
     FAILED=$((FAILED + ${cf:-1}))
@@ -434,6 +437,7 @@ echo "forkhttpd $("$BIN" --version | awk '{ print $2 }') vs $(nginx -v 2>&1 | se
     "median of $RUNS run(s) of ${DURATION}s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
 echo
 python3 "$HERE/report.py" "$CSV"
+[ -z "${cost_out:-}" ] || { echo; printf '%s\n' "$cost_out" | grep -v '^cost: [0-9]* passed, [0-9]* failed$'; }
 echo
 echo "CSV: $CSV"
 [ "$SMOKE" = 1 ] || echo "bench: $PASSED measurements ran, $FAILED failed"
