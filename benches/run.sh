@@ -169,7 +169,7 @@ page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n
         "<title>forkhttpd benchmark</title>\n</head>\n<body>\n<h1>Benchmark fixture</h1>\n"
         "<p>A small page, so that the cost of a request, not of its payload, is measured.</p>\n"
         f"<ul>\n{links}</ul>\n</body>\n</html>\n")
-page += "<!--" + "-" * (578 - len(page) - 8) + "-->\n"
+page += "<!--" + " " * (578 - len(page) - 8) + "-->\n"
 with open(os.path.join(root, "index.html"), "w") as f:
     f.write(page)
 write("4k.bin", 4096)
