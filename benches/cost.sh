@@ -9,7 +9,9 @@
 # Each connection is one child process; the difference between the two children's counts, divided
 # by N2 - N1, is the cost of one request without the fork, the set-up and the exit around it.
 #   system calls  strace -f -ff (a file per process), the real binary; by name too
-#   instructions  valgrind --tool=callgrind (user space only)
+#   instructions  valgrind --tool=callgrind (user space only; `perf stat -e instructions` says
+#                 "<not supported>" in a VM without a PMU, as on the project's, and callgrind
+#                 counts the same everywhere)
 #   allocations   valgrind --tool=dhat, heap blocks allocated (malloc, realloc, ...)
 # valgrind 3.19 (Debian 12) does not know openat2(2): under valgrind the server is run with
 # benches/vg-openat2.c preloaded, which answers that call with openat(2) (see the file).
