@@ -16,7 +16,8 @@
 # valgrind 3.19 (Debian 12) does not know openat2(2): under valgrind the server is run with
 # benches/vg-openat2.c preloaded, which answers that call with openat(2) (see the file).
 # The system calls a connection costs besides its requests (fork to exit, the child's side) are
-# printed too. With CSV set, the figures are appended to it (run.sh's format).
+# printed too. With CSV set, the figures are appended to it (run.sh's format). KEEP=1 keeps the
+# work directory (each child's trace, callgrind profile and dhat log) for a closer look.
 # Ends with "cost: N passed, M failed"; exit status 1 when a measurement could not be taken.
 set -uo pipefail
 
