@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# benches/run.sh: forkhttpd and nginx side by side in one run, on loopback only.
+#
+#   benches/run.sh           the benchmark (a few minutes): builds the release binary, installs
+#                            what is missing (wrk, nginx, busybox, curl, strace, valgrind, gcc) from
+#                            Debian packages, prints one table and writes a CSV (path printed)
+#   benches/run.sh --smoke   scenario a once for 1 s and the cost counts on short connections, to
+#                            prove the tool still runs (.ci/run); ends "bench-smoke: N passed, M failed"
+#
+# Knobs (environment), small by default:
+#   DURATION [3]   seconds of each measured wrk window     WARMUP [1]  seconds of discarded load before it
+#   RUNS [3]       repetitions                             SCENARIOS ["a b c d e"]
+#   CURL_REPS [3]  timed downloads per run in e            COST [1]    0 skips benches/cost.sh
+#   FORKHTTPD      a built binary to use instead of building target/release/forkhttpd
+#   CSV            where to write the CSV [/tmp/forkhttpd-bench-<UTC time>.csv]
+#
+# Scenarios (wrk with one thread, leaving the other core to the server):
+#   a  keep-alive, GET /4k.bin, 50 connections; forkhttpd once more with its access log on, to a file
+#   b  a new connection per request (Connection: close), /4k.bin, 50 concurrent; busybox httpd too
+#   c  keep-alive, /1m.bin, 10 connections
+#   d  keep-alive, /index.html (578 bytes), 500 connections
+#   e  one 100 MiB download with curl (median of CURL_REPS)
+# Every run measures each server once per scenario, one after the other, the order alternating from
+# run to run: a ratio compares windows seconds apart, which is all a noisy machine allows.
+# The table shows medians over the runs and the median of the per-run ratios (min..max).
+#
+# Equivalent settings: the same generated document root, access logs off, keep-alive timeout 5 s and
+# 1000 requests per connection (forkhttpd's defaults), backlog 1024, sendfile with the head in the
+# first segment (nginx: tcp_nopush), workers or children as nobody when started as root. nginx runs
+# in the foreground with a master and 2 workers (one per core): forkhttpd's children spread over
+# both cores too, so 1 worker would cap nginx at one core and flatter forkhttpd.
+#
+# Exit status 1 only when a scenario failed to run: wrk socket errors, a non-2xx status, bodies
+# shorter than the file, a server that did not start, a tool that is missing. Slowness never fails,
+# and wrk timeouts (a response over 10 s) are counted in the CSV, not failed.
+# Servers are started in their own sessions and stopped by pid; nothing is left running.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+SMOKE=0
+case "${1:-}" in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
+esac
+if [ "$SMOKE" = 1 ]; then
+    DURATION="${DURATION:-1}" WARMUP="${WARMUP:-0}" RUNS="${RUNS:-1}" SCENARIOS="${SCENARIOS:-a}"
+    export N1="${N1:-5}" N2="${N2:-25}"
+fi
+DURATION="${DURATION:-3}"
+WARMUP="${WARMUP:-1}"
+RUNS="${RUNS:-3}"
+SCENARIOS="${SCENARIOS:-a b c d e}"
+CURL_REPS="${CURL_REPS:-3}"
+COST="${COST:-1}"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+CSV="${CSV:-/tmp/forkhttpd-bench-$STAMP.csv}"
+export CSV
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); }
+fail() { FAILED=$((FAILED + 1)); log "FAILED: $*"; }
+# The smoke's closing line, which .ci/run adds to its count, also when the run stops early.
+summary() { [ "$SMOKE" = 0 ] || echo "bench-smoke: $PASSED passed, $FAILED failed"; }
+trap summary EXIT
+
+# ---------------------------------------------------------------- tools
+# command:package pairs; busybox only when b runs
+tools=(wrk:wrk nginx:nginx curl:curl python3:python3 ss:iproute2 timeout:coreutils setsid:util-linux)
+has b && tools+=(busybox:busybox)
+[ "$COST" = 1 ] && tools+=(strace:strace valgrind:valgrind cc:gcc)
+need=()
+for t in "${tools[@]}"; do
+    # nginx lives in /usr/sbin, which a non-login PATH may lack
+    command -v "${t%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${t%%:*}" ] || need+=("${t##*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        fail "missing packages: ${need[*]} (install them, or run as root on Debian)"
+        exit 1
+    fi
+    log "installing ${need[*]}"
+    # Keep the packaged nginx from being started as a service on port 80: the benchmark starts
+    # its own. policy-rc.d is Debian's switch for that; one already there is left as it is.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    status=$?
+    [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || { fail "apt-get install ${need[*]} failed"; exit 1; }
+fi
+PATH="$PATH:/usr/sbin:/sbin"
+
+if [ -n "${FORKHTTPD:-}" ]; then
+    BIN="$(realpath "$FORKHTTPD")"
+else
+    log "building the release binary"
+    (cd "$REPO" && cargo build --release --quiet) || { fail "cargo build --release failed"; exit 1; }
+    BIN="$REPO/target/release/forkhttpd"
+fi
+[ -x "$BIN" ] || { fail "no binary at $BIN"; exit 1; }
+export FORKHTTPD="$BIN"
+
+# wrk holds 500 sockets in d, and each server as many
+ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------- work dir, cleanup
+# 0755 and root's (when root): the children, as nobody, can read the document root below it, and
+# the access log's directory is one they cannot write, as forkhttpd requires.
+W="$(mktemp -d /tmp/forkhttpd-bench.XXXXXX)" || exit 1
+chmod 755 "$W"
+mkdir -p "$W/out" "$W/logs"
+declare -A PID PORT
+SERVERS=()
+
+# Stops one server we started: SIGTERM to its pid, then SIGKILL after 5 s; then any process still
+# in the session it leads (a child finishing a connection) is killed by its pid.
+stop_server() { # name
+    local pid="${PID[$1]:-}" i p left
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    for i in $(seq 30); do
+        left="$(session_pids "$pid")"
+        [ -n "$left" ] || break
+        for p in $left; do kill -KILL "$p" 2>/dev/null; done
+        sleep 0.1
+    done
+    PID[$1]=""
+}
+WRK_PID=""
+cleanup() {
+    local s
+    [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null
+    for s in "${SERVERS[@]}"; do stop_server "$s"; done
+    rm -rf "$W"
+}
+trap 'cleanup; summary' EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- fixture
+# Deterministic content, generated: index.html (578 bytes), 4k.bin, 1m.bin, and 100m.bin for e.
+python3 - "$W/www" "$(has e && echo 1 || echo 0)" <<'PY' || { fail "fixture generation failed"; exit 1; }
+import os, sys
+root, big = sys.argv[1], sys.argv[2] == "1"
+os.makedirs(root, mode=0o755, exist_ok=True)
+line = b"forkhttpd benchmark fixture: the same bytes for every server.\n"
+def write(name, size):
+    with open(os.path.join(root, name), "wb") as f:
+        block = line * (1 << 14)
+        left = size
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+links = "".join(f'<li><a href="{n}">{n}</a></li>\n' for n in ("4k.bin", "1m.bin", "100m.bin"))
+page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<title>forkhttpd benchmark</title>\n</head>\n<body>\n<h1>Benchmark fixture</h1>\n"
+        "<p>A small page, so that the cost of a request, not of its payload, is measured.</p>\n"
+        f"<ul>\n{links}</ul>\n</body>\n</html>\n")
+page += "<!--" + " " * (578 - len(page) - 8) + "-->\n"
+with open(os.path.join(root, "index.html"), "w") as f:
+    f.write(page)
+write("4k.bin", 4096)
+write("1m.bin", 1 << 20)
+if big:
+    write("100m.bin", 100 << 20)
+PY
+chmod 755 "$W/www" && chmod 644 "$W/www"/*
+declare -A SIZE
+for f in "$W/www"/*; do SIZE[/${f##*/}]="$(stat -c %s "$f")"; done
+
+# ---------------------------------------------------------------- servers
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+session_pids() { # sid: every process in the session the server leads
+    ps -e -o pid=,sid= | awk -v s="$1" '$2 == s { print $1 }'
+}
+# "PSS_KiB PROCS": Pss summed over every process of the session, from smaps_rollup
+session_pss() { # sid
+    local pids
+    pids="$(session_pids "$1")"
+    [ -n "$pids" ] || { echo "0 0"; return; }
+    # shellcheck disable=SC2086
+    (cd /proc && cat $(printf '%s/smaps_rollup ' $pids) 2>/dev/null) |
+        awk '/^Pss:/ { s += $2; n++ } END { print s + 0, n + 0 }'
+}
+rss_mib() { awk '/^VmRSS:/ { printf "%.2f", $2 / 1024 }' "/proc/$1/status"; }
+
+# Starts NAME as the command given, in a new session (its pid is the session id), and waits until
+# it answers 200 on /index.html; forkhttpd binds port 0 and its "listening on" line names the port.
+start_server() { # name port|0 command...
+    local name="$1" port="$2" i code
+    shift 2
+    setsid "$@" </dev/null >"$W/logs/$name.out" 2>&1 &
+    PID[$name]=$!
+    SERVERS+=("$name")
+    for i in $(seq 100); do
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        if [ "$port" = 0 ]; then
+            port="$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$W/logs/$name.out" | head -1)"
+            [ -n "$port" ] || port=0
+        fi
+        if [ "$port" != 0 ]; then
+            code="$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://127.0.0.1:$port/index.html")"
+            if [ "$code" = 200 ]; then
+                PORT[$name]="$port"
+                if [ "$(ps -o sid= -p "${PID[$name]}" | tr -d ' ')" != "${PID[$name]}" ]; then
+                    fail "$name: pid ${PID[$name]} does not lead its own session"
+                    return 1
+                fi
+                return 0
+            fi
+        fi
+        sleep 0.1
+    done
+    fail "$name did not start and answer 200 within 10 s; its output:"
+    tail -20 "$W/logs/$name.out" >&2
+    return 1
+}
+
+forkhttpd_conf() { # file access_log
+    cat > "$1" <<EOF
+listen = ["127.0.0.1:0"]
+root = "$W/www"
+access_log = "$2"
+error_log = "stderr"
+max_children = 1024
+shutdown_grace = 2
+EOF
+}
+
+ACCESS_LOG="$W/logs/access.log"
+forkhttpd_conf "$W/forkhttpd.toml" off
+start_server forkhttpd 0 "$BIN" --foreground --config "$W/forkhttpd.toml" || exit 1
+if has a; then
+    forkhttpd_conf "$W/forkhttpd-log.toml" "$ACCESS_LOG"
+    start_server forkhttpd-log 0 "$BIN" --foreground --config "$W/forkhttpd-log.toml" || exit 1
+fi
+
+mkdir -p "$W/nginx/tmp"
+NGINX_USER=""
+[ "$(id -u)" = 0 ] && NGINX_USER="user nobody $(id -gn nobody);"
+NGINX_PORT="$(free_port)"
+cat > "$W/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes 2;
+worker_rlimit_nofile 8192;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 5;
+    keepalive_requests 1000;
+    client_body_temp_path $W/nginx/tmp/body;
+    proxy_temp_path $W/nginx/tmp/proxy;
+    fastcgi_temp_path $W/nginx/tmp/fastcgi;
+    uwsgi_temp_path $W/nginx/tmp/uwsgi;
+    scgi_temp_path $W/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=1024;
+        root $W/www;
+        index index.html;
+    }
+}
+EOF
+start_server nginx "$NGINX_PORT" nginx -p "$W/nginx/" -e "$W/nginx/error.log" -c "$W/nginx/nginx.conf" \
+    -g 'daemon off; master_process on;' || exit 1
+if has b; then
+    # busybox httpd: a fork per connection and no keep-alive, the peer the issue's target b names
+    : > "$W/busybox.conf"
+    BB_USER=()
+    [ "$(id -u)" = 0 ] && BB_USER=(-u "nobody:$(id -gn nobody)")
+    BB_PORT="$(free_port)"
+    start_server busybox "$BB_PORT" busybox httpd -f -p "127.0.0.1:$BB_PORT" -h "$W/www" -c "$W/busybox.conf" \
+        "${BB_USER[@]}" || exit 1
+fi
+
+# Parent RSS right after start-up: forkhttpd's accept loop, nginx's master (for scale)
+echo "run,scenario,server,figure,value" > "$CSV"
+for s in forkhttpd nginx; do echo "0,start,$s,parent_rss_mib,$(rss_mib "${PID[$s]}")" >> "$CSV"; done
+
+# Every server must serve every file in full before anything is timed.
+for s in "${SERVERS[@]}"; do
+    for f in "${!SIZE[@]}"; do
+        [ "$s" = busybox ] && [ "$f" = /100m.bin ] && continue
+        got="$(curl -s -o /dev/null --max-time 30 -w '%{http_code} %{size_download}' "http://127.0.0.1:${PORT[$s]}$f")"
+        if [ "$got" = "200 ${SIZE[$f]}" ]; then pass; else fail "$s: GET $f gave '$got', want '200 ${SIZE[$f]}'"; fi
+    done
+done
+[ "$FAILED" = 0 ] || exit 1
+
+# ---------------------------------------------------------------- measurements
+record() { echo "$1,$2,$3,$4,$5" >> "$CSV"; } # run scenario server figure value
+
+# Peak of session_pss while the load generator runs, sampled every 0.5 s (bounded).
+sample_peak() { # sid wrk-pid
+    local best=0 procs=0 i pss n
+    for i in $(seq $((DURATION * 2 + 20))); do
+        kill -0 "$2" 2>/dev/null || break
+        read -r pss n < <(session_pss "$1")
+        [ "$pss" -gt "$best" ] && best=$pss
+        [ "$n" -gt "$procs" ] && procs=$n
+        sleep 0.5
+    done
+    echo "$best $procs"
+}
+
+wrk_run() { # run scenario server connections path [wrk args...]
+    local run="$1" sc="$2" s="$3" c="$4" path="$5"
+    shift 5
+    local url="http://127.0.0.1:${PORT[$s]}$path" out="$W/out/$run.$sc.$s" want="${SIZE[$path]}" peak="" lines
+    if [ "$WARMUP" != 0 ]; then
+        timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$c" -d"${WARMUP}s" --timeout 10s "$@" "$url" >/dev/null 2>&1
+    fi
+    [ "$s" = forkhttpd-log ] && : > "$ACCESS_LOG"
+    timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$HERE/wrk-result.lua" \
+        "$@" "$url" >"$out" 2>&1 &
+    WRK_PID=$!
+    case "$sc" in a | d) peak="$(sample_peak "${PID[$s]}" "$WRK_PID")" ;; esac
+    wait "$WRK_PID"
+    WRK_PID=""
+    local requests=0 duration_us=0 bytes=0 connect=0 read=0 write=0 status=0 timeout=0 p50_us=0 p99_us=0
+    local kv
+    for kv in $(sed -n 's/^RESULT //p' "$out"); do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+    local why=""
+    if [ "$requests" = 0 ] || [ "$duration_us" = 0 ]; then
+        why="no requests completed ($(tr '\n' ' ' < "$out" | cut -c1-200))"
+    elif [ $((connect + read + write)) -gt 0 ]; then
+        why="socket errors: connect $connect, read $read, write $write"
+    elif [ "$status" -gt 0 ]; then
+        why="$status non-2xx responses"
+    elif [ "$bytes" -lt $((requests * want)) ]; then
+        why="short bodies: $bytes bytes for $requests responses of $want"
+    elif [ "$s" = forkhttpd-log ] && lines="$(wc -l < "$ACCESS_LOG")" && [ "$lines" -lt "$requests" ]; then
+        why="access log has $lines lines for $requests requests"
+    fi
+    record "$run" "$sc" "$s" req_per_s "$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.1f", r / d * 1e6 }')"
+    record "$run" "$sc" "$s" mib_per_s "$(awk -v b="$bytes" -v d="$duration_us" 'BEGIN { printf "%.1f", b / d * 1e6 / 1048576 }')"
+    record "$run" "$sc" "$s" p50_ms "$(awk -v u="$p50_us" 'BEGIN { printf "%.3f", u / 1000 }')"
+    record "$run" "$sc" "$s" p99_ms "$(awk -v u="$p99_us" 'BEGIN { printf "%.3f", u / 1000 }')"
+    record "$run" "$sc" "$s" timeouts "$timeout"
+    if [ -n "$peak" ]; then
+        record "$run" "$sc" "$s" peak_pss_mib "$(awk -v k="${peak% *}" 'BEGIN { printf "%.2f", k / 1024 }')"
+        record "$run" "$sc" "$s" peak_procs "${peak#* }"
+    fi
+    if [ -n "$why" ]; then
+        record "$run" "$sc" "$s" result "failed"
+        fail "$s, scenario $sc, run $run: $why"
+    else
+        record "$run" "$sc" "$s" result ok
+        pass
+        log "run $run, $sc, $s: $requests requests in $((duration_us / 1000)) ms, p99 $((p99_us / 1000)) ms${peak:+, peak PSS ${peak% *} KiB in ${peak#* } processes}"
+    fi
+}
+
+curl_run() { # run server
+    local run="$1" s="$2" url="http://127.0.0.1:${PORT[$2]}/100m.bin" i got rates=() why=""
+    cat "$W/www/100m.bin" > /dev/null # back into the page cache if it was trimmed
+    curl -s -o /dev/null --max-time 60 "$url"
+    for i in $(seq "$CURL_REPS"); do
+        got="$(curl -s -o /dev/null --max-time 60 -w '%{http_code} %{size_download} %{time_total}' "$url")"
+        set -- $got
+        if [ "${1:-}" = 200 ] && [ "${2:-}" = "${SIZE[/100m.bin]}" ]; then
+            rates+=("$(awk -v t="$3" 'BEGIN { printf "%.1f", 100 / t }')")
+        else
+            why="download gave '$got', want '200 ${SIZE[/100m.bin]} ...'"
+        fi
+    done
+    if [ -z "$why" ]; then
+        record "$run" e "$s" mib_per_s "$(printf '%s\n' "${rates[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
+        record "$run" e "$s" result ok
+        pass
+        log "run $run, e, $s: ${rates[*]} MiB/s"
+    else
+        record "$run" e "$s" result failed
+        fail "$s, scenario e, run $run: $why"
+    fi
+}
+
+log "$RUNS run(s) of '$SCENARIOS', ${DURATION}s windows after ${WARMUP}s of warm-up; forkhttpd $BIN"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+for run in $(seq "$RUNS"); do
+    for sc in $SCENARIOS; do
+        order=(forkhttpd nginx)
+        [ "$sc" = a ] && order+=(forkhttpd-log)
+        [ "$sc" = b ] && order+=(busybox)
+        if [ $((run % 2)) = 0 ]; then
+            for ((i = 0, j = ${#order[@]} - 1; i < j; i++, j--)); do t="${order[i]}"; order[i]="${order[j]}"; order[j]="$t"; done
+        fi
+        for s in "${order[@]}"; do
+            case "$sc" in
+                a) wrk_run "$run" a "$s" 50 /4k.bin ;;
+                b) wrk_run "$run" b "$s" 50 /4k.bin -H 'Connection: close' ;;
+                c) wrk_run "$run" c "$s" 10 /1m.bin ;;
+                d) wrk_run "$run" d "$s" 500 /index.html ;;
+                e) curl_run "$run" "$s" ;;
+                *) fail "unknown scenario '$sc'" ;;
+            esac
+        done
+    done
+done
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+for s in "${SERVERS[@]}"; do stop_server "$s"; done
+
+if [ "$COST" = 1 ]; then
+    log "counting the cost of one request (benches/cost.sh)"
+    cost_out="$("$HERE/cost.sh" 2>&1)"
+    read -r cp cf < <(printf '%s\n' "$cost_out" | sed -n 's/^cost: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+    PASSED=$((PASSED + ${cp:-0}))
+    FAILED=$((FAILED + ${cf:-1}))
+fi
+
+# ---------------------------------------------------------------- report
+cpu="$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
+mem="$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+echo
+echo "forkhttpd $("$BIN" --version | awk '{ print $2 }') vs $(nginx -v 2>&1 | sed 's/^nginx version: //') on $(date -u '+%Y-%m-%d %H:%M UTC'):" \
+    "$(nproc) x $cpu, $mem, $(uname -sr); loopback; wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }') -t1;" \
+    "median of $RUNS run(s) of ${DURATION}s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
+echo
+python3 "$HERE/report.py" "$CSV"
+[ -z "${cost_out:-}" ] || { echo; printf '%s\n' "$cost_out" | grep -v '^cost: [0-9]* passed, [0-9]* failed$'; }
+echo
+echo "CSV: $CSV"
+[ "$SMOKE" = 1 ] || echo "bench: $PASSED measurements ran, $FAILED failed"
+[ "$FAILED" = 0 ]
