@@ -48,7 +48,7 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         client,
         client_ip,
         ctx,
-        site: Site { index: &cfg.index, server: decide::server_field(cfg.server_version) },
+        site: Site { index: &cfg.index, server: decide::server_field(cfg.server_version), types: &cfg.mime },
         out: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
         access_log_failed: false,

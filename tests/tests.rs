@@ -28,6 +28,8 @@ mod logfiles;
 mod logging;
 #[path = "suite/manpages.rs"]
 mod manpages;
+#[path = "suite/mime.rs"]
+mod mime;
 #[path = "suite/parent.rs"]
 mod parent;
 #[path = "suite/refuse.rs"]

@@ -17,7 +17,7 @@
 use std::fs::{File, Metadata};
 use std::time::{Duration, SystemTime};
 
-use crate::http::mime;
+use crate::http::mime::MimeTypes;
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
 use crate::http::status::Status;
@@ -37,6 +37,8 @@ pub struct Site<'a> {
     pub index: &'a [String],
     /// The `Server` field's value (see `server_field`).
     pub server: &'a str,
+    /// Extension → content type.
+    pub types: &'a MimeTypes,
 }
 
 /// The `Server` value: the version only when asked for, since version
@@ -184,7 +186,7 @@ fn file_reply<'a>(
 ) -> Reply<'a> {
     let len = opened.info.len;
     let mut fields = common(site.server, now);
-    fields.push("Content-Type", Value::Str(mime::content_type(opened.name)));
+    fields.push("Content-Type", Value::Str(site.types.content_type(opened.name)));
     fields.push("Content-Length", Value::Number(len));
     if let Some(t) = opened.info.modified {
         fields.push("Last-Modified", Value::Date(t));
@@ -266,8 +268,10 @@ mod tests {
         }
     }
 
+    static TYPES: std::sync::LazyLock<MimeTypes> = std::sync::LazyLock::new(MimeTypes::default);
+
     fn site() -> Site<'static> {
-        Site { index: &[], server: server_field(false) }
+        Site { index: &[], server: server_field(false), types: &TYPES }
     }
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
@@ -324,7 +328,7 @@ mod tests {
         let found = opened(b"empty", 0);
         let r = reply(&request(b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
         assert_eq!(r.fields.get("content-length"), Some(Value::Number(0)));
-        assert_eq!(r.fields.get("content-type"), Some(Value::Str(mime::DEFAULT_TYPE)));
+        assert_eq!(r.fields.get("content-type"), Some(Value::Str(crate::http::mime::DEFAULT_TYPE)));
         assert!(matches!(r.body, Body::None));
     }
 
@@ -414,7 +418,7 @@ mod tests {
 
     #[test]
     fn rejection_and_503_close() {
-        let site = Site { index: &[], server: server_field(true) };
+        let site = Site { server: server_field(true), ..site() };
         let r = rejection(Status::HeaderFieldsTooLarge, &site, now());
         assert_eq!(r.fields.get("Connection"), Some(Value::Str("close")));
         assert!(!r.keep_alive && matches!(r.body, Body::Page(_)));
