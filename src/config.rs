@@ -98,6 +98,8 @@ pub struct Config {
     pub root: PathBuf,
     /// File names tried for a request that names a directory.
     pub index: Vec<String>,
+    /// Whether a directory without an index file gets a listing.
+    pub listing: bool,
     /// Extension → content type (built-in, `mime_types` files, `mime`).
     pub mime: MimeTypes,
     /// The account children switch to when the server starts as root.
@@ -189,6 +191,7 @@ struct RawConfig {
     backlog: i64,
     root: PathBuf,
     index: Vec<String>,
+    listing: bool,
     mime_types: Vec<PathBuf>,
     mime: BTreeMap<String, String>,
     default_type: String,
@@ -218,6 +221,7 @@ impl Default for RawConfig {
             backlog: i64::from(DEFAULT_BACKLOG),
             root: PathBuf::from(DEFAULT_ROOT),
             index: vec!["index.html".to_string()],
+            listing: false,
             mime_types: Vec::new(),
             mime: BTreeMap::new(),
             default_type: mime::DEFAULT_TYPE.to_string(),
@@ -445,6 +449,7 @@ impl Checker<'_> {
             backlog,
             root,
             index: raw.index,
+            listing: raw.listing,
             mime,
             identity,
             group_given: !raw.group.is_empty(),

@@ -22,6 +22,8 @@ mod keepalive;
 mod launch;
 #[path = "suite/limits.rs"]
 mod limits;
+#[path = "suite/listing.rs"]
+mod listing;
 #[path = "suite/logfiles.rs"]
 mod logfiles;
 #[path = "suite/logging.rs"]

@@ -17,6 +17,7 @@
 use std::fs::{File, Metadata};
 use std::time::{Duration, SystemTime};
 
+use crate::http::listing::Listing;
 use crate::http::mime::MimeTypes;
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
@@ -39,6 +40,8 @@ pub struct Site<'a> {
     pub server: &'a str,
     /// Extension → content type.
     pub types: &'a MimeTypes,
+    /// Whether a directory without an index file is listed (else 403).
+    pub listing: bool,
 }
 
 /// The `Server` value: the version only when asked for, since version
@@ -89,6 +92,8 @@ pub enum Found<'n> {
     File(Opened<'n>),
     /// A directory named without its trailing slash: redirect here.
     Redirect(String),
+    /// A directory without an index file, listed.
+    Listing(Listing),
 }
 
 /// What the file step made of a target: what it found, or the status that
@@ -129,6 +134,7 @@ pub fn decide<'a>(
     let head_only = req.method == Method::Head;
     match found {
         Ok(Found::File(opened)) => file_reply(site, opened, now, connection(req, keep), head_only),
+        Ok(Found::Listing(listing)) => listing_reply(site, listing, now, connection(req, keep), head_only),
         Ok(Found::Redirect(location)) => status_page(
             Status::MovedPermanently,
             Some(location),
@@ -194,6 +200,26 @@ fn file_reply<'a>(
     fields.push("Accept-Ranges", Value::Str("none"));
     let body =
         if head_only || len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
+    finish(Status::Ok, fields, body, connection)
+}
+
+/// `200` with a directory listing, validated by the directory's own
+/// `Last-Modified` and `ETag`.
+fn listing_reply<'a>(
+    site: &Site<'a>,
+    listing: &'a Listing,
+    now: SystemTime,
+    connection: Connection,
+    head_only: bool,
+) -> Reply<'a> {
+    let mut fields = common(site.server, now);
+    fields.push("Content-Type", Value::Str(PAGE_TYPE));
+    fields.push("Content-Length", Value::Number(listing.html.len() as u64));
+    if let Some(t) = listing.info.modified {
+        fields.push("Last-Modified", Value::Date(t));
+    }
+    fields.push("ETag", Value::Str(&listing.etag));
+    let body = if head_only { Body::None } else { Body::Generated(&listing.html) };
     finish(Status::Ok, fields, body, connection)
 }
 
@@ -271,7 +297,7 @@ mod tests {
     static TYPES: std::sync::LazyLock<MimeTypes> = std::sync::LazyLock::new(MimeTypes::default);
 
     fn site() -> Site<'static> {
-        Site { index: &[], server: server_field(false), types: &TYPES }
+        Site { index: &[], server: server_field(false), types: &TYPES, listing: false }
     }
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
@@ -351,6 +377,28 @@ mod tests {
         let r = reply(&head_req, &found);
         assert_eq!(r.fields.get("Content-Length"), Some(page_len(Status::NotFound)));
         assert!(matches!(r.body, Body::None));
+    }
+
+    #[test]
+    fn a_listing_is_200_html_with_the_directory_validators() {
+        let listing = crate::http::listing::Listing {
+            html: b"<p>list</p>".to_vec(),
+            info: FileInfo { len: 4096, modified: Some(SystemTime::UNIX_EPOCH + MTIME) },
+            etag: "\"1-2-3\"".to_string(),
+        };
+        let found = Ok(Found::Listing(listing));
+        let r = reply(&request(b"GET /d/ HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
+        assert_eq!(
+            head(&r),
+            "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Length: 11\r\n\
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"1-2-3\"\r\n\r\n"
+        );
+        assert!(matches!(r.body, Body::Generated(b"<p>list</p>")));
+        assert_eq!(r.body_len(), 11);
+        let h = reply(&request(b"HEAD /d/ HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
+        assert_eq!(head(&h), head(&r));
+        assert!(matches!(h.body, Body::None));
     }
 
     #[test]
