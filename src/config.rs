@@ -100,6 +100,9 @@ pub struct Config {
     pub index: Vec<String>,
     /// Whether a directory without an index file gets a listing.
     pub listing: bool,
+    /// Whether `FILE.br`, `FILE.zst` and `FILE.gz` are served in place of
+    /// `FILE` to clients that accept them.
+    pub precompressed: bool,
     /// Extension → content type (built-in, `mime_types` files, `mime`).
     pub mime: MimeTypes,
     /// The account children switch to when the server starts as root.
@@ -192,6 +195,7 @@ struct RawConfig {
     root: PathBuf,
     index: Vec<String>,
     listing: bool,
+    precompressed: bool,
     mime_types: Vec<PathBuf>,
     mime: BTreeMap<String, String>,
     default_type: String,
@@ -222,6 +226,7 @@ impl Default for RawConfig {
             root: PathBuf::from(DEFAULT_ROOT),
             index: vec!["index.html".to_string()],
             listing: false,
+            precompressed: false,
             mime_types: Vec::new(),
             mime: BTreeMap::new(),
             default_type: mime::DEFAULT_TYPE.to_string(),
@@ -450,6 +455,7 @@ impl Checker<'_> {
             root,
             index: raw.index,
             listing: raw.listing,
+            precompressed: raw.precompressed,
             mime,
             identity,
             group_given: !raw.group.is_empty(),

@@ -53,6 +53,7 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
             server: decide::server_field(cfg.server_version),
             types: &cfg.mime,
             listing: cfg.listing,
+            precompressed: cfg.precompressed,
         },
         out: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
@@ -127,7 +128,7 @@ impl Conn<'_> {
             None => {
                 resolved = resolve::resolve(req.target);
                 found = match &resolved {
-                    Ok(r) => file::find(self.ctx.root, r, &self.site),
+                    Ok(r) => file::find(self.ctx.root, r, &self.site, req.fields.accept_encoding),
                     Err(status) => Err(*status),
                 };
                 decide::decide(req, &self.site, &found, now, may_keep)

@@ -21,6 +21,7 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{FileStat, SFlag, fstatat};
 
 use crate::http::decide::{FileInfo, Found, Lookup, Opened, Site};
+use crate::http::encoding::{self, Candidates};
 use crate::http::listing::{self, Entry, Listing, Selection};
 use crate::http::resolve::Resolved;
 use crate::http::status::Status;
@@ -38,19 +39,34 @@ pub struct Root<'a> {
 /// Returns 404 for missing files, 403 for anything that leaves the root or
 /// is not a regular file, and for a directory without an index file unless
 /// the site lists directories.
-pub fn find<'n>(root: Root<'_>, resolved: &'n Resolved<'_>, site: &Site<'n>) -> Lookup<'n> {
+///
+/// With `site.precompressed`, a file is replaced by its best sibling
+/// (`FILE.br`, `FILE.zst`, `FILE.gz`) that `accept_encoding` allows and
+/// that exists as a regular file beneath the root: at most one `openat2`
+/// per coding the client accepts, none when it sends no `Accept-Encoding`.
+pub fn find<'n>(
+    root: Root<'_>,
+    resolved: &'n Resolved<'_>,
+    site: &Site<'n>,
+    accept_encoding: Option<&[u8]>,
+) -> Lookup<'n> {
+    let codings =
+        if site.precompressed { encoding::candidates(accept_encoding) } else { Candidates::default() };
     let (file, meta) = open_beneath(root, &resolved.rel)?;
     if !meta.is_dir() {
-        return regular(file, meta, resolved.file_name());
+        return with_sibling(root, &resolved.rel, codings, regular(file, meta, resolved.file_name()));
     }
     if !resolved.dir_form {
         return Ok(Found::Redirect(resolved.directory_location()));
     }
     for name in site.index {
-        match open_beneath(root, &resolved.rel.join(name)) {
+        let path = resolved.rel.join(name);
+        match open_beneath(root, &path) {
             Err(Status::NotFound) => continue,
             Err(status) => return Err(status),
-            Ok((file, meta)) => return regular(file, meta, name.as_bytes()),
+            Ok((file, meta)) => {
+                return with_sibling(root, &path, codings, regular(file, meta, name.as_bytes()));
+            }
         }
     }
     if site.listing {
@@ -58,6 +74,25 @@ pub fn find<'n>(root: Root<'_>, resolved: &'n Resolved<'_>, site: &Site<'n>) -> 
     }
     // A directory without an index is not for browsing unless the site says so.
     Err(Status::Forbidden)
+}
+
+/// `found` (the file at `path`), or in its place the first of its
+/// precompressed siblings in `codings` that is a regular file beneath the
+/// root, opened with the same checks as any file. A sibling that is
+/// missing, refused or not a regular file is skipped.
+fn with_sibling<'n>(root: Root<'_>, path: &Path, codings: Candidates, found: Lookup<'n>) -> Lookup<'n> {
+    let Ok(Found::File(opened)) = found else { return found };
+    for coding in codings.iter() {
+        let mut name = path.as_os_str().to_owned();
+        name.push(coding.suffix());
+        if let Ok((file, meta)) = open_beneath(root, Path::new(&name))
+            && meta.is_file()
+        {
+            let info = FileInfo::from(&meta);
+            return Ok(Found::File(Opened { file, info, name: opened.name, encoding: Some(coding) }));
+        }
+    }
+    Ok(Found::File(opened))
 }
 
 /// The listing of the directory open as `dir` (at `path` beneath the root).
@@ -181,5 +216,5 @@ fn regular(file: File, meta: Metadata, name: &[u8]) -> Lookup<'_> {
     if !meta.is_file() {
         return Err(Status::Forbidden);
     }
-    Ok(Found::File(Opened { file, info: FileInfo::from(&meta), name }))
+    Ok(Found::File(Opened { file, info: FileInfo::from(&meta), name, encoding: None }))
 }

@@ -10,6 +10,8 @@ mod common;
 mod concurrency;
 #[path = "suite/daemon.rs"]
 mod daemon;
+#[path = "suite/encoding.rs"]
+mod encoding;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/hygiene.rs"]

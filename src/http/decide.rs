@@ -17,6 +17,7 @@
 use std::fs::{File, Metadata};
 use std::time::{Duration, SystemTime};
 
+use crate::http::encoding::Coding;
 use crate::http::listing::Listing;
 use crate::http::mime::MimeTypes;
 use crate::http::reply::{Body, Fields, Reply, Value};
@@ -42,6 +43,9 @@ pub struct Site<'a> {
     pub types: &'a MimeTypes,
     /// Whether a directory without an index file is listed (else 403).
     pub listing: bool,
+    /// Whether precompressed siblings are served (and every file reply
+    /// says `Vary: Accept-Encoding`).
+    pub precompressed: bool,
 }
 
 /// The `Server` value: the version only when asked for, since version
@@ -83,6 +87,9 @@ pub struct Opened<'n> {
     /// The name its content type is chosen by (the index file's name, for
     /// a directory).
     pub name: &'n [u8],
+    /// The coding of a precompressed sibling opened in the file's place;
+    /// `info` is then the sibling's.
+    pub encoding: Option<Coding>,
 }
 
 /// What a request path names.
@@ -193,11 +200,20 @@ fn file_reply<'a>(
     let len = opened.info.len;
     let mut fields = common(site.server, now);
     fields.push("Content-Type", Value::Str(site.types.content_type(opened.name)));
+    if let Some(coding) = opened.encoding {
+        fields.push("Content-Encoding", Value::Str(coding.token()));
+    }
     fields.push("Content-Length", Value::Number(len));
     if let Some(t) = opened.info.modified {
         fields.push("Last-Modified", Value::Date(t));
     }
     fields.push("Accept-Ranges", Value::Str("none"));
+    // On every file reply of such a site, identity ones included: any file
+    // may gain a sibling at any time, and a cache must not keep serving the
+    // identity reply to clients that would get the sibling.
+    if site.precompressed {
+        fields.push("Vary", Value::Str("Accept-Encoding"));
+    }
     let body =
         if head_only || len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
     finish(Status::Ok, fields, body, connection)
@@ -297,13 +313,13 @@ mod tests {
     static TYPES: std::sync::LazyLock<MimeTypes> = std::sync::LazyLock::new(MimeTypes::default);
 
     fn site() -> Site<'static> {
-        Site { index: &[], server: server_field(false), types: &TYPES, listing: false }
+        Site { index: &[], server: server_field(false), types: &TYPES, listing: false, precompressed: false }
     }
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
         let file = File::open("/dev/null").unwrap();
         let info = FileInfo { len, modified: Some(SystemTime::UNIX_EPOCH + MTIME) };
-        Ok(Found::File(Opened { file, info, name }))
+        Ok(Found::File(Opened { file, info, name, encoding: None }))
     }
 
     /// The reply to a request that wants a file, with `found` as the lookup.
@@ -377,6 +393,29 @@ mod tests {
         let r = reply(&head_req, &found);
         assert_eq!(r.fields.get("Content-Length"), Some(page_len(Status::NotFound)));
         assert!(matches!(r.body, Body::None));
+    }
+
+    #[test]
+    fn a_precompressed_sibling_has_its_coding_and_every_file_reply_varies() {
+        let plain = site();
+        let site = Site { precompressed: true, ..plain };
+        let req = request(b"GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+        let mut found = opened(b"app.js", 3);
+        if let Ok(Found::File(o)) = &mut found {
+            o.encoding = Some(Coding::Gzip);
+        }
+        let r = decide(&req, &site, &found, now(), true);
+        assert_eq!(r.fields.get("Content-Type"), Some(Value::Str("text/javascript; charset=utf-8")));
+        assert_eq!(r.fields.get("Content-Encoding"), Some(Value::Str("gzip")));
+        assert_eq!(r.fields.get("Vary"), Some(Value::Str("Accept-Encoding")));
+        let identity = opened(b"app.js", 3);
+        let r = decide(&req, &site, &identity, now(), true);
+        assert_eq!(r.fields.get("Content-Encoding"), None);
+        assert_eq!(r.fields.get("Vary"), Some(Value::Str("Accept-Encoding")));
+        let r = decide(&req, &plain, &identity, now(), true);
+        assert_eq!(r.fields.get("Vary"), None);
+        let missing = Err(Status::NotFound);
+        assert_eq!(decide(&req, &site, &missing, now(), true).fields.get("Vary"), None);
     }
 
     #[test]
