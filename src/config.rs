@@ -9,6 +9,7 @@
 //! setting. Every key is optional, and an empty file means the defaults below,
 //! which are the values written in the shipped `config/forkhttpd.toml`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use nix::unistd::geteuid;
 use serde::Deserialize;
 
 use crate::error::StartupError;
+use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::privileges::Identity;
 
 /// Default listen address: loopback only, so a first run exposes nothing.
@@ -96,6 +98,13 @@ pub struct Config {
     pub root: PathBuf,
     /// File names tried for a request that names a directory.
     pub index: Vec<String>,
+    /// Whether a directory without an index file gets a listing.
+    pub listing: bool,
+    /// Whether `FILE.br`, `FILE.zst` and `FILE.gz` are served in place of
+    /// `FILE` to clients that accept them.
+    pub precompressed: bool,
+    /// Extension → content type (built-in, `mime_types` files, `mime`).
+    pub mime: MimeTypes,
     /// The account children switch to when the server starts as root.
     pub identity: Identity,
     /// Whether `identity.gid` comes from the `group` key (rather than
@@ -185,6 +194,12 @@ struct RawConfig {
     backlog: i64,
     root: PathBuf,
     index: Vec<String>,
+    listing: bool,
+    precompressed: bool,
+    mime_types: Vec<PathBuf>,
+    mime: BTreeMap<String, String>,
+    default_type: String,
+    charset: String,
     user: String,
     group: String,
     chroot: bool,
@@ -210,6 +225,12 @@ impl Default for RawConfig {
             backlog: i64::from(DEFAULT_BACKLOG),
             root: PathBuf::from(DEFAULT_ROOT),
             index: vec!["index.html".to_string()],
+            listing: false,
+            precompressed: false,
+            mime_types: Vec::new(),
+            mime: BTreeMap::new(),
+            default_type: mime::DEFAULT_TYPE.to_string(),
+            charset: mime::DEFAULT_CHARSET.to_string(),
             user: DEFAULT_USER.to_string(),
             group: String::new(),
             chroot: false,
@@ -323,6 +344,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
+        let mime = self.mime(&raw, ov)?;
         let listen = if ov.listen.is_empty() { raw.listen } else { ov.listen.clone() };
         if listen.is_empty() {
             return Err(self.error("listen", "needs at least one address"));
@@ -432,6 +454,9 @@ impl Checker<'_> {
             backlog,
             root,
             index: raw.index,
+            listing: raw.listing,
+            precompressed: raw.precompressed,
+            mime,
             identity,
             group_given: !raw.group.is_empty(),
             chroot: raw.chroot,
@@ -449,6 +474,44 @@ impl Checker<'_> {
             error_log,
             server_version: raw.server_version,
         })
+    }
+
+    /// The content-type table: the built-in one, then each `mime_types`
+    /// file in order, then the `mime` overrides; later ones win.
+    fn mime(&self, raw: &RawConfig, ov: &Overrides) -> Result<MimeTypes, StartupError> {
+        if !mime::valid_charset(&raw.charset) {
+            return Err(self.error("charset", "must be a charset name such as \"utf-8\", or \"\" for none"));
+        }
+        if !mime::valid_type(&raw.default_type) {
+            return Err(
+                self.error("default_type", "must be a media type such as \"application/octet-stream\"")
+            );
+        }
+        let mut builder = MimeBuilder::new(&raw.charset);
+        builder.add_built_in();
+        for path in &raw.mime_types {
+            let path = ov.resolve(path).map_err(|e| self.error("mime_types", &e.to_string()))?;
+            // Never fs::read_to_string: a FIFO in its place would block the parent.
+            let text = crate::safeopen::read_regular(&path)
+                .map_err(|e| self.error("mime_types", &format!("cannot read {}: {e}", path.display())))?;
+            builder.add_mime_types(&text);
+        }
+        for (ext, ty) in &raw.mime {
+            if !mime::valid_ext(ext) {
+                return Err(self.error(
+                    "mime",
+                    &format!(
+                        "{ext:?} is not a file extension (without its dot, at most {} bytes)",
+                        mime::MAX_EXT
+                    ),
+                ));
+            }
+            if !mime::valid_type(ty) {
+                return Err(self.error("mime", &format!("{ty:?} (for {ext:?}) is not a media type")));
+            }
+            builder.add(ext, ty);
+        }
+        Ok(builder.finish(&raw.default_type))
     }
 
     fn seconds(&self, key: &str, value: Seconds) -> Result<Duration, StartupError> {

@@ -48,7 +48,13 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         client,
         client_ip,
         ctx,
-        site: Site { index: &cfg.index, server: decide::server_field(cfg.server_version) },
+        site: Site {
+            index: &cfg.index,
+            server: decide::server_field(cfg.server_version),
+            types: &cfg.mime,
+            listing: cfg.listing,
+            precompressed: cfg.precompressed,
+        },
         out: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
         access_log_failed: false,
@@ -122,7 +128,7 @@ impl Conn<'_> {
             None => {
                 resolved = resolve::resolve(req.target);
                 found = match &resolved {
-                    Ok(r) => file::find(self.ctx.root, r, self.site.index),
+                    Ok(r) => file::find(self.ctx.root, r, &self.site, req.fields.accept_encoding),
                     Err(status) => Err(*status),
                 };
                 decide::decide(req, &self.site, &found, now, may_keep)
@@ -142,6 +148,11 @@ impl Conn<'_> {
             Body::Page(page) => {
                 self.out.extend_from_slice(page.as_bytes());
                 self.client.send(&self.out, false)
+            }
+            Body::Generated(bytes) => {
+                // Not copied behind the head: a listing can be megabytes.
+                self.client.send(&self.out, true)?;
+                self.client.send(bytes, false)
             }
             Body::File { file, offset, len } => {
                 self.client.send(&self.out, true)?;

@@ -7,14 +7,22 @@
 //! and later features (validators, ranges, precompressed siblings) start
 //! from the same `fstat`.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
+use nix::dir::{Dir, Type};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{FileStat, SFlag, fstatat};
 
-use crate::http::decide::{FileInfo, Found, Lookup, Opened};
+use crate::http::decide::{FileInfo, Found, Lookup, Opened, Site};
+use crate::http::encoding::{self, Candidates};
+use crate::http::listing::{self, Entry, Listing, Selection};
 use crate::http::resolve::Resolved;
 use crate::http::status::Status;
 
@@ -27,26 +35,137 @@ pub struct Root<'a> {
     pub path: &'a Path,
 }
 
-/// Finds what `resolved` names beneath the document root. Returns 404 for
-/// missing files, 403 for anything that leaves the root, is not a regular
-/// file, or is a directory without an index file.
-pub fn find<'n>(root: Root<'_>, resolved: &'n Resolved<'_>, index: &'n [String]) -> Lookup<'n> {
+/// Finds what `resolved` names beneath the document root for `site`.
+/// Returns 404 for missing files, 403 for anything that leaves the root or
+/// is not a regular file, and for a directory without an index file unless
+/// the site lists directories.
+///
+/// With `site.precompressed`, a file is replaced by its best sibling
+/// (`FILE.br`, `FILE.zst`, `FILE.gz`) that `accept_encoding` allows and
+/// that exists as a regular file beneath the root: at most one `openat2`
+/// per coding the client accepts, none when it sends no `Accept-Encoding`.
+pub fn find<'n>(
+    root: Root<'_>,
+    resolved: &'n Resolved<'_>,
+    site: &Site<'n>,
+    accept_encoding: Option<&[u8]>,
+) -> Lookup<'n> {
+    let codings =
+        if site.precompressed { encoding::candidates(accept_encoding) } else { Candidates::default() };
     let (file, meta) = open_beneath(root, &resolved.rel)?;
     if !meta.is_dir() {
-        return regular(file, meta, resolved.file_name());
+        return with_sibling(root, &resolved.rel, codings, regular(file, meta, resolved.file_name()));
     }
     if !resolved.dir_form {
         return Ok(Found::Redirect(resolved.directory_location()));
     }
-    for name in index {
-        match open_beneath(root, &resolved.rel.join(name)) {
+    for name in site.index {
+        let path = resolved.rel.join(name);
+        match open_beneath(root, &path) {
             Err(Status::NotFound) => continue,
             Err(status) => return Err(status),
-            Ok((file, meta)) => return regular(file, meta, name.as_bytes()),
+            Ok((file, meta)) => {
+                return with_sibling(root, &path, codings, regular(file, meta, name.as_bytes()));
+            }
         }
     }
-    // No listings (yet): a directory without an index is not for browsing.
+    if site.listing {
+        return list(file, &meta, resolved.rel.as_os_str().as_bytes());
+    }
+    // A directory without an index is not for browsing unless the site says so.
     Err(Status::Forbidden)
+}
+
+/// `found` (the file at `path`), or in its place the first of its
+/// precompressed siblings in `codings` that is a regular file beneath the
+/// root, opened with the same checks as any file. A sibling that is
+/// missing, refused or not a regular file is skipped.
+fn with_sibling<'n>(root: Root<'_>, path: &Path, codings: Candidates, found: Lookup<'n>) -> Lookup<'n> {
+    let Ok(Found::File(opened)) = found else { return found };
+    for coding in codings.iter() {
+        let mut name = path.as_os_str().to_owned();
+        name.push(coding.suffix());
+        if let Ok((file, meta)) = open_beneath(root, Path::new(&name))
+            && meta.is_file()
+        {
+            let info = FileInfo::from(&meta);
+            return Ok(Found::File(Opened { file, info, name: opened.name, encoding: Some(coding) }));
+        }
+    }
+    Ok(Found::File(opened))
+}
+
+/// The listing of the directory open as `dir` (at `path` beneath the root).
+/// Reads it through the descriptor opened beneath the root, never by path,
+/// in one pass; `Selection` bounds what is kept.
+fn list(dir: File, meta: &Metadata, path: &[u8]) -> Lookup<'static> {
+    let fail = |e: Errno| Status::from_io(&e.into());
+    // `Dir` reads through a duplicate; `dir` stays free for `fstatat`.
+    let mut entries =
+        Dir::from_fd(OwnedFd::from(dir.try_clone().map_err(|e| Status::from_io(&e))?)).map_err(fail)?;
+    let mut selection = Selection::new(listing::MAX_ENTRIES);
+    for entry in entries.iter() {
+        let entry = entry.map_err(fail)?;
+        let name = entry.file_name().to_bytes();
+        if !Selection::lists(name) {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            Some(Type::Directory) => Kind::Dir,
+            Some(Type::File | Type::Symlink) => Kind::Other,
+            Some(_) => continue,
+            // The filesystem gives no type in its entries: ask.
+            None => match stat_at(&dir, name) {
+                Some(st) => kind_of(&st),
+                None => continue,
+            },
+        };
+        if kind == Kind::Hidden {
+            continue;
+        }
+        selection.offer(Entry { name: name.to_vec(), is_dir: kind == Kind::Dir, len: None, modified: None });
+    }
+    let (mut kept, left_out) = selection.into_sorted();
+    for e in &mut kept {
+        if let Some(st) = stat_at(&dir, &e.name) {
+            let regular = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+            e.len = regular.then_some(st.st_size as u64);
+            e.modified = u64::try_from(st.st_mtime)
+                .ok()
+                .map(|secs| SystemTime::UNIX_EPOCH + Duration::new(secs, st.st_mtime_nsec as u32));
+        }
+    }
+    let mut html = Vec::new();
+    listing::render(path, &kept, left_out, &mut html);
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    let etag = listing::etag(meta.dev(), meta.ino(), mtime_ns);
+    Ok(Found::Listing(Listing { html, info: FileInfo::from(meta), etag }))
+}
+
+/// What a listing makes of a directory entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Listed first, linked with a trailing `/`.
+    Dir,
+    /// A regular file or a symbolic link (not followed: the request for it
+    /// goes through `open_beneath` like any other).
+    Other,
+    /// A FIFO, socket or device: never served, so not listed.
+    Hidden,
+}
+
+fn kind_of(st: &FileStat) -> Kind {
+    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => Kind::Dir,
+        SFlag::S_IFREG | SFlag::S_IFLNK => Kind::Other,
+        _ => Kind::Hidden,
+    }
+}
+
+/// `fstatat` of `name` in `dir`, without following a symbolic link (whose
+/// target may lie outside the root); `None` if it vanished meanwhile.
+fn stat_at(dir: &File, name: &[u8]) -> Option<FileStat> {
+    fstatat(dir, OsStr::from_bytes(name), AtFlags::AT_SYMLINK_NOFOLLOW).ok()
 }
 
 /// Steps 5 and 6: opens `rel` with `openat2(2)` relative to the root's
@@ -97,5 +216,5 @@ fn regular(file: File, meta: Metadata, name: &[u8]) -> Lookup<'_> {
     if !meta.is_file() {
         return Err(Status::Forbidden);
     }
-    Ok(Found::File(Opened { file, info: FileInfo::from(&meta), name }))
+    Ok(Found::File(Opened { file, info: FileInfo::from(&meta), name, encoding: None }))
 }

@@ -10,6 +10,8 @@ mod common;
 mod concurrency;
 #[path = "suite/daemon.rs"]
 mod daemon;
+#[path = "suite/encoding.rs"]
+mod encoding;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/hygiene.rs"]
@@ -22,12 +24,16 @@ mod keepalive;
 mod launch;
 #[path = "suite/limits.rs"]
 mod limits;
+#[path = "suite/listing.rs"]
+mod listing;
 #[path = "suite/logfiles.rs"]
 mod logfiles;
 #[path = "suite/logging.rs"]
 mod logging;
 #[path = "suite/manpages.rs"]
 mod manpages;
+#[path = "suite/mime.rs"]
+mod mime;
 #[path = "suite/parent.rs"]
 mod parent;
 #[path = "suite/refuse.rs"]

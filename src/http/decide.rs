@@ -17,7 +17,9 @@
 use std::fs::{File, Metadata};
 use std::time::{Duration, SystemTime};
 
-use crate::http::mime;
+use crate::http::encoding::Coding;
+use crate::http::listing::Listing;
+use crate::http::mime::MimeTypes;
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
 use crate::http::status::Status;
@@ -37,6 +39,13 @@ pub struct Site<'a> {
     pub index: &'a [String],
     /// The `Server` field's value (see `server_field`).
     pub server: &'a str,
+    /// Extension → content type.
+    pub types: &'a MimeTypes,
+    /// Whether a directory without an index file is listed (else 403).
+    pub listing: bool,
+    /// Whether precompressed siblings are served (and every file reply
+    /// says `Vary: Accept-Encoding`).
+    pub precompressed: bool,
 }
 
 /// The `Server` value: the version only when asked for, since version
@@ -78,6 +87,9 @@ pub struct Opened<'n> {
     /// The name its content type is chosen by (the index file's name, for
     /// a directory).
     pub name: &'n [u8],
+    /// The coding of a precompressed sibling opened in the file's place;
+    /// `info` is then the sibling's.
+    pub encoding: Option<Coding>,
 }
 
 /// What a request path names.
@@ -87,6 +99,8 @@ pub enum Found<'n> {
     File(Opened<'n>),
     /// A directory named without its trailing slash: redirect here.
     Redirect(String),
+    /// A directory without an index file, listed.
+    Listing(Listing),
 }
 
 /// What the file step made of a target: what it found, or the status that
@@ -127,6 +141,7 @@ pub fn decide<'a>(
     let head_only = req.method == Method::Head;
     match found {
         Ok(Found::File(opened)) => file_reply(site, opened, now, connection(req, keep), head_only),
+        Ok(Found::Listing(listing)) => listing_reply(site, listing, now, connection(req, keep), head_only),
         Ok(Found::Redirect(location)) => status_page(
             Status::MovedPermanently,
             Some(location),
@@ -184,14 +199,43 @@ fn file_reply<'a>(
 ) -> Reply<'a> {
     let len = opened.info.len;
     let mut fields = common(site.server, now);
-    fields.push("Content-Type", Value::Str(mime::content_type(opened.name)));
+    fields.push("Content-Type", Value::Str(site.types.content_type(opened.name)));
+    if let Some(coding) = opened.encoding {
+        fields.push("Content-Encoding", Value::Str(coding.token()));
+    }
     fields.push("Content-Length", Value::Number(len));
     if let Some(t) = opened.info.modified {
         fields.push("Last-Modified", Value::Date(t));
     }
     fields.push("Accept-Ranges", Value::Str("none"));
+    // On every file reply of such a site, identity ones included: any file
+    // may gain a sibling at any time, and a cache must not keep serving the
+    // identity reply to clients that would get the sibling.
+    if site.precompressed {
+        fields.push("Vary", Value::Str("Accept-Encoding"));
+    }
     let body =
         if head_only || len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
+    finish(Status::Ok, fields, body, connection)
+}
+
+/// `200` with a directory listing, validated by the directory's own
+/// `Last-Modified` and `ETag`.
+fn listing_reply<'a>(
+    site: &Site<'a>,
+    listing: &'a Listing,
+    now: SystemTime,
+    connection: Connection,
+    head_only: bool,
+) -> Reply<'a> {
+    let mut fields = common(site.server, now);
+    fields.push("Content-Type", Value::Str(PAGE_TYPE));
+    fields.push("Content-Length", Value::Number(listing.html.len() as u64));
+    if let Some(t) = listing.info.modified {
+        fields.push("Last-Modified", Value::Date(t));
+    }
+    fields.push("ETag", Value::Str(&listing.etag));
+    let body = if head_only { Body::None } else { Body::Generated(&listing.html) };
     finish(Status::Ok, fields, body, connection)
 }
 
@@ -266,14 +310,16 @@ mod tests {
         }
     }
 
+    static TYPES: std::sync::LazyLock<MimeTypes> = std::sync::LazyLock::new(MimeTypes::default);
+
     fn site() -> Site<'static> {
-        Site { index: &[], server: server_field(false) }
+        Site { index: &[], server: server_field(false), types: &TYPES, listing: false, precompressed: false }
     }
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
         let file = File::open("/dev/null").unwrap();
         let info = FileInfo { len, modified: Some(SystemTime::UNIX_EPOCH + MTIME) };
-        Ok(Found::File(Opened { file, info, name }))
+        Ok(Found::File(Opened { file, info, name, encoding: None }))
     }
 
     /// The reply to a request that wants a file, with `found` as the lookup.
@@ -324,7 +370,7 @@ mod tests {
         let found = opened(b"empty", 0);
         let r = reply(&request(b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
         assert_eq!(r.fields.get("content-length"), Some(Value::Number(0)));
-        assert_eq!(r.fields.get("content-type"), Some(Value::Str(mime::DEFAULT_TYPE)));
+        assert_eq!(r.fields.get("content-type"), Some(Value::Str(crate::http::mime::DEFAULT_TYPE)));
         assert!(matches!(r.body, Body::None));
     }
 
@@ -347,6 +393,51 @@ mod tests {
         let r = reply(&head_req, &found);
         assert_eq!(r.fields.get("Content-Length"), Some(page_len(Status::NotFound)));
         assert!(matches!(r.body, Body::None));
+    }
+
+    #[test]
+    fn a_precompressed_sibling_has_its_coding_and_every_file_reply_varies() {
+        let plain = site();
+        let site = Site { precompressed: true, ..plain };
+        let req = request(b"GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+        let mut found = opened(b"app.js", 3);
+        if let Ok(Found::File(o)) = &mut found {
+            o.encoding = Some(Coding::Gzip);
+        }
+        let r = decide(&req, &site, &found, now(), true);
+        assert_eq!(r.fields.get("Content-Type"), Some(Value::Str("text/javascript; charset=utf-8")));
+        assert_eq!(r.fields.get("Content-Encoding"), Some(Value::Str("gzip")));
+        assert_eq!(r.fields.get("Vary"), Some(Value::Str("Accept-Encoding")));
+        let identity = opened(b"app.js", 3);
+        let r = decide(&req, &site, &identity, now(), true);
+        assert_eq!(r.fields.get("Content-Encoding"), None);
+        assert_eq!(r.fields.get("Vary"), Some(Value::Str("Accept-Encoding")));
+        let r = decide(&req, &plain, &identity, now(), true);
+        assert_eq!(r.fields.get("Vary"), None);
+        let missing = Err(Status::NotFound);
+        assert_eq!(decide(&req, &site, &missing, now(), true).fields.get("Vary"), None);
+    }
+
+    #[test]
+    fn a_listing_is_200_html_with_the_directory_validators() {
+        let listing = crate::http::listing::Listing {
+            html: b"<p>list</p>".to_vec(),
+            info: FileInfo { len: 4096, modified: Some(SystemTime::UNIX_EPOCH + MTIME) },
+            etag: "\"1-2-3\"".to_string(),
+        };
+        let found = Ok(Found::Listing(listing));
+        let r = reply(&request(b"GET /d/ HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
+        assert_eq!(
+            head(&r),
+            "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Length: 11\r\n\
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"1-2-3\"\r\n\r\n"
+        );
+        assert!(matches!(r.body, Body::Generated(b"<p>list</p>")));
+        assert_eq!(r.body_len(), 11);
+        let h = reply(&request(b"HEAD /d/ HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
+        assert_eq!(head(&h), head(&r));
+        assert!(matches!(h.body, Body::None));
     }
 
     #[test]
@@ -414,7 +505,7 @@ mod tests {
 
     #[test]
     fn rejection_and_503_close() {
-        let site = Site { index: &[], server: server_field(true) };
+        let site = Site { server: server_field(true), ..site() };
         let r = rejection(Status::HeaderFieldsTooLarge, &site, now());
         assert_eq!(r.fields.get("Connection"), Some(Value::Str("close")));
         assert!(!r.keep_alive && matches!(r.body, Body::Page(_)));

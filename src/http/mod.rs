@@ -10,10 +10,14 @@
 //!   layered defence; the filesystem steps are in `file`).
 //! - `mime`: file name -> content type.
 //! - `status`: every status we send, its page, and errno -> status.
+//! - `encoding`: `Accept-Encoding` -> the precompressed siblings to try.
+//! - `listing`: a directory's entries -> a bounded, sorted HTML listing.
 //! - `decide`: request + site + what the file step found -> `Reply`.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 
 pub mod decide;
+pub mod encoding;
+pub mod listing;
 pub mod mime;
 pub mod reply;
 pub mod request;
