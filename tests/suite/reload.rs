@@ -164,6 +164,9 @@ fn ipv6_scope_may_name_the_interface() {
     let mut bad = bad;
     let status = bad.wait_exit(Duration::from_secs(10));
     assert!(status.is_some_and(|s| !s.success()), "an unknown interface must stop the start: {status:?}");
+    // The exit can be seen before the thread draining stderr has read the
+    // last line: wait for the end of the stream first.
+    bad.log.wait_eof(Duration::from_secs(5));
     assert!(
         bad.stderr().contains("no network interface named \"nosuchif9\""),
         "the error must name the interface; stderr:\n{}",
