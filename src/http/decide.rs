@@ -15,9 +15,12 @@
 //! `file_reply`; the `Connection` field is the last one of every reply.
 
 use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
+use crate::http::conditional::{self, Precondition};
 use crate::http::mime;
+use crate::http::range::{self, ContentRange, Multipart, Selection};
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
 use crate::http::status::Status;
@@ -53,6 +56,15 @@ pub struct FileInfo {
     /// Modification time, when the filesystem has one and an HTTP date can
     /// express it (1970 to 9999; `touch` can set any other).
     pub modified: Option<SystemTime>,
+    /// The device and inode: which file this is (for its entity tag).
+    pub dev: u64,
+    /// See `dev`.
+    pub ino: u64,
+    /// Modification time as `fstat` gives it, whatever its range: seconds
+    /// since the epoch and nanoseconds (for the entity tag).
+    pub mtime_sec: i64,
+    /// See `mtime_sec`.
+    pub mtime_nsec: u32,
 }
 
 /// The first second an HTTP date cannot express: year 10000.
@@ -64,7 +76,14 @@ impl From<&Metadata> for FileInfo {
             .modified()
             .ok()
             .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
-        FileInfo { len: meta.len(), modified }
+        FileInfo {
+            len: meta.len(),
+            modified,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        }
     }
 }
 
@@ -126,7 +145,7 @@ pub fn decide<'a>(
     let keep = keeps_open(req, may_keep);
     let head_only = req.method == Method::Head;
     match found {
-        Ok(Found::File(opened)) => file_reply(site, opened, now, connection(req, keep), head_only),
+        Ok(Found::File(opened)) => file_reply(req, site, opened, now, connection(req, keep), head_only),
         Ok(Found::Redirect(location)) => status_page(
             Status::MovedPermanently,
             Some(location),
@@ -174,25 +193,86 @@ pub fn status_page<'a>(
     finish(status, fields, if head_only { Body::None } else { Body::Page(page) }, connection)
 }
 
-/// `200` with the whole file.
+/// A file: `200` with the whole file, `206` with the ranges asked for, or
+/// what the preconditions decide (`304`, `412`), in the order of RFC 9110
+/// 13.2.2 (see `conditional`). Every file reply that has the file's bytes
+/// or stands for them (`200`, `206`, `304`) carries its validators.
 fn file_reply<'a>(
+    req: &Request<'_>,
     site: &Site<'a>,
     opened: &'a Opened<'_>,
     now: SystemTime,
     connection: Connection,
     head_only: bool,
 ) -> Reply<'a> {
-    let len = opened.info.len;
+    let info = &opened.info;
+    let precondition = conditional::evaluate(req, info);
+    if precondition == Precondition::PreconditionFailed {
+        return status_page(Status::PreconditionFailed, None, site.server, now, connection, head_only);
+    }
+    let content_type = mime::content_type(opened.name);
+    let selection = if precondition == Precondition::Pass && conditional::if_range_holds(req, info) {
+        range::select(req, info.len)
+    } else {
+        Selection::Whole
+    };
     let mut fields = common(site.server, now);
-    fields.push("Content-Type", Value::Str(mime::content_type(opened.name)));
-    fields.push("Content-Length", Value::Number(len));
-    if let Some(t) = opened.info.modified {
+    let (status, body) = match selection {
+        Selection::Whole => {
+            fields.push("Content-Type", Value::Str(content_type));
+            fields.push("Content-Length", Value::Number(info.len));
+            let body = if info.len == 0 {
+                Body::None
+            } else {
+                Body::File { file: &opened.file, offset: 0, len: info.len }
+            };
+            (Status::Ok, body)
+        }
+        Selection::One(range) => {
+            fields.push("Content-Type", Value::Str(content_type));
+            fields.push("Content-Length", Value::Number(range.size()));
+            fields.push("Content-Range", Value::ContentRange(ContentRange { range, complete: info.len }));
+            (
+                Status::PartialContent,
+                Body::File { file: &opened.file, offset: range.first, len: range.size() },
+            )
+        }
+        Selection::Several(ranges) => {
+            let boundary = range::Boundary::new(info, content_type);
+            let parts = ranges.as_slice();
+            fields.push("Content-Type", Value::Multipart(boundary));
+            fields.push("Content-Length", Value::Number(range::multipart_len(parts, info.len, content_type)));
+            let body = if head_only {
+                Body::None
+            } else {
+                Body::Multipart(Multipart {
+                    file: &opened.file,
+                    parts: parts.to_vec(),
+                    content_type,
+                    complete: info.len,
+                    boundary,
+                })
+            };
+            (Status::PartialContent, body)
+        }
+        Selection::Unsatisfiable => {
+            let page = Status::RangeNotSatisfiable.page();
+            fields.push("Content-Type", Value::Str(PAGE_TYPE));
+            fields.push("Content-Length", Value::Number(page.len() as u64));
+            fields.push("Content-Range", Value::UnsatisfiedRange(info.len));
+            let body = if head_only { Body::None } else { Body::Page(page) };
+            return finish(Status::RangeNotSatisfiable, fields, body, connection);
+        }
+    };
+    if let Some(t) = info.modified {
         fields.push("Last-Modified", Value::Date(t));
     }
-    fields.push("Accept-Ranges", Value::Str("none"));
-    let body =
-        if head_only || len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
-    finish(Status::Ok, fields, body, connection)
+    fields.push("ETag", Value::ETag(info));
+    fields.push("Accept-Ranges", Value::Str("bytes"));
+    if precondition == Precondition::NotModified {
+        return finish(Status::NotModified, conditional::not_modified(&fields), Body::None, connection);
+    }
+    finish(status, fields, if head_only { Body::None } else { body }, connection)
 }
 
 /// `OPTIONS`: the methods we serve, for any target.
@@ -272,7 +352,14 @@ mod tests {
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
         let file = File::open("/dev/null").unwrap();
-        let info = FileInfo { len, modified: Some(SystemTime::UNIX_EPOCH + MTIME) };
+        let info = FileInfo {
+            len,
+            modified: Some(SystemTime::UNIX_EPOCH + MTIME),
+            dev: 0x803,
+            ino: 0x1234,
+            mtime_sec: MTIME.as_secs() as i64,
+            mtime_nsec: 5,
+        };
         Ok(Found::File(Opened { file, info, name }))
     }
 
@@ -301,7 +388,8 @@ mod tests {
             head(&r),
             "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
              Content-Type: text/html; charset=utf-8\r\nContent-Length: 5\r\n\
-             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nAccept-Ranges: none\r\n\r\n"
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"803-1234-5-5f5e1000.5\"\r\n\
+             Accept-Ranges: bytes\r\n\r\n"
         );
         assert!(matches!(r.body, Body::File { offset: 0, len: 5, .. }));
         assert_eq!(r.body_len(), 5);
