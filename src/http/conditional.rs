@@ -228,3 +228,207 @@ fn parse_date(value: &[u8]) -> Option<u64> {
 fn seconds(info: &FileInfo) -> Option<u64> {
     info.modified?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::reply::Value;
+    use crate::http::request::{Parse, parse};
+
+    /// Sun, 13 Sep 2020 12:26:40 GMT.
+    const MTIME: u64 = 1_600_000_000;
+    const TAG: &str = "\"803-1234-5-5f5e1000.5\"";
+    const DATE: &str = "Sun, 13 Sep 2020 12:26:40 GMT";
+    const EARLIER: &str = "Sun, 13 Sep 2020 12:26:39 GMT";
+    const LATER: &str = "Sun, 13 Sep 2020 12:26:41 GMT";
+
+    fn info() -> FileInfo {
+        FileInfo {
+            len: 5,
+            modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME)),
+            dev: 0x803,
+            ino: 0x1234,
+            mtime_sec: MTIME as i64,
+            mtime_nsec: 5,
+        }
+    }
+
+    /// A request head for `method /` with the given field lines.
+    fn head(method: &str, lines: &[String]) -> Vec<u8> {
+        let mut raw = format!("{method} / HTTP/1.1\r\nHost: x\r\n");
+        for line in lines {
+            raw.push_str(line);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        raw.into_bytes()
+    }
+
+    fn request(raw: &[u8]) -> Request<'_> {
+        match parse(raw) {
+            Parse::Complete(req, _) => req,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn etag_is_hex_of_device_inode_size_and_mtime() {
+        assert_eq!(etag(&info()).as_bytes(), TAG.as_bytes());
+        let zero = FileInfo { len: 0, modified: None, dev: 0, ino: 0, mtime_sec: 0, mtime_nsec: 0 };
+        assert_eq!(etag(&zero).as_bytes(), b"\"0-0-0-0.0\"");
+        let widest = FileInfo {
+            len: u64::MAX,
+            modified: None,
+            dev: u64::MAX,
+            ino: u64::MAX,
+            mtime_sec: -1,
+            mtime_nsec: 999_999_999,
+        };
+        let f = "ffffffffffffffff";
+        assert_eq!(etag(&widest).as_bytes(), format!("\"{f}-{f}-{f}-{f}.3b9ac9ff\"").as_bytes());
+        // Each input changes the tag: another inode, size, or a nanosecond.
+        for changed in [
+            FileInfo { ino: 0x1235, ..info() },
+            FileInfo { dev: 0x804, ..info() },
+            FileInfo { len: 6, ..info() },
+            FileInfo { mtime_nsec: 6, ..info() },
+            FileInfo { mtime_sec: MTIME as i64 + 1, ..info() },
+        ] {
+            assert_ne!(etag(&changed).as_bytes(), TAG.as_bytes(), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn tag_lists_by_table() {
+        let tag = etag(&info());
+        let weak_tag = format!("W/{TAG}");
+        let table: &[(&[&str], bool, bool)] = &[
+            // lines, weak match, strong match
+            (&[TAG], true, true),
+            (&[&weak_tag], true, false),
+            (&["*"], true, true),
+            (&["\"other\""], false, false),
+            (&["\"a\", \"b\""], false, false),
+            (&[&format!("\"a\",{TAG}")], true, true),
+            (&[&format!(" , \"a\" ,, {weak_tag} ,")], true, false),
+            (&["\"a\"", TAG], true, true),
+            (&["\"a\"", &weak_tag], true, false),
+            // Malformed lists match nothing, even with our tag in them.
+            (&[&format!("{TAG} junk")], false, false),
+            (&[&format!("{TAG}, \"unclosed")], false, false),
+            (&[&format!("{TAG}\"x\"")], false, false),
+            (&["803-1234-5-5f5e1000.5"], false, false),
+            (&[&format!("w/{TAG}")], false, false),
+            (&["\"a b\""], false, false),
+            (&[""], false, false),
+        ];
+        for (lines, weak, strong) in table {
+            let it = || lines.iter().map(|l| l.as_bytes());
+            assert_eq!(list_matches(it(), &tag, Comparison::Weak), *weak, "weak {lines:?}");
+            assert_eq!(list_matches(it(), &tag, Comparison::Strong), *strong, "strong {lines:?}");
+        }
+    }
+
+    #[test]
+    fn preconditions_in_the_order_of_rfc_9110_13_2_2() {
+        use Precondition::{NotModified as N, Pass as P, PreconditionFailed as F};
+        let im = |v: &str| format!("If-Match: {v}");
+        let ius = |v: &str| format!("If-Unmodified-Since: {v}");
+        let inm = |v: &str| format!("If-None-Match: {v}");
+        let ims = |v: &str| format!("If-Modified-Since: {v}");
+        let weak = format!("W/{TAG}");
+        let table: Vec<(&str, Vec<String>, Precondition)> = vec![
+            ("GET", vec![], P),
+            // Step 1: If-Match, strong comparison.
+            ("GET", vec![im(TAG)], P),
+            ("GET", vec![im("*")], P),
+            ("GET", vec![im("\"x\"")], F),
+            ("GET", vec![im(&weak)], F),
+            ("GET", vec![im("\"x\""), im(TAG)], P),
+            // Step 2: If-Unmodified-Since only without If-Match.
+            ("GET", vec![ius(DATE)], P),
+            ("GET", vec![ius(LATER)], P),
+            ("GET", vec![ius(EARLIER)], F),
+            ("GET", vec![im(TAG), ius(EARLIER)], P),
+            ("GET", vec![im("\"x\""), ius(LATER)], F),
+            ("GET", vec![ius("yesterday")], P),
+            ("GET", vec![ius(EARLIER), ius(EARLIER)], P),
+            // Step 3: If-None-Match, weak comparison, after the 412 checks.
+            ("GET", vec![inm(TAG)], N),
+            ("HEAD", vec![inm(&weak)], N),
+            ("GET", vec![inm("*")], N),
+            ("GET", vec![inm("\"x\", \"y\"")], P),
+            ("GET", vec![inm("\"x\""), inm(TAG)], N),
+            ("GET", vec![im("\"x\""), inm(TAG)], F),
+            ("GET", vec![ius(EARLIER), inm(TAG)], F),
+            ("OPTIONS", vec![inm(TAG)], F),
+            // Step 4: If-Modified-Since, only without If-None-Match, only GET/HEAD.
+            ("GET", vec![ims(DATE)], N),
+            ("HEAD", vec![ims(LATER)], N),
+            ("GET", vec![ims(EARLIER)], P),
+            ("GET", vec![inm("\"x\""), ims(LATER)], P),
+            ("GET", vec![ims("Sunday, 13-Sep-20 12:26:40 GMT")], N),
+            ("GET", vec![ims("Sun Sep 13 12:26:40 2020")], N),
+            ("GET", vec![ims("Sun, 13 Sep 2020 12:26:40 UTC")], P),
+            ("GET", vec![ims("garbage")], P),
+            ("GET", vec![ims(DATE), ims(DATE)], P),
+            ("OPTIONS", vec![ims(LATER)], P),
+        ];
+        for (method, lines, want) in table {
+            let raw = head(method, &lines);
+            assert_eq!(evaluate(&request(&raw), &info()), want, "{method} {lines:?}");
+        }
+        // A file without a usable date ignores the date preconditions.
+        let undated = FileInfo { modified: None, ..info() };
+        for lines in [[ius(EARLIER)], [ims(LATER)]] {
+            let raw = head("GET", &lines);
+            assert_eq!(evaluate(&request(&raw), &undated), P, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn if_range_by_table() {
+        let weak = format!("If-Range: W/{TAG}");
+        let table: Vec<(Vec<String>, bool)> = vec![
+            (vec![], true),
+            (vec![format!("If-Range: {TAG}")], true),
+            (vec![weak], false),
+            (vec!["If-Range: \"other\"".into()], false),
+            (vec![format!("If-Range: {DATE}")], true),
+            (vec![format!("If-Range: {LATER}")], false),
+            (vec![format!("If-Range: {EARLIER}")], false),
+            (vec!["If-Range: garbage".into()], false),
+            (vec![format!("If-Range: {TAG}"), format!("If-Range: {TAG}")], false),
+        ];
+        for (lines, want) in table {
+            let raw = head("GET", &lines);
+            assert_eq!(if_range_holds(&request(&raw), &info()), want, "{lines:?}");
+        }
+        let raw = head("GET", &[format!("If-Range: {DATE}")]);
+        assert!(!if_range_holds(&request(&raw), &FileInfo { modified: None, ..info() }));
+    }
+
+    #[test]
+    fn not_modified_keeps_all_but_the_body_fields() {
+        let info = info();
+        let mut fields = Fields::default();
+        for (name, value) in [
+            ("Date", Value::Number(1)),
+            ("Server", Value::Str("s")),
+            ("Content-Type", Value::Str("text/plain")),
+            ("Content-Length", Value::Number(5)),
+            ("content-encoding", Value::Str("br")),
+            ("Vary", Value::Str("Accept-Encoding")),
+            ("Cache-Control", Value::Str("max-age=60")),
+            ("Last-Modified", Value::Number(2)),
+            ("ETag", Value::ETag(&info)),
+            ("Accept-Ranges", Value::Str("bytes")),
+        ] {
+            fields.push(name, value);
+        }
+        let kept: Vec<&str> = not_modified(&fields).iter().map(|f| f.name).collect();
+        assert_eq!(kept, ["Date", "Server", "Vary", "Cache-Control", "Last-Modified", "ETag"]);
+    }
+}

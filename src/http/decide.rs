@@ -510,4 +510,118 @@ mod tests {
         let r = status_page(Status::ServiceUnavailable, None, "forkhttpd", now(), Connection::Close, false);
         assert_eq!(r.fields.get("Retry-After"), Some(Value::Number(RETRY_AFTER_SECS)));
     }
+
+    const ETAG: &str = "\"803-1234-5-5f5e1000.5\"";
+    const LAST_MODIFIED: &str = "Sun, 13 Sep 2020 12:26:40 GMT";
+
+    #[test]
+    fn not_modified_is_the_200_without_its_body_fields() {
+        let found = opened(b"a.html", 5);
+        let raw = format!("GET /a.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: {ETAG}\r\n\r\n");
+        let r = reply(&request(raw.as_bytes()), &found);
+        assert_eq!(
+            head(&r),
+            format!(
+                "HTTP/1.1 304 Not Modified\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+                 Last-Modified: {LAST_MODIFIED}\r\nETag: {ETAG}\r\n\r\n"
+            )
+        );
+        assert!(matches!(r.body, Body::None) && r.keep_alive);
+        // The same for If-Modified-Since, HEAD, and with a Range (304 comes first).
+        for raw in [
+            format!("GET /a.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: {LAST_MODIFIED}\r\n\r\n"),
+            format!(
+                "HEAD /a.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/{ETAG}\r\nRange: bytes=0-1\r\n\r\n"
+            ),
+        ] {
+            let r2 = reply(&request(raw.as_bytes()), &found);
+            assert_eq!(head(&r2), head(&r), "{raw}");
+        }
+    }
+
+    #[test]
+    fn failed_precondition_is_412_without_validators() {
+        let found = opened(b"a.html", 5);
+        for raw in [
+            "GET /a HTTP/1.1\r\nHost: x\r\nIf-Match: \"nope\"\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: Sun, 13 Sep 2020 12:26:39 GMT\r\n\r\n",
+        ] {
+            let r = reply(&request(raw.as_bytes()), &found);
+            assert_eq!(r.status, Status::PreconditionFailed, "{raw}");
+            assert!(matches!(r.body, Body::Page(p) if p == Status::PreconditionFailed.page()));
+            assert_eq!((r.fields.get("ETag"), r.fields.get("Last-Modified")), (None, None));
+        }
+    }
+
+    #[test]
+    fn one_range_is_206_with_content_range() {
+        let found = opened(b"a.txt", 100);
+        let req = request(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n");
+        let r = reply(&req, &found);
+        assert_eq!(
+            head(&r),
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\
+                 Content-Range: bytes 10-19/100\r\nLast-Modified: {LAST_MODIFIED}\r\n\
+                 ETag: \"803-1234-64-5f5e1000.5\"\r\nAccept-Ranges: bytes\r\n\r\n"
+            )
+        );
+        assert!(matches!(r.body, Body::File { offset: 10, len: 10, .. }));
+        // HEAD gets the same head, without the bytes.
+        let r2 = reply(&request(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n"), &found);
+        assert_eq!(head(&r2), head(&r));
+        assert!(matches!(r2.body, Body::None));
+    }
+
+    #[test]
+    fn several_ranges_are_multipart_with_the_exact_length() {
+        let found = opened(b"a.txt", 100);
+        let req = request(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=50-59,0-4,3-9\r\n\r\n");
+        let r = reply(&req, &found);
+        assert_eq!(r.status, Status::PartialContent);
+        let Body::Multipart(m) = &r.body else { panic!("{:?}", r.body) };
+        assert_eq!(
+            m.parts,
+            [range::ByteRange { first: 0, last: 9 }, range::ByteRange { first: 50, last: 59 }]
+        );
+        assert_eq!((m.content_type, m.complete), ("text/plain; charset=utf-8", 100));
+        assert_eq!(r.fields.get("Content-Type"), Some(Value::Multipart(m.boundary)));
+        assert_eq!(r.fields.get("Content-Length"), Some(Value::Number(r.body_len())));
+        assert_eq!(r.fields.get("Content-Range"), None);
+        assert!(head(&r).contains("\r\nContent-Type: multipart/byteranges; boundary=forkhttpd-"));
+        let r2 =
+            reply(&request(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=50-59,0-4,3-9\r\n\r\n"), &found);
+        assert_eq!(head(&r2), head(&r));
+        assert!(matches!(r2.body, Body::None));
+    }
+
+    #[test]
+    fn unsatisfiable_ranges_are_416_with_the_length() {
+        let found = opened(b"a.txt", 100);
+        let r = reply(&request(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=100-\r\n\r\n"), &found);
+        assert_eq!(r.status, Status::RangeNotSatisfiable);
+        assert_eq!(r.fields.get("Content-Range"), Some(Value::UnsatisfiedRange(100)));
+        assert!(head(&r).contains("\r\nContent-Range: bytes */100\r\n"));
+        assert_eq!(r.fields.get("Content-Length"), Some(page_len(Status::RangeNotSatisfiable)));
+        assert!(matches!(r.body, Body::Page(_)) && r.keep_alive);
+    }
+
+    #[test]
+    fn if_range_gates_the_ranges() {
+        let found = opened(b"a.txt", 100);
+        let table = [
+            (format!("If-Range: {ETAG}"), Status::Ok),
+            ("If-Range: \"803-1234-64-5f5e1000.5\"".to_string(), Status::PartialContent),
+            ("If-Range: W/\"803-1234-64-5f5e1000.5\"".to_string(), Status::Ok),
+            (format!("If-Range: {LAST_MODIFIED}"), Status::PartialContent),
+            ("If-Range: Sun, 13 Sep 2020 12:26:41 GMT".to_string(), Status::Ok),
+        ];
+        for (line, want) in table {
+            let raw = format!("GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n{line}\r\n\r\n");
+            let r = reply(&request(raw.as_bytes()), &found);
+            assert_eq!(r.status, want, "{line}");
+            assert_eq!(r.body_len(), if want == Status::Ok { 100 } else { 10 }, "{line}");
+        }
+    }
 }

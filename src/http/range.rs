@@ -329,3 +329,151 @@ pub fn push_content_range(out: &mut Vec<u8>, cr: ContentRange) {
     out.push(b'/');
     push_number(out, cr.complete);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{Parse, parse};
+
+    fn r(first: u64, last: u64) -> ByteRange {
+        ByteRange { first, last }
+    }
+
+    /// What `select_in` gives, as a list: `None` for the whole file, an
+    /// empty list for 416.
+    fn sel(value: &str, len: u64) -> Option<Vec<ByteRange>> {
+        match select_in(value.as_bytes(), len) {
+            Selection::Whole => None,
+            Selection::One(one) => Some(vec![one]),
+            Selection::Several(ranges) => {
+                assert!(ranges.as_slice().len() > 1);
+                Some(ranges.as_slice().to_vec())
+            }
+            Selection::Unsatisfiable => Some(vec![]),
+        }
+    }
+
+    #[test]
+    fn range_fields_by_table() {
+        let table: &[(&str, u64, Option<&[ByteRange]>)] = &[
+            ("bytes=0-9", 100, Some(&[r(0, 9)])),
+            ("bytes=10-", 100, Some(&[r(10, 99)])),
+            ("bytes=-5", 100, Some(&[r(95, 99)])),
+            ("BYTES=0-0", 100, Some(&[r(0, 0)])),
+            (" bytes=5-5 ", 100, Some(&[r(5, 5)])),
+            // Clipped to the end.
+            ("bytes=90-200", 100, Some(&[r(90, 99)])),
+            ("bytes=-500", 100, Some(&[r(0, 99)])),
+            ("bytes=0-99999999999999999999999", 100, Some(&[r(0, 99)])),
+            // Several, sorted, overlapping and adjacent ones coalesced.
+            ("bytes=0-1,5-6", 100, Some(&[r(0, 1), r(5, 6)])),
+            ("bytes=50-59, 0-9 ,,", 100, Some(&[r(0, 9), r(50, 59)])),
+            ("bytes=0-4,5-9", 100, Some(&[r(0, 9)])),
+            ("bytes=0-5,3-9,25-29,20-24,-10", 100, Some(&[r(0, 9), r(20, 29), r(90, 99)])),
+            ("bytes=0-1,200-300", 100, Some(&[r(0, 1)])),
+            // Unsatisfiable: 416.
+            ("bytes=100-", 100, Some(&[])),
+            ("bytes=100-200, 300-", 100, Some(&[])),
+            ("bytes=-0", 100, Some(&[])),
+            ("bytes=0-", 0, Some(&[])),
+            // An empty file cannot be described by a 206: the empty whole.
+            ("bytes=-5", 0, None),
+            // Ignored: another unit, invalid syntax.
+            ("items=0-9", 100, None),
+            ("bytes 0-9", 100, None),
+            ("bytes=", 100, None),
+            ("bytes=,", 100, None),
+            ("bytes=9-0", 100, None),
+            ("bytes=0-9,9-0", 100, None),
+            ("bytes=a-9", 100, None),
+            ("bytes=0-9a", 100, None),
+            ("bytes=--5", 100, None),
+            ("bytes=-", 100, None),
+            ("bytes=0 -9", 100, None),
+            ("bytes=+1-2", 100, None),
+            ("bytes=0-9;x", 100, None),
+            // Abuse: the ranges add up to more than the file.
+            ("bytes=0-,0-", 100, None),
+            ("bytes=0-60,40-99", 100, None),
+        ];
+        for (value, len, want) in table {
+            assert_eq!(sel(value, *len).as_deref(), *want, "{value:?} of {len}");
+        }
+    }
+
+    #[test]
+    fn at_most_max_ranges_are_parsed() {
+        let spec = |n: u64| (0..n).map(|i| format!("{}-{}", 2 * i, 2 * i)).collect::<Vec<_>>().join(",");
+        let got = sel(&format!("bytes={}", spec(MAX_RANGES as u64)), 1000).unwrap();
+        assert_eq!(got.len(), MAX_RANGES);
+        assert_eq!(got[MAX_RANGES - 1], r(198, 198));
+        assert_eq!(sel(&format!("bytes={}", spec(MAX_RANGES as u64 + 1)), 1000), None);
+        // Empty members do not count.
+        assert_eq!(sel(&format!("bytes={},,,", spec(MAX_RANGES as u64)), 1000).unwrap().len(), MAX_RANGES);
+    }
+
+    #[test]
+    fn a_range_field_on_several_lines_is_ignored() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=3-4\r\n\r\n";
+        let Parse::Complete(req, _) = parse(raw) else { panic!() };
+        assert!(matches!(select(&req, 10), Selection::Whole));
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n";
+        let Parse::Complete(req, _) = parse(raw) else { panic!() };
+        assert!(matches!(select(&req, 10), Selection::One(ByteRange { first: 0, last: 1 })));
+    }
+
+    fn info(len: u64) -> FileInfo {
+        FileInfo { len, modified: None, dev: 1, ino: 2, mtime_sec: 3, mtime_nsec: 4 }
+    }
+
+    #[test]
+    fn boundary_occurs_in_no_part_head() {
+        let plain = Boundary::new(&info(10), "text/plain");
+        assert!(plain.as_bytes().starts_with(BOUNDARY_PREFIX));
+        assert!(plain.as_bytes()[BOUNDARY_PREFIX.len()..].iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(plain, Boundary::new(&info(11), "text/plain"), "differs between files");
+        // A content type that holds the first candidate, and the second.
+        let first = String::from_utf8(plain.as_bytes().to_vec()).unwrap();
+        let hostile = format!("text/x; a=\"{first}\"");
+        let second = Boundary::new(&info(10), &hostile);
+        assert_ne!(second, plain);
+        let second = String::from_utf8(second.as_bytes().to_vec()).unwrap();
+        let more_hostile = format!("{hostile}; b=\"{second}\"");
+        let third = Boundary::new(&info(10), &more_hostile);
+        let third = String::from_utf8(third.as_bytes().to_vec()).unwrap();
+        assert!(!more_hostile.contains(&third) && third != first && third != second);
+    }
+
+    #[test]
+    fn multipart_length_is_what_is_sent() {
+        let file = File::open("/dev/null").unwrap();
+        for (parts, complete, content_type) in [
+            (vec![r(0, 0), r(2, 2)], 3, "text/plain"),
+            (vec![r(0, 9), r(20, 99), r(1000, 123_456)], 1_000_000, "application/octet-stream"),
+            (vec![r(5, 5), r(u64::MAX - 10, u64::MAX - 1)], u64::MAX, "x/y; charset=utf-8"),
+        ] {
+            let m = Multipart {
+                file: &file,
+                parts: parts.clone(),
+                content_type,
+                complete,
+                boundary: Boundary::new(&info(complete), content_type),
+            };
+            let mut out = Vec::new();
+            let mut data = 0;
+            for (i, part) in parts.iter().enumerate() {
+                m.write_part_head(i, &mut out);
+                data += part.size();
+            }
+            m.write_end(&mut out);
+            assert_eq!(multipart_len(&parts, complete, content_type), out.len() as u64 + data, "{parts:?}");
+            let text = String::from_utf8(out).unwrap();
+            let b = String::from_utf8(m.boundary.as_bytes().to_vec()).unwrap();
+            assert!(
+                text.starts_with(&format!("--{b}\r\nContent-Type: {content_type}\r\nContent-Range: bytes "))
+            );
+            assert!(text.ends_with(&format!("\r\n--{b}--\r\n")));
+            assert_eq!(text.matches(&format!("\r\n--{b}\r\n")).count(), parts.len() - 1);
+        }
+    }
+}

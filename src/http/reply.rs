@@ -253,4 +253,30 @@ mod tests {
               Connection: close\r\n\r\n"
         );
     }
+
+    #[test]
+    fn typed_values_in_the_head_and_in_display() {
+        use crate::http::range::ByteRange;
+        let info = FileInfo { len: 26, modified: None, dev: 1, ino: 0xab, mtime_sec: 16, mtime_nsec: 0 };
+        let boundary = Boundary::new(&info, "text/plain");
+        let b = String::from_utf8(boundary.as_bytes().to_vec()).unwrap();
+        let table = [
+            (Value::ETag(&info), "\"1-ab-1a-10.0\"".to_string()),
+            (
+                Value::ContentRange(ContentRange { range: ByteRange { first: 0, last: 9 }, complete: 26 }),
+                "bytes 0-9/26".to_string(),
+            ),
+            (Value::UnsatisfiedRange(26), "bytes */26".to_string()),
+            (Value::Multipart(boundary), format!("multipart/byteranges; boundary={b}")),
+        ];
+        for (value, want) in table {
+            let mut fields = Fields::default();
+            fields.push("X", value);
+            let reply = Reply { status: Status::Ok, fields, body: Body::None, keep_alive: true };
+            let mut out = Vec::new();
+            reply.write_head(&mut out);
+            assert_eq!(out, format!("HTTP/1.1 200 OK\r\nX: {want}\r\n\r\n").as_bytes());
+            assert_eq!(value.to_string(), want);
+        }
+    }
 }
