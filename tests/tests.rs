@@ -8,6 +8,8 @@ mod common;
 
 #[path = "suite/concurrency.rs"]
 mod concurrency;
+#[path = "suite/conditional.rs"]
+mod conditional;
 #[path = "suite/daemon.rs"]
 mod daemon;
 #[path = "suite/http.rs"]
@@ -30,6 +32,8 @@ mod logging;
 mod manpages;
 #[path = "suite/parent.rs"]
 mod parent;
+#[path = "suite/ranges.rs"]
+mod ranges;
 #[path = "suite/refuse.rs"]
 mod refuse;
 #[path = "suite/reload.rs"]
