@@ -11,8 +11,9 @@
 //!    target names and `fstat`s it: a `Lookup`.
 //! 3. `decide`: the reply for that `Lookup`.
 //!
-//! Every status page comes from `status_page`, every file reply from
-//! `file_reply`; the `Connection` field is the last one of every reply.
+//! Every status page comes from `status_page`, every file reply (and its
+//! `304`, `412` and `416`, which the file's validators and length decide)
+//! from `file_reply`; the `Connection` field is the last one of every reply.
 
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
