@@ -140,7 +140,9 @@ impl Conn<'_> {
     }
 
     /// Sends a reply: the head, coalesced with the first body bytes
-    /// (`MSG_MORE` before a file, one buffer with a generated page).
+    /// (`MSG_MORE` before a file, one buffer with a generated page). A
+    /// multipart body goes part by part: the part head (after the previous
+    /// part's closing line) with `MSG_MORE`, then its range with `sendfile`.
     fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
         reply.write_head(&mut self.out);
         match reply.body {
@@ -157,6 +159,16 @@ impl Conn<'_> {
             Body::File { file, offset, len } => {
                 self.client.send(&self.out, true)?;
                 self.client.send_file(file, offset, len)
+            }
+            Body::Multipart(ref parts) => {
+                for (i, range) in parts.parts.iter().enumerate() {
+                    parts.write_part_head(i, &mut self.out);
+                    self.client.send(&self.out, true)?;
+                    self.out.clear();
+                    self.client.send_file(parts.file, range.first, range.size())?;
+                }
+                parts.write_end(&mut self.out);
+                self.client.send(&self.out, false)
             }
         }
     }

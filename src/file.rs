@@ -11,7 +11,6 @@ use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -137,9 +136,7 @@ fn list(dir: File, meta: &Metadata, path: &[u8]) -> Lookup<'static> {
     }
     let mut html = Vec::new();
     listing::render(path, &kept, left_out, &mut html);
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    let etag = listing::etag(meta.dev(), meta.ino(), mtime_ns);
-    Ok(Found::Listing(Listing { html, info: FileInfo::from(meta), etag }))
+    Ok(Found::Listing(Listing { html, info: FileInfo::from(meta) }))
 }
 
 /// What a listing makes of a directory entry.

@@ -8,6 +8,8 @@ mod common;
 
 #[path = "suite/concurrency.rs"]
 mod concurrency;
+#[path = "suite/conditional.rs"]
+mod conditional;
 #[path = "suite/daemon.rs"]
 mod daemon;
 #[path = "suite/encoding.rs"]
@@ -36,6 +38,8 @@ mod manpages;
 mod mime;
 #[path = "suite/parent.rs"]
 mod parent;
+#[path = "suite/ranges.rs"]
+mod ranges;
 #[path = "suite/refuse.rs"]
 mod refuse;
 #[path = "suite/reload.rs"]

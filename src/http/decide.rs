@@ -11,15 +11,19 @@
 //!    target names and `fstat`s it: a `Lookup`.
 //! 3. `decide`: the reply for that `Lookup`.
 //!
-//! Every status page comes from `status_page`, every file reply from
-//! `file_reply`; the `Connection` field is the last one of every reply.
+//! Every status page comes from `status_page`, every file reply (and its
+//! `304`, `412` and `416`, which the file's validators and length decide)
+//! from `file_reply`; the `Connection` field is the last one of every reply.
 
 use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
+use crate::http::conditional::{self, Precondition};
 use crate::http::encoding::Coding;
 use crate::http::listing::Listing;
 use crate::http::mime::MimeTypes;
+use crate::http::range::{self, ContentRange, Multipart, Selection};
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
 use crate::http::status::Status;
@@ -62,6 +66,15 @@ pub struct FileInfo {
     /// Modification time, when the filesystem has one and an HTTP date can
     /// express it (1970 to 9999; `touch` can set any other).
     pub modified: Option<SystemTime>,
+    /// The device and inode: which file this is (for its entity tag).
+    pub dev: u64,
+    /// See `dev`.
+    pub ino: u64,
+    /// Modification time as `fstat` gives it, whatever its range: seconds
+    /// since the epoch and nanoseconds (for the entity tag).
+    pub mtime_sec: i64,
+    /// See `mtime_sec`.
+    pub mtime_nsec: u32,
 }
 
 /// The first second an HTTP date cannot express: year 10000.
@@ -73,7 +86,14 @@ impl From<&Metadata> for FileInfo {
             .modified()
             .ok()
             .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
-        FileInfo { len: meta.len(), modified }
+        FileInfo {
+            len: meta.len(),
+            modified,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        }
     }
 }
 
@@ -140,8 +160,10 @@ pub fn decide<'a>(
     let keep = keeps_open(req, may_keep);
     let head_only = req.method == Method::Head;
     match found {
-        Ok(Found::File(opened)) => file_reply(site, opened, now, connection(req, keep), head_only),
-        Ok(Found::Listing(listing)) => listing_reply(site, listing, now, connection(req, keep), head_only),
+        Ok(Found::File(opened)) => file_reply(req, site, opened, now, connection(req, keep), head_only),
+        Ok(Found::Listing(listing)) => {
+            listing_reply(req, site, listing, now, connection(req, keep), head_only)
+        }
         Ok(Found::Redirect(location)) => status_page(
             Status::MovedPermanently,
             Some(location),
@@ -189,52 +211,123 @@ pub fn status_page<'a>(
     finish(status, fields, if head_only { Body::None } else { Body::Page(page) }, connection)
 }
 
-/// `200` with the whole file.
+/// A file: `200` with the whole file, `206` with the ranges asked for, or
+/// what the preconditions decide (`304`, `412`), in the order of RFC 9110
+/// 13.2.2 (see `conditional`). Every file reply that has the file's bytes
+/// or stands for them (`200`, `206`, `304`) carries its validators.
 fn file_reply<'a>(
+    req: &Request<'_>,
     site: &Site<'a>,
     opened: &'a Opened<'_>,
     now: SystemTime,
     connection: Connection,
     head_only: bool,
 ) -> Reply<'a> {
-    let len = opened.info.len;
+    let info = &opened.info;
+    let precondition = conditional::evaluate(req, info);
+    if precondition == Precondition::PreconditionFailed {
+        return status_page(Status::PreconditionFailed, None, site.server, now, connection, head_only);
+    }
+    let content_type = site.types.content_type(opened.name);
+    let selection = if precondition == Precondition::Pass && conditional::if_range_holds(req, info) {
+        range::select(req, info.len)
+    } else {
+        Selection::Whole
+    };
     let mut fields = common(site.server, now);
-    fields.push("Content-Type", Value::Str(site.types.content_type(opened.name)));
+    let (status, body) = match selection {
+        Selection::Whole => {
+            fields.push("Content-Type", Value::Str(content_type));
+            fields.push("Content-Length", Value::Number(info.len));
+            let body = if info.len == 0 {
+                Body::None
+            } else {
+                Body::File { file: &opened.file, offset: 0, len: info.len }
+            };
+            (Status::Ok, body)
+        }
+        Selection::One(range) => {
+            fields.push("Content-Type", Value::Str(content_type));
+            fields.push("Content-Length", Value::Number(range.size()));
+            fields.push("Content-Range", Value::ContentRange(ContentRange { range, complete: info.len }));
+            (
+                Status::PartialContent,
+                Body::File { file: &opened.file, offset: range.first, len: range.size() },
+            )
+        }
+        Selection::Several(ranges) => {
+            let boundary = range::Boundary::new(info, content_type);
+            let parts = ranges.as_slice();
+            fields.push("Content-Type", Value::Multipart(boundary));
+            fields.push("Content-Length", Value::Number(range::multipart_len(parts, info.len, content_type)));
+            let body = if head_only {
+                Body::None
+            } else {
+                Body::Multipart(Multipart {
+                    file: &opened.file,
+                    parts: parts.to_vec(),
+                    content_type,
+                    complete: info.len,
+                    boundary,
+                })
+            };
+            (Status::PartialContent, body)
+        }
+        Selection::Unsatisfiable => {
+            let page = Status::RangeNotSatisfiable.page();
+            fields.push("Content-Type", Value::Str(PAGE_TYPE));
+            fields.push("Content-Length", Value::Number(page.len() as u64));
+            fields.push("Content-Range", Value::UnsatisfiedRange(info.len));
+            let body = if head_only { Body::None } else { Body::Page(page) };
+            return finish(Status::RangeNotSatisfiable, fields, body, connection);
+        }
+    };
     if let Some(coding) = opened.encoding {
         fields.push("Content-Encoding", Value::Str(coding.token()));
     }
-    fields.push("Content-Length", Value::Number(len));
-    if let Some(t) = opened.info.modified {
+    if let Some(t) = info.modified {
         fields.push("Last-Modified", Value::Date(t));
     }
-    fields.push("Accept-Ranges", Value::Str("none"));
-    // On every file reply of such a site, identity ones included: any file
-    // may gain a sibling at any time, and a cache must not keep serving the
-    // identity reply to clients that would get the sibling.
+    fields.push("ETag", Value::ETag(info));
+    fields.push("Accept-Ranges", Value::Str("bytes"));
+    // On every file reply of such a site, identity ones and 304s included:
+    // any file may gain a sibling at any time, and a cache must not keep
+    // serving the identity reply to clients that would get the sibling.
     if site.precompressed {
         fields.push("Vary", Value::Str("Accept-Encoding"));
     }
-    let body =
-        if head_only || len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
-    finish(Status::Ok, fields, body, connection)
+    if precondition == Precondition::NotModified {
+        return finish(Status::NotModified, conditional::not_modified(&fields), Body::None, connection);
+    }
+    finish(status, fields, if head_only { Body::None } else { body }, connection)
 }
 
 /// `200` with a directory listing, validated by the directory's own
 /// `Last-Modified` and `ETag`.
 fn listing_reply<'a>(
+    req: &Request<'_>,
     site: &Site<'a>,
     listing: &'a Listing,
     now: SystemTime,
     connection: Connection,
     head_only: bool,
 ) -> Reply<'a> {
+    // The directory's own validators, under the same preconditions as a
+    // file: a revalidation of an unchanged directory is a 304.
+    let precondition = conditional::evaluate(req, &listing.info);
+    if precondition == Precondition::PreconditionFailed {
+        return status_page(Status::PreconditionFailed, None, site.server, now, connection, head_only);
+    }
     let mut fields = common(site.server, now);
     fields.push("Content-Type", Value::Str(PAGE_TYPE));
     fields.push("Content-Length", Value::Number(listing.html.len() as u64));
     if let Some(t) = listing.info.modified {
         fields.push("Last-Modified", Value::Date(t));
     }
-    fields.push("ETag", Value::Str(&listing.etag));
+    fields.push("ETag", Value::ETag(&listing.info));
+    if precondition == Precondition::NotModified {
+        return finish(Status::NotModified, conditional::not_modified(&fields), Body::None, connection);
+    }
     let body = if head_only { Body::None } else { Body::Generated(&listing.html) };
     finish(Status::Ok, fields, body, connection)
 }
@@ -318,7 +411,14 @@ mod tests {
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
         let file = File::open("/dev/null").unwrap();
-        let info = FileInfo { len, modified: Some(SystemTime::UNIX_EPOCH + MTIME) };
+        let info = FileInfo {
+            len,
+            modified: Some(SystemTime::UNIX_EPOCH + MTIME),
+            dev: 0x803,
+            ino: 0x1234,
+            mtime_sec: MTIME.as_secs() as i64,
+            mtime_nsec: 5,
+        };
         Ok(Found::File(Opened { file, info, name, encoding: None }))
     }
 
@@ -347,7 +447,8 @@ mod tests {
             head(&r),
             "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
              Content-Type: text/html; charset=utf-8\r\nContent-Length: 5\r\n\
-             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nAccept-Ranges: none\r\n\r\n"
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"803-1234-5-5f5e1000.5\"\r\n\
+             Accept-Ranges: bytes\r\n\r\n"
         );
         assert!(matches!(r.body, Body::File { offset: 0, len: 5, .. }));
         assert_eq!(r.body_len(), 5);
@@ -422,8 +523,14 @@ mod tests {
     fn a_listing_is_200_html_with_the_directory_validators() {
         let listing = crate::http::listing::Listing {
             html: b"<p>list</p>".to_vec(),
-            info: FileInfo { len: 4096, modified: Some(SystemTime::UNIX_EPOCH + MTIME) },
-            etag: "\"1-2-3\"".to_string(),
+            info: FileInfo {
+                len: 4096,
+                modified: Some(SystemTime::UNIX_EPOCH + MTIME),
+                dev: 1,
+                ino: 2,
+                mtime_sec: MTIME.as_secs() as i64,
+                mtime_nsec: 3,
+            },
         };
         let found = Ok(Found::Listing(listing));
         let r = reply(&request(b"GET /d/ HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
@@ -431,9 +538,14 @@ mod tests {
             head(&r),
             "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
              Content-Type: text/html; charset=utf-8\r\nContent-Length: 11\r\n\
-             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"1-2-3\"\r\n\r\n"
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"1-2-1000-5f5e1000.3\"\r\n\r\n"
         );
         assert!(matches!(r.body, Body::Generated(b"<p>list</p>")));
+        // The directory's own tag revalidates to a 304 without a body.
+        let again = request(b"GET /d/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"1-2-1000-5f5e1000.3\"\r\n\r\n");
+        let r304 = reply(&again, &found);
+        assert_eq!(r304.status, Status::NotModified);
+        assert!(matches!(r304.body, Body::None));
         assert_eq!(r.body_len(), 11);
         let h = reply(&request(b"HEAD /d/ HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
         assert_eq!(head(&h), head(&r));
@@ -512,5 +624,119 @@ mod tests {
         assert!(head(&r).contains(concat!("\r\nServer: forkhttpd/", env!("CARGO_PKG_VERSION"), "\r\n")));
         let r = status_page(Status::ServiceUnavailable, None, "forkhttpd", now(), Connection::Close, false);
         assert_eq!(r.fields.get("Retry-After"), Some(Value::Number(RETRY_AFTER_SECS)));
+    }
+
+    const ETAG: &str = "\"803-1234-5-5f5e1000.5\"";
+    const LAST_MODIFIED: &str = "Sun, 13 Sep 2020 12:26:40 GMT";
+
+    #[test]
+    fn not_modified_is_the_200_without_its_body_fields() {
+        let found = opened(b"a.html", 5);
+        let raw = format!("GET /a.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: {ETAG}\r\n\r\n");
+        let r = reply(&request(raw.as_bytes()), &found);
+        assert_eq!(
+            head(&r),
+            format!(
+                "HTTP/1.1 304 Not Modified\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+                 Last-Modified: {LAST_MODIFIED}\r\nETag: {ETAG}\r\n\r\n"
+            )
+        );
+        assert!(matches!(r.body, Body::None) && r.keep_alive);
+        // The same for If-Modified-Since, HEAD, and with a Range (304 comes first).
+        for raw in [
+            format!("GET /a.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: {LAST_MODIFIED}\r\n\r\n"),
+            format!(
+                "HEAD /a.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/{ETAG}\r\nRange: bytes=0-1\r\n\r\n"
+            ),
+        ] {
+            let r2 = reply(&request(raw.as_bytes()), &found);
+            assert_eq!(head(&r2), head(&r), "{raw}");
+        }
+    }
+
+    #[test]
+    fn failed_precondition_is_412_without_validators() {
+        let found = opened(b"a.html", 5);
+        for raw in [
+            "GET /a HTTP/1.1\r\nHost: x\r\nIf-Match: \"nope\"\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: Sun, 13 Sep 2020 12:26:39 GMT\r\n\r\n",
+        ] {
+            let r = reply(&request(raw.as_bytes()), &found);
+            assert_eq!(r.status, Status::PreconditionFailed, "{raw}");
+            assert!(matches!(r.body, Body::Page(p) if p == Status::PreconditionFailed.page()));
+            assert_eq!((r.fields.get("ETag"), r.fields.get("Last-Modified")), (None, None));
+        }
+    }
+
+    #[test]
+    fn one_range_is_206_with_content_range() {
+        let found = opened(b"a.txt", 100);
+        let req = request(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n");
+        let r = reply(&req, &found);
+        assert_eq!(
+            head(&r),
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\
+                 Content-Range: bytes 10-19/100\r\nLast-Modified: {LAST_MODIFIED}\r\n\
+                 ETag: \"803-1234-64-5f5e1000.5\"\r\nAccept-Ranges: bytes\r\n\r\n"
+            )
+        );
+        assert!(matches!(r.body, Body::File { offset: 10, len: 10, .. }));
+        // HEAD gets the same head, without the bytes.
+        let r2 = reply(&request(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n"), &found);
+        assert_eq!(head(&r2), head(&r));
+        assert!(matches!(r2.body, Body::None));
+    }
+
+    #[test]
+    fn several_ranges_are_multipart_with_the_exact_length() {
+        let found = opened(b"a.txt", 100);
+        let req = request(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=50-59,0-4,3-9\r\n\r\n");
+        let r = reply(&req, &found);
+        assert_eq!(r.status, Status::PartialContent);
+        let Body::Multipart(m) = &r.body else { panic!("{:?}", r.body) };
+        assert_eq!(
+            m.parts,
+            [range::ByteRange { first: 0, last: 9 }, range::ByteRange { first: 50, last: 59 }]
+        );
+        assert_eq!((m.content_type, m.complete), ("text/plain; charset=utf-8", 100));
+        assert_eq!(r.fields.get("Content-Type"), Some(Value::Multipart(m.boundary)));
+        assert_eq!(r.fields.get("Content-Length"), Some(Value::Number(r.body_len())));
+        assert_eq!(r.fields.get("Content-Range"), None);
+        assert!(head(&r).contains("\r\nContent-Type: multipart/byteranges; boundary=forkhttpd-"));
+        let r2 =
+            reply(&request(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=50-59,0-4,3-9\r\n\r\n"), &found);
+        assert_eq!(head(&r2), head(&r));
+        assert!(matches!(r2.body, Body::None));
+    }
+
+    #[test]
+    fn unsatisfiable_ranges_are_416_with_the_length() {
+        let found = opened(b"a.txt", 100);
+        let r = reply(&request(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=100-\r\n\r\n"), &found);
+        assert_eq!(r.status, Status::RangeNotSatisfiable);
+        assert_eq!(r.fields.get("Content-Range"), Some(Value::UnsatisfiedRange(100)));
+        assert!(head(&r).contains("\r\nContent-Range: bytes */100\r\n"));
+        assert_eq!(r.fields.get("Content-Length"), Some(page_len(Status::RangeNotSatisfiable)));
+        assert!(matches!(r.body, Body::Page(_)) && r.keep_alive);
+    }
+
+    #[test]
+    fn if_range_gates_the_ranges() {
+        let found = opened(b"a.txt", 100);
+        let table = [
+            (format!("If-Range: {ETAG}"), Status::Ok),
+            ("If-Range: \"803-1234-64-5f5e1000.5\"".to_string(), Status::PartialContent),
+            ("If-Range: W/\"803-1234-64-5f5e1000.5\"".to_string(), Status::Ok),
+            (format!("If-Range: {LAST_MODIFIED}"), Status::PartialContent),
+            ("If-Range: Sun, 13 Sep 2020 12:26:41 GMT".to_string(), Status::Ok),
+        ];
+        for (line, want) in table {
+            let raw = format!("GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n{line}\r\n\r\n");
+            let r = reply(&request(raw.as_bytes()), &found);
+            assert_eq!(r.status, want, "{line}");
+            assert_eq!(r.body_len(), if want == Status::Ok { 100 } else { 10 }, "{line}");
+        }
     }
 }

@@ -102,15 +102,6 @@ pub struct Listing {
     pub html: Vec<u8>,
     /// From `fstat` of the directory: its `Last-Modified`.
     pub info: FileInfo,
-    /// The directory's entity tag (see `etag`).
-    pub etag: String,
-}
-
-/// A strong entity tag for a directory's listing, from its identity
-/// (device, inode) and its modification time in nanoseconds, which changes
-/// whenever an entry is added, removed or renamed.
-pub fn etag(dev: u64, ino: u64, mtime_ns: i128) -> String {
-    format!("\"{dev:x}-{ino:x}-{mtime_ns:x}\"")
 }
 
 /// Writes the page listing `entries` (in listing order) of the directory
@@ -339,11 +330,5 @@ mod tests {
         assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00");
         assert_eq!(utc(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29 00:00:00");
         assert_eq!(utc(UNIX_EPOCH + Duration::from_secs(253_402_300_799)), "9999-12-31 23:59:59");
-    }
-
-    #[test]
-    fn etag_from_identity_and_time() {
-        assert_eq!(etag(0x801, 42, 1_600_000_000_123_456_789), "\"801-2a-16345785dffbcd15\"");
-        assert_ne!(etag(1, 2, 3), etag(1, 2, 4));
     }
 }

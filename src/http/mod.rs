@@ -10,15 +10,19 @@
 //!   layered defence; the filesystem steps are in `file`).
 //! - `mime`: file name -> content type.
 //! - `status`: every status we send, its page, and errno -> status.
+//! - `conditional`: entity tags and the preconditions of RFC 9110 13.2.2.
+//! - `range`: what a `Range` field selects, and multipart/byteranges framing.
 //! - `encoding`: `Accept-Encoding` -> the precompressed siblings to try.
 //! - `listing`: a directory's entries -> a bounded, sorted HTML listing.
 //! - `decide`: request + site + what the file step found -> `Reply`.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 
+pub mod conditional;
 pub mod decide;
 pub mod encoding;
 pub mod listing;
 pub mod mime;
+pub mod range;
 pub mod reply;
 pub mod request;
 pub mod resolve;

@@ -16,6 +16,9 @@ use std::time::SystemTime;
 
 use httpdate::HttpDate;
 
+use crate::http::conditional;
+use crate::http::decide::FileInfo;
+use crate::http::range::{self, Boundary, ContentRange, Multipart};
 use crate::http::status::Status;
 
 /// Fields a reply holds without allocating; more spill onto the heap.
@@ -31,15 +34,22 @@ pub enum Value<'a> {
     /// An HTTP date, IMF-fixdate (`Date`, `Last-Modified`), from 1970 to
     /// 9999 (formatting any other aborts; `FileInfo` keeps file times inside).
     Date(SystemTime),
+    /// The strong entity tag of a file (`ETag`), see `conditional::etag`.
+    ETag(&'a FileInfo),
+    /// `bytes FIRST-LAST/COMPLETE` (`Content-Range` of a `206`).
+    ContentRange(ContentRange),
+    /// `bytes */COMPLETE` (`Content-Range` of a `416`).
+    UnsatisfiedRange(u64),
+    /// `multipart/byteranges; boundary=...` (`Content-Type` of a multipart `206`).
+    Multipart(Boundary),
 }
 
 impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Value::Str(s) => f.write_str(s),
-            Value::Number(n) => write!(f, "{n}"),
-            Value::Date(t) => write!(f, "{}", HttpDate::from(t)),
-        }
+        // As in the head; every value is ASCII or a `&str`.
+        let mut bytes = Vec::new();
+        push_value(&mut bytes, *self);
+        f.write_str(&String::from_utf8_lossy(&bytes))
     }
 }
 
@@ -95,7 +105,7 @@ impl<'a> Fields<'a> {
 }
 
 /// What follows the head.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Body<'a> {
     /// Nothing: `HEAD`, `204`, or an empty file.
     None,
@@ -112,6 +122,9 @@ pub enum Body<'a> {
         /// How many bytes.
         len: u64,
     },
+    /// Several ranges of an open file as `multipart/byteranges`: each part
+    /// head, then that range with `sendfile`.
+    Multipart(Multipart<'a>),
 }
 
 /// A decided reply, ready to send.
@@ -141,14 +154,7 @@ impl Reply<'_> {
         for f in self.fields.iter() {
             out.extend_from_slice(f.name.as_bytes());
             out.extend_from_slice(b": ");
-            match f.value {
-                Value::Str(s) => out.extend_from_slice(s.as_bytes()),
-                Value::Number(n) => push_number(out, n),
-                // Writing into a Vec cannot fail.
-                Value::Date(t) => {
-                    let _ = write!(out, "{}", HttpDate::from(t));
-                }
-            }
+            push_value(out, f.value);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -161,12 +167,35 @@ impl Reply<'_> {
             Body::Page(page) => page.len() as u64,
             Body::Generated(bytes) => bytes.len() as u64,
             Body::File { len, .. } => len,
+            Body::Multipart(ref m) => range::multipart_len(&m.parts, m.complete, m.content_type),
+        }
+    }
+}
+
+/// Appends a field value.
+fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
+    match value {
+        Value::Str(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Number(n) => push_number(out, n),
+        // Writing into a Vec cannot fail.
+        Value::Date(t) => {
+            let _ = write!(out, "{}", HttpDate::from(t));
+        }
+        Value::ETag(info) => out.extend_from_slice(conditional::etag(info).as_bytes()),
+        Value::ContentRange(cr) => range::push_content_range(out, cr),
+        Value::UnsatisfiedRange(complete) => {
+            out.extend_from_slice(b"bytes */");
+            push_number(out, complete);
+        }
+        Value::Multipart(boundary) => {
+            out.extend_from_slice(b"multipart/byteranges; boundary=");
+            out.extend_from_slice(boundary.as_bytes());
         }
     }
 }
 
 /// Appends `n` in decimal.
-fn push_number(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_number(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
@@ -226,5 +255,31 @@ mod tests {
             b"HTTP/1.1 404 Not Found\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 42\r\n\
               Connection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn typed_values_in_the_head_and_in_display() {
+        use crate::http::range::ByteRange;
+        let info = FileInfo { len: 26, modified: None, dev: 1, ino: 0xab, mtime_sec: 16, mtime_nsec: 0 };
+        let boundary = Boundary::new(&info, "text/plain");
+        let b = String::from_utf8(boundary.as_bytes().to_vec()).unwrap();
+        let table = [
+            (Value::ETag(&info), "\"1-ab-1a-10.0\"".to_string()),
+            (
+                Value::ContentRange(ContentRange { range: ByteRange { first: 0, last: 9 }, complete: 26 }),
+                "bytes 0-9/26".to_string(),
+            ),
+            (Value::UnsatisfiedRange(26), "bytes */26".to_string()),
+            (Value::Multipart(boundary), format!("multipart/byteranges; boundary={b}")),
+        ];
+        for (value, want) in table {
+            let mut fields = Fields::default();
+            fields.push("X", value);
+            let reply = Reply { status: Status::Ok, fields, body: Body::None, keep_alive: true };
+            let mut out = Vec::new();
+            reply.write_head(&mut out);
+            assert_eq!(out, format!("HTTP/1.1 200 OK\r\nX: {want}\r\n\r\n").as_bytes());
+            assert_eq!(value.to_string(), want);
+        }
     }
 }

@@ -62,6 +62,31 @@ pub struct Request<'b> {
     /// The fields the reply rules read, each as sent (the first line of a
     /// repeated field), borrowed: parsing allocates nothing.
     pub fields: Fields<'b>,
+    /// The whole head as received, for the rules that must see every line
+    /// of a repeated field (`field_lines`).
+    pub head: &'b [u8],
+}
+
+impl<'b> Request<'b> {
+    /// The value of every line of the field `name` (any case), in order,
+    /// without surrounding whitespace. A list-valued field such as
+    /// `If-None-Match` may be sent on several lines, which together make one
+    /// list (RFC 9110 5.3); `fields` keeps only the first. Scans the head,
+    /// so the rules call it only for a field that `fields` shows present.
+    pub fn field_lines(&self, name: &'b str) -> impl Iterator<Item = &'b [u8]> + 'b {
+        // httparse accepted this head: lines end in LF (CR optional), the
+        // first non-empty line is the request line, and every other line is
+        // `name: value` with no space before the colon.
+        self.head
+            .split(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .skip_while(|line| line.is_empty())
+            .skip(1)
+            .filter_map(move |line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                line[..colon].eq_ignore_ascii_case(name.as_bytes()).then(|| line[colon + 1..].trim_ascii())
+            })
+    }
 }
 
 /// The request header fields that decide the reply, as raw values borrowed
@@ -113,6 +138,7 @@ impl<'b> Fields<'b> {
 
 /// The result of looking at the bytes received so far.
 #[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "moved once per request; boxing would allocate")]
 pub enum Parse<'b> {
     /// The head is not complete yet: read more.
     Partial,
@@ -150,6 +176,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         referer: None,
         user_agent: None,
         fields: Fields::default(),
+        head: &buf[..len],
     };
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
@@ -280,6 +307,19 @@ mod tests {
         }
         let Parse::Complete(r, _) = parse(b"GET / HTTP/1.0\r\n\r\n") else { panic!() };
         assert!(r.fields.host.is_none() && r.fields.range.is_none());
+    }
+
+    #[test]
+    fn field_lines_sees_every_line_of_a_repeated_field() {
+        let raw = b"\r\nGET http://x/ HTTP/1.1\r\nHost: x\r\nif-none-match: \"a\", \"b\"\r\nX: 1\r\n\
+            If-None-Match:\t W/\"c\" \r\nIf-None-Match-X: \"d\"\nIf-None-Match:\r\n\r\nGET";
+        let Parse::Complete(r, _) = parse(raw) else { panic!() };
+        let lines: Vec<&[u8]> = r.field_lines("If-None-Match").collect();
+        assert_eq!(lines, [&b"\"a\", \"b\""[..], b"W/\"c\"", b""]);
+        assert_eq!(r.field_lines("host").count(), 1);
+        // The request line is never taken for a field, nor bytes after the head.
+        assert_eq!(r.field_lines("GET http").count(), 0);
+        assert_eq!(r.field_lines("range").count(), 0);
     }
 
     #[test]

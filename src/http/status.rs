@@ -14,8 +14,12 @@ pub enum Status {
     Ok,
     /// 204: the answer to `OPTIONS`.
     NoContent,
+    /// 206: the byte ranges a `Range` field asked for.
+    PartialContent,
     /// 301: a directory named without its trailing slash.
     MovedPermanently,
+    /// 304: the client's copy is current (`If-None-Match`, `If-Modified-Since`).
+    NotModified,
     /// 400: malformed request, a path that climbs out, or a body we will not read.
     BadRequest,
     /// 403: the file exists but may not be served (outside the root, not a
@@ -29,6 +33,10 @@ pub enum Status {
     RequestTimeout,
     /// 414: the request line alone exceeds `max_header_bytes`.
     UriTooLong,
+    /// 412: an `If-Match` or `If-Unmodified-Since` precondition is false.
+    PreconditionFailed,
+    /// 416: no range of a `Range` field overlaps the file.
+    RangeNotSatisfiable,
     /// 431: the request head exceeds `max_header_bytes` or the header count.
     HeaderFieldsTooLarge,
     /// 500: an unexpected local failure.
@@ -83,13 +91,17 @@ impl Status {
         match self {
             Status::Ok => status!(200, "OK"),
             Status::NoContent => status!(204, "No Content"),
+            Status::PartialContent => status!(206, "Partial Content"),
             Status::MovedPermanently => status!(301, "Moved Permanently"),
+            Status::NotModified => status!(304, "Not Modified"),
             Status::BadRequest => status!(400, "Bad Request"),
             Status::Forbidden => status!(403, "Forbidden"),
             Status::NotFound => status!(404, "Not Found"),
             Status::MethodNotAllowed => status!(405, "Method Not Allowed"),
             Status::RequestTimeout => status!(408, "Request Timeout"),
             Status::UriTooLong => status!(414, "URI Too Long"),
+            Status::PreconditionFailed => status!(412, "Precondition Failed"),
+            Status::RangeNotSatisfiable => status!(416, "Range Not Satisfiable"),
             Status::HeaderFieldsTooLarge => status!(431, "Request Header Fields Too Large"),
             Status::InternalError => status!(500, "Internal Server Error"),
             Status::NotImplemented => status!(501, "Not Implemented"),

@@ -29,7 +29,12 @@ fn assert_success_headers(resp: &Response, len: usize) {
     assert_eq!(resp.header_count("content-length"), 1);
     let lm = resp.header("last-modified").expect("Last-Modified header");
     assert!(parse_http_date(lm).is_some(), "Last-Modified is not an IMF-fixdate: {lm:?}");
-    assert_eq!(resp.header("accept-ranges"), Some("none"), "Accept-Ranges");
+    assert_eq!(resp.header("accept-ranges"), Some("bytes"), "Accept-Ranges");
+    let etag = resp.header("etag").expect("ETag header");
+    assert!(
+        etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+        "ETag is not a strong tag: {etag:?}"
+    );
 }
 
 #[test]
@@ -137,7 +142,7 @@ fn head_has_get_headers_and_no_body() {
     );
     let head = c.read_head_response();
     assert_eq!(head.status, 200);
-    for name in ["content-type", "content-length", "last-modified", "accept-ranges", "server"] {
+    for name in ["content-type", "content-length", "last-modified", "etag", "accept-ranges", "server"] {
         assert_eq!(head.header(name), get.header(name), "HEAD vs GET {name}");
     }
     assert_eq!(head.header("content-length"), Some("5000"));

@@ -1,0 +1,434 @@
+//! Validators and conditional requests (RFC 9110 8.8 and 13): the strong
+//! entity tag of a file, and the preconditions of a request evaluated in
+//! the order of RFC 9110 13.2.2.
+//!
+//! Runs in: child. Pure: the file is known by its `FileInfo` (from the
+//! `fstat` of the open descriptor), the request by its borrowed fields.
+//! Nothing here allocates: a tag is formatted into a buffer on the stack,
+//! and field values are compared where they lie in the request buffer.
+//!
+//! The order of 13.2.2, which `evaluate` and `if_range_holds` follow:
+//!
+//! 1. `If-Match` (strong comparison, `*`): false → `412`.
+//! 2. Else `If-Unmodified-Since` (a valid date, a file with a date): the
+//!    file changed after it → `412`.
+//! 3. `If-None-Match` (weak comparison, `*`): a tag matches → `304` for
+//!    `GET`/`HEAD` (`412` for any other method).
+//! 4. Else, for `GET`/`HEAD` only, `If-Modified-Since` (a valid date, a
+//!    file with a date): not changed since → `304`.
+//! 5. `If-Range` decides whether `Range` is served (`if_range_holds`).
+//!
+//! A field whose value is not valid is ignored (the dates, as 13.1.3 and
+//! 13.1.4 require) or matches nothing (a malformed tag list: for
+//! `If-None-Match` that sends the whole file, for `If-Match` a `412`; both
+//! are safe answers to a client that cannot say what it holds).
+
+use std::time::SystemTime;
+
+use crate::http::decide::FileInfo;
+use crate::http::reply::Fields;
+use crate::http::request::{Method, Request};
+
+/// Longest entity tag: two quotes, four fields of up to 16 hex digits, the
+/// nanoseconds in up to 8, and four separators.
+const TAG_MAX: usize = 2 + 4 * 16 + 8 + 4;
+
+/// A file's strong entity tag, formatted: `"DEV-INO-LEN-SECS.NSECS"` in
+/// lower-case hex (seconds since the epoch as two's complement). It changes
+/// whenever the file is replaced (another inode), resized or modified
+/// (nanosecond mtime), which is what makes it strong for a static file.
+#[derive(Clone, Copy)]
+pub struct Tag {
+    bytes: [u8; TAG_MAX],
+    len: usize,
+}
+
+impl Tag {
+    /// The tag with its quotes, as sent in `ETag`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn push_hex(&mut self, n: u64) {
+        let digits = if n == 0 { 1 } else { (64 - n.leading_zeros()).div_ceil(4) };
+        for i in (0..digits).rev() {
+            self.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+        }
+    }
+}
+
+/// The strong entity tag of the file `info` describes. It takes any
+/// `FileInfo`, so every opened file (a precompressed variant, a listed
+/// directory) gets its own tag from its own `fstat`.
+pub fn etag(info: &FileInfo) -> Tag {
+    let mut tag = Tag { bytes: [0; TAG_MAX], len: 0 };
+    tag.push(b'"');
+    for (n, sep) in [(info.dev, b'-'), (info.ino, b'-'), (info.len, b'-'), (info.mtime_sec as u64, b'.')] {
+        tag.push_hex(n);
+        tag.push(sep);
+    }
+    tag.push_hex(u64::from(info.mtime_nsec));
+    tag.push(b'"');
+    tag
+}
+
+/// What the preconditions of a request (steps 1 to 4) decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Serve the file (ranges are decided by `if_range_holds`).
+    Pass,
+    /// The client's copy is current: `304`.
+    NotModified,
+    /// A precondition is false: `412`.
+    PreconditionFailed,
+}
+
+/// Steps 1 to 4 of RFC 9110 13.2.2 for a request of the file `info`
+/// describes.
+pub fn evaluate(req: &Request<'_>, info: &FileInfo) -> Precondition {
+    let fields = &req.fields;
+    if fields.if_match.is_some() {
+        if !list_matches(req.field_lines("if-match"), &etag(info), Comparison::Strong) {
+            return Precondition::PreconditionFailed;
+        }
+    } else if let (Some(date), Some(modified)) =
+        (date_field(req, fields.if_unmodified_since, "if-unmodified-since"), seconds(info))
+        && modified > date
+    {
+        return Precondition::PreconditionFailed;
+    }
+    let get_or_head = matches!(req.method, Method::Get | Method::Head);
+    if fields.if_none_match.is_some() {
+        if list_matches(req.field_lines("if-none-match"), &etag(info), Comparison::Weak) {
+            return if get_or_head { Precondition::NotModified } else { Precondition::PreconditionFailed };
+        }
+    } else if get_or_head
+        && let (Some(date), Some(modified)) =
+            (date_field(req, fields.if_modified_since, "if-modified-since"), seconds(info))
+        && modified <= date
+    {
+        return Precondition::NotModified;
+    }
+    Precondition::Pass
+}
+
+/// Step 5: whether the `Range` of a request may be served (RFC 9110
+/// 13.1.5). True without `If-Range`; with it, true only when its entity tag
+/// equals ours by strong comparison (a weak tag never does), or its date is
+/// exactly our `Last-Modified`. A value sent on several lines is invalid.
+pub fn if_range_holds(req: &Request<'_>, info: &FileInfo) -> bool {
+    let Some(value) = req.fields.if_range else {
+        return true;
+    };
+    if req.field_lines("if-range").nth(1).is_some() {
+        return false;
+    }
+    let value = value.trim_ascii();
+    if value.starts_with(b"\"") || value.starts_with(b"W/") {
+        return value == etag(info).as_bytes();
+    }
+    matches!((parse_date(value), seconds(info)), (Some(date), Some(modified)) if date == modified)
+}
+
+/// The fields of the `304` for a reply whose `200` would carry `fields`:
+/// all of them (`Date`, `ETag`, `Last-Modified`, `Cache-Control`, `Vary`,
+/// whatever rules added) except those that describe a body the `304` does
+/// not have (RFC 9110 15.4.5), as nginx drops them too.
+pub fn not_modified<'a>(fields: &Fields<'a>) -> Fields<'a> {
+    const BODY_FIELDS: [&str; 4] = ["Content-Type", "Content-Length", "Content-Encoding", "Accept-Ranges"];
+    let mut kept = Fields::default();
+    for f in fields.iter().filter(|f| !BODY_FIELDS.iter().any(|n| n.eq_ignore_ascii_case(f.name))) {
+        kept.push(f.name, f.value);
+    }
+    kept
+}
+
+/// How two entity tags are compared (RFC 9110 8.8.3.2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    /// Both strong and identical.
+    Strong,
+    /// Identical apart from the weak marks.
+    Weak,
+}
+
+/// Whether any member of the list spread over `lines` (`*` or entity tags)
+/// matches `tag`. A list with a syntax error matches nothing.
+fn list_matches<'b>(lines: impl Iterator<Item = &'b [u8]>, tag: &Tag, cmp: Comparison) -> bool {
+    let mut matched = false;
+    for line in lines {
+        if line == b"*" {
+            matched = true;
+            continue;
+        }
+        let mut rest = line;
+        loop {
+            rest = rest.trim_ascii_start();
+            if let Some(after) = rest.strip_prefix(b",") {
+                // Empty list members are allowed (RFC 9110 5.6.1.2).
+                rest = after;
+                continue;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            let Some((weak, opaque, after)) = entity_tag(rest) else {
+                return false;
+            };
+            matched |= opaque == tag.as_bytes() && (cmp == Comparison::Weak || !weak);
+            rest = after.trim_ascii_start();
+            if !rest.is_empty() && !rest.starts_with(b",") {
+                return false;
+            }
+        }
+    }
+    matched
+}
+
+/// One `entity-tag` at the start of `s`: whether it is weak, the quoted
+/// opaque tag, and what follows it.
+fn entity_tag(s: &[u8]) -> Option<(bool, &[u8], &[u8])> {
+    let (weak, s) = match s.strip_prefix(b"W/") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let body = s.strip_prefix(b"\"")?;
+    let end = body.iter().position(|&b| b == b'"')?;
+    // etagc: %x21 / %x23-7E / obs-text; no space, no control.
+    if !body[..end].iter().all(|&b| b == 0x21 || (b >= 0x23 && b != 0x7f)) {
+        return None;
+    }
+    Some((weak, &s[..end + 2], &body[end + 1..]))
+}
+
+/// The date in the field `name` (whose first line is `first`), in seconds
+/// since the epoch, when it is sent on one line and is a valid HTTP date
+/// (IMF-fixdate, or the obsolete RFC 850 and asctime forms, RFC 9110
+/// 5.6.7); `None` means ignore it. The head is scanned for more lines only
+/// when the field is present.
+fn date_field(req: &Request<'_>, first: Option<&[u8]>, name: &'static str) -> Option<u64> {
+    let value = first?;
+    if req.field_lines(name).nth(1).is_some() {
+        return None;
+    }
+    parse_date(value)
+}
+
+fn parse_date(value: &[u8]) -> Option<u64> {
+    let t = httpdate::parse_http_date(std::str::from_utf8(value).ok()?.trim()).ok()?;
+    t.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// `Last-Modified` in whole seconds, as the field sends it.
+fn seconds(info: &FileInfo) -> Option<u64> {
+    info.modified?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::reply::Value;
+    use crate::http::request::{Parse, parse};
+
+    /// Sun, 13 Sep 2020 12:26:40 GMT.
+    const MTIME: u64 = 1_600_000_000;
+    const TAG: &str = "\"803-1234-5-5f5e1000.5\"";
+    const DATE: &str = "Sun, 13 Sep 2020 12:26:40 GMT";
+    const EARLIER: &str = "Sun, 13 Sep 2020 12:26:39 GMT";
+    const LATER: &str = "Sun, 13 Sep 2020 12:26:41 GMT";
+
+    fn info() -> FileInfo {
+        FileInfo {
+            len: 5,
+            modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME)),
+            dev: 0x803,
+            ino: 0x1234,
+            mtime_sec: MTIME as i64,
+            mtime_nsec: 5,
+        }
+    }
+
+    /// A request head for `method /` with the given field lines.
+    fn head(method: &str, lines: &[String]) -> Vec<u8> {
+        let mut raw = format!("{method} / HTTP/1.1\r\nHost: x\r\n");
+        for line in lines {
+            raw.push_str(line);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        raw.into_bytes()
+    }
+
+    fn request(raw: &[u8]) -> Request<'_> {
+        match parse(raw) {
+            Parse::Complete(req, _) => req,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn etag_is_hex_of_device_inode_size_and_mtime() {
+        assert_eq!(etag(&info()).as_bytes(), TAG.as_bytes());
+        let zero = FileInfo { len: 0, modified: None, dev: 0, ino: 0, mtime_sec: 0, mtime_nsec: 0 };
+        assert_eq!(etag(&zero).as_bytes(), b"\"0-0-0-0.0\"");
+        let widest = FileInfo {
+            len: u64::MAX,
+            modified: None,
+            dev: u64::MAX,
+            ino: u64::MAX,
+            mtime_sec: -1,
+            mtime_nsec: 999_999_999,
+        };
+        let f = "ffffffffffffffff";
+        assert_eq!(etag(&widest).as_bytes(), format!("\"{f}-{f}-{f}-{f}.3b9ac9ff\"").as_bytes());
+        // Each input changes the tag: another inode, size, or a nanosecond.
+        for changed in [
+            FileInfo { ino: 0x1235, ..info() },
+            FileInfo { dev: 0x804, ..info() },
+            FileInfo { len: 6, ..info() },
+            FileInfo { mtime_nsec: 6, ..info() },
+            FileInfo { mtime_sec: MTIME as i64 + 1, ..info() },
+        ] {
+            assert_ne!(etag(&changed).as_bytes(), TAG.as_bytes(), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn tag_lists_by_table() {
+        let tag = etag(&info());
+        let weak_tag = format!("W/{TAG}");
+        let table: &[(&[&str], bool, bool)] = &[
+            // lines, weak match, strong match
+            (&[TAG], true, true),
+            (&[&weak_tag], true, false),
+            (&["*"], true, true),
+            (&["\"other\""], false, false),
+            (&["\"a\", \"b\""], false, false),
+            (&[&format!("\"a\",{TAG}")], true, true),
+            (&[&format!(" , \"a\" ,, {weak_tag} ,")], true, false),
+            (&["\"a\"", TAG], true, true),
+            (&["\"a\"", &weak_tag], true, false),
+            // Malformed lists match nothing, even with our tag in them.
+            (&[&format!("{TAG} junk")], false, false),
+            (&[&format!("{TAG}, \"unclosed")], false, false),
+            (&[&format!("{TAG}\"x\"")], false, false),
+            (&["803-1234-5-5f5e1000.5"], false, false),
+            (&[&format!("w/{TAG}")], false, false),
+            (&["\"a b\""], false, false),
+            (&[""], false, false),
+        ];
+        for (lines, weak, strong) in table {
+            let it = || lines.iter().map(|l| l.as_bytes());
+            assert_eq!(list_matches(it(), &tag, Comparison::Weak), *weak, "weak {lines:?}");
+            assert_eq!(list_matches(it(), &tag, Comparison::Strong), *strong, "strong {lines:?}");
+        }
+    }
+
+    #[test]
+    fn preconditions_in_the_order_of_rfc_9110_13_2_2() {
+        use Precondition::{NotModified as N, Pass as P, PreconditionFailed as F};
+        let im = |v: &str| format!("If-Match: {v}");
+        let ius = |v: &str| format!("If-Unmodified-Since: {v}");
+        let inm = |v: &str| format!("If-None-Match: {v}");
+        let ims = |v: &str| format!("If-Modified-Since: {v}");
+        let weak = format!("W/{TAG}");
+        let table: Vec<(&str, Vec<String>, Precondition)> = vec![
+            ("GET", vec![], P),
+            // Step 1: If-Match, strong comparison.
+            ("GET", vec![im(TAG)], P),
+            ("GET", vec![im("*")], P),
+            ("GET", vec![im("\"x\"")], F),
+            ("GET", vec![im(&weak)], F),
+            ("GET", vec![im("\"x\""), im(TAG)], P),
+            // Step 2: If-Unmodified-Since only without If-Match.
+            ("GET", vec![ius(DATE)], P),
+            ("GET", vec![ius(LATER)], P),
+            ("GET", vec![ius(EARLIER)], F),
+            ("GET", vec![im(TAG), ius(EARLIER)], P),
+            ("GET", vec![im("\"x\""), ius(LATER)], F),
+            ("GET", vec![ius("yesterday")], P),
+            ("GET", vec![ius(EARLIER), ius(EARLIER)], P),
+            // Step 3: If-None-Match, weak comparison, after the 412 checks.
+            ("GET", vec![inm(TAG)], N),
+            ("HEAD", vec![inm(&weak)], N),
+            ("GET", vec![inm("*")], N),
+            ("GET", vec![inm("\"x\", \"y\"")], P),
+            ("GET", vec![inm("\"x\""), inm(TAG)], N),
+            ("GET", vec![im("\"x\""), inm(TAG)], F),
+            ("GET", vec![ius(EARLIER), inm(TAG)], F),
+            ("OPTIONS", vec![inm(TAG)], F),
+            // Step 4: If-Modified-Since, only without If-None-Match, only GET/HEAD.
+            ("GET", vec![ims(DATE)], N),
+            ("HEAD", vec![ims(LATER)], N),
+            ("GET", vec![ims(EARLIER)], P),
+            ("GET", vec![inm("\"x\""), ims(LATER)], P),
+            ("GET", vec![ims("Sunday, 13-Sep-20 12:26:40 GMT")], N),
+            ("GET", vec![ims("Sun Sep 13 12:26:40 2020")], N),
+            ("GET", vec![ims("Sun, 13 Sep 2020 12:26:40 UTC")], P),
+            ("GET", vec![ims("garbage")], P),
+            ("GET", vec![ims(DATE), ims(DATE)], P),
+            ("OPTIONS", vec![ims(LATER)], P),
+        ];
+        for (method, lines, want) in table {
+            let raw = head(method, &lines);
+            assert_eq!(evaluate(&request(&raw), &info()), want, "{method} {lines:?}");
+        }
+        // A file without a usable date ignores the date preconditions.
+        let undated = FileInfo { modified: None, ..info() };
+        for lines in [[ius(EARLIER)], [ims(LATER)]] {
+            let raw = head("GET", &lines);
+            assert_eq!(evaluate(&request(&raw), &undated), P, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn if_range_by_table() {
+        let weak = format!("If-Range: W/{TAG}");
+        let table: Vec<(Vec<String>, bool)> = vec![
+            (vec![], true),
+            (vec![format!("If-Range: {TAG}")], true),
+            (vec![weak], false),
+            (vec!["If-Range: \"other\"".into()], false),
+            (vec![format!("If-Range: {DATE}")], true),
+            (vec![format!("If-Range: {LATER}")], false),
+            (vec![format!("If-Range: {EARLIER}")], false),
+            (vec!["If-Range: garbage".into()], false),
+            (vec![format!("If-Range: {TAG}"), format!("If-Range: {TAG}")], false),
+        ];
+        for (lines, want) in table {
+            let raw = head("GET", &lines);
+            assert_eq!(if_range_holds(&request(&raw), &info()), want, "{lines:?}");
+        }
+        let raw = head("GET", &[format!("If-Range: {DATE}")]);
+        assert!(!if_range_holds(&request(&raw), &FileInfo { modified: None, ..info() }));
+    }
+
+    #[test]
+    fn not_modified_keeps_all_but_the_body_fields() {
+        let info = info();
+        let mut fields = Fields::default();
+        for (name, value) in [
+            ("Date", Value::Number(1)),
+            ("Server", Value::Str("s")),
+            ("Content-Type", Value::Str("text/plain")),
+            ("Content-Length", Value::Number(5)),
+            ("content-encoding", Value::Str("br")),
+            ("Vary", Value::Str("Accept-Encoding")),
+            ("Cache-Control", Value::Str("max-age=60")),
+            ("Last-Modified", Value::Number(2)),
+            ("ETag", Value::ETag(&info)),
+            ("Accept-Ranges", Value::Str("bytes")),
+        ] {
+            fields.push(name, value);
+        }
+        let kept: Vec<&str> = not_modified(&fields).iter().map(|f| f.name).collect();
+        assert_eq!(kept, ["Date", "Server", "Vary", "Cache-Control", "Last-Modified", "ETag"]);
+    }
+}
