@@ -11,6 +11,7 @@
 //! - `mime`: file name -> content type.
 //! - `status`: every status we send, its page, and errno -> status.
 //! - `decide`: request + site + what the file step found -> `Reply`.
+//! - `site`: which site a `Host` names, and its response-header rules.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 
 pub mod decide;
@@ -18,4 +19,5 @@ pub mod mime;
 pub mod reply;
 pub mod request;
 pub mod resolve;
+pub mod site;
 pub mod status;
