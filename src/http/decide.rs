@@ -195,11 +195,14 @@ fn file_reply<'a>(
     finish(Status::Ok, fields, body, connection)
 }
 
-/// `OPTIONS`: the methods we serve, for any target.
+/// `OPTIONS`: the methods we serve, for any target. `200` with an explicit
+/// `Content-Length: 0` (RFC 9110 9.3.7): a client that does not special-case
+/// `204` would otherwise wait for the connection to close.
 fn options<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, keep: bool) -> Reply<'a> {
     let mut fields = common(site.server, now);
     fields.push("Allow", Value::Str(ALLOW));
-    finish(Status::NoContent, fields, Body::None, connection(req, keep))
+    fields.push("Content-Length", Value::Number(0));
+    finish(Status::Ok, fields, Body::None, connection(req, keep))
 }
 
 /// The fields every reply starts with.
@@ -363,8 +366,8 @@ mod tests {
     #[test]
     fn methods_answered_without_a_file() {
         let table: &[(&[u8], Status, bool)] = &[
-            (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", Status::NoContent, true),
-            (b"OPTIONS /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::NoContent, true),
+            (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", Status::Ok, true),
+            (b"OPTIONS /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::Ok, true),
             (b"POST /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::MethodNotAllowed, true),
             (b"BREW /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::NotImplemented, true),
             (b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", Status::BadRequest, false),
@@ -375,21 +378,23 @@ mod tests {
             let r = answer_without_file(&req, &site(), now(), true).expect("answered without a file");
             let text = String::from_utf8_lossy(raw);
             assert_eq!((r.status, r.keep_alive), (*status, *keep), "{text}");
-            let allow = matches!(status, Status::NoContent | Status::MethodNotAllowed);
+            let allow = matches!(status, Status::Ok | Status::MethodNotAllowed);
             assert_eq!(r.fields.get("Allow"), allow.then_some(Value::Str(ALLOW)), "{text}");
         }
     }
 
     #[test]
-    fn options_is_204_with_allow_and_no_length() {
-        let req = request(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
-        let r = answer_without_file(&req, &site(), now(), true).unwrap();
-        assert_eq!(
-            head(&r),
-            "HTTP/1.1 204 No Content\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
-             Allow: GET, HEAD, OPTIONS\r\n\r\n"
-        );
-        assert!(matches!(r.body, Body::None));
+    fn options_is_200_with_allow_and_a_zero_length() {
+        for raw in [&b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"OPTIONS /a/b HTTP/1.1\r\nHost: x\r\n\r\n"] {
+            let req = request(raw);
+            let r = answer_without_file(&req, &site(), now(), true).unwrap();
+            assert_eq!(
+                head(&r),
+                "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+                 Allow: GET, HEAD, OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            assert!(matches!(r.body, Body::None));
+        }
     }
 
     #[test]

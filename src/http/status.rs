@@ -10,10 +10,8 @@ use std::io;
 /// Every HTTP status forkhttpd sends, success and error alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
-    /// 200: a file follows.
+    /// 200: a file follows (or, for `OPTIONS`, an empty body).
     Ok,
-    /// 204: the answer to `OPTIONS`.
-    NoContent,
     /// 301: a directory named without its trailing slash.
     MovedPermanently,
     /// 400: malformed request, a path that climbs out, or a body we will not read.
@@ -82,7 +80,6 @@ impl Status {
         }
         match self {
             Status::Ok => status!(200, "OK"),
-            Status::NoContent => status!(204, "No Content"),
             Status::MovedPermanently => status!(301, "Moved Permanently"),
             Status::BadRequest => status!(400, "Bad Request"),
             Status::Forbidden => status!(403, "Forbidden"),
