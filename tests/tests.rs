@@ -10,6 +10,8 @@ mod common;
 mod concurrency;
 #[path = "suite/daemon.rs"]
 mod daemon;
+#[path = "suite/headers.rs"]
+mod headers;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/hygiene.rs"]
@@ -36,6 +38,8 @@ mod refuse;
 mod reload;
 #[path = "suite/signals.rs"]
 mod signals;
+#[path = "suite/sites.rs"]
+mod sites;
 #[path = "suite/startup.rs"]
 mod startup;
 #[path = "suite/syslog.rs"]

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use crate::http::mime;
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
+use crate::http::site::HeaderRules;
 use crate::http::status::Status;
 
 /// `Allow` for every response that lists our methods (405, OPTIONS).
@@ -29,14 +30,40 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// The type of every generated page.
 const PAGE_TYPE: &str = "text/html; charset=utf-8";
 
-/// What one site serves and how it answers. Today there is one site, made
-/// of the configuration's top-level keys.
+/// What one site serves and how it answers: the default site (the
+/// configuration's top-level keys) or a `[[site]]`, borrowed from the
+/// configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Site<'a> {
     /// File names tried, in order, for a request naming a directory.
     pub index: &'a [String],
     /// The `Server` field's value (see `server_field`).
     pub server: &'a str,
+    /// Whether a directory without an index file is listed.
+    pub listing: bool,
+    /// The file served with `200` for a `GET`/`HEAD` of a missing path.
+    pub fallback: Option<&'a str>,
+    /// The header fields the site adds (see `HeaderRules::apply`).
+    pub headers: &'a HeaderRules,
+    /// Custom error pages: status code and path beneath the root.
+    pub error_pages: &'a [(u16, String)],
+}
+
+/// Header rules that add nothing, for replies made outside any site.
+pub static NO_HEADERS: HeaderRules = HeaderRules { nosniff: false, always: Vec::new(), rules: Vec::new() };
+
+impl<'a> Site<'a> {
+    /// A site with only index names and a `Server` value: no fallback,
+    /// listing, header fields or error pages.
+    pub fn plain(index: &'a [String], server: &'a str) -> Site<'a> {
+        Site { index, server, listing: false, fallback: None, headers: &NO_HEADERS, error_pages: &[] }
+    }
+
+    /// The path (beneath the root) of the custom page for `status`, if any.
+    pub fn error_page(&self, status: Status) -> Option<&'a str> {
+        let code = status.code();
+        self.error_pages.iter().find(|(c, _)| *c == code).map(|(_, p)| p.as_str())
+    }
 }
 
 /// The `Server` value: the version only when asked for, since version
@@ -205,6 +232,19 @@ fn options<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, keep: bool) 
     finish(Status::Ok, fields, Body::None, connection(req, keep))
 }
 
+/// A status page with a custom page file instead of the built-in page: the
+/// original status, every field of `reply`, the page's type and length,
+/// and no validators (the page is not the resource the request named, so a
+/// cache must not revalidate the resource against it).
+pub fn with_error_page<'a>(mut reply: Reply<'a>, page: &'a Opened<'_>, head_only: bool) -> Reply<'a> {
+    let len = page.info.len;
+    reply.fields.set("Content-Type", Value::Str(mime::content_type(page.name)));
+    reply.fields.set("Content-Length", Value::Number(len));
+    reply.body =
+        if head_only || len == 0 { Body::None } else { Body::File { file: &page.file, offset: 0, len } };
+    reply
+}
+
 /// The fields every reply starts with.
 fn common(server: &str, now: SystemTime) -> Fields<'_> {
     let mut fields = Fields::default();
@@ -270,7 +310,7 @@ mod tests {
     }
 
     fn site() -> Site<'static> {
-        Site { index: &[], server: server_field(false) }
+        Site::plain(&[], server_field(false))
     }
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
@@ -385,7 +425,9 @@ mod tests {
 
     #[test]
     fn options_is_200_with_allow_and_a_zero_length() {
-        for raw in [&b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"OPTIONS /a/b HTTP/1.1\r\nHost: x\r\n\r\n"] {
+        for raw in
+            [&b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"OPTIONS /a/b HTTP/1.1\r\nHost: x\r\n\r\n"]
+        {
             let req = request(raw);
             let r = answer_without_file(&req, &site(), now(), true).unwrap();
             assert_eq!(
@@ -395,6 +437,25 @@ mod tests {
             );
             assert!(matches!(r.body, Body::None));
         }
+    }
+
+    #[test]
+    fn a_custom_error_page_keeps_the_status_and_has_no_validators() {
+        let req = request(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+        let found = Err(Status::NotFound);
+        let page = opened(b"404.html", 9);
+        let Ok(Found::File(page)) = &page else { panic!() };
+        let r = with_error_page(reply(&req, &found), page, false);
+        assert_eq!(r.status, Status::NotFound);
+        assert_eq!(r.fields.get("Content-Type"), Some(Value::Str("text/html; charset=utf-8")));
+        assert_eq!(r.fields.get("Content-Length"), Some(Value::Number(9)));
+        assert_eq!(r.fields.get("Last-Modified"), None);
+        assert_eq!(r.fields.get("ETag"), None);
+        assert!(matches!(r.body, Body::File { offset: 0, len: 9, .. }));
+        let head_req = request(b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = with_error_page(reply(&head_req, &found), page, true);
+        assert_eq!(r.fields.get("Content-Length"), Some(Value::Number(9)));
+        assert!(matches!(r.body, Body::None));
     }
 
     #[test]
@@ -419,7 +480,7 @@ mod tests {
 
     #[test]
     fn rejection_and_503_close() {
-        let site = Site { index: &[], server: server_field(true) };
+        let site = Site::plain(&[], server_field(true));
         let r = rejection(Status::HeaderFieldsTooLarge, &site, now());
         assert_eq!(r.fields.get("Connection"), Some(Value::Str("close")));
         assert!(!r.keep_alive && matches!(r.body, Body::Page(_)));

@@ -109,7 +109,8 @@ impl<'a> Fields<'a> {
     /// returns whether there was one.
     pub fn set(&mut self, name: &str, value: Value<'a>) -> bool {
         let len = self.len;
-        match self.inline[..len].iter_mut().chain(&mut self.spill).find(|f| f.name.eq_ignore_ascii_case(name)) {
+        match self.inline[..len].iter_mut().chain(&mut self.spill).find(|f| f.name.eq_ignore_ascii_case(name))
+        {
             Some(f) => {
                 f.value = value;
                 true

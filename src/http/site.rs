@@ -67,7 +67,9 @@ impl Hosts {
         let valid = !rest.is_empty()
             && !rest.ends_with('.')
             && !rest.starts_with('.')
-            && (literal6 && !wild && rest[1..rest.len() - 1].bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            && (literal6
+                && !wild
+                && rest[1..rest.len() - 1].bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
                 || rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
         if !valid {
             return Err(format!(
@@ -108,7 +110,9 @@ impl Hosts {
     fn wildcard_match(&self, host: &[u8]) -> Option<usize> {
         self.wildcard
             .iter()
-            .filter(|w| host.len() > w.len() && host[host.len() - w.len()..].eq_ignore_ascii_case(w.as_bytes()))
+            .filter(|w| {
+                host.len() > w.len() && host[host.len() - w.len()..].eq_ignore_ascii_case(w.as_bytes())
+            })
             .map(String::len)
             .max()
     }
