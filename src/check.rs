@@ -4,7 +4,7 @@
 //! configuration said to be OK also starts.
 //!
 //! Runs in: the parent of a `--check-config` run, once. (The config, the
-//! user and group, and the document root with its `openat2(2)` probe are
+//! user and group, and every site's document root with its `openat2(2)` probe are
 //! checked by the same code start-up runs, before this.)
 
 use std::fs;

@@ -9,9 +9,9 @@
 //! back into the parent's accept loop.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 
@@ -55,8 +55,8 @@ pub struct Inherited<'a> {
     pub signals: &'a Signals,
     /// The access log.
     pub access_log: &'a AccessLog,
-    /// The document root, open.
-    pub root: BorrowedFd<'a>,
+    /// Each site's document root, open, in the order of `config.sites`.
+    pub roots: &'a [OwnedFd],
     /// How to give up root, if the parent has it.
     pub drop_plan: Option<&'a DropPlan>,
     /// The read end of the parent's lifeline pipe.
@@ -79,7 +79,8 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
     }
     // Everything else is the parent's (listeners, the signal pipe, the
     // lifeline's write end, systemd's socket) or nobody's.
-    let mut keep = vec![stream.as_raw_fd(), inherited.root.as_raw_fd(), inherited.lifeline.as_raw_fd()];
+    let mut keep = vec![stream.as_raw_fd(), inherited.lifeline.as_raw_fd()];
+    keep.extend(inherited.roots.iter().map(AsRawFd::as_raw_fd));
     keep.extend(inherited.access_log.raw_fd());
     keep.extend(logging::syslog_fd());
     if let Err(e) = sys::close_all_except(&keep) {
@@ -98,10 +99,12 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
     }
     guard_against_orphaning(parent);
     let chrooted = inherited.drop_plan.is_some_and(|p| p.chroot.is_some());
-    let root_path = if chrooted { Path::new("/") } else { inherited.config.root.as_path() };
+    let config = inherited.config;
+    let paths: Vec<PathBuf> =
+        config.sites.iter().map(|s| root_path(&s.root, &config.root, chrooted)).collect();
     let ctx = Context {
-        config: inherited.config,
-        root: Root { fd: inherited.root, path: root_path },
+        config,
+        roots: inherited.roots.iter().zip(&paths).map(|(fd, path)| Root { fd: fd.as_fd(), path }).collect(),
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
@@ -116,6 +119,19 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
         Err(_) => EXIT_PANIC,
     };
     sys::exit_child(code)
+}
+
+/// A site root's path as this process sees it: after a `chroot` into the
+/// default site's root, that root is `/` and a root beneath it is `/REST`.
+/// A root elsewhere keeps its host path, which no longer names it: only the
+/// absolute-symlink fallback of `file::find` uses the path, and everything
+/// it finds is still opened beneath the root's descriptor, so such a site
+/// refuses absolute symlinks rather than serving outside its root.
+fn root_path(root: &Path, default_root: &Path, chrooted: bool) -> PathBuf {
+    match root.strip_prefix(default_root) {
+        Ok(rest) if chrooted => Path::new("/").join(rest),
+        _ => root.to_path_buf(),
+    }
 }
 
 /// Makes the kernel kill this child when the parent dies. A parent that may

@@ -8,19 +8,32 @@
 //! error that names the key and the line instead of a silently ignored
 //! setting. Every key is optional, and an empty file means the defaults below,
 //! which are the values written in the shipped `config/forkhttpd.toml`.
+//!
+//! The top-level content keys (`root`, `index`, `listing`, `fallback`,
+//! `nosniff`, `headers`, `header_rules`, `error_pages`) make the default
+//! site; each `[[site]]` table is a name-based virtual host with `hosts`
+//! and its own content keys (a key it leaves out takes its built-in
+//! default, not the top level's value). Every value is read with its span
+//! (`toml::Spanned`), so an error names the line the value is written on,
+//! and inside a site, which site.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::unistd::geteuid;
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::error::StartupError;
+use crate::http::decide::Site;
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
+use crate::http::resolve;
+use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
 use crate::privileges::Identity;
 
 /// Default listen address: loopback only, so a first run exposes nothing.
@@ -30,6 +43,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Default document root, relative to the directory the server was started from.
 pub const DEFAULT_ROOT: &str = "www";
+/// Default file names tried for a request that names a directory.
+pub const DEFAULT_INDEX: [&str; 2] = ["index.html", "index.htm"];
 /// Default account for children when started as root: present on every
 /// Unix system, owns nothing.
 pub const DEFAULT_USER: &str = "nobody";
@@ -94,16 +109,14 @@ pub struct Config {
     pub listen: Vec<String>,
     /// `listen(2)` backlog per listener.
     pub backlog: i32,
-    /// The document root, canonical (absolute, symlinks resolved).
+    /// The default site's document root, canonical (absolute, symlinks
+    /// resolved); the same as `sites[0].root`.
     pub root: PathBuf,
-    /// File names tried for a request that names a directory.
-    pub index: Vec<String>,
-    /// Whether a directory without an index file gets a listing.
-    pub listing: bool,
-    /// Whether `FILE.br`, `FILE.zst` and `FILE.gz` are served in place of
-    /// `FILE` to clients that accept them.
-    pub precompressed: bool,
-    /// Extension → content type (built-in, `mime_types` files, `mime`).
+    /// The sites: `sites[0]` is the default site (the top-level keys, no
+    /// hosts), then each `[[site]]` in file order.
+    pub sites: Vec<SiteConfig>,
+    /// Extension → content type (built-in, `mime_types` files, `mime`),
+    /// shared by every site.
     pub mime: MimeTypes,
     /// The account children switch to when the server starts as root.
     pub identity: Identity,
@@ -139,6 +152,49 @@ pub struct Config {
     pub error_log: ErrorLogTarget,
     /// Whether the `Server` header carries the version.
     pub server_version: bool,
+}
+
+/// One site: which hosts it answers and what it serves. Owned by the
+/// parent, built once per (re)load; children borrow from it.
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    /// How errors and logs name it: `default site`, or `[[site]] #N (host)`.
+    pub name: String,
+    /// The hosts it answers (empty for the default site).
+    pub hosts: Hosts,
+    /// Its document root, canonical.
+    pub root: PathBuf,
+    /// File names tried, in order, for a request naming a directory.
+    pub index: Vec<String>,
+    /// Whether a directory without an index file is listed.
+    pub listing: bool,
+    /// Whether `FILE.br`, `FILE.zst` and `FILE.gz` are served in place of
+    /// `FILE` to clients that accept them.
+    pub precompressed: bool,
+    /// The file (a path beneath the root, `/index.html`) served with `200`
+    /// for a `GET` or `HEAD` of a path that does not exist.
+    pub fallback: Option<String>,
+    /// The response-header fields it adds.
+    pub headers: HeaderRules,
+    /// Custom error pages: status code and path beneath the root.
+    pub error_pages: Vec<(u16, String)>,
+}
+
+impl SiteConfig {
+    /// What the reply rules need of this site, borrowed; `types` is the
+    /// configuration's content-type table.
+    pub fn site<'a>(&'a self, server: &'a str, types: &'a MimeTypes) -> Site<'a> {
+        Site {
+            index: &self.index,
+            server,
+            types,
+            listing: self.listing,
+            precompressed: self.precompressed,
+            fallback: self.fallback.as_deref(),
+            headers: &self.headers,
+            error_pages: &self.error_pages,
+        }
+    }
 }
 
 /// Values given on the command line; each one, when present, wins over the
@@ -186,67 +242,149 @@ impl Seconds {
     }
 }
 
+/// A value as written, with where: its byte range in the file (empty for a
+/// built-in default, which is written nowhere).
+type At<T> = Spanned<T>;
+
+/// A built-in default: a value with an empty span.
+fn dflt<T>(value: T) -> At<T> {
+    Spanned::new(0..0, value)
+}
+
+/// A header map as written (`{ "Name" = "value" }`), each side with its span.
+type RawHeaders = BTreeMap<At<String>, At<String>>;
+
+/// One `header_rules` entry as written.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    path: At<String>,
+    headers: RawHeaders,
+}
+
+/// The content keys a site has, as written (the top level's, or a
+/// `[[site]]`'s), gathered for one validation.
+struct RawSiteKeys {
+    root: At<PathBuf>,
+    index: At<Vec<String>>,
+    listing: bool,
+    precompressed: bool,
+    fallback: At<String>,
+    nosniff: bool,
+    headers: RawHeaders,
+    header_rules: Vec<At<RawRule>>,
+    error_pages: RawHeaders,
+}
+
+/// A `[[site]]` table as written.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    hosts: At<Vec<String>>,
+    root: At<PathBuf>,
+    #[serde(default = "default_index")]
+    index: At<Vec<String>>,
+    #[serde(default)]
+    listing: bool,
+    #[serde(default)]
+    precompressed: bool,
+    #[serde(default = "default_fallback")]
+    fallback: At<String>,
+    #[serde(default = "default_nosniff")]
+    nosniff: bool,
+    #[serde(default)]
+    headers: RawHeaders,
+    #[serde(default)]
+    header_rules: Vec<At<RawRule>>,
+    #[serde(default)]
+    error_pages: RawHeaders,
+}
+
+fn default_index() -> At<Vec<String>> {
+    dflt(DEFAULT_INDEX.iter().map(|s| s.to_string()).collect())
+}
+
+fn default_fallback() -> At<String> {
+    dflt(String::new())
+}
+
+fn default_nosniff() -> bool {
+    true
+}
+
 /// The file as written, before validation. Every field defaults.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
-    listen: Vec<String>,
-    backlog: i64,
-    root: PathBuf,
-    index: Vec<String>,
+    listen: At<Vec<String>>,
+    backlog: At<i64>,
+    root: At<PathBuf>,
+    index: At<Vec<String>>,
     listing: bool,
     precompressed: bool,
-    mime_types: Vec<PathBuf>,
-    mime: BTreeMap<String, String>,
-    default_type: String,
-    charset: String,
-    user: String,
-    group: String,
+    mime_types: At<Vec<PathBuf>>,
+    mime: At<BTreeMap<String, String>>,
+    default_type: At<String>,
+    charset: At<String>,
+    fallback: At<String>,
+    nosniff: bool,
+    headers: RawHeaders,
+    header_rules: Vec<At<RawRule>>,
+    error_pages: RawHeaders,
+    user: At<String>,
+    group: At<String>,
     chroot: bool,
     allow_root: bool,
-    pid_file: PathBuf,
-    max_children: i64,
-    max_children_per_ip: i64,
-    header_timeout: Seconds,
-    keepalive_timeout: Seconds,
-    send_timeout: Seconds,
-    shutdown_grace: Seconds,
-    max_header_bytes: i64,
-    max_requests_per_connection: i64,
-    access_log: String,
-    error_log: String,
+    pid_file: At<PathBuf>,
+    max_children: At<i64>,
+    max_children_per_ip: At<i64>,
+    header_timeout: At<Seconds>,
+    keepalive_timeout: At<Seconds>,
+    send_timeout: At<Seconds>,
+    shutdown_grace: At<Seconds>,
+    max_header_bytes: At<i64>,
+    max_requests_per_connection: At<i64>,
+    access_log: At<String>,
+    error_log: At<String>,
     server_version: bool,
+    site: Vec<At<RawSite>>,
 }
 
 impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
-            listen: vec![DEFAULT_LISTEN.to_string()],
-            backlog: i64::from(DEFAULT_BACKLOG),
-            root: PathBuf::from(DEFAULT_ROOT),
-            index: vec!["index.html".to_string()],
+            listen: dflt(vec![DEFAULT_LISTEN.to_string()]),
+            backlog: dflt(i64::from(DEFAULT_BACKLOG)),
+            root: dflt(PathBuf::from(DEFAULT_ROOT)),
+            index: default_index(),
             listing: false,
             precompressed: false,
-            mime_types: Vec::new(),
-            mime: BTreeMap::new(),
-            default_type: mime::DEFAULT_TYPE.to_string(),
-            charset: mime::DEFAULT_CHARSET.to_string(),
-            user: DEFAULT_USER.to_string(),
-            group: String::new(),
+            mime_types: dflt(Vec::new()),
+            mime: dflt(BTreeMap::new()),
+            default_type: dflt(mime::DEFAULT_TYPE.to_string()),
+            charset: dflt(mime::DEFAULT_CHARSET.to_string()),
+            fallback: default_fallback(),
+            nosniff: default_nosniff(),
+            headers: RawHeaders::new(),
+            header_rules: Vec::new(),
+            error_pages: RawHeaders::new(),
+            user: dflt(DEFAULT_USER.to_string()),
+            group: dflt(String::new()),
             chroot: false,
             allow_root: false,
-            pid_file: PathBuf::new(),
-            max_children: DEFAULT_MAX_CHILDREN as i64,
-            max_children_per_ip: 0,
-            header_timeout: Seconds::Float(DEFAULT_HEADER_TIMEOUT),
-            keepalive_timeout: Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT),
-            send_timeout: Seconds::Float(DEFAULT_SEND_TIMEOUT),
-            shutdown_grace: Seconds::Float(DEFAULT_SHUTDOWN_GRACE),
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES as i64,
-            max_requests_per_connection: i64::from(DEFAULT_MAX_REQUESTS),
-            access_log: "stderr".to_string(),
-            error_log: "auto".to_string(),
+            pid_file: dflt(PathBuf::new()),
+            max_children: dflt(DEFAULT_MAX_CHILDREN as i64),
+            max_children_per_ip: dflt(0),
+            header_timeout: dflt(Seconds::Float(DEFAULT_HEADER_TIMEOUT)),
+            keepalive_timeout: dflt(Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT)),
+            send_timeout: dflt(Seconds::Float(DEFAULT_SEND_TIMEOUT)),
+            shutdown_grace: dflt(Seconds::Float(DEFAULT_SHUTDOWN_GRACE)),
+            max_header_bytes: dflt(DEFAULT_MAX_HEADER_BYTES as i64),
+            max_requests_per_connection: dflt(i64::from(DEFAULT_MAX_REQUESTS)),
+            access_log: dflt("stderr".to_string()),
+            error_log: dflt("auto".to_string()),
             server_version: false,
+            site: Vec::new(),
         }
     }
 }
@@ -263,6 +401,7 @@ impl Config {
                 let text = crate::safeopen::read_regular(p).map_err(|e| ConfigError {
                     file: Some(p.to_path_buf()),
                     line: None,
+                    site: None,
                     key: None,
                     what: format!("cannot read: {e}"),
                 })?;
@@ -276,17 +415,30 @@ impl Config {
     }
 }
 
-/// Locates a `toml` error: its line, and the key written on that line.
+/// Locates a `toml` error: its line, the site table it is in, and the key
+/// written on that line.
 fn describe_toml_error(err: &toml::de::Error, file: &Path, text: &str) -> ConfigError {
     let mut located = ConfigError {
         file: Some(file.to_path_buf()),
         line: None,
+        site: None,
         key: None,
         what: err.message().trim().to_string(),
     };
     if let Some(span) = err.span() {
-        let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let before = &text[..span.start.min(text.len())];
+        let line_no = before.matches('\n').count() + 1;
         located.line = Some(line_no);
+        let sites = before.lines().filter(|l| l.trim().starts_with("[[site]]")).count();
+        // Only a key-value line after the last table header belongs to the site.
+        let in_site = sites > 0
+            && before
+                .lines()
+                .rfind(|l| l.trim_start().starts_with('['))
+                .is_some_and(|l| l.trim().starts_with("[[site"));
+        if in_site {
+            located.site = Some(format!("[[site]] #{sites}"));
+        }
         let line = text.lines().nth(line_no - 1).unwrap_or("");
         located.key = line
             .split_once('=')
@@ -304,6 +456,8 @@ pub struct ConfigError {
     pub file: Option<PathBuf>,
     /// The 1-based line in that file.
     pub line: Option<usize>,
+    /// The `[[site]]` table the key is in (`[[site]] #2 (example.org)`).
+    pub site: Option<String>,
     /// The key at fault.
     pub key: Option<String>,
     /// What is wrong.
@@ -318,6 +472,9 @@ impl fmt::Display for ConfigError {
         }
         if let Some(line) = self.line {
             place.push(format!("line {line}"));
+        }
+        if let Some(site) = &self.site {
+            place.push(site.clone());
         }
         if let Some(key) = &self.key {
             place.push(format!("key `{key}`"));
@@ -342,16 +499,31 @@ struct Checker<'a> {
     text: &'a str,
 }
 
+/// Where in the file a value is: its span, and the site table it is in.
+#[derive(Clone, Copy)]
+struct Place<'s> {
+    span: (usize, usize),
+    site: Option<&'s str>,
+}
+
+impl Place<'_> {
+    fn top<T>(at: &At<T>) -> Place<'static> {
+        let r = at.span();
+        Place { span: (r.start, r.end), site: None }
+    }
+}
+
 impl Checker<'_> {
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
         let mime = self.mime(&raw, ov)?;
-        let listen = if ov.listen.is_empty() { raw.listen } else { ov.listen.clone() };
+        let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
+        let listen = if ov.listen.is_empty() { raw.listen.into_inner() } else { ov.listen.clone() };
         if listen.is_empty() {
-            return Err(self.error("listen", "needs at least one address"));
+            return Err(self.error("listen", listen_at, "needs at least one address"));
         }
         for addr in &listen {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                return Err(self.error("listen", &format!("{addr:?} is not HOST:PORT")));
+                return Err(self.error("listen", listen_at, &format!("{addr:?} is not HOST:PORT")));
             }
             // Listeners are IPv6-only (see listener.rs), and such a socket
             // cannot bind an IPv4-mapped address: say so here, where the
@@ -361,6 +533,7 @@ impl Checker<'_> {
             {
                 return Err(self.error(
                     "listen",
+                    listen_at,
                     &format!(
                         "{addr:?} is an IPv4-mapped IPv6 address, which an IPv6-only socket cannot bind; \
                          write \"{v4}:{}\"",
@@ -369,77 +542,151 @@ impl Checker<'_> {
                 ));
             }
         }
-        let backlog = i32::try_from(raw.backlog)
+        let backlog = i32::try_from(*raw.backlog.get_ref())
             .ok()
             .filter(|b| *b > 0)
-            .ok_or_else(|| self.error("backlog", "must be a positive integer"))?;
+            .ok_or_else(|| self.error("backlog", Place::top(&raw.backlog), "must be a positive integer"))?;
 
-        let root_given = ov.root.clone().unwrap_or(raw.root);
-        let root_given = ov.resolve(&root_given).map_err(|e| self.error("root", &e.to_string()))?;
-        let root = fs::canonicalize(&root_given)
-            .map_err(|source| StartupError::Root { path: root_given.clone(), source })?;
-        if !root.is_dir() {
-            return Err(StartupError::Root {
-                path: root_given,
-                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
-            });
+        let root_at = if ov.root.is_some() { Place::nowhere() } else { Place::top(&raw.root) };
+        let root = match &ov.root {
+            Some(r) => Spanned::new(0..0, r.clone()),
+            None => raw.root,
+        };
+        let default_site = RawSiteKeys {
+            root,
+            index: raw.index,
+            listing: raw.listing,
+            precompressed: raw.precompressed,
+            fallback: raw.fallback,
+            nosniff: raw.nosniff,
+            headers: raw.headers,
+            header_rules: raw.header_rules,
+            error_pages: raw.error_pages,
+        };
+        let mut sites =
+            vec![self.site("default site".to_string(), Hosts::default(), default_site, root_at, ov)?];
+        for (i, raw_site) in raw.site.into_iter().enumerate() {
+            let site_span = raw_site.span();
+            let raw_site = raw_site.into_inner();
+            let first = raw_site.hosts.get_ref().first().cloned().unwrap_or_default();
+            let name = format!("[[site]] #{} ({first})", i + 1);
+            let here = |at: Range<usize>| Place { span: (at.start, at.end), site: Some(name.as_str()) };
+            let hosts_at = here(raw_site.hosts.span());
+            if raw_site.hosts.get_ref().is_empty() {
+                return Err(self.error("hosts", here(site_span), "needs at least one host name"));
+            }
+            let mut hosts = Hosts::default();
+            for h in raw_site.hosts.get_ref() {
+                hosts.add(h).map_err(|e| self.error("hosts", hosts_at, &e))?;
+                let lower = h.to_ascii_lowercase();
+                if let Some(other) = sites.iter().find(|s: &&SiteConfig| {
+                    s.hosts.exact().contains(&lower)
+                        || lower.strip_prefix('*').is_some_and(|w| s.hosts.wildcards().iter().any(|o| o == w))
+                }) {
+                    return Err(self.error(
+                        "hosts",
+                        hosts_at,
+                        &format!("{h:?} is already a host of {}", other.name),
+                    ));
+                }
+            }
+            let root_at = here(raw_site.root.span());
+            let keys = RawSiteKeys {
+                root: raw_site.root,
+                index: raw_site.index,
+                listing: raw_site.listing,
+                precompressed: raw_site.precompressed,
+                fallback: raw_site.fallback,
+                nosniff: raw_site.nosniff,
+                headers: raw_site.headers,
+                header_rules: raw_site.header_rules,
+                error_pages: raw_site.error_pages,
+            };
+            let site = self.site(name.clone(), hosts, keys, root_at, ov)?;
+            sites.push(site);
         }
+        let root = sites[0].root.clone();
 
-        if raw.index.iter().any(|n| n.is_empty() || n.contains('/') || n.starts_with('.')) {
-            return Err(self.error("index", "names must be plain file names (no '/', no leading '.')"));
-        }
+        let user_at = Place::top(&raw.user);
+        let group_at = Place::top(&raw.group);
+        let (user, group) = (raw.user.into_inner(), raw.group.into_inner());
+        let at_key = |key: &str| if key == "group" { group_at } else { user_at };
         let identity =
-            Identity::lookup(&raw.user, &raw.group).map_err(|(key, what)| self.error(key, &what))?;
+            Identity::lookup(&user, &group).map_err(|(key, what)| self.error(key, at_key(key), &what))?;
         if geteuid().is_root() && !raw.allow_root {
-            identity.refuse_root(!raw.group.is_empty()).map_err(|(key, what)| self.error(key, &what))?;
+            identity
+                .refuse_root(!group.is_empty())
+                .map_err(|(key, what)| self.error(key, at_key(key), &what))?;
         }
-        let pid_file = if raw.pid_file.as_os_str().is_empty() {
+        let pid_file_at = Place::top(&raw.pid_file);
+        let pid_file = raw.pid_file.into_inner();
+        let pid_file = if pid_file.as_os_str().is_empty() {
             None
         } else {
-            Some(ov.resolve(&raw.pid_file).map_err(|e| self.error("pid_file", &e.to_string()))?)
+            Some(ov.resolve(&pid_file).map_err(|e| self.error("pid_file", pid_file_at, &e.to_string()))?)
         };
-        let max_children_per_ip = usize::try_from(raw.max_children_per_ip)
-            .map_err(|_| self.error("max_children_per_ip", "must be 0 (no limit) or a positive integer"))?;
-        let max_children = usize::try_from(raw.max_children)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| self.error("max_children", "must be a positive integer"))?;
-        let max_header_bytes = usize::try_from(raw.max_header_bytes)
+        let max_children_per_ip = usize::try_from(*raw.max_children_per_ip.get_ref()).map_err(|_| {
+            self.error(
+                "max_children_per_ip",
+                Place::top(&raw.max_children_per_ip),
+                "must be 0 (no limit) or a positive integer",
+            )
+        })?;
+        let max_children =
+            usize::try_from(*raw.max_children.get_ref()).ok().filter(|n| *n > 0).ok_or_else(|| {
+                self.error("max_children", Place::top(&raw.max_children), "must be a positive integer")
+            })?;
+        let max_header_bytes = usize::try_from(*raw.max_header_bytes.get_ref())
             .ok()
             .filter(|n| (HEADER_BYTES_RANGE.0..=HEADER_BYTES_RANGE.1).contains(n))
             .ok_or_else(|| {
                 self.error(
                     "max_header_bytes",
+                    Place::top(&raw.max_header_bytes),
                     &format!("must be between {} and {}", HEADER_BYTES_RANGE.0, HEADER_BYTES_RANGE.1),
                 )
             })?;
-        let max_requests_per_connection = u32::try_from(raw.max_requests_per_connection)
+        let max_requests_per_connection = u32::try_from(*raw.max_requests_per_connection.get_ref())
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| self.error("max_requests_per_connection", "must be a positive integer"))?;
+            .ok_or_else(|| {
+                self.error(
+                    "max_requests_per_connection",
+                    Place::top(&raw.max_requests_per_connection),
+                    "must be a positive integer",
+                )
+            })?;
 
-        let access_log = match raw.access_log.as_str() {
+        let access_at = Place::top(&raw.access_log);
+        let access_log = match raw.access_log.get_ref().as_str() {
             "stderr" => AccessLogTarget::Stderr,
             "syslog" => AccessLogTarget::Syslog,
             "off" => AccessLogTarget::Off,
             "" => {
-                return Err(self.error("access_log", "must be \"stderr\", \"off\" or a file path"));
+                return Err(self.error(
+                    "access_log",
+                    access_at,
+                    "must be \"stderr\", \"off\" or a file path",
+                ));
             }
             p => AccessLogTarget::File(
-                ov.resolve(Path::new(p)).map_err(|e| self.error("access_log", &e.to_string()))?,
+                ov.resolve(Path::new(p)).map_err(|e| self.error("access_log", access_at, &e.to_string()))?,
             ),
         };
-        let error_log = match raw.error_log.as_str() {
+        let error_at = Place::top(&raw.error_log);
+        let error_log = match raw.error_log.get_ref().as_str() {
             "auto" => ErrorLogTarget::Auto,
             "stderr" => ErrorLogTarget::Stderr,
             "syslog" => ErrorLogTarget::Syslog,
             "" => {
-                return Err(
-                    self.error("error_log", "must be \"auto\", \"stderr\", \"syslog\" or a file path")
-                );
+                return Err(self.error(
+                    "error_log",
+                    error_at,
+                    "must be \"auto\", \"stderr\", \"syslog\" or a file path",
+                ));
             }
             p => ErrorLogTarget::File(
-                ov.resolve(Path::new(p)).map_err(|e| self.error("error_log", &e.to_string()))?,
+                ov.resolve(Path::new(p)).map_err(|e| self.error("error_log", error_at, &e.to_string()))?,
             ),
         };
 
@@ -447,18 +694,17 @@ impl Checker<'_> {
             source: self.path.map(|p| ov.resolve(p)).transpose().map_err(|e| ConfigError {
                 file: self.path.map(Path::to_path_buf),
                 line: None,
+                site: None,
                 key: None,
                 what: e.to_string(),
             })?,
             listen,
             backlog,
             root,
-            index: raw.index,
-            listing: raw.listing,
-            precompressed: raw.precompressed,
+            sites,
             mime,
             identity,
-            group_given: !raw.group.is_empty(),
+            group_given: !group.is_empty(),
             chroot: raw.chroot,
             allow_root: raw.allow_root,
             pid_file,
@@ -479,27 +725,38 @@ impl Checker<'_> {
     /// The content-type table: the built-in one, then each `mime_types`
     /// file in order, then the `mime` overrides; later ones win.
     fn mime(&self, raw: &RawConfig, ov: &Overrides) -> Result<MimeTypes, StartupError> {
-        if !mime::valid_charset(&raw.charset) {
-            return Err(self.error("charset", "must be a charset name such as \"utf-8\", or \"\" for none"));
+        let (charset, default_type) = (raw.charset.get_ref(), raw.default_type.get_ref());
+        if !mime::valid_charset(charset) {
+            return Err(self.error(
+                "charset",
+                Place::top(&raw.charset),
+                "must be a charset name such as \"utf-8\", or \"\" for none",
+            ));
         }
-        if !mime::valid_type(&raw.default_type) {
-            return Err(
-                self.error("default_type", "must be a media type such as \"application/octet-stream\"")
-            );
+        if !mime::valid_type(default_type) {
+            return Err(self.error(
+                "default_type",
+                Place::top(&raw.default_type),
+                "must be a media type such as \"application/octet-stream\"",
+            ));
         }
-        let mut builder = MimeBuilder::new(&raw.charset);
+        let types_at = Place::top(&raw.mime_types);
+        let mime_at = Place::top(&raw.mime);
+        let mut builder = MimeBuilder::new(charset);
         builder.add_built_in();
-        for path in &raw.mime_types {
-            let path = ov.resolve(path).map_err(|e| self.error("mime_types", &e.to_string()))?;
+        for path in raw.mime_types.get_ref() {
+            let path = ov.resolve(path).map_err(|e| self.error("mime_types", types_at, &e.to_string()))?;
             // Never fs::read_to_string: a FIFO in its place would block the parent.
-            let text = crate::safeopen::read_regular(&path)
-                .map_err(|e| self.error("mime_types", &format!("cannot read {}: {e}", path.display())))?;
+            let text = crate::safeopen::read_regular(&path).map_err(|e| {
+                self.error("mime_types", types_at, &format!("cannot read {}: {e}", path.display()))
+            })?;
             builder.add_mime_types(&text);
         }
-        for (ext, ty) in &raw.mime {
+        for (ext, ty) in raw.mime.get_ref() {
             if !mime::valid_ext(ext) {
                 return Err(self.error(
                     "mime",
+                    mime_at,
                     &format!(
                         "{ext:?} is not a file extension (without its dot, at most {} bytes)",
                         mime::MAX_EXT
@@ -507,43 +764,169 @@ impl Checker<'_> {
                 ));
             }
             if !mime::valid_type(ty) {
-                return Err(self.error("mime", &format!("{ty:?} (for {ext:?}) is not a media type")));
+                return Err(self.error(
+                    "mime",
+                    mime_at,
+                    &format!("{ty:?} (for {ext:?}) is not a media type"),
+                ));
             }
             builder.add(ext, ty);
         }
-        Ok(builder.finish(&raw.default_type))
+        Ok(builder.finish(default_type))
     }
 
-    fn seconds(&self, key: &str, value: Seconds) -> Result<Duration, StartupError> {
-        let secs = value.as_f64();
+    /// Validates one site's content keys. `root_at` is where its root is
+    /// written (nowhere when it comes from `--root`).
+    fn site(
+        &self,
+        name: String,
+        hosts: Hosts,
+        raw: RawSiteKeys,
+        root_at: Place<'_>,
+        ov: &Overrides,
+    ) -> Result<SiteConfig, StartupError> {
+        let site = root_at.site;
+        let here = |at: Range<usize>| Place { span: (at.start, at.end), site };
+        let root_given =
+            ov.resolve(raw.root.get_ref()).map_err(|e| self.error("root", root_at, &e.to_string()))?;
+        let root = fs::canonicalize(&root_given)
+            .map_err(|source| StartupError::Root { path: root_given.clone(), source })?;
+        if !root.is_dir() {
+            return Err(StartupError::Root {
+                path: root_given,
+                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+            });
+        }
+
+        let index_at = here(raw.index.span());
+        let index = raw.index.into_inner();
+        if index.iter().any(|n| n.is_empty() || n.contains('/') || n.starts_with('.')) {
+            return Err(self.error(
+                "index",
+                index_at,
+                "names must be plain file names (no '/', no leading '.')",
+            ));
+        }
+
+        let fallback_at = here(raw.fallback.span());
+        let fallback = raw.fallback.into_inner();
+        let fallback = if fallback.is_empty() {
+            None
+        } else {
+            Some(served_path(&fallback).map_err(|why| self.error("fallback", fallback_at, &why))?.to_string())
+        };
+
+        let mut headers = HeaderRules { nosniff: raw.nosniff, ..HeaderRules::default() };
+        headers.always = self.headers("headers", &raw.headers, site)?;
+        for rule in raw.header_rules {
+            let rule_at = here(rule.span());
+            let rule = rule.into_inner();
+            let path = PathPattern::parse(rule.path.get_ref())
+                .map_err(|why| self.error("header_rules", here(rule.path.span()), &format!("path {why}")))?;
+            let fields = self.headers("header_rules", &rule.headers, site)?;
+            if fields.is_empty() {
+                return Err(self.error("header_rules", rule_at, "a rule needs at least one header"));
+            }
+            headers.rules.push(HeaderRule { path, headers: fields });
+        }
+
+        let mut error_pages = Vec::new();
+        for (code, page) in &raw.error_pages {
+            let code_at = here(code.span());
+            let status =
+                code.get_ref().parse::<u16>().ok().filter(|c| (400..=599).contains(c)).ok_or_else(|| {
+                    self.error(
+                        "error_pages",
+                        code_at,
+                        &format!("{:?} is not an error status (400 to 599)", code.get_ref()),
+                    )
+                })?;
+            let path = served_path(page.get_ref())
+                .map_err(|why| self.error("error_pages", here(page.span()), &why))?;
+            error_pages.push((status, path.to_string()));
+        }
+
+        Ok(SiteConfig {
+            name,
+            hosts,
+            root,
+            index,
+            listing: raw.listing,
+            precompressed: raw.precompressed,
+            fallback,
+            headers,
+            error_pages,
+        })
+    }
+
+    /// Validates a header map (`key` is where it is written).
+    fn headers(&self, key: &str, raw: &RawHeaders, site: Option<&str>) -> Result<Vec<Header>, StartupError> {
+        raw.iter()
+            .map(|(name, value)| {
+                Header::new(name.get_ref(), value.get_ref()).map_err(|e| {
+                    let at = name.span();
+                    let place = Place { span: (at.start, at.end), site };
+                    self.error(key, place, &format!("header {:?} {e}", name.get_ref()))
+                })
+            })
+            .collect()
+    }
+
+    fn seconds(&self, key: &str, value: At<Seconds>) -> Result<Duration, StartupError> {
+        let secs = value.get_ref().as_f64();
         if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
             return Err(self.error(
                 key,
+                Place::top(&value),
                 &format!("must be at least {MIN_TIMEOUT_SECS} (1 ms) and at most {MAX_TIMEOUT_SECS} seconds"),
             ));
         }
         Ok(Duration::from_secs_f64(secs))
     }
 
-    /// An error for `key`, naming the file and the line where the key is set.
-    fn error(&self, key: &str, what: &str) -> StartupError {
+    /// An error for `key`, naming the file, the line its value is written
+    /// on (from the value's span) and the site table it is in.
+    fn error(&self, key: &str, place: Place<'_>, what: &str) -> StartupError {
         ConfigError {
             file: self.path.map(Path::to_path_buf),
-            line: self.line_of(key),
+            line: self.line_at(place.span),
+            site: place.site.map(str::to_string),
             key: Some(key.to_string()),
             what: what.to_string(),
         }
         .into()
     }
 
-    /// The 1-based line on which `key = ...` is written, if it is.
-    fn line_of(&self, key: &str) -> Option<usize> {
-        self.text
-            .lines()
-            .position(|l| {
-                l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
-            })
-            .map(|i| i + 1)
+    /// The 1-based line a span starts on; `None` for an empty span (a
+    /// built-in default or a command-line value, written nowhere in the file).
+    fn line_at(&self, (start, end): (usize, usize)) -> Option<usize> {
+        if start == end || start > self.text.len() {
+            return None;
+        }
+        Some(self.text[..start].matches('\n').count() + 1)
+    }
+}
+
+impl Place<'static> {
+    /// A value written nowhere in the file (a command-line override).
+    fn nowhere() -> Place<'static> {
+        Place { span: (0, 0), site: None }
+    }
+}
+
+/// A path beneath a site's root that the server itself serves (a fallback
+/// or an error page): absolute, resolving without climbing out, not a
+/// dotfile and not a directory. Returns it, or why it is refused.
+fn served_path(path: &str) -> Result<&str, String> {
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        return Err(format!("{path:?} must be a path beneath the root, starting with '/'"));
+    }
+    match resolve::resolve(path) {
+        Ok(r) if !r.dir_form && !r.rel.as_os_str().is_empty() => Ok(path),
+        Ok(_) => Err(format!("{path:?} names a directory; name a file")),
+        Err(_) => {
+            Err(format!("{path:?} is not a path the server serves (it climbs out, or names a dotfile)"))
+        }
     }
 }
 
@@ -626,6 +1009,134 @@ mod tests {
         let ov = Overrides { root: Some(PathBuf::from("site")), ..ov };
         assert_eq!(Config::load(None, &ov).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn default_index_names_and_site_keys() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.sites.len(), 1);
+        let d = &c.sites[0];
+        assert_eq!(d.index, ["index.html", "index.htm"]);
+        assert_eq!(d.root, c.root);
+        assert!(!d.listing && d.fallback.is_none() && d.error_pages.is_empty());
+        assert!(d.headers.nosniff && d.headers.always.is_empty() && d.headers.rules.is_empty());
+    }
+
+    /// Writes `text` (after a `root` line, as `load_str`) with `{dir}`
+    /// replaced by a temporary directory holding `a/` and `b/`.
+    fn load_sites(text: &str) -> Result<Config, StartupError> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("forkhttpd-sites-{}-{n}", std::process::id()));
+        fs::create_dir_all(dir.join("a")).unwrap();
+        fs::create_dir_all(dir.join("b")).unwrap();
+        let file = dir.join("c.toml");
+        let text = text.replace("{dir}", dir.to_str().unwrap());
+        fs::write(&file, format!("root = {:?}\n{text}", dir.display().to_string())).unwrap();
+        let r = Config::load(Some(&file), &Overrides::default());
+        fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn sites_are_read_in_order_with_their_own_keys() {
+        let c = load_sites(
+            "index = [\"home.html\"]\nheaders = { \"X-Top\" = \"1\" }\n\
+             [[site]]\nhosts = [\"A.example\", \"*.a.example\"]\nroot = \"{dir}/a\"\nfallback = \"/index.html\"\n\
+             error_pages = { 404 = \"/404.html\" }\nnosniff = false\nlisting = true\n\
+             [[site.header_rules]]\npath = \"/assets/\"\nheaders = { \"Cache-Control\" = \"immutable\" }\n\
+             [[site]]\nhosts = [\"b.example\"]\nroot = \"{dir}/b\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sites.len(), 3);
+        let (d, a, b) = (&c.sites[0], &c.sites[1], &c.sites[2]);
+        assert_eq!(d.index, ["home.html"]);
+        assert_eq!(d.headers.always, [Header::new("X-Top", "1").unwrap()]);
+        assert_eq!(a.hosts.exact(), ["a.example"]);
+        assert_eq!(a.hosts.wildcards(), [".a.example"]);
+        assert!(a.root.ends_with("a") && b.root.ends_with("b"));
+        assert_eq!(a.fallback.as_deref(), Some("/index.html"));
+        assert_eq!(a.error_pages, [(404, "/404.html".to_string())]);
+        assert!(!a.headers.nosniff && a.listing);
+        assert_eq!(a.headers.rules.len(), 1);
+        // Keys a site leaves out take the built-in defaults, not the top level's.
+        assert_eq!(b.index, ["index.html", "index.htm"]);
+        assert!(b.headers.always.is_empty() && b.headers.nosniff && !b.listing);
+        assert!(a.name.contains("#1") && a.name.contains("A.example"), "{}", a.name);
+    }
+
+    #[test]
+    fn errors_in_a_site_name_the_site_and_the_real_line() {
+        // (text, line, key, what): line 1 is the `root` line load_sites writes.
+        let site = "[[site]]\nhosts = [\"a.example\"]\nroot = \"{dir}/a\"\n";
+        let table: &[(String, usize, &str, &str)] = &[
+            (format!("{site}index = [\"a/b\"]\n"), 5, "index", "plain file names"),
+            // The same text earlier in the file (a comment, the top level) must not be taken for it.
+            (
+                format!("# index = [\"x\"]\nindex = [\"ok.html\"]\n{site}\nindex = [\".x\"]\n"),
+                8,
+                "index",
+                "plain",
+            ),
+            (format!("{site}fallback = \"/../x\"\n"), 5, "fallback", "climbs out"),
+            (format!("{site}fallback = \"index.html\"\n"), 5, "fallback", "starting with '/'"),
+            (
+                format!("{site}error_pages = {{ 200 = \"/x.html\" }}\n"),
+                5,
+                "error_pages",
+                "not an error status",
+            ),
+            (format!("{site}\nerror_pages = {{ 404 = \"/.hidden\" }}\n"), 6, "error_pages", "dotfile"),
+            (format!("{site}headers = {{ \"X-A\" = \"a\\r\\nb\" }}\n"), 5, "headers", "control character"),
+            (format!("{site}headers = {{ \"Bad Name\" = \"a\" }}\n"), 5, "headers", "not a valid field name"),
+            (
+                format!("{site}headers = {{ \"Content-Length\" = \"1\" }}\n"),
+                5,
+                "headers",
+                "set by the server",
+            ),
+            (
+                format!("{site}[[site.header_rules]]\npath = \"assets/\"\nheaders = {{ \"X-A\" = \"1\" }}\n"),
+                6,
+                "header_rules",
+                "must start with '/'",
+            ),
+            (
+                "[[site]]\nhosts = [\"a.example:80\"]\nroot = \"{dir}/a\"\n".to_string(),
+                3,
+                "hosts",
+                "without port",
+            ),
+            (
+                format!("{site}[[site]]\nhosts = [\"A.EXAMPLE\"]\nroot = \"{{dir}}/b\"\n"),
+                6,
+                "hosts",
+                "already a host",
+            ),
+            (format!("{site}bogus = 1\n"), 5, "bogus", "unknown field"),
+        ];
+        for (text, line, key, what) in table {
+            let e = load_sites(text).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("line {line},"))
+                    && e.contains(&format!("key `{key}`"))
+                    && e.contains(what),
+                "{text}\n=> {e}"
+            );
+            assert!(e.contains("[[site]] #"), "{text}\n=> {e}");
+        }
+        let e = load_sites("[[site]]\nhosts = []\nroot = \"{dir}/a\"\n").unwrap_err().to_string();
+        assert!(e.contains("[[site]] #1") && e.contains("at least one host"), "{e}");
+        let e = load_sites("[[site]]\nhosts = [\"x.example\"]\nroot = \"{dir}/missing\"\n").unwrap_err();
+        assert!(matches!(e, StartupError::Root { .. }), "{e}");
+    }
+
+    #[test]
+    fn top_level_errors_name_the_line_of_the_value_not_a_comment() {
+        let e = load_str("# backlog = 5 is the usual value\nbacklog = 0\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("backlog"), "{e}");
+        let e = load_str("\n\nheaders = { \"X-A\" = \"\" , \"Date\" = \"x\" }\n").unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("set by the server") && !e.contains("[[site]]"), "{e}");
     }
 
     #[test]

@@ -12,14 +12,16 @@
 use std::io;
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::file::{self, Root};
-use crate::http::decide::{self, Site};
+use crate::http::decide::{self, Found, Lookup, Site};
 use crate::http::reply::{Body, Reply};
-use crate::http::request::{self, Parse, Request};
+use crate::http::request::{self, Method, Parse, Request};
 use crate::http::resolve;
+use crate::http::site::{self, ReqPath};
 use crate::http::status::Status;
 use crate::log::{AccessLog, Entry};
 use crate::stream::{Client, ReadOutcome};
@@ -29,8 +31,9 @@ use crate::stream::{Client, ReadOutcome};
 pub struct Context<'a> {
     /// The configuration in force when the connection was accepted.
     pub config: &'a Config,
-    /// The document root every path is resolved beneath.
-    pub root: Root<'a>,
+    /// Each site's document root (in the order of `config.sites`): a
+    /// request's path is resolved beneath its site's root.
+    pub roots: Vec<Root<'a>>,
     /// Where access-log lines go.
     pub access_log: &'a AccessLog,
     /// Read end of the parent's lifeline pipe; it hangs up when the server
@@ -48,13 +51,7 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         client,
         client_ip,
         ctx,
-        site: Site {
-            index: &cfg.index,
-            server: decide::server_field(cfg.server_version),
-            types: &cfg.mime,
-            listing: cfg.listing,
-            precompressed: cfg.precompressed,
-        },
+        site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),
         scratch: Vec::with_capacity(512),
         access_log_failed: false,
@@ -99,6 +96,7 @@ struct Conn<'a> {
     client: Client,
     client_ip: IpAddr,
     ctx: &'a Context<'a>,
+    /// The default site: for heads that cannot be parsed, and the `Server` value.
     site: Site<'a>,
     out: Vec<u8>,
     scratch: Vec<u8>,
@@ -110,30 +108,64 @@ impl Conn<'_> {
     /// Answers a head we could not accept, then closes (lingering, since
     /// the client may still be sending).
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
-        let reply = decide::rejection(status, &self.site, SystemTime::now());
+        let mut reply = decide::rejection(status, &self.site, SystemTime::now());
+        self.site.headers.apply(&mut reply, None);
         self.send(&reply)?;
         self.log(request_line, None, status, reply.body_len());
         self.client.finish(true);
         Ok(())
     }
 
-    /// Answers one parsed request: decides the reply (looking the target up
-    /// only when the request wants a file), sends and logs it. Returns
-    /// whether the connection stays open.
+    /// Answers one parsed request: picks the site its host names, decides
+    /// the reply (looking the target up only when the request wants a file,
+    /// with the site's fallback for a missing one), puts the site's error
+    /// page and header fields in, sends and logs it. Returns whether the
+    /// connection stays open.
     fn respond(&mut self, req: &Request<'_>, request_line: &[u8], may_keep: bool) -> io::Result<bool> {
         let now = SystemTime::now();
-        let (resolved, found);
-        let reply = match decide::answer_without_file(req, &self.site, now, may_keep) {
+        let sites = &self.ctx.config.sites;
+        let which =
+            site::select(site::request_host(req), sites[1..].iter().map(|s| &s.hosts)).map_or(0, |i| i + 1);
+        let site = sites[which].site(self.site.server, &self.ctx.config.mime);
+        let root = self.ctx.roots[which];
+        let head_only = req.method == Method::Head;
+        let resolved = resolve::resolve(req.target);
+        // Declared before the reply, which borrows what they hold.
+        let (fallback, page_path, page): (_, _, Lookup<'_>);
+        let found: Lookup<'_>;
+        let mut reply = match decide::answer_without_file(req, &site, now, may_keep) {
             Some(reply) => reply,
             None => {
-                resolved = resolve::resolve(req.target);
                 found = match &resolved {
-                    Ok(r) => file::find(self.ctx.root, r, &self.site, req.fields.accept_encoding),
+                    Ok(r) => match (file::find(root, r, &site, req.fields.accept_encoding), site.fallback) {
+                        // Only a path that is simply missing falls back: a refused one
+                        // (400, 403, a dotfile's 404 from `resolve`) never gets here.
+                        (Err(Status::NotFound), Some(path)) => {
+                            fallback = resolve::resolve(path);
+                            // A fallback that cannot be served leaves the 404 as it was.
+                            only_file(root, &site, &fallback)
+                                .filter(Result::is_ok)
+                                .unwrap_or(Err(Status::NotFound))
+                        }
+                        (found, _) => found,
+                    },
                     Err(status) => Err(*status),
                 };
-                decide::decide(req, &self.site, &found, now, may_keep)
+                decide::decide(req, &site, &found, now, may_keep)
             }
         };
+        if reply.status.code() >= 400
+            && let Some(path) = site.error_page(reply.status)
+        {
+            page_path = resolve::resolve(path);
+            // A missing or refused page leaves the built-in one.
+            page = only_file(root, &site, &page_path).unwrap_or(Err(Status::NotFound));
+            if let Ok(Found::File(opened)) = &page {
+                reply = decide::with_error_page(reply, opened, site.types, head_only);
+            }
+        }
+        let path = resolved.as_ref().ok().map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
+        site.headers.apply(&mut reply, path);
         self.send(&reply)?;
         self.log(request_line, Some(req), reply.status, reply.body_len());
         Ok(reply.keep_alive)
@@ -189,6 +221,23 @@ impl Conn<'_> {
             log::warn!("access log: {e}");
             self.access_log_failed = true;
         }
+    }
+}
+
+/// What a configured path (a fallback or an error page), resolved at `r`,
+/// names beneath `root`, when it is a regular file; `None` otherwise (it
+/// does not resolve, or names a directory). Served as it is: no index
+/// names, listing or precompressed sibling of `site` apply to it.
+fn only_file<'n>(
+    root: Root<'_>,
+    site: &Site<'n>,
+    r: &'n Result<resolve::Resolved<'_>, Status>,
+) -> Option<Lookup<'n>> {
+    let r = r.as_ref().ok()?;
+    let bare = Site { index: &[], listing: false, precompressed: false, ..*site };
+    match file::find(root, r, &bare, None) {
+        Ok(Found::Redirect(_)) => None,
+        found => Some(found),
     }
 }
 

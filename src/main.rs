@@ -1,6 +1,6 @@
 //! The forkhttpd binary: the start-up recipe, in privilege order.
 //!
-//! config → privilege plan → document root (opened, `openat2` probed) →
+//! config → privilege plan → every site's document root (opened, `openat2` probed) →
 //! (check only? then the system checks, and exit) → signal handlers →
 //! pid-file lock → listeners (bound while root, or inherited from systemd)
 //! → log files → daemon messages routed → (detach) → pid written → the
@@ -47,6 +47,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         Some(p) => Some(overrides.resolve(p).map_err(|e| ConfigError {
             file: Some(p.to_path_buf()),
             line: None,
+            site: None,
             key: None,
             what: format!("cannot locate: {e}"),
         })?),
@@ -54,7 +55,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
     };
     let config = Config::load(config_file.as_deref(), &overrides)?;
     let drop_plan = DropPlan::for_config(&config)?;
-    let root = server::open_root(&config)?;
+    let roots = server::open_roots(&config)?;
     if args.check_config {
         check::system(&config, drop_plan.as_ref(), if args.no_bind { Bind::Skip } else { Bind::Try })?;
         println!("configuration OK");
@@ -87,7 +88,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         overrides,
         listeners,
         socket_activated,
-        root,
+        roots,
         access_log,
         drop_plan,
         notifier,

@@ -145,7 +145,7 @@ impl DropPlan {
             && let Err((key, what)) = config.identity.refuse_root(config.group_given)
         {
             let file = config.source.clone();
-            return Err(ConfigError { file, line: None, key: Some(key.to_string()), what }.into());
+            return Err(ConfigError { file, line: None, site: None, key: Some(key.to_string()), what }.into());
         }
         Ok(Some(DropPlan {
             identity: config.identity.clone(),

@@ -73,9 +73,9 @@ pub struct Setup {
     pub listeners: Vec<Listener>,
     /// Whether the listeners came from systemd (a reload then keeps them).
     pub socket_activated: bool,
-    /// The document root, opened and probed (`open_root`) before anything
-    /// was bound, so that a root the server cannot serve fails first.
-    pub root: OwnedFd,
+    /// Each site's document root, opened and probed (`open_roots`) before
+    /// anything was bound, so that a root the server cannot serve fails first.
+    pub roots: Vec<OwnedFd>,
     /// The opened access log.
     pub access_log: AccessLog,
     /// How children give up root, if the parent has it.
@@ -100,8 +100,9 @@ pub struct Server {
     access_log: AccessLog,
     drop_plan: Option<DropPlan>,
     notifier: Option<Notifier>,
-    /// The document root, opened once; children resolve every path beneath it.
-    root: OwnedFd,
+    /// Each site's document root (in the order of `config.sites`), opened
+    /// once; children resolve every path beneath its site's root.
+    roots: Vec<OwnedFd>,
     /// Children hold the read end; when the parent closes the write end
     /// (at stop, or by dying), every child sees a hang-up and drains.
     lifeline_read: OwnedFd,
@@ -138,7 +139,7 @@ impl Server {
             drop_plan: setup.drop_plan,
             notifier: setup.notifier,
             _pid_file: setup.pid_file,
-            root: setup.root,
+            roots: setup.roots,
             lifeline_read,
             lifeline_write: Some(lifeline_write),
             children: HashMap::new(),
@@ -276,7 +277,7 @@ impl Server {
                     signals: &self.signals,
                     config: &self.config,
                     access_log: &self.access_log,
-                    root: self.root.as_fd(),
+                    roots: &self.roots,
                     drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
                 };
@@ -361,7 +362,7 @@ impl Server {
 
     /// `SIGHUP`: reads the config again. A bad config is logged and the
     /// old one stays. A good one applies to connections accepted from now
-    /// on (existing children keep the one they were forked with): new root,
+    /// on (existing children keep the one they were forked with): new sites and roots,
     /// limits and timeouts, listeners rebound where the list changed. Log
     /// files are reopened either way.
     fn reload(&mut self) {
@@ -392,7 +393,7 @@ impl Server {
     ) -> Result<Option<listener::Changes>, StartupError> {
         let config = loaded?;
         let drop_plan = DropPlan::for_config(&config)?;
-        let root = open_root(&config)?;
+        let roots = open_roots(&config)?;
         let access_log = AccessLog::open(&config.access_log, Guard::for_plan(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
             if config.listen != self.config.listen {
@@ -406,7 +407,7 @@ impl Server {
         };
         self.config = config;
         self.drop_plan = drop_plan;
-        self.root = root;
+        self.roots = roots;
         self.access_log = access_log;
         Ok(changes)
     }
@@ -526,20 +527,21 @@ impl Server {
     }
 }
 
-/// Opens the document root for children to resolve paths beneath.
-/// `O_PATH`: the descriptor grants lookups, not reads, of the directory.
-/// Also checks, once, that the kernel has `openat2` (Linux 5.6), which
-/// every request relies on, so its absence is a start-up error rather than
-/// a 500 on every request.
-/// Opens the document root (`O_PATH`: children open files beneath it) and
-/// probes `openat2(2)` on it: without that call nothing could be served, and
-/// a seccomp filter that refuses it must stop the server at start (and
-/// `--check-config`), not leave it listening and failing every request.
-pub fn open_root(config: &Config) -> Result<OwnedFd, StartupError> {
-    let path = || config.root.clone();
-    let root = open(&config.root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| StartupError::Root { path: path(), source: e.into() })?;
-    file::probe(root.as_fd()).map_err(|e| StartupError::Openat2 { path: path(), source: e.into() })?;
+/// Opens every site's document root (`O_PATH`: the descriptor grants
+/// lookups, not reads; children open files beneath it), in the order of
+/// `config.sites`, and probes `openat2(2)` on each: without that call
+/// nothing could be served, and a seccomp filter that refuses it must stop
+/// the server at start (and `--check-config`), not leave it listening and
+/// failing every request.
+pub fn open_roots(config: &Config) -> Result<Vec<OwnedFd>, StartupError> {
+    config.sites.iter().map(|site| open_root(&site.root)).collect()
+}
+
+fn open_root(path: &std::path::Path) -> Result<OwnedFd, StartupError> {
+    let root = open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| StartupError::Root { path: path.to_path_buf(), source: e.into() })?;
+    file::probe(root.as_fd())
+        .map_err(|e| StartupError::Openat2 { path: path.to_path_buf(), source: e.into() })?;
     Ok(root)
 }
 

@@ -14,6 +14,8 @@ mod conditional;
 mod daemon;
 #[path = "suite/encoding.rs"]
 mod encoding;
+#[path = "suite/headers.rs"]
+mod headers;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/hygiene.rs"]
@@ -46,6 +48,8 @@ mod refuse;
 mod reload;
 #[path = "suite/signals.rs"]
 mod signals;
+#[path = "suite/sites.rs"]
+mod sites;
 #[path = "suite/startup.rs"]
 mod startup;
 #[path = "suite/syslog.rs"]

@@ -26,6 +26,7 @@ use crate::http::mime::MimeTypes;
 use crate::http::range::{self, ContentRange, Multipart, Selection};
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
+use crate::http::site::HeaderRules;
 use crate::http::status::Status;
 
 /// `Allow` for every response that lists our methods (405, OPTIONS).
@@ -35,8 +36,9 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// The type of every generated page.
 const PAGE_TYPE: &str = "text/html; charset=utf-8";
 
-/// What one site serves and how it answers. Today there is one site, made
-/// of the configuration's top-level keys.
+/// What one site serves and how it answers: the default site (the
+/// configuration's top-level keys) or a `[[site]]`, borrowed from the
+/// configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Site<'a> {
     /// File names tried, in order, for a request naming a directory.
@@ -50,6 +52,20 @@ pub struct Site<'a> {
     /// Whether precompressed siblings are served (and every file reply
     /// says `Vary: Accept-Encoding`).
     pub precompressed: bool,
+    /// The file served with `200` for a `GET`/`HEAD` of a missing path.
+    pub fallback: Option<&'a str>,
+    /// The header fields the site adds (see `HeaderRules::apply`).
+    pub headers: &'a HeaderRules,
+    /// Custom error pages: status code and path beneath the root.
+    pub error_pages: &'a [(u16, String)],
+}
+
+impl<'a> Site<'a> {
+    /// The path (beneath the root) of the custom page for `status`, if any.
+    pub fn error_page(&self, status: Status) -> Option<&'a str> {
+        let code = status.code();
+        self.error_pages.iter().find(|(c, _)| *c == code).map(|(_, p)| p.as_str())
+    }
 }
 
 /// The `Server` value: the version only when asked for, since version
@@ -332,11 +348,32 @@ fn listing_reply<'a>(
     finish(Status::Ok, fields, body, connection)
 }
 
-/// `OPTIONS`: the methods we serve, for any target.
+/// `OPTIONS`: the methods we serve, for any target. `200` with an explicit
+/// `Content-Length: 0` (RFC 9110 9.3.7): a client that does not special-case
+/// `204` would otherwise wait for the connection to close.
 fn options<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, keep: bool) -> Reply<'a> {
     let mut fields = common(site.server, now);
     fields.push("Allow", Value::Str(ALLOW));
-    finish(Status::NoContent, fields, Body::None, connection(req, keep))
+    fields.push("Content-Length", Value::Number(0));
+    finish(Status::Ok, fields, Body::None, connection(req, keep))
+}
+
+/// A status page with a custom page file instead of the built-in page: the
+/// original status, every field of `reply`, the page's type and length,
+/// and no validators (the page is not the resource the request named, so a
+/// cache must not revalidate the resource against it).
+pub fn with_error_page<'a>(
+    mut reply: Reply<'a>,
+    page: &'a Opened<'_>,
+    types: &'a MimeTypes,
+    head_only: bool,
+) -> Reply<'a> {
+    let len = page.info.len;
+    reply.fields.set("Content-Type", Value::Str(types.content_type(page.name)));
+    reply.fields.set("Content-Length", Value::Number(len));
+    reply.body =
+        if head_only || len == 0 { Body::None } else { Body::File { file: &page.file, offset: 0, len } };
+    reply
 }
 
 /// The fields every reply starts with.
@@ -404,9 +441,20 @@ mod tests {
     }
 
     static TYPES: std::sync::LazyLock<MimeTypes> = std::sync::LazyLock::new(MimeTypes::default);
+    /// Header rules that add nothing.
+    static NO_HEADERS: HeaderRules = HeaderRules { nosniff: false, always: Vec::new(), rules: Vec::new() };
 
     fn site() -> Site<'static> {
-        Site { index: &[], server: server_field(false), types: &TYPES, listing: false, precompressed: false }
+        Site {
+            index: &[],
+            server: server_field(false),
+            types: &TYPES,
+            listing: false,
+            precompressed: false,
+            fallback: None,
+            headers: &NO_HEADERS,
+            error_pages: &[],
+        }
     }
 
     fn opened(name: &[u8], len: u64) -> Lookup<'_> {
@@ -566,8 +614,8 @@ mod tests {
     #[test]
     fn methods_answered_without_a_file() {
         let table: &[(&[u8], Status, bool)] = &[
-            (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", Status::NoContent, true),
-            (b"OPTIONS /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::NoContent, true),
+            (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", Status::Ok, true),
+            (b"OPTIONS /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::Ok, true),
             (b"POST /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::MethodNotAllowed, true),
             (b"BREW /a HTTP/1.1\r\nHost: x\r\n\r\n", Status::NotImplemented, true),
             (b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", Status::BadRequest, false),
@@ -578,20 +626,43 @@ mod tests {
             let r = answer_without_file(&req, &site(), now(), true).expect("answered without a file");
             let text = String::from_utf8_lossy(raw);
             assert_eq!((r.status, r.keep_alive), (*status, *keep), "{text}");
-            let allow = matches!(status, Status::NoContent | Status::MethodNotAllowed);
+            let allow = matches!(status, Status::Ok | Status::MethodNotAllowed);
             assert_eq!(r.fields.get("Allow"), allow.then_some(Value::Str(ALLOW)), "{text}");
         }
     }
 
     #[test]
-    fn options_is_204_with_allow_and_no_length() {
-        let req = request(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
-        let r = answer_without_file(&req, &site(), now(), true).unwrap();
-        assert_eq!(
-            head(&r),
-            "HTTP/1.1 204 No Content\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
-             Allow: GET, HEAD, OPTIONS\r\n\r\n"
-        );
+    fn options_is_200_with_allow_and_a_zero_length() {
+        for raw in
+            [&b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"OPTIONS /a/b HTTP/1.1\r\nHost: x\r\n\r\n"]
+        {
+            let req = request(raw);
+            let r = answer_without_file(&req, &site(), now(), true).unwrap();
+            assert_eq!(
+                head(&r),
+                "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: forkhttpd\r\n\
+                 Allow: GET, HEAD, OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            assert!(matches!(r.body, Body::None));
+        }
+    }
+
+    #[test]
+    fn a_custom_error_page_keeps_the_status_and_has_no_validators() {
+        let req = request(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+        let found = Err(Status::NotFound);
+        let page = opened(b"404.html", 9);
+        let Ok(Found::File(page)) = &page else { panic!() };
+        let r = with_error_page(reply(&req, &found), page, &TYPES, false);
+        assert_eq!(r.status, Status::NotFound);
+        assert_eq!(r.fields.get("Content-Type"), Some(Value::Str("text/html; charset=utf-8")));
+        assert_eq!(r.fields.get("Content-Length"), Some(Value::Number(9)));
+        assert_eq!(r.fields.get("Last-Modified"), None);
+        assert_eq!(r.fields.get("ETag"), None);
+        assert!(matches!(r.body, Body::File { offset: 0, len: 9, .. }));
+        let head_req = request(b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = with_error_page(reply(&head_req, &found), page, &TYPES, true);
+        assert_eq!(r.fields.get("Content-Length"), Some(Value::Number(9)));
         assert!(matches!(r.body, Body::None));
     }
 

@@ -15,6 +15,7 @@
 //! - `encoding`: `Accept-Encoding` -> the precompressed siblings to try.
 //! - `listing`: a directory's entries -> a bounded, sorted HTML listing.
 //! - `decide`: request + site + what the file step found -> `Reply`.
+//! - `site`: which site a `Host` names, and its response-header rules.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 
 pub mod conditional;
@@ -26,4 +27,5 @@ pub mod range;
 pub mod reply;
 pub mod request;
 pub mod resolve;
+pub mod site;
 pub mod status;

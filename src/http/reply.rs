@@ -98,6 +98,37 @@ impl<'a> Fields<'a> {
         self.inline[..self.len].iter().chain(&self.spill)
     }
 
+    /// Removes and returns the last field if it is `Connection`, so that
+    /// fields can be added after a reply is decided and `Connection` put
+    /// back last.
+    pub fn pop_connection(&mut self) -> Option<Field<'a>> {
+        let last = self.iter().last()?;
+        if !last.name.eq_ignore_ascii_case("connection") {
+            return None;
+        }
+        match self.spill.pop() {
+            Some(f) => Some(f),
+            None => {
+                self.len -= 1;
+                Some(self.inline[self.len])
+            }
+        }
+    }
+
+    /// Replaces the value of the first field named `name` (any case);
+    /// returns whether there was one.
+    pub fn set(&mut self, name: &str, value: Value<'a>) -> bool {
+        let len = self.len;
+        match self.inline[..len].iter_mut().chain(&mut self.spill).find(|f| f.name.eq_ignore_ascii_case(name))
+        {
+            Some(f) => {
+                f.value = value;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The value of the first field named `name` (any case), if any.
     pub fn get(&self, name: &str) -> Option<Value<'a>> {
         self.iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)

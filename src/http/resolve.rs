@@ -53,6 +53,22 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// Bytes escaped when the query is copied into a `Location`: controls
+/// (CR and LF above all), space, and what RFC 3986 3.4 does not allow in a
+/// query. `%` stays as it is: the query was sent encoded and is kept so.
+const QUERY: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 /// A request path made safe: decoded, normalised, relative.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resolved<'t> {
@@ -74,9 +90,10 @@ impl Resolved<'_> {
     }
 
     /// The `Location` for the directory form of this path: the normalised
-    /// path, re-encoded, with a trailing `/` and the original query. Built
-    /// from the normalised segments, so it always starts with exactly one
-    /// `/` and can never point at another host.
+    /// path, re-encoded, with a trailing `/` and the original query (any
+    /// byte not allowed raw in a query percent-encoded). Built from the
+    /// normalised segments, so it always starts with exactly one `/`, can
+    /// never point at another host, and holds no CR, LF or space.
     pub fn directory_location(&self) -> String {
         let mut loc = String::from("/");
         for seg in self.rel.as_os_str().as_bytes().split(|&b| b == b'/').filter(|s| !s.is_empty()) {
@@ -85,7 +102,7 @@ impl Resolved<'_> {
         }
         if let Some(q) = self.query {
             loc.push('?');
-            loc.push_str(q);
+            loc.extend(percent_encode(q.as_bytes(), QUERY));
         }
         loc
     }
@@ -233,6 +250,8 @@ mod tests {
         assert!(resolve("/docs/").unwrap().dir_form);
         let r = resolve("/caf%E9").unwrap();
         assert_eq!(r.directory_location(), "/caf%E9/");
+        let r = resolve("/d?a=\"<b>\"&c=%20&é=|").unwrap();
+        assert_eq!(r.directory_location(), "/d/?a=%22%3Cb%3E%22&c=%20&%C3%A9=%7C");
         let r = resolve("//evil.example/%20x").unwrap();
         assert_eq!(r.directory_location(), "/evil.example/%20x/");
         assert_eq!(r.file_name(), b" x");

@@ -10,10 +10,8 @@ use std::io;
 /// Every HTTP status forkhttpd sends, success and error alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
-    /// 200: a file follows.
+    /// 200: a file follows (or, for `OPTIONS`, an empty body).
     Ok,
-    /// 204: the answer to `OPTIONS`.
-    NoContent,
     /// 206: the byte ranges a `Range` field asked for.
     PartialContent,
     /// 301: a directory named without its trailing slash.
@@ -90,7 +88,6 @@ impl Status {
         }
         match self {
             Status::Ok => status!(200, "OK"),
-            Status::NoContent => status!(204, "No Content"),
             Status::PartialContent => status!(206, "Partial Content"),
             Status::MovedPermanently => status!(301, "Moved Permanently"),
             Status::NotModified => status!(304, "Not Modified"),

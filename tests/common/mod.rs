@@ -511,6 +511,7 @@ pub struct Builder {
     cli_listen: Vec<String>,
     config_listen: Option<Vec<String>>,
     use_config: bool,
+    dirs: Vec<String>,
 }
 
 impl Builder {
@@ -540,6 +541,13 @@ impl Builder {
         self
     }
 
+    /// Create a directory (and parents) relative to the temp base before
+    /// the server starts (such as a `[[site]]` root the config names).
+    pub fn dir(mut self, rel: &str) -> Builder {
+        self.dirs.push(rel.to_string());
+        self
+    }
+
     pub fn name(mut self, name: &str) -> Builder {
         self.name = name.to_string();
         self
@@ -549,6 +557,9 @@ impl Builder {
         let dir = TempDir::new(&self.name);
         let root = dir.path().join("root");
         fs::create_dir_all(&root).expect("create docroot");
+        for d in &self.dirs {
+            fs::create_dir_all(dir.path().join(d)).expect("create directory");
+        }
 
         let mut args: Vec<String> = Vec::new();
         let mut expected_listeners = self.cli_listen.len().max(1);
@@ -594,6 +605,7 @@ impl TestServer {
             cli_listen: Vec::new(),
             config_listen: None,
             use_config: true,
+            dirs: Vec::new(),
         }
     }
 

@@ -153,6 +153,19 @@ fn shipped_keys(text: &str) -> (Vec<String>, Vec<(String, bool)>) {
     (keys, tables)
 }
 
+/// The commented-out example tables at the end of the shipped config
+/// (`#[[site]]` and the `#KEY = VALUE` lines after it), uncommented: they
+/// document the keys of an array of tables without adding one to the
+/// server's defaults. Empty when there is none.
+fn commented_example(text: &str) -> String {
+    text.lines()
+        .skip_while(|l| !l.starts_with("#[["))
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[1..]))
+        .collect()
+}
+
 /// The value of `key` (`table.key` inside a table, the first one of an
 /// array of tables) in a parsed config.
 fn value_of<'a>(config: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
@@ -196,7 +209,15 @@ fn config_page_documents_every_key_in_order_with_its_default() {
     let page = read(CONFIG_PAGE);
     let shipped_text = read(SHIPPED_CONFIG);
     let shipped: toml::Table = toml::from_str(&shipped_text).expect("the shipped config is TOML");
-    let (shipped_order, tables) = shipped_keys(&shipped_text);
+    // The commented example tables count as written (in the file's order),
+    // and must be TOML once uncommented.
+    let example_tables = commented_example(&shipped_text);
+    if let Err(e) = toml::from_str::<toml::Table>(&example_tables) {
+        panic!(
+            "the commented example tables of {SHIPPED_CONFIG} are not TOML once uncommented: {e}\n{example_tables}"
+        );
+    }
+    let (shipped_order, tables) = shipped_keys(&format!("{shipped_text}\n{example_tables}"));
     let documented = page_keys(&page);
     let documented_names: Vec<&str> = documented.iter().map(|(k, _)| k.as_str()).collect();
     let mut problems = Vec::new();

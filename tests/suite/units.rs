@@ -90,11 +90,17 @@ fn units_pass_systemd_analyze_verify() {
 }
 
 /// Every key the server understands.
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 26] = [
     "listen",
     "backlog",
     "root",
     "index",
+    "listing",
+    "fallback",
+    "nosniff",
+    "headers",
+    "header_rules",
+    "error_pages",
     "user",
     "group",
     "chroot",

@@ -1,0 +1,596 @@
+//! Sites (name-based virtual hosts) and their response-header rules: which
+//! site a request's `Host` names, and which configured header fields a
+//! reply for a path carries.
+//!
+//! Runs in: parent (building and validating the rules when the config is
+//! read) and child (matching, per request). Pure: no I/O. Everything is
+//! built once in the parent and inherited through `fork`; matching a host
+//! or a path compares borrowed bytes and allocates nothing, and the fields
+//! a reply gets borrow their names and values from these rules.
+
+use std::fmt;
+
+use crate::http::reply::{Reply, Value};
+use crate::http::request::Request;
+
+/// Header fields the server sets itself, which a configured header may not
+/// duplicate or override: framing and connection management (a second
+/// `Content-Length` or a `Transfer-Encoding` would desynchronise clients),
+/// and the fields computed per reply. `X-Content-Type-Options` has its own
+/// switch (`nosniff`).
+const RESERVED: [&str; 19] = [
+    "accept-ranges",
+    "allow",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "keep-alive",
+    "last-modified",
+    "location",
+    "proxy-connection",
+    "retry-after",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The field `nosniff` adds.
+const NOSNIFF: (&str, &str) = ("X-Content-Type-Options", "nosniff");
+
+/// Which request hosts a site answers: exact names and `*.suffix` wildcards,
+/// lower case, without a trailing dot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hosts {
+    exact: Vec<String>,
+    /// The suffixes of the wildcards, with their leading dot (`.example.org`).
+    wildcard: Vec<String>,
+}
+
+impl Hosts {
+    /// Adds a configured name: `example.org`, `*.example.org`, or an IP
+    /// literal (`127.0.0.1`, `[::1]`). A port or a trailing dot is refused
+    /// (a request's port and trailing dot are ignored, so they could never
+    /// match). Returns why a name is not accepted.
+    pub fn add(&mut self, name: &str) -> Result<(), String> {
+        let lower = name.to_ascii_lowercase();
+        let (wild, rest) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let literal6 = rest.starts_with('[') && rest.ends_with(']') && rest.len() > 2;
+        let valid = !rest.is_empty()
+            && !rest.ends_with('.')
+            && !rest.starts_with('.')
+            && (literal6
+                && !wild
+                && rest[1..rest.len() - 1].bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                || rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+        if !valid {
+            return Err(format!(
+                "{name:?} is not a host name: write a name (\"example.org\"), a wildcard (\"*.example.org\") \
+                 or an address, without port or trailing dot"
+            ));
+        }
+        if wild {
+            self.wildcard.push(format!(".{rest}"));
+        } else {
+            self.exact.push(rest.to_string());
+        }
+        Ok(())
+    }
+
+    /// The exact names, lower case.
+    pub fn exact(&self) -> &[String] {
+        &self.exact
+    }
+
+    /// The wildcards' suffixes, lower case, each with its leading dot.
+    pub fn wildcards(&self) -> &[String] {
+        &self.wildcard
+    }
+
+    /// Whether no name was given.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty()
+    }
+
+    fn matches_exact(&self, host: &[u8]) -> bool {
+        self.exact.iter().any(|e| e.as_bytes().eq_ignore_ascii_case(host))
+    }
+
+    /// The length of the longest wildcard suffix matching `host`, if any. A
+    /// wildcard needs at least one label before its suffix: `*.example.org`
+    /// matches `www.example.org` and `a.b.example.org`, not `example.org`.
+    fn wildcard_match(&self, host: &[u8]) -> Option<usize> {
+        self.wildcard
+            .iter()
+            .filter(|w| {
+                host.len() > w.len() && host[host.len() - w.len()..].eq_ignore_ascii_case(w.as_bytes())
+            })
+            .map(String::len)
+            .max()
+    }
+}
+
+/// The host a request is for: the authority of an absolute-form target
+/// (which RFC 9112 3.2.2 says wins over `Host`), else the `Host` field.
+/// Normalised for matching: the port and a trailing dot removed.
+pub fn request_host<'r>(req: &Request<'r>) -> Option<&'r [u8]> {
+    let target = req.target.as_bytes();
+    let authority = ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme.as_bytes()).then(|| {
+            let rest = &target[scheme.len()..];
+            let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+            &rest[..end]
+        })
+    });
+    authority.or(req.fields.host).map(normalize_host)
+}
+
+/// `host[:port]` without its port, userinfo, surrounding blanks and trailing
+/// dot: `Example.ORG.:8080` -> `Example.ORG` (matching ignores case).
+pub fn normalize_host(raw: &[u8]) -> &[u8] {
+    let mut host = raw.trim_ascii();
+    if let Some(at) = host.iter().rposition(|&b| b == b'@') {
+        host = &host[at + 1..];
+    }
+    if host.first() == Some(&b'[') {
+        // An IPv6 literal: the port, if any, follows the bracket.
+        let end = host.iter().position(|&b| b == b']').map_or(host.len(), |i| i + 1);
+        return &host[..end];
+    }
+    if let Some(colon) = host.iter().position(|&b| b == b':') {
+        host = &host[..colon];
+    }
+    host.strip_suffix(b".").unwrap_or(host)
+}
+
+/// The index of the site for `host` among `sites` (each site's `Hosts`),
+/// or `None` for the default site. An exact name wins over any wildcard
+/// (the first site listing it); among wildcards the longest suffix wins,
+/// then the first site.
+pub fn select<'s>(host: Option<&[u8]>, sites: impl Iterator<Item = &'s Hosts> + Clone) -> Option<usize> {
+    let host = host?;
+    if host.is_empty() {
+        return None;
+    }
+    if let Some(i) = sites.clone().position(|h| h.matches_exact(host)) {
+        return Some(i);
+    }
+    let mut best: Option<(usize, usize)> = None;
+    for (i, len) in sites.enumerate().filter_map(|(i, h)| h.wildcard_match(host).map(|len| (i, len))) {
+        if best.is_none_or(|(_, l)| len > l) {
+            best = Some((i, len));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Which request paths a header rule applies to: a prefix (`/assets/`) or,
+/// when it holds `*` or `?`, a glob over the whole path (`/fonts/*.woff2`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathPattern {
+    /// Every path that starts with these bytes.
+    Prefix(String),
+    /// A glob: `?` is one character other than `/`, `*` any run of them,
+    /// `**` any run of characters including `/`.
+    Glob(String),
+}
+
+impl PathPattern {
+    /// Parses a configured pattern, which must start with `/`. Returns why
+    /// it is refused.
+    pub fn parse(pattern: &str) -> Result<PathPattern, String> {
+        if !pattern.starts_with('/') {
+            return Err(format!("{pattern:?} must start with '/'"));
+        }
+        if pattern.contains(['*', '?']) {
+            Ok(PathPattern::Glob(pattern.to_string()))
+        } else {
+            Ok(PathPattern::Prefix(pattern.to_string()))
+        }
+    }
+
+    /// Whether the request path `path` (decoded, normalised, starting with
+    /// `/`) matches.
+    pub fn matches(&self, path: &ReqPath<'_>) -> bool {
+        match self {
+            PathPattern::Prefix(p) => path.starts_with(p.as_bytes()),
+            PathPattern::Glob(g) => glob(g.as_bytes(), path, 0),
+        }
+    }
+}
+
+/// A decoded, normalised request path without allocating it: `/`, then the
+/// relative path `rel`, then `/` again when the client named a directory.
+#[derive(Clone, Copy, Debug)]
+pub struct ReqPath<'p> {
+    rel: &'p [u8],
+    dir_form: bool,
+}
+
+impl<'p> ReqPath<'p> {
+    /// The path `/rel` (with a trailing `/` for `dir_form`, unless `rel` is
+    /// empty: the root is `/`).
+    pub fn new(rel: &'p [u8], dir_form: bool) -> ReqPath<'p> {
+        ReqPath { rel, dir_form: dir_form && !rel.is_empty() }
+    }
+
+    fn len(&self) -> usize {
+        1 + self.rel.len() + usize::from(self.dir_form)
+    }
+
+    fn at(&self, i: usize) -> u8 {
+        if i == 0 || i == self.rel.len() + 1 { b'/' } else { self.rel[i - 1] }
+    }
+
+    fn starts_with(&self, prefix: &[u8]) -> bool {
+        prefix.len() <= self.len() && prefix.iter().enumerate().all(|(i, &b)| self.at(i) == b)
+    }
+}
+
+/// Glob match of `pat` against `path` from byte `i` to its end. Recursion
+/// depth is bounded by the number of `*` in the pattern (a config value).
+fn glob(pat: &[u8], path: &ReqPath<'_>, mut i: usize) -> bool {
+    let mut p = 0;
+    while p < pat.len() {
+        match pat[p] {
+            b'*' => {
+                let any = pat.get(p + 1) == Some(&b'*');
+                let rest = &pat[p + if any { 2 } else { 1 }..];
+                let mut j = i;
+                loop {
+                    if glob(rest, path, j) {
+                        return true;
+                    }
+                    if j == path.len() || (!any && path.at(j) == b'/') {
+                        return false;
+                    }
+                    j += 1;
+                }
+            }
+            b'?' if i < path.len() && path.at(i) != b'/' => {}
+            c if i < path.len() && path.at(i) == c => {}
+            _ => return false,
+        }
+        p += 1;
+        i += 1;
+    }
+    i == path.len()
+}
+
+/// A configured header field, validated: a token name (RFC 9110 5.1) and a
+/// value of visible characters, spaces and tabs (5.5), so neither can end
+/// the field or the head early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The name, as it is sent.
+    pub name: String,
+    /// The value, as it is sent.
+    pub value: String,
+}
+
+/// Why a configured header field is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The name is empty or holds a character a token may not.
+    BadName,
+    /// The value holds CR, LF, NUL or another control character, or
+    /// starts or ends with blanks.
+    BadValue,
+    /// The server sets this field itself.
+    Reserved,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderError::BadName => "is not a valid field name (letters, digits and !#$%&'*+-.^_`|~ only)",
+            HeaderError::BadValue => {
+                "has a value with a control character (CR, LF, NUL...) or leading or trailing blanks"
+            }
+            HeaderError::Reserved => "is set by the server itself and cannot be configured",
+        })
+    }
+}
+
+impl Header {
+    /// Validates `name: value`.
+    pub fn new(name: &str, value: &str) -> Result<Header, HeaderError> {
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(tchar) {
+            return Err(HeaderError::BadName);
+        }
+        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) || name.eq_ignore_ascii_case(NOSNIFF.0) {
+            return Err(HeaderError::Reserved);
+        }
+        let ok_byte = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+        if !value.bytes().all(ok_byte) || value.trim_matches([' ', '\t']).len() != value.len() {
+            return Err(HeaderError::BadValue);
+        }
+        Ok(Header { name: name.to_string(), value: value.to_string() })
+    }
+}
+
+/// Header fields for the paths a pattern matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderRule {
+    /// The paths.
+    pub path: PathPattern,
+    /// The fields.
+    pub headers: Vec<Header>,
+}
+
+/// A site's response-header configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// Send `X-Content-Type-Options: nosniff` on every response.
+    pub nosniff: bool,
+    /// Fields added to every response.
+    pub always: Vec<Header>,
+    /// Fields added, by path, to successful and redirect responses.
+    pub rules: Vec<HeaderRule>,
+}
+
+impl Default for HeaderRules {
+    fn default() -> Self {
+        HeaderRules { nosniff: true, always: Vec::new(), rules: Vec::new() }
+    }
+}
+
+impl HeaderRules {
+    /// Adds this site's fields to `reply` (before its `Connection` field):
+    /// `nosniff`, then the fields for every response, then those of each
+    /// rule whose pattern matches `path`, only for `2xx` and `3xx` replies
+    /// (a `Cache-Control: immutable` must not make a `404` stick). When
+    /// several set one name, the last matching rule wins, and a rule wins
+    /// over the fields for every response.
+    pub fn apply<'a>(&'a self, reply: &mut Reply<'a>, path: Option<ReqPath<'_>>) {
+        let code = reply.status.code();
+        let path = path.filter(|_| (200..400).contains(&code));
+        let matching = |r: &&HeaderRule| path.as_ref().is_some_and(|p| r.path.matches(p));
+        let set_by_rule_after = |rules: &[HeaderRule], name: &str| {
+            rules.iter().filter(matching).any(|r| r.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name)))
+        };
+        if !self.nosniff && self.always.is_empty() && path.is_none() {
+            return;
+        }
+        let connection = reply.fields.pop_connection();
+        if self.nosniff {
+            reply.fields.push(NOSNIFF.0, Value::Str(NOSNIFF.1));
+        }
+        for h in &self.always {
+            if !set_by_rule_after(&self.rules, &h.name) {
+                reply.fields.push(&h.name, Value::Str(&h.value));
+            }
+        }
+        if path.is_some() {
+            for (i, rule) in self.rules.iter().enumerate().filter(|(_, r)| matching(r)) {
+                for h in &rule.headers {
+                    if !set_by_rule_after(&self.rules[i + 1..], &h.name) {
+                        reply.fields.push(&h.name, Value::Str(&h.value));
+                    }
+                }
+            }
+        }
+        if let Some(c) = connection {
+            reply.fields.push(c.name, c.value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::reply::{Body, Fields};
+    use crate::http::request::{Parse, parse};
+    use crate::http::status::Status;
+
+    fn hosts(names: &[&str]) -> Hosts {
+        let mut h = Hosts::default();
+        for n in names {
+            h.add(n).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn host_matching_table() {
+        let sites = [
+            hosts(&["example.org", "www.example.org"]),
+            hosts(&["*.example.org"]),
+            hosts(&["*.static.example.org", "Files.Example.NET"]),
+            hosts(&["127.0.0.1", "[::1]"]),
+        ];
+        let table: &[(&[u8], Option<usize>)] = &[
+            (b"example.org", Some(0)),
+            (b"EXAMPLE.org", Some(0)),
+            (b"example.org.", Some(0)),
+            (b"example.org:8080", Some(0)),
+            (b"Example.Org.:80", Some(0)),
+            (b"www.example.org", Some(0)),
+            (b"api.example.org", Some(1)),
+            (b"a.b.example.org", Some(1)),
+            (b"img.static.example.org", Some(2)),
+            (b"static.example.org", Some(1)),
+            (b"files.example.net", Some(2)),
+            (b"example.net", None),
+            (b"badexample.org", None),
+            (b"org", None),
+            (b"127.0.0.1:8080", Some(3)),
+            (b"[::1]:8080", Some(3)),
+            (b"[::1]", Some(3)),
+            (b"", None),
+            (b"user@example.org", Some(0)),
+        ];
+        for (raw, want) in table {
+            let got = select(Some(normalize_host(raw)), sites.iter());
+            assert_eq!(got, *want, "{}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(select(None, sites.iter()), None);
+    }
+
+    #[test]
+    fn an_exact_name_wins_over_an_earlier_wildcard() {
+        let sites = [hosts(&["*.example.org"]), hosts(&["www.example.org"])];
+        assert_eq!(select(Some(b"www.example.org"), sites.iter()), Some(1));
+        assert_eq!(select(Some(b"api.example.org"), sites.iter()), Some(0));
+    }
+
+    #[test]
+    fn host_names_are_validated() {
+        let mut h = Hosts::default();
+        for bad in ["", "example.org:80", "example.org.", "*.", "*", "a b", "a/b", "*.[::1]", "[]", ".x"] {
+            assert!(h.add(bad).is_err(), "{bad:?}");
+        }
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn the_absolute_form_authority_wins_over_host() {
+        let raw = b"GET http://Other.Example:81/x HTTP/1.1\r\nHost: example.org\r\n\r\n";
+        let Parse::Complete(req, _) = parse(raw) else { panic!() };
+        assert_eq!(request_host(&req), Some(&b"Other.Example"[..]));
+        let Parse::Complete(req, _) = parse(b"GET /x HTTP/1.1\r\nHost: example.org.:8080\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(request_host(&req), Some(&b"example.org"[..]));
+    }
+
+    fn path_matches(pattern: &str, rel: &str, dir: bool) -> bool {
+        PathPattern::parse(pattern).unwrap().matches(&ReqPath::new(rel.as_bytes(), dir))
+    }
+
+    #[test]
+    fn prefix_and_glob_matching_table() {
+        let table: &[(&str, &str, bool, bool)] = &[
+            ("/", "", false, true),
+            ("/", "a/b", false, true),
+            ("/assets/", "assets/app.js", false, true),
+            ("/assets/", "assets", true, true),
+            ("/assets/", "assets", false, false),
+            ("/assets/", "assetsx/a", false, false),
+            ("/assets", "assets-old/a", false, true),
+            ("/fonts/*.woff2", "fonts/a.woff2", false, true),
+            ("/fonts/*.woff2", "fonts/sub/a.woff2", false, false),
+            ("/fonts/**.woff2", "fonts/sub/a.woff2", false, true),
+            ("/fonts/*.woff2", "fonts/a.woff", false, false),
+            ("/*.html", "index.html", false, true),
+            ("/*.html", "d/index.html", false, false),
+            ("/**/*.css", "a/b/c.css", false, true),
+            ("/**/*.css", "c.css", false, false),
+            ("/img/?.png", "img/a.png", false, true),
+            ("/img/?.png", "img/ab.png", false, false),
+            ("/d/*", "d", true, true),
+            ("/*", "", false, true),
+        ];
+        for (pattern, rel, dir, want) in table {
+            assert_eq!(path_matches(pattern, rel, *dir), *want, "{pattern} vs /{rel} (dir {dir})");
+        }
+        assert!(PathPattern::parse("assets/").is_err());
+        assert_eq!(PathPattern::parse("/a/").unwrap(), PathPattern::Prefix("/a/".into()));
+    }
+
+    #[test]
+    fn header_fields_are_validated() {
+        assert!(Header::new("Cache-Control", "public, max-age=31536000, immutable").is_ok());
+        assert!(Header::new("X-Weird!#$", "a\tb").is_ok());
+        let table: &[(&str, &str, HeaderError)] = &[
+            ("", "x", HeaderError::BadName),
+            ("X Bad", "x", HeaderError::BadName),
+            ("X-Bad:", "x", HeaderError::BadName),
+            ("X-Bad\r\nEvil", "x", HeaderError::BadName),
+            ("X-A", "a\r\nSet-Cookie: x", HeaderError::BadValue),
+            ("X-A", "a\nb", HeaderError::BadValue),
+            ("X-A", "a\0b", HeaderError::BadValue),
+            ("X-A", " a", HeaderError::BadValue),
+            ("X-A", "a ", HeaderError::BadValue),
+            ("Content-Length", "1", HeaderError::Reserved),
+            ("transfer-encoding", "chunked", HeaderError::Reserved),
+            ("Connection", "close", HeaderError::Reserved),
+            ("X-Content-Type-Options", "nosniff", HeaderError::Reserved),
+        ];
+        for (name, value, err) in table {
+            assert_eq!(Header::new(name, value), Err(err.clone()), "{name:?}: {value:?}");
+        }
+    }
+
+    fn reply(status: Status) -> Reply<'static> {
+        let mut fields = Fields::default();
+        fields.push("Date", Value::Number(0));
+        fields.push("Connection", Value::Str("close"));
+        Reply { status, fields, body: Body::None, keep_alive: false }
+    }
+
+    fn names<'a>(r: &'a Reply<'_>) -> Vec<(&'a str, String)> {
+        r.fields.iter().map(|f| (f.name, f.value.to_string())).collect()
+    }
+
+    fn rule(path: &str, headers: &[(&str, &str)]) -> HeaderRule {
+        HeaderRule {
+            path: PathPattern::parse(path).unwrap(),
+            headers: headers.iter().map(|(n, v)| Header::new(n, v).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn rules_apply_by_path_and_status_before_connection() {
+        let rules = HeaderRules {
+            nosniff: true,
+            always: vec![Header::new("Cache-Control", "no-cache").unwrap(), Header::new("X-A", "1").unwrap()],
+            rules: vec![
+                rule("/assets/", &[("Cache-Control", "public, max-age=31536000, immutable")]),
+                rule("/assets/*.js", &[("X-B", "js")]),
+                rule("/assets/late/", &[("X-B", "late")]),
+                rule("/fonts/", &[("Access-Control-Allow-Origin", "*")]),
+            ],
+        };
+        let mut r = reply(Status::Ok);
+        rules.apply(&mut r, Some(ReqPath::new(b"assets/app.js", false)));
+        assert_eq!(
+            names(&r),
+            [
+                ("Date", "0".into()),
+                ("X-Content-Type-Options", "nosniff".into()),
+                ("X-A", "1".into()),
+                ("Cache-Control", "public, max-age=31536000, immutable".into()),
+                ("X-B", "js".into()),
+                ("Connection", "close".into()),
+            ]
+        );
+        let mut r = reply(Status::Ok);
+        rules.apply(&mut r, Some(ReqPath::new(b"assets/late/x.js", false)));
+        assert_eq!(r.fields.get("X-B"), Some(Value::Str("late")));
+        assert_eq!(r.fields.iter().filter(|f| f.name == "X-B").count(), 1);
+        // An error gets only the fields for every response.
+        let mut r = reply(Status::NotFound);
+        rules.apply(&mut r, Some(ReqPath::new(b"assets/app.js", false)));
+        assert_eq!(r.fields.get("Cache-Control"), Some(Value::Str("no-cache")));
+        assert_eq!(r.fields.get("X-B"), None);
+        let mut r = reply(Status::MovedPermanently);
+        rules.apply(&mut r, Some(ReqPath::new(b"fonts", false)));
+        assert_eq!(r.fields.get("Access-Control-Allow-Origin"), None);
+        rules.apply(&mut r, Some(ReqPath::new(b"fonts", true)));
+        assert_eq!(r.fields.get("Access-Control-Allow-Origin"), Some(Value::Str("*")));
+        assert_eq!(r.fields.iter().last().unwrap().name, "Connection");
+    }
+
+    #[test]
+    fn nosniff_can_be_turned_off() {
+        let rules = HeaderRules { nosniff: false, ..HeaderRules::default() };
+        let mut r = reply(Status::Ok);
+        rules.apply(&mut r, None);
+        assert_eq!(names(&r), [("Date", "0".into()), ("Connection", "close".into())]);
+        let on = HeaderRules::default();
+        let mut r = reply(Status::Ok);
+        on.apply(&mut r, None);
+        assert_eq!(r.fields.get("x-content-type-options"), Some(Value::Str("nosniff")));
+    }
+}
