@@ -13,22 +13,29 @@
 //! children never interleave.
 //!
 //! No log sink may stall the server. Files are opened by `safeopen` (never
-//! through a link, never a FIFO). Syslog is written without blocking: the
-//! parent drops (and counts) a message the receiver has no room for, and a
-//! child waits at most `CHILD_SYSLOG_WAIT`, once, before it drops too.
+//! through a link, never a FIFO). Syslog and stderr are written without
+//! blocking: the parent drops (and counts) a message the reader has no room
+//! for, and a child waits at most `CHILD_LOG_WAIT`, once, before it drops
+//! too. A stderr that is a pipe or a terminal is reopened at start as a
+//! description of our own with `O_NONBLOCK` (setting the flag on the one
+//! inherited would change it for the launcher, a shell's terminal too); a
+//! socket is written with `MSG_DONTWAIT`.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::unistd::{dup2_stderr, isatty};
 use syslog::LogFormat;
 
 use crate::config::{AccessLogTarget, ErrorLogTarget};
@@ -40,12 +47,12 @@ use crate::safeopen::{self, Access, Guard};
 const MAX_LOGGED_REQUEST: usize = 1024;
 /// Longest `Referer` and `User-Agent` written (after escaping).
 const MAX_LOGGED_HEADER: usize = 512;
-/// How long a child waits for a syslog receiver with a full queue before
-/// it drops the message; after one such drop it waits no more. Long enough
-/// for a busy syslog daemon to catch up, short enough that a stalled one
-/// holds a child (and its process slot) only briefly. The parent never
-/// waits.
-const CHILD_SYSLOG_WAIT: Duration = Duration::from_millis(200);
+/// How long a child waits for a syslog receiver with a full queue, or for
+/// a stderr reader with a full pipe or a stopped terminal, before it drops
+/// the message; after one such drop it waits no more. Long enough for a
+/// busy reader to catch up, short enough that a stalled one holds a child
+/// (and its process slot) only briefly. The parent never waits.
+const CHILD_LOG_WAIT: Duration = Duration::from_millis(200);
 
 /// The pid of the server's main process (set at start and again after
 /// detaching): the one process that must never wait on a log.
@@ -111,7 +118,7 @@ impl SyslogConn {
     /// Sends `msg` at `level`, stamped with the pid of the calling process
     /// (the formatter's pid is fixed when it is built; children must report
     /// their own), without blocking the parent and holding a child at most
-    /// `CHILD_SYSLOG_WAIT`. Returns whether it was delivered or dropped, or
+    /// `CHILD_LOG_WAIT`. Returns whether it was delivered or dropped, or
     /// the error that makes the connection useless.
     fn send(&mut self, level: log::Level, msg: String) -> io::Result<Sent> {
         let sent = self.send_one(level, msg)?;
@@ -151,7 +158,7 @@ impl SyslogConn {
             // Messages on a stream socket are NUL-terminated.
             datagram.push(0);
         }
-        let wait = if in_parent() || self.stalled { Duration::ZERO } else { CHILD_SYSLOG_WAIT };
+        let wait = if in_parent() || self.stalled { Duration::ZERO } else { CHILD_LOG_WAIT };
         let sent = send_within(fd, &datagram, wait);
         match sent {
             Ok(n) if n == datagram.len() => Ok(Sent::Delivered),
@@ -174,28 +181,172 @@ impl SyslogConn {
 /// room up to `wait` in all. Returns the bytes sent: all of them, none
 /// (the receiver had no room in time), or on a stream socket a part.
 fn send_within(fd: BorrowedFd<'_>, buf: &[u8], wait: Duration) -> io::Result<usize> {
-    let deadline = Instant::now() + wait;
+    write_within(fd, buf, Instant::now() + wait, |b| {
+        send(fd.as_raw_fd(), b, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL)
+    })
+}
+
+/// Writes `buf` to `fd` with `write_now`, a write that does not block,
+/// waiting for room until `deadline` whenever it says `EAGAIN`. Returns the
+/// bytes written: all of them, none (no room in time), or a part.
+fn write_within(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    deadline: Instant,
+    write_now: impl Fn(&[u8]) -> nix::Result<usize>,
+) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match send(fd.as_raw_fd(), &buf[done..], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+        match write_now(&buf[done..]) {
             Ok(n) => done += n,
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                if !wait_writable(fd, deadline)? {
                     return Ok(done);
-                }
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                let ms = PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, ms) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(done)
+}
+
+/// How this process writes to stderr, decided once at start by
+/// `prepare_stderr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StderrKind {
+    /// A regular file, `/dev/null`, or a pipe or terminal that could not be
+    /// reopened: written after `poll` says there is room.
+    Plain = 0,
+    /// A socket (the journal's stream, a container runtime's): sent with
+    /// `MSG_DONTWAIT`.
+    Socket = 1,
+    /// A pipe or terminal reopened as a description of our own with
+    /// `O_NONBLOCK`.
+    Private = 2,
+}
+
+static STDERR_KIND: AtomicU8 = AtomicU8::new(StderrKind::Plain as u8);
+
+/// Lines this process dropped because stderr's reader did not read, and
+/// whether it waited once in vain (then it waits no more). Kept with the
+/// pid it belongs to: a child starts from zero, not from its parent's count.
+struct StderrState {
+    pid: u32,
+    dropped: u64,
+    stalled: bool,
+}
+
+static STDERR_STATE: Mutex<StderrState> = Mutex::new(StderrState { pid: 0, dropped: 0, stalled: false });
+
+/// Makes writes to stderr unable to block this process and its children
+/// for long: see the module doc. Returns how stderr is to be written.
+fn prepare_stderr() -> StderrKind {
+    let Ok(st) = fstat(io::stderr()) else {
+        return StderrKind::Plain;
+    };
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind == SFlag::S_IFSOCK {
+        return StderrKind::Socket;
+    }
+    // Only pipes and terminals: opening another character device can have
+    // effects of its own, and a regular file reopened would lose the
+    // launcher's offset (`2>file` without `O_APPEND`).
+    if kind != SFlag::S_IFIFO && !(kind == SFlag::S_IFCHR && isatty(io::stderr()).unwrap_or(false)) {
+        return StderrKind::Plain;
+    }
+    let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    match open("/proc/self/fd/2", flags, Mode::empty()) {
+        // dup2 leaves fd 2 without FD_CLOEXEC, as stderr was.
+        Ok(own) if dup2_stderr(&own).is_ok() => StderrKind::Private,
+        _ => StderrKind::Plain,
+    }
+}
+
+/// Writes `line` to stderr with one write (or send) unless its reader has
+/// no room: then the parent drops it at once and a child after waiting
+/// `CHILD_LOG_WAIT` (once; after that it too drops at once). The lines
+/// dropped are counted and reported with the next line that gets through.
+/// Returns whether `line` was written or dropped, or the write's error.
+fn write_stderr(line: &[u8]) -> io::Result<Sent> {
+    let mut state = STDERR_STATE.lock().unwrap_or_else(PoisonError::into_inner);
+    if state.pid != std::process::id() {
+        *state = StderrState { pid: std::process::id(), dropped: 0, stalled: false };
+    }
+    let wait = if in_parent() || state.stalled { Duration::ZERO } else { CHILD_LOG_WAIT };
+    let deadline = Instant::now() + wait;
+    if state.dropped > 0 {
+        let note = stderr_line(
+            log::Level::Warn,
+            &format!("{} lines to stderr were dropped: its reader was not reading", state.dropped),
+        );
+        if write_stderr_within(note.as_bytes(), deadline)? == note.len() {
+            state.dropped = 0;
+        }
+    }
+    let sent = write_stderr_within(line, deadline)?;
+    if sent == line.len() {
+        return Ok(Sent::Delivered);
+    }
+    state.dropped += 1;
+    state.stalled = !in_parent();
+    Ok(Sent::Dropped)
+}
+
+/// Writes `buf` to stderr as its kind says, waiting for room until
+/// `deadline`. Returns the bytes written: all, none, or (a terminal, a
+/// stream socket) a part.
+fn write_stderr_within(buf: &[u8], deadline: Instant) -> io::Result<usize> {
+    let fd = io::stderr();
+    let fd = fd.as_fd();
+    match STDERR_KIND.load(Ordering::Relaxed) {
+        k if k == StderrKind::Socket as u8 => write_within(fd, buf, deadline, |b| {
+            send(fd.as_raw_fd(), b, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL)
+        }),
+        k if k == StderrKind::Private as u8 => write_within(fd, buf, deadline, |b| nix::unistd::write(fd, b)),
+        _ => {
+            // A shared blocking description: write only once poll says
+            // there is room (always, for a file; for a pipe, room for at
+            // least PIPE_BUF bytes, more than a line).
+            if !wait_writable(fd, deadline)? {
+                return Ok(0);
+            }
+            loop {
+                match nix::unistd::write(fd, buf) {
+                    Err(Errno::EINTR) => {}
+                    other => return Ok(other?),
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is writable or `deadline` passes. Returns whether it is.
+fn wait_writable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+        let ms = PollTimeout::try_from(left.as_millis()).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) if !left.is_zero() => {}
+            Err(Errno::EINTR) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A daemon message as written to stderr: with the sd-daemon `<N>` prefix
+/// when stderr is the journal, else tagged with the writing process's pid.
+fn stderr_line(level: log::Level, msg: &str) -> String {
+    if STDERR_IS_JOURNAL.load(Ordering::Relaxed) {
+        // journald reads the priority from the `<N>` prefix and stamps
+        // ident and pid itself (sd-daemon(3)).
+        format!("<{}>{msg}\n", syslog_priority(level))
+    } else {
+        format!("forkhttpd[{}]: {}: {msg}\n", std::process::id(), level.as_str().to_ascii_lowercase())
+    }
 }
 
 /// Where daemon messages go while it is `Some`: the system log. `None`:
@@ -228,20 +379,10 @@ impl log::Log for DaemonLogger {
         if write_error_file(record) {
             return;
         }
-        let line = if STDERR_IS_JOURNAL.load(Ordering::Relaxed) {
-            // journald reads the priority from the `<N>` prefix and stamps
-            // ident and pid itself (sd-daemon(3)).
-            format!("<{}>{}\n", syslog_priority(record.level()), record.args())
-        } else {
-            format!(
-                "forkhttpd[{}]: {}: {}\n",
-                std::process::id(),
-                record.level().as_str().to_ascii_lowercase(),
-                record.args()
-            )
-        };
-        // Nowhere is left to report a failure to write to stderr.
-        let _ = io::stderr().write_all(line.as_bytes());
+        let line = stderr_line(record.level(), &record.args().to_string());
+        // Nowhere is left to report a failure to write to stderr; a line
+        // dropped because nobody reads is counted and reported later.
+        let _ = write_stderr(line.as_bytes());
     }
 
     fn flush(&self) {}
@@ -298,12 +439,13 @@ fn write_error_file(record: &log::Record<'_>) -> bool {
 }
 
 /// Installs the daemon-message logger, writing to stderr (with sd-daemon
-/// `<N>` priority prefixes when stderr is the journal), and records the
-/// calling process as the parent. Call once, first thing; a second call is
-/// ignored.
+/// `<N>` priority prefixes when stderr is the journal) in a way no stalled
+/// reader can block (see the module doc), and records the calling process
+/// as the parent. Call once, first thing; a second call is ignored.
 pub fn init() {
     set_parent_process();
     STDERR_IS_JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
+    STDERR_KIND.store(prepare_stderr() as u8, Ordering::Relaxed);
     if log::set_boxed_logger(Box::new(DaemonLogger)).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -451,7 +593,12 @@ impl AccessLog {
         format_line(scratch, entry, SystemTime::now());
         let written = match self {
             AccessLog::Off => return Ok(()),
-            AccessLog::Stderr => io::stderr().write(scratch),
+            AccessLog::Stderr => match write_stderr(scratch)? {
+                Sent::Delivered => Ok(scratch.len()),
+                Sent::Dropped => {
+                    Err(io::Error::new(io::ErrorKind::WouldBlock, "stderr is not being read: line dropped"))
+                }
+            },
             AccessLog::File(f) => (&*f).write(scratch),
             AccessLog::Syslog(conn) => {
                 let line = scratch.strip_suffix(b"\n").unwrap_or(scratch);

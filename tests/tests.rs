@@ -26,6 +26,8 @@ mod limits;
 mod logfiles;
 #[path = "suite/logging.rs"]
 mod logging;
+#[path = "suite/logsinks.rs"]
+mod logsinks;
 #[path = "suite/manpages.rs"]
 mod manpages;
 #[path = "suite/parent.rs"]
