@@ -369,17 +369,18 @@ impl log::Log for DaemonLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let msg = defuse(&record.args().to_string());
         let mut syslog = SYSLOG.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(conn) = syslog.as_mut()
-            && conn.send(record.level(), record.args().to_string()).is_ok()
+            && conn.send(record.level(), msg.clone()).is_ok()
         {
             return;
         }
         drop(syslog);
-        if write_error_file(record) {
+        if write_error_file(record.level(), &msg) {
             return;
         }
-        let line = stderr_line(record.level(), &record.args().to_string());
+        let line = stderr_line(record.level(), &msg);
         // Nowhere is left to report a failure to write to stderr; a line
         // dropped because nobody reads is counted and reported later.
         let _ = write_stderr(line.as_bytes());
@@ -418,22 +419,17 @@ fn stderr_is_journal() -> bool {
     nix::sys::stat::fstat(io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
-/// Writes `record` as one line to the `error_log` file, if there is one.
-/// Returns whether the line was written whole.
-fn write_error_file(record: &log::Record<'_>) -> bool {
+/// Writes `msg` at `level` as one line to the `error_log` file, if there
+/// is one. Returns whether the line was written whole.
+fn write_error_file(level: log::Level, msg: &str) -> bool {
     let file = ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(f) = file.as_ref() else {
         return false;
     };
     let mut line = b"[".to_vec();
     clf_time(&mut line, SystemTime::now());
-    let _ = writeln!(
-        line,
-        "] forkhttpd[{}]: {}: {}",
-        std::process::id(),
-        record.level().as_str().to_ascii_lowercase(),
-        record.args()
-    );
+    let _ =
+        writeln!(line, "] forkhttpd[{}]: {}: {msg}", std::process::id(), level.as_str().to_ascii_lowercase());
     // One write on an O_APPEND file: lines from many processes stay whole.
     matches!((&*f).write(&line), Ok(n) if n == line.len())
 }
@@ -642,6 +638,46 @@ fn format_line(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
     out.extend_from_slice(b"\"\n");
 }
 
+/// A daemon message made safe to write as log lines, whatever bytes a
+/// caller forgot to escape: control characters other than tab become
+/// `\xHH`, and a message of several lines (a configuration error with its
+/// context) has its later lines indented, so no part of a message can pass
+/// for a message of its own.
+fn defuse(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.trim_end_matches('\n').chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            '\t' => out.push(c),
+            c if c.is_control() => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\x{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Bytes a client chose (a path, a header), shown in a daemon message
+/// escaped exactly as the access log escapes them: `"`, `\`, control and
+/// non-ASCII bytes as `\xHH`, at most `MAX_LOGGED_REQUEST` bytes. A file
+/// name with a newline or an ESC then cannot forge a line or drive a
+/// terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = Vec::new();
+        escape_into(&mut out, self.0, MAX_LOGGED_REQUEST);
+        // Every byte escape_into leaves raw is printable ASCII.
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
+}
+
 /// Appends `s` with `"`, `\`, control and non-ASCII bytes as `\xHH`, so a
 /// client cannot forge lines or fields; stops after `max` output bytes.
 fn escape_into(out: &mut Vec<u8>, s: &[u8], max: usize) {
@@ -698,6 +734,18 @@ mod tests {
         out.clear();
         clf_time(&mut out, UNIX_EPOCH + Duration::from_secs(1_709_210_096));
         assert_eq!(out, b"29/Feb/2024:12:34:56 +0000");
+    }
+
+    #[test]
+    fn escaped_client_bytes_cannot_forge_a_line() {
+        let shown = Escaped(b"a\nforkhttpd[1]: error: forged\x1b[2J\"\xff").to_string();
+        assert_eq!(shown, "a\\x0Aforkhttpd[1]: error: forged\\x1B[2J\\x22\\xFF");
+    }
+
+    #[test]
+    fn defused_messages_stay_one_message() {
+        assert_eq!(defuse("x\ny\u{1b}\t\n"), "x\n    y\\x1B\t");
+        assert_eq!(defuse("plain \"quoted\" \u{e9}"), "plain \"quoted\" \u{e9}");
     }
 
     #[test]

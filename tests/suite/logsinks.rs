@@ -99,3 +99,27 @@ fn full_stderr_pipe_does_not_freeze_the_server() {
     assert!(status.is_some(), "the server did not answer SIGTERM with stderr full");
     drop(reader);
 }
+
+/// A refused path is logged with the bytes the client chose escaped as in
+/// the access log: a file name with a newline and an ESC beneath a link
+/// that leaves the root can neither start a forged line nor drive the
+/// terminal reading the log.
+#[test]
+fn refused_path_cannot_forge_a_daemon_log_line() {
+    let s = TestServer::start();
+    let outside = s.base().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    // Children run as nobody: they must be able to find the file to refuse it.
+    chmod(s.base(), 0o755);
+    fs::write(outside.join("x\nforkhttpd[1]: error: FORGED \u{1b}[2J"), b"secret").unwrap();
+    s.symlink(&outside, "out");
+    let r = get_close(s.addr(), "/out/x%0Aforkhttpd%5B1%5D:%20error:%20FORGED%20%1B%5B2J");
+    assert_ne!(r.status, 200, "{r:?}");
+    let refused = s.wait_for_lines(1, Duration::from_secs(5), |l| l.contains("resolves outside"));
+    assert_eq!(refused.len(), 1, "no refusal logged; stderr:\n{}", s.lines().join("\n"));
+    assert!(refused[0].contains("x\\x0Aforkhttpd[1]: error: FORGED \\x1B[2J"), "{}", refused[0]);
+    for line in s.lines() {
+        assert!(!line.starts_with("forkhttpd[1]"), "forged line: {line:?}");
+        assert!(!line.contains('\u{1b}'), "raw ESC in the log: {line:?}");
+    }
+}
