@@ -26,8 +26,8 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -35,6 +35,7 @@ use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
 use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::time::{ClockId, clock_gettime};
 use nix::unistd::{dup2_stderr, isatty};
 use syslog::LogFormat;
 
@@ -442,6 +443,8 @@ pub fn init() {
     set_parent_process();
     STDERR_IS_JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
     STDERR_KIND.store(prepare_stderr() as u8, Ordering::Relaxed);
+    // Mapped now, before any fork, so that every child shares it.
+    shared();
     if log::set_boxed_logger(Box::new(DaemonLogger)).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -560,7 +563,14 @@ impl AccessLog {
         Ok(match target {
             AccessLogTarget::Off => AccessLog::Off,
             AccessLogTarget::Stderr => AccessLog::Stderr,
-            AccessLogTarget::File(path) => AccessLog::File(open_append(path, guard)?),
+            AccessLogTarget::File(path) => {
+                let file = open_append(path, guard)?;
+                // A new file (rotated, reloaded) does not end in a cut line.
+                if let Some(s) = shared() {
+                    s[FILE_TORN].store(0, Ordering::Relaxed);
+                }
+                AccessLog::File(file)
+            }
             AccessLogTarget::Syslog => AccessLog::Syslog(Mutex::new(
                 SyslogConn::connect()
                     .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
@@ -579,9 +589,11 @@ impl AccessLog {
     }
 
     /// Writes one Combined Log Format line for `entry`, using `scratch` as
-    /// the line buffer. Returns the error if the line could not be written
-    /// whole (a full disk, a removed file); the caller decides how often to
-    /// say so, since every request would otherwise repeat it.
+    /// the line buffer. A line that cannot be written whole (a full disk, a
+    /// file at its size limit, a reader that does not read) is counted;
+    /// returns an error for the caller to report at most once a minute
+    /// across the whole server (see `ACCESS_WARNING_INTERVAL`), saying how
+    /// many lines were lost since the last report, and `Ok` otherwise.
     pub fn record(&self, scratch: &mut Vec<u8>, entry: &Entry<'_>) -> io::Result<()> {
         if matches!(self, AccessLog::Off) {
             return Ok(());
@@ -589,33 +601,107 @@ impl AccessLog {
         format_line(scratch, entry, SystemTime::now());
         let written = match self {
             AccessLog::Off => return Ok(()),
-            AccessLog::Stderr => match write_stderr(scratch)? {
-                Sent::Delivered => Ok(scratch.len()),
-                Sent::Dropped => {
+            AccessLog::Stderr => match write_stderr(scratch) {
+                Ok(Sent::Delivered) => Ok(()),
+                Ok(Sent::Dropped) => {
                     Err(io::Error::new(io::ErrorKind::WouldBlock, "stderr is not being read: line dropped"))
                 }
+                Err(e) => Err(e),
             },
-            AccessLog::File(f) => (&*f).write(scratch),
+            AccessLog::File(f) => append_line(f, scratch),
             AccessLog::Syslog(conn) => {
                 let line = scratch.strip_suffix(b"\n").unwrap_or(scratch);
                 let msg = String::from_utf8_lossy(line).into_owned();
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                match conn.send(log::Level::Info, msg)? {
-                    Sent::Delivered => Ok(scratch.len()),
-                    Sent::Dropped => {
+                match conn.send(log::Level::Info, msg) {
+                    Ok(Sent::Delivered) => Ok(()),
+                    Ok(Sent::Dropped) => {
                         Err(io::Error::new(io::ErrorKind::WouldBlock, "syslog is not reading: line dropped"))
                     }
+                    Err(e) => Err(e),
                 }
             }
-        }?;
-        if written != scratch.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write ({written} of {} bytes)", scratch.len()),
-            ));
-        }
-        Ok(())
+        };
+        written.or_else(access_failure_to_report)
     }
+}
+
+/// The least time between two warnings that access-log lines were lost,
+/// across the whole server: a full disk must not turn every request into a
+/// daemon message (nor fill the error log too).
+const ACCESS_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Slots of `SHARED`, the counters every process of the server shares.
+const WARNED_AT: usize = 0;
+const LINES_LOST: usize = 1;
+const FILE_TORN: usize = 2;
+
+/// State shared by the parent and every child (mapped by `init`, before
+/// any fork): `WARNED_AT`, the monotonic second (plus one) of the last
+/// warning about lost access-log lines; `LINES_LOST`, the lines lost since;
+/// `FILE_TORN`, 1 while the access-log file ends in the middle of a line.
+/// `None` if the mapping failed: then each connection warns once, as the
+/// caller does, and a cut line is not ended.
+static SHARED: OnceLock<Option<&'static [AtomicU64; 3]>> = OnceLock::new();
+
+fn shared() -> Option<&'static [AtomicU64; 3]> {
+    *SHARED.get_or_init(|| crate::sys::shared_counters().ok())
+}
+
+/// Counts a lost access-log line. Returns `Err` (the failure, with the
+/// number of lines lost since the last report) if it is time to report
+/// one, `Ok` if a report was made less than `ACCESS_WARNING_INTERVAL` ago.
+fn access_failure_to_report(e: io::Error) -> io::Result<()> {
+    let Some(shared) = shared() else {
+        return Err(e);
+    };
+    shared[LINES_LOST].fetch_add(1, Ordering::Relaxed);
+    // CLOCK_MONOTONIC is one clock for every process on the machine, and
+    // does not jump with the wall clock.
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec().unsigned_abs()) + 1;
+    let last = shared[WARNED_AT].load(Ordering::Relaxed);
+    if last != 0 && now < last.saturating_add(ACCESS_WARNING_INTERVAL.as_secs()) {
+        return Ok(());
+    }
+    // Of the processes that fail in the same second, one reports.
+    if shared[WARNED_AT].compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        return Ok(());
+    }
+    let lost = shared[LINES_LOST].swap(0, Ordering::Relaxed).max(1);
+    Err(io::Error::new(
+        e.kind(),
+        format!(
+            "{e}; {lost} line(s) lost since the last warning (lost lines are counted and reported at \
+             most once every {}s)",
+            ACCESS_WARNING_INTERVAL.as_secs()
+        ),
+    ))
+}
+
+/// Appends `line` (one line, below `PIPE_BUF`) to the `O_APPEND` access-log
+/// file with one write. A write cut short (`ENOSPC`, `EFBIG` mid-line)
+/// leaves the file ending in part of a line; that is noted in `SHARED`, and
+/// the next line written, by whichever process, starts with a newline, so
+/// it is never glued to the part. Returns `Ok` if the line was written whole.
+fn append_line(file: &File, line: &mut Vec<u8>) -> io::Result<()> {
+    let torn = shared().is_some_and(|s| s[FILE_TORN].swap(0, Ordering::Relaxed) != 0);
+    if torn {
+        line.insert(0, b'\n');
+    }
+    let (cut, e) = match (&*file).write(line) {
+        Ok(n) if n == line.len() => return Ok(()),
+        // A part went out: the file now ends mid-line, unless the part was
+        // just the newline that ended the earlier cut line.
+        Ok(n) => (
+            n > usize::from(torn) || (n == 0 && torn),
+            io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", line.len())),
+        ),
+        Err(e) => (torn, e),
+    };
+    if cut && let Some(s) = shared() {
+        s[FILE_TORN].store(1, Ordering::Relaxed);
+    }
+    Err(e)
 }
 
 /// Opens a log file for appending, creating it with mode 0640.

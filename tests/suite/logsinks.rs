@@ -123,3 +123,82 @@ fn refused_path_cannot_forge_a_daemon_log_line() {
         assert!(!line.contains('\u{1b}'), "raw ESC in the log: {line:?}");
     }
 }
+
+/// Starts the server with its file-size limit at 512 bytes (soft, so the
+/// test can raise it), logging to `log`. Returns it and its address.
+fn start_with_small_fsize(dir: &TempDir, log: &std::path::Path) -> (Proc, SocketAddr) {
+    let root = make_root(&dir.path().join("root"), &[("a.txt", b"disk full")]);
+    let cfg = dir.path().join("forkhttpd.toml");
+    let extra = [format!("access_log = {}", toml_str(log.to_str().unwrap()))];
+    fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &extra)).unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    scrub_env(&mut cmd).args(["-c", "ulimit -S -f 1 && exec \"$0\" --config \"$1\"", BIN]).arg(&cfg);
+    let mut server = Proc::spawn(&mut cmd);
+    let addr = server.wait_listeners(0, 1)[0];
+    (server, addr)
+}
+
+/// A log that keeps failing (here a file at its size limit) is reported
+/// once for the whole server, not once per connection: every connection is
+/// a new child, so the bound must hold across processes.
+#[test]
+fn failing_access_log_is_reported_once_across_connections() {
+    let dir = TempDir::new("failing_access_log_server");
+    let log = dir.path().join("access.log");
+    fs::write(&log, [b'#'; 1024]).unwrap();
+    let (mut server, addr) = start_with_small_fsize(&dir, &log);
+    for i in 0..6 {
+        let r = get_close(addr, "/a.txt");
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let warned = server.wait_line(Duration::from_secs(5), |l| l.contains("access log:"));
+    assert!(matches!(warned, Ok(Some(_))), "no warning; stderr:\n{}", server.lines().join("\n"));
+    // Every child has logged (or failed to) once none is left.
+    let kids = wait_children(server.pid(), Duration::from_secs(5), |k| k.is_empty());
+    assert!(kids.is_empty(), "{kids:?}");
+    let all: Vec<String> = server.lines().into_iter().filter(|l| l.contains("access log:")).collect();
+    assert_eq!(all.len(), 1, "expected one warning for six connections: {all:?}");
+    assert!(all[0].contains("File too large"), "{}", all[0]);
+}
+
+/// A line cut short by the file-size limit is not glued to the next line
+/// written once there is room again: the next line starts on a line of its
+/// own.
+#[test]
+fn line_cut_by_a_full_log_is_not_glued_to_the_next() {
+    if missing_tool("prlimit") {
+        return;
+    }
+    let dir = TempDir::new("torn_access_log");
+    let log = dir.path().join("access.log");
+    // 400 bytes of 512: the next line (with its long User-Agent) is cut.
+    fs::write(&log, format!("{}\n", "#".repeat(399))).unwrap();
+    let (server, addr) = start_with_small_fsize(&dir, &log);
+    let ua = format!("User-Agent: {}", "u".repeat(200));
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/a.txt", &[&ua, "Connection: close"]);
+    assert_eq!(c.read_response().status, 200);
+    assert!(
+        poll_until(Duration::from_secs(5), || fs::metadata(&log).is_ok_and(|m| m.len() == 512)),
+        "the first line was not cut at the limit"
+    );
+    let raised = run_tool(
+        std::process::Command::new("prlimit").arg(format!("--pid={}", server.pid())).arg("--fsize=unlimited"),
+        Duration::from_secs(5),
+    );
+    assert!(raised.success(), "{}", raised.describe());
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/a.txt?after", &["Connection: close"]);
+    assert_eq!(c.read_response().status, 200);
+    let mut text = String::new();
+    poll_until(Duration::from_secs(5), || {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        text.contains("?after")
+    });
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        parse_clf(last).is_some_and(|l| l.request == "GET /a.txt?after HTTP/1.1"),
+        "the line after the cut one is not a line of its own: {last:?}"
+    );
+    assert!(text.ends_with('\n'));
+}
