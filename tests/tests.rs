@@ -10,6 +10,8 @@ mod common;
 mod concurrency;
 #[path = "suite/daemon.rs"]
 mod daemon;
+#[path = "suite/defenses.rs"]
+mod defenses;
 #[path = "suite/http.rs"]
 mod http;
 #[path = "suite/hygiene.rs"]
