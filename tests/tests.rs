@@ -34,6 +34,8 @@ mod logsinks;
 mod manpages;
 #[path = "suite/parent.rs"]
 mod parent;
+#[path = "suite/properties.rs"]
+mod properties;
 #[path = "suite/refuse.rs"]
 mod refuse;
 #[path = "suite/reload.rs"]
