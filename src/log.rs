@@ -202,7 +202,9 @@ fn write_within(
             Ok(n) => done += n,
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => {
-                if !wait_writable(fd, deadline)? {
+                // Past the deadline, no second try: poll and write could
+                // disagree about room, and this must not spin.
+                if Instant::now() >= deadline || !wait_writable(fd, deadline)? {
                     return Ok(done);
                 }
             }
