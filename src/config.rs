@@ -132,7 +132,8 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// Cap on live children.
     pub max_children: usize,
-    /// Cap on live children per client address; 0 = none.
+    /// Cap on live children per client address (IPv4-mapped IPv6 counted
+    /// as IPv4); 0 = none. Default 32: one address cannot take every slot.
     pub max_children_per_ip: usize,
     /// Time allowed for a whole request head, from its first byte.
     pub header_timeout: Duration,
@@ -374,7 +375,7 @@ impl Default for RawConfig {
             allow_root: false,
             pid_file: dflt(PathBuf::new()),
             max_children: dflt(DEFAULT_MAX_CHILDREN as i64),
-            max_children_per_ip: dflt(0),
+            max_children_per_ip: dflt(32),
             header_timeout: dflt(Seconds::Float(DEFAULT_HEADER_TIMEOUT)),
             keepalive_timeout: dflt(Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT)),
             send_timeout: dflt(Seconds::Float(DEFAULT_SEND_TIMEOUT)),

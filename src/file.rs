@@ -180,7 +180,10 @@ fn open_beneath(root: Root<'_>, rel: &Path) -> Result<(File, Metadata), Status> 
         Err(Errno::EXDEV) => {
             let real = fs::canonicalize(root.path.join(rel)).map_err(|e| Status::from_io(&e))?;
             let Ok(inside) = real.strip_prefix(root.path) else {
-                log::warn!("refused /{}: it resolves outside the document root", rel.display());
+                log::warn!(
+                    "refused /{}: it resolves outside the document root",
+                    crate::log::Escaped(std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str()))
+                );
                 return Err(Status::Forbidden);
             };
             openat_beneath(root.fd, inside)

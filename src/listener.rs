@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::net::if_::if_nametoindex;
@@ -88,16 +88,27 @@ fn bind_spec_addr(spec: &str, addr: SocketAddr, backlog: i32) -> Result<Listener
     Ok(l)
 }
 
+/// How long the kernel holds a connection that has sent nothing before it
+/// is queued for `accept` anyway (`TCP_DEFER_ACCEPT`, as Apache's
+/// `AcceptFilter http data` and nginx's `deferred`): a client that connects
+/// and stays silent costs no fork for this long. The default
+/// `header_timeout`, so a silent client is held no longer than a slow one;
+/// after it the child's own `header_timeout` closes the connection. The
+/// kernel rounds it to its SYN-ACK retransmission steps (about 15 s).
+pub const DEFER_ACCEPT_SECS: u32 = 10;
+
 /// Creates a listening socket on `addr`: close-on-exec and non-blocking (the
 /// parent accepts only after `poll` says so, and must never block in
-/// `accept`), `SO_REUSEADDR` (restart without waiting out TIME_WAIT), and on
-/// IPv6 `IPV6_V6ONLY` set, so `[::]` never silently takes IPv4 as well and
-/// conflicts with a separate `0.0.0.0` listener on some systems but not others.
+/// `accept`), `SO_REUSEADDR` (restart without waiting out TIME_WAIT),
+/// `TCP_DEFER_ACCEPT` (see `DEFER_ACCEPT_SECS`), and on IPv6 `IPV6_V6ONLY`
+/// set, so `[::]` never silently takes IPv4 as well and conflicts with a
+/// separate `0.0.0.0` listener on some systems but not others.
 pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
     let family = if addr.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
     let fd: OwnedFd =
         socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    sys::set_defer_accept(fd.as_fd(), DEFER_ACCEPT_SECS)?;
     if addr.is_ipv6() {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }

@@ -13,22 +13,30 @@
 //! children never interleave.
 //!
 //! No log sink may stall the server. Files are opened by `safeopen` (never
-//! through a link, never a FIFO). Syslog is written without blocking: the
-//! parent drops (and counts) a message the receiver has no room for, and a
-//! child waits at most `CHILD_SYSLOG_WAIT`, once, before it drops too.
+//! through a link, never a FIFO). Syslog and stderr are written without
+//! blocking: the parent drops (and counts) a message the reader has no room
+//! for, and a child waits at most `CHILD_LOG_WAIT`, once, before it drops
+//! too. A stderr that is a pipe or a terminal is reopened at start as a
+//! description of our own with `O_NONBLOCK` (setting the flag on the one
+//! inherited would change it for the launcher, a shell's terminal too); a
+//! socket is written with `MSG_DONTWAIT`.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::time::{ClockId, clock_gettime};
+use nix::unistd::{dup2_stderr, isatty};
 use syslog::LogFormat;
 
 use crate::config::{AccessLogTarget, ErrorLogTarget};
@@ -40,12 +48,12 @@ use crate::safeopen::{self, Access, Guard};
 const MAX_LOGGED_REQUEST: usize = 1024;
 /// Longest `Referer` and `User-Agent` written (after escaping).
 const MAX_LOGGED_HEADER: usize = 512;
-/// How long a child waits for a syslog receiver with a full queue before
-/// it drops the message; after one such drop it waits no more. Long enough
-/// for a busy syslog daemon to catch up, short enough that a stalled one
-/// holds a child (and its process slot) only briefly. The parent never
-/// waits.
-const CHILD_SYSLOG_WAIT: Duration = Duration::from_millis(200);
+/// How long a child waits for a syslog receiver with a full queue, or for
+/// a stderr reader with a full pipe or a stopped terminal, before it drops
+/// the message; after one such drop it waits no more. Long enough for a
+/// busy reader to catch up, short enough that a stalled one holds a child
+/// (and its process slot) only briefly. The parent never waits.
+const CHILD_LOG_WAIT: Duration = Duration::from_millis(200);
 
 /// The pid of the server's main process (set at start and again after
 /// detaching): the one process that must never wait on a log.
@@ -111,7 +119,7 @@ impl SyslogConn {
     /// Sends `msg` at `level`, stamped with the pid of the calling process
     /// (the formatter's pid is fixed when it is built; children must report
     /// their own), without blocking the parent and holding a child at most
-    /// `CHILD_SYSLOG_WAIT`. Returns whether it was delivered or dropped, or
+    /// `CHILD_LOG_WAIT`. Returns whether it was delivered or dropped, or
     /// the error that makes the connection useless.
     fn send(&mut self, level: log::Level, msg: String) -> io::Result<Sent> {
         let sent = self.send_one(level, msg)?;
@@ -151,7 +159,7 @@ impl SyslogConn {
             // Messages on a stream socket are NUL-terminated.
             datagram.push(0);
         }
-        let wait = if in_parent() || self.stalled { Duration::ZERO } else { CHILD_SYSLOG_WAIT };
+        let wait = if in_parent() || self.stalled { Duration::ZERO } else { CHILD_LOG_WAIT };
         let sent = send_within(fd, &datagram, wait);
         match sent {
             Ok(n) if n == datagram.len() => Ok(Sent::Delivered),
@@ -174,28 +182,174 @@ impl SyslogConn {
 /// room up to `wait` in all. Returns the bytes sent: all of them, none
 /// (the receiver had no room in time), or on a stream socket a part.
 fn send_within(fd: BorrowedFd<'_>, buf: &[u8], wait: Duration) -> io::Result<usize> {
-    let deadline = Instant::now() + wait;
+    write_within(fd, buf, Instant::now() + wait, |b| {
+        send(fd.as_raw_fd(), b, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL)
+    })
+}
+
+/// Writes `buf` to `fd` with `write_now`, a write that does not block,
+/// waiting for room until `deadline` whenever it says `EAGAIN`. Returns the
+/// bytes written: all of them, none (no room in time), or a part.
+fn write_within(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    deadline: Instant,
+    write_now: impl Fn(&[u8]) -> nix::Result<usize>,
+) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match send(fd.as_raw_fd(), &buf[done..], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+        match write_now(&buf[done..]) {
             Ok(n) => done += n,
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                // Past the deadline, no second try: poll and write could
+                // disagree about room, and this must not spin.
+                if Instant::now() >= deadline || !wait_writable(fd, deadline)? {
                     return Ok(done);
-                }
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                let ms = PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, ms) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(done)
+}
+
+/// How this process writes to stderr, decided once at start by
+/// `prepare_stderr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StderrKind {
+    /// A regular file, `/dev/null`, or a pipe or terminal that could not be
+    /// reopened: written after `poll` says there is room.
+    Plain = 0,
+    /// A socket (the journal's stream, a container runtime's): sent with
+    /// `MSG_DONTWAIT`.
+    Socket = 1,
+    /// A pipe or terminal reopened as a description of our own with
+    /// `O_NONBLOCK`.
+    Private = 2,
+}
+
+static STDERR_KIND: AtomicU8 = AtomicU8::new(StderrKind::Plain as u8);
+
+/// Lines this process dropped because stderr's reader did not read, and
+/// whether it waited once in vain (then it waits no more). Kept with the
+/// pid it belongs to: a child starts from zero, not from its parent's count.
+struct StderrState {
+    pid: u32,
+    dropped: u64,
+    stalled: bool,
+}
+
+static STDERR_STATE: Mutex<StderrState> = Mutex::new(StderrState { pid: 0, dropped: 0, stalled: false });
+
+/// Makes writes to stderr unable to block this process and its children
+/// for long: see the module doc. Returns how stderr is to be written.
+fn prepare_stderr() -> StderrKind {
+    let Ok(st) = fstat(io::stderr()) else {
+        return StderrKind::Plain;
+    };
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind == SFlag::S_IFSOCK {
+        return StderrKind::Socket;
+    }
+    // Only pipes and terminals: opening another character device can have
+    // effects of its own, and a regular file reopened would lose the
+    // launcher's offset (`2>file` without `O_APPEND`).
+    if kind != SFlag::S_IFIFO && !(kind == SFlag::S_IFCHR && isatty(io::stderr()).unwrap_or(false)) {
+        return StderrKind::Plain;
+    }
+    let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    match open("/proc/self/fd/2", flags, Mode::empty()) {
+        // dup2 leaves fd 2 without FD_CLOEXEC, as stderr was.
+        Ok(own) if dup2_stderr(&own).is_ok() => StderrKind::Private,
+        _ => StderrKind::Plain,
+    }
+}
+
+/// Writes `line` to stderr with one write (or send) unless its reader has
+/// no room: then the parent drops it at once and a child after waiting
+/// `CHILD_LOG_WAIT` (once; after that it too drops at once). The lines
+/// dropped are counted and reported with the next line that gets through.
+/// Returns whether `line` was written or dropped, or the write's error.
+fn write_stderr(line: &[u8]) -> io::Result<Sent> {
+    let mut state = STDERR_STATE.lock().unwrap_or_else(PoisonError::into_inner);
+    if state.pid != std::process::id() {
+        *state = StderrState { pid: std::process::id(), dropped: 0, stalled: false };
+    }
+    let wait = if in_parent() || state.stalled { Duration::ZERO } else { CHILD_LOG_WAIT };
+    let deadline = Instant::now() + wait;
+    if state.dropped > 0 {
+        let note = stderr_line(
+            log::Level::Warn,
+            &format!("{} lines to stderr were dropped: its reader was not reading", state.dropped),
+        );
+        if write_stderr_within(note.as_bytes(), deadline)? == note.len() {
+            state.dropped = 0;
+        }
+    }
+    let sent = write_stderr_within(line, deadline)?;
+    if sent == line.len() {
+        return Ok(Sent::Delivered);
+    }
+    state.dropped += 1;
+    state.stalled = !in_parent();
+    Ok(Sent::Dropped)
+}
+
+/// Writes `buf` to stderr as its kind says, waiting for room until
+/// `deadline`. Returns the bytes written: all, none, or (a terminal, a
+/// stream socket) a part.
+fn write_stderr_within(buf: &[u8], deadline: Instant) -> io::Result<usize> {
+    let fd = io::stderr();
+    let fd = fd.as_fd();
+    match STDERR_KIND.load(Ordering::Relaxed) {
+        k if k == StderrKind::Socket as u8 => write_within(fd, buf, deadline, |b| {
+            send(fd.as_raw_fd(), b, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL)
+        }),
+        k if k == StderrKind::Private as u8 => write_within(fd, buf, deadline, |b| nix::unistd::write(fd, b)),
+        _ => {
+            // A shared blocking description: write only once poll says
+            // there is room (always, for a file; for a pipe, room for at
+            // least PIPE_BUF bytes, more than a line).
+            if !wait_writable(fd, deadline)? {
+                return Ok(0);
+            }
+            loop {
+                match nix::unistd::write(fd, buf) {
+                    Err(Errno::EINTR) => {}
+                    other => return Ok(other?),
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is writable or `deadline` passes. Returns whether it is.
+fn wait_writable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+        let ms = PollTimeout::try_from(left.as_millis()).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) if !left.is_zero() => {}
+            Err(Errno::EINTR) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A daemon message as written to stderr: with the sd-daemon `<N>` prefix
+/// when stderr is the journal, else tagged with the writing process's pid.
+fn stderr_line(level: log::Level, msg: &str) -> String {
+    if STDERR_IS_JOURNAL.load(Ordering::Relaxed) {
+        // journald reads the priority from the `<N>` prefix and stamps
+        // ident and pid itself (sd-daemon(3)).
+        format!("<{}>{msg}\n", syslog_priority(level))
+    } else {
+        format!("forkhttpd[{}]: {}: {msg}\n", std::process::id(), level.as_str().to_ascii_lowercase())
+    }
 }
 
 /// Where daemon messages go while it is `Some`: the system log. `None`:
@@ -218,30 +372,21 @@ impl log::Log for DaemonLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let msg = defuse(&record.args().to_string());
         let mut syslog = SYSLOG.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(conn) = syslog.as_mut()
-            && conn.send(record.level(), record.args().to_string()).is_ok()
+            && conn.send(record.level(), msg.clone()).is_ok()
         {
             return;
         }
         drop(syslog);
-        if write_error_file(record) {
+        if write_error_file(record.level(), &msg) {
             return;
         }
-        let line = if STDERR_IS_JOURNAL.load(Ordering::Relaxed) {
-            // journald reads the priority from the `<N>` prefix and stamps
-            // ident and pid itself (sd-daemon(3)).
-            format!("<{}>{}\n", syslog_priority(record.level()), record.args())
-        } else {
-            format!(
-                "forkhttpd[{}]: {}: {}\n",
-                std::process::id(),
-                record.level().as_str().to_ascii_lowercase(),
-                record.args()
-            )
-        };
-        // Nowhere is left to report a failure to write to stderr.
-        let _ = io::stderr().write_all(line.as_bytes());
+        let line = stderr_line(record.level(), &msg);
+        // Nowhere is left to report a failure to write to stderr; a line
+        // dropped because nobody reads is counted and reported later.
+        let _ = write_stderr(line.as_bytes());
     }
 
     fn flush(&self) {}
@@ -277,33 +422,31 @@ fn stderr_is_journal() -> bool {
     nix::sys::stat::fstat(io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
-/// Writes `record` as one line to the `error_log` file, if there is one.
-/// Returns whether the line was written whole.
-fn write_error_file(record: &log::Record<'_>) -> bool {
+/// Writes `msg` at `level` as one line to the `error_log` file, if there
+/// is one. Returns whether the line was written whole.
+fn write_error_file(level: log::Level, msg: &str) -> bool {
     let file = ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(f) = file.as_ref() else {
         return false;
     };
     let mut line = b"[".to_vec();
     clf_time(&mut line, SystemTime::now());
-    let _ = writeln!(
-        line,
-        "] forkhttpd[{}]: {}: {}",
-        std::process::id(),
-        record.level().as_str().to_ascii_lowercase(),
-        record.args()
-    );
+    let _ =
+        writeln!(line, "] forkhttpd[{}]: {}: {msg}", std::process::id(), level.as_str().to_ascii_lowercase());
     // One write on an O_APPEND file: lines from many processes stay whole.
     matches!((&*f).write(&line), Ok(n) if n == line.len())
 }
 
 /// Installs the daemon-message logger, writing to stderr (with sd-daemon
-/// `<N>` priority prefixes when stderr is the journal), and records the
-/// calling process as the parent. Call once, first thing; a second call is
-/// ignored.
+/// `<N>` priority prefixes when stderr is the journal) in a way no stalled
+/// reader can block (see the module doc), and records the calling process
+/// as the parent. Call once, first thing; a second call is ignored.
 pub fn init() {
     set_parent_process();
     STDERR_IS_JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
+    STDERR_KIND.store(prepare_stderr() as u8, Ordering::Relaxed);
+    // Mapped now, before any fork, so that every child shares it.
+    shared();
     if log::set_boxed_logger(Box::new(DaemonLogger)).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -422,7 +565,14 @@ impl AccessLog {
         Ok(match target {
             AccessLogTarget::Off => AccessLog::Off,
             AccessLogTarget::Stderr => AccessLog::Stderr,
-            AccessLogTarget::File(path) => AccessLog::File(open_append(path, guard)?),
+            AccessLogTarget::File(path) => {
+                let file = open_append(path, guard)?;
+                // A new file (rotated, reloaded) does not end in a cut line.
+                if let Some(s) = shared() {
+                    s[FILE_TORN].store(0, Ordering::Relaxed);
+                }
+                AccessLog::File(file)
+            }
             AccessLogTarget::Syslog => AccessLog::Syslog(Mutex::new(
                 SyslogConn::connect()
                     .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
@@ -441,9 +591,11 @@ impl AccessLog {
     }
 
     /// Writes one Combined Log Format line for `entry`, using `scratch` as
-    /// the line buffer. Returns the error if the line could not be written
-    /// whole (a full disk, a removed file); the caller decides how often to
-    /// say so, since every request would otherwise repeat it.
+    /// the line buffer. A line that cannot be written whole (a full disk, a
+    /// file at its size limit, a reader that does not read) is counted;
+    /// returns an error for the caller to report at most once a minute
+    /// across the whole server (see `ACCESS_WARNING_INTERVAL`), saying how
+    /// many lines were lost since the last report, and `Ok` otherwise.
     pub fn record(&self, scratch: &mut Vec<u8>, entry: &Entry<'_>) -> io::Result<()> {
         if matches!(self, AccessLog::Off) {
             return Ok(());
@@ -451,28 +603,107 @@ impl AccessLog {
         format_line(scratch, entry, SystemTime::now());
         let written = match self {
             AccessLog::Off => return Ok(()),
-            AccessLog::Stderr => io::stderr().write(scratch),
-            AccessLog::File(f) => (&*f).write(scratch),
+            AccessLog::Stderr => match write_stderr(scratch) {
+                Ok(Sent::Delivered) => Ok(()),
+                Ok(Sent::Dropped) => {
+                    Err(io::Error::new(io::ErrorKind::WouldBlock, "stderr is not being read: line dropped"))
+                }
+                Err(e) => Err(e),
+            },
+            AccessLog::File(f) => append_line(f, scratch),
             AccessLog::Syslog(conn) => {
                 let line = scratch.strip_suffix(b"\n").unwrap_or(scratch);
                 let msg = String::from_utf8_lossy(line).into_owned();
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                match conn.send(log::Level::Info, msg)? {
-                    Sent::Delivered => Ok(scratch.len()),
-                    Sent::Dropped => {
+                match conn.send(log::Level::Info, msg) {
+                    Ok(Sent::Delivered) => Ok(()),
+                    Ok(Sent::Dropped) => {
                         Err(io::Error::new(io::ErrorKind::WouldBlock, "syslog is not reading: line dropped"))
                     }
+                    Err(e) => Err(e),
                 }
             }
-        }?;
-        if written != scratch.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write ({written} of {} bytes)", scratch.len()),
-            ));
-        }
-        Ok(())
+        };
+        written.or_else(access_failure_to_report)
     }
+}
+
+/// The least time between two warnings that access-log lines were lost,
+/// across the whole server: a full disk must not turn every request into a
+/// daemon message (nor fill the error log too).
+const ACCESS_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Slots of `SHARED`, the counters every process of the server shares.
+const WARNED_AT: usize = 0;
+const LINES_LOST: usize = 1;
+const FILE_TORN: usize = 2;
+
+/// State shared by the parent and every child (mapped by `init`, before
+/// any fork): `WARNED_AT`, the monotonic second (plus one) of the last
+/// warning about lost access-log lines; `LINES_LOST`, the lines lost since;
+/// `FILE_TORN`, 1 while the access-log file ends in the middle of a line.
+/// `None` if the mapping failed: then each connection warns once, as the
+/// caller does, and a cut line is not ended.
+static SHARED: OnceLock<Option<&'static [AtomicU64; 3]>> = OnceLock::new();
+
+fn shared() -> Option<&'static [AtomicU64; 3]> {
+    *SHARED.get_or_init(|| crate::sys::shared_counters().ok())
+}
+
+/// Counts a lost access-log line. Returns `Err` (the failure, with the
+/// number of lines lost since the last report) if it is time to report
+/// one, `Ok` if a report was made less than `ACCESS_WARNING_INTERVAL` ago.
+fn access_failure_to_report(e: io::Error) -> io::Result<()> {
+    let Some(shared) = shared() else {
+        return Err(e);
+    };
+    shared[LINES_LOST].fetch_add(1, Ordering::Relaxed);
+    // CLOCK_MONOTONIC is one clock for every process on the machine, and
+    // does not jump with the wall clock.
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec().unsigned_abs()) + 1;
+    let last = shared[WARNED_AT].load(Ordering::Relaxed);
+    if last != 0 && now < last.saturating_add(ACCESS_WARNING_INTERVAL.as_secs()) {
+        return Ok(());
+    }
+    // Of the processes that fail in the same second, one reports.
+    if shared[WARNED_AT].compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        return Ok(());
+    }
+    let lost = shared[LINES_LOST].swap(0, Ordering::Relaxed).max(1);
+    Err(io::Error::new(
+        e.kind(),
+        format!(
+            "{e}; {lost} line(s) lost since the last warning (lost lines are counted and reported at \
+             most once every {}s)",
+            ACCESS_WARNING_INTERVAL.as_secs()
+        ),
+    ))
+}
+
+/// Appends `line` (one line, below `PIPE_BUF`) to the `O_APPEND` access-log
+/// file with one write. A write cut short (`ENOSPC`, `EFBIG` mid-line)
+/// leaves the file ending in part of a line; that is noted in `SHARED`, and
+/// the next line written, by whichever process, starts with a newline, so
+/// it is never glued to the part. Returns `Ok` if the line was written whole.
+fn append_line(file: &File, line: &mut Vec<u8>) -> io::Result<()> {
+    let torn = shared().is_some_and(|s| s[FILE_TORN].swap(0, Ordering::Relaxed) != 0);
+    if torn {
+        line.insert(0, b'\n');
+    }
+    let (cut, e) = match (&*file).write(line) {
+        Ok(n) if n == line.len() => return Ok(()),
+        // A part went out: the file now ends mid-line, unless the part was
+        // just the newline that ended the earlier cut line.
+        Ok(n) => (
+            n > usize::from(torn) || (n == 0 && torn),
+            io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", line.len())),
+        ),
+        Err(e) => (torn, e),
+    };
+    if cut && let Some(s) = shared() {
+        s[FILE_TORN].store(1, Ordering::Relaxed);
+    }
+    Err(e)
 }
 
 /// Opens a log file for appending, creating it with mode 0640.
@@ -493,6 +724,46 @@ fn format_line(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
     out.extend_from_slice(b"\" \"");
     escape_into(out, e.user_agent.unwrap_or(b"-"), MAX_LOGGED_HEADER);
     out.extend_from_slice(b"\"\n");
+}
+
+/// A daemon message made safe to write as log lines, whatever bytes a
+/// caller forgot to escape: control characters other than tab become
+/// `\xHH`, and a message of several lines (a configuration error with its
+/// context) has its later lines indented, so no part of a message can pass
+/// for a message of its own.
+fn defuse(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.trim_end_matches('\n').chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            '\t' => out.push(c),
+            c if c.is_control() => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\x{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Bytes a client chose (a path, a header), shown in a daemon message
+/// escaped exactly as the access log escapes them: `"`, `\`, control and
+/// non-ASCII bytes as `\xHH`, at most `MAX_LOGGED_REQUEST` bytes. A file
+/// name with a newline or an ESC then cannot forge a line or drive a
+/// terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = Vec::new();
+        escape_into(&mut out, self.0, MAX_LOGGED_REQUEST);
+        // Every byte escape_into leaves raw is printable ASCII.
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
 }
 
 /// Appends `s` with `"`, `\`, control and non-ASCII bytes as `\xHH`, so a
@@ -551,6 +822,18 @@ mod tests {
         out.clear();
         clf_time(&mut out, UNIX_EPOCH + Duration::from_secs(1_709_210_096));
         assert_eq!(out, b"29/Feb/2024:12:34:56 +0000");
+    }
+
+    #[test]
+    fn escaped_client_bytes_cannot_forge_a_line() {
+        let shown = Escaped(b"a\nforkhttpd[1]: error: forged\x1b[2J\"\xff").to_string();
+        assert_eq!(shown, "a\\x0Aforkhttpd[1]: error: forged\\x1B[2J\\x22\\xFF");
+    }
+
+    #[test]
+    fn defused_messages_stay_one_message() {
+        assert_eq!(defuse("x\ny\u{1b}\t\n"), "x\n    y\\x1B\t");
+        assert_eq!(defuse("plain \"quoted\" \u{e9}"), "plain \"quoted\" \u{e9}");
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! The only module with `unsafe` code: `fork`, reading and setting a signal
 //! disposition, `_exit`, adopting an inherited descriptor, closing
-//! descriptors by range, and dropping the capability bounding set. Each
+//! descriptors by range, dropping the capability bounding set, mapping
+//! counters shared across forks, and `TCP_DEFER_ACCEPT`. Each
 //! block is one call long and says why it is sound.
 //!
 //! Runs in: parent (`fork`, adopting and closing descriptors, dispositions
-//! at start) and child (the rest).
+//! at start, the shared counters, listener options) and child (the rest).
 #![allow(unsafe_code)]
 
 use nix::errno::Errno;
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU64;
 
 use nix::unistd::{ForkResult, Pid};
 
@@ -140,4 +144,46 @@ pub fn drop_bounding_set() -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `N` counters, zero at first, in memory shared with every process forked
+/// after this call (`MAP_SHARED`), for the little state that children must
+/// share (how often the server said a log failed). Never unmapped, so the
+/// reference is valid for the life of the process. Returns the `mmap`
+/// error (`ENOMEM`).
+pub fn shared_counters<const N: usize>() -> nix::Result<&'static [AtomicU64; N]> {
+    let len = NonZeroUsize::new(size_of::<[AtomicU64; N]>().max(1)).unwrap_or(NonZeroUsize::MIN);
+    // SAFETY: an anonymous mapping at an address the kernel chooses
+    // replaces nothing of ours; it is never unmapped (the reference made
+    // below is 'static).
+    let page = unsafe {
+        mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+    }?;
+    // SAFETY: the mapping is page-aligned (enough for AtomicU64), at least
+    // `len` bytes, readable and writable, and zero-filled, which is a valid
+    // [AtomicU64; N]; it lives as long as the process and is only ever
+    // reached through this shared reference, whose atomics make concurrent
+    // use (by this process and its children) sound.
+    Ok(unsafe { page.cast::<[AtomicU64; N]>().as_ref() })
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on the listening socket `fd`: the kernel keeps
+/// a new connection out of the accept queue until its first data arrives,
+/// or until about `secs` seconds have passed (then it is queued all the
+/// same, and the child's `header_timeout` closes it). nix has no wrapper.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> nix::Result<()> {
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `value` is a c_int that lives across the call and `len` is
+    // its size, as TCP_DEFER_ACCEPT expects; setsockopt only reads it.
+    Errno::result(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const value).cast(),
+            len,
+        )
+    })
+    .map(drop)
 }

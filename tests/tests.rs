@@ -12,6 +12,8 @@ mod concurrency;
 mod conditional;
 #[path = "suite/daemon.rs"]
 mod daemon;
+#[path = "suite/defenses.rs"]
+mod defenses;
 #[path = "suite/encoding.rs"]
 mod encoding;
 #[path = "suite/headers.rs"]
@@ -34,12 +36,16 @@ mod listing;
 mod logfiles;
 #[path = "suite/logging.rs"]
 mod logging;
+#[path = "suite/logsinks.rs"]
+mod logsinks;
 #[path = "suite/manpages.rs"]
 mod manpages;
 #[path = "suite/mime.rs"]
 mod mime;
 #[path = "suite/parent.rs"]
 mod parent;
+#[path = "suite/properties.rs"]
+mod properties;
 #[path = "suite/ranges.rs"]
 mod ranges;
 #[path = "suite/refuse.rs"]

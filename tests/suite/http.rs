@@ -477,3 +477,41 @@ fn file_modified_before_1970_is_served_without_last_modified() {
     assert_eq!(r.header("last-modified"), None);
     assert_close_consistent(&mut c, &r, "/old.txt");
 }
+
+#[test]
+fn file_modified_in_year_10000_is_served_without_last_modified() {
+    // ext4 clamps such a time to 2446; tmpfs keeps it, so the root is there.
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("skipped: no /dev/shm to keep a year-10000 modification time");
+        return;
+    }
+    let dir = shm.join(format!("forkhttpd-test-{}-y10k", std::process::id()));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(dir.clone());
+    let root = make_root(&dir.join("root"), &[("future.txt", b"future\n")]);
+    chmod(&dir, 0o755);
+    let future = UNIX_EPOCH + Duration::from_secs(253_402_300_800 + 86_400);
+    let path = root.join("future.txt");
+    fs::File::options().write(true).open(&path).unwrap().set_modified(future).unwrap();
+    if fs::metadata(&path).unwrap().modified().unwrap() < future {
+        eprintln!("skipped: /dev/shm does not keep a year-10000 modification time");
+        return;
+    }
+    let cfg = dir.join("forkhttpd.toml");
+    fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &[] as &[&str])).unwrap();
+    let mut server = Proc::spawn(server_command().arg("--config").arg(&cfg));
+    let addr = server.wait_listeners(0, 1)[0];
+    let mut c = Conn::connect(addr);
+    c.send(format!("GET /future.txt HTTP/1.1\r\nHost: localhost{REQ_END}").as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"future\n");
+    assert_eq!(r.header("last-modified"), None);
+    assert_close_consistent(&mut c, &r, "/future.txt");
+}

@@ -56,8 +56,10 @@ fn start_with_stray_fds(dir: &TempDir) -> (Proc, std::net::SocketAddr) {
     (proc, addr)
 }
 
-/// Waits for the server's one child (serving a connection that sends
-/// nothing, so it waits for its request) and returns its pid.
+/// Waits for the server's one child (serving a connection that sent the
+/// first byte of a request, so it waits for the rest: a connection that
+/// sends nothing is not even accepted, see `TCP_DEFER_ACCEPT`) and returns
+/// its pid.
 fn serving_child(server: u32) -> u32 {
     let mut child = None;
     let found = poll_until(Duration::from_secs(5), || {
@@ -78,7 +80,8 @@ fn children_hold_only_the_descriptors_they_serve_with() {
         "the parent kept a descriptor of / it inherited from its launcher: {parent:?}"
     );
 
-    let conn = Conn::connect(addr);
+    let mut conn = Conn::connect(addr);
+    conn.send(b"G");
     let child = serving_child(proc.pid());
     let fds = fd_targets(child);
     assert!(!fds.is_empty(), "cannot read /proc/{child}/fd");
@@ -114,7 +117,8 @@ fn children_hold_only_the_descriptors_they_serve_with() {
 fn children_cannot_gain_privileges() {
     let dir = TempDir::new("hygiene_privs");
     let (proc, addr) = start_with_stray_fds(&dir);
-    let conn = Conn::connect(addr);
+    let mut conn = Conn::connect(addr);
+    conn.send(b"G");
     let child = serving_child(proc.pid());
     assert_eq!(
         status_field(child, "NoNewPrivs").as_deref(),

@@ -58,7 +58,9 @@ fn launcher_mask_and_ignored_signals_do_not_make_it_deaf() {
     for _ in 0..3 {
         assert_eq!(get_close(addr, "/x.txt").status, 200);
     }
-    let idle = Conn::connect(addr);
+    // One byte of a request: a silent connection is not accepted yet (TCP_DEFER_ACCEPT).
+    let mut idle = Conn::connect(addr);
+    idle.send(b"G");
     let mut live = Vec::new();
     assert!(
         poll_until(Duration::from_secs(5), || {

@@ -84,6 +84,7 @@ fn access_log_file_concurrent_lines_are_not_interleaved() {
     let log_path = tmp.path().join("access.log");
     let s = TestServer::builder()
         .config(&format!("access_log = {}", toml_str(log_path.to_str().unwrap())))
+        .config("max_children_per_ip = 0")
         .start();
     s.write_file("a.txt", b"logged file");
     let addr = s.addr();

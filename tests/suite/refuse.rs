@@ -57,7 +57,9 @@ fn per_address_503_is_written_without_reading_the_request() {
         let addr = addr.expect("the server under strace did not report its address");
         let server = server.expect("no server process under strace");
         // The one connection 127.0.0.1 may have: a child waits for its request.
-        let _held = Conn::connect(addr);
+        // (One byte sent: a silent connection is not accepted yet, TCP_DEFER_ACCEPT.)
+        let mut held = Conn::connect(addr);
+        held.send(b"G");
         assert!(
             poll_until(Duration::from_secs(5), || !children_of(server).is_empty()),
             "no child for the first connection"
