@@ -153,6 +153,9 @@ pub struct Config {
     pub error_log: ErrorLogTarget,
     /// Whether the `Server` header carries the version.
     pub server_version: bool,
+    /// The path a load balancer's health check asks for (answered `200`
+    /// without the document root or an access-log line); empty: off.
+    pub health_path: String,
 }
 
 /// One site: which hosts it answers and what it serves. Owned by the
@@ -348,6 +351,7 @@ struct RawConfig {
     access_log: At<String>,
     error_log: At<String>,
     server_version: bool,
+    health_path: At<String>,
     site: Vec<At<RawSite>>,
 }
 
@@ -385,6 +389,7 @@ impl Default for RawConfig {
             access_log: dflt("stderr".to_string()),
             error_log: dflt("auto".to_string()),
             server_version: false,
+            health_path: dflt(String::new()),
             site: Vec::new(),
         }
     }
@@ -658,6 +663,15 @@ impl Checker<'_> {
                 )
             })?;
 
+        let health_path = raw.health_path.get_ref().clone();
+        if !health_path.is_empty() && (!health_path.starts_with('/') || health_path.contains(['?', '#', ' ']))
+        {
+            return Err(self.error(
+                "health_path",
+                Place::top(&raw.health_path),
+                "must be \"\" (off) or a path starting with \"/\", without \"?\", \"#\" or spaces",
+            ));
+        }
         let access_at = Place::top(&raw.access_log);
         let access_log = match raw.access_log.get_ref().as_str() {
             "stderr" => AccessLogTarget::Stderr,
@@ -720,6 +734,7 @@ impl Checker<'_> {
             access_log,
             error_log,
             server_version: raw.server_version,
+            health_path,
         })
     }
 

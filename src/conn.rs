@@ -123,6 +123,12 @@ impl Conn<'_> {
     /// connection stays open.
     fn respond(&mut self, req: &Request<'_>, request_line: &[u8], may_keep: bool) -> io::Result<bool> {
         let now = SystemTime::now();
+        // Answered before any site or file, and never logged: a load
+        // balancer asks every few seconds.
+        if let Some(reply) = decide::health(req, &self.ctx.config.health_path, &self.site, now, may_keep) {
+            self.send(&reply)?;
+            return Ok(reply.keep_alive);
+        }
         let sites = &self.ctx.config.sites;
         let which =
             site::select(site::request_host(req), sites[1..].iter().map(|s| &s.hosts)).map_or(0, |i| i + 1);

@@ -46,6 +46,8 @@ mod mime;
 mod parent;
 #[path = "suite/properties.rs"]
 mod properties;
+#[path = "suite/proxy.rs"]
+mod proxy;
 #[path = "suite/ranges.rs"]
 mod ranges;
 #[path = "suite/refuse.rs"]

@@ -164,6 +164,30 @@ pub fn answer_without_file<'a>(
     Some(status_page(status, None, site.server, now, connection(req, keep), req.method == Method::Head))
 }
 
+/// The reply to a load balancer's health check when `req` asks for
+/// `health_path` (the path alone, any query ignored) with `GET` or `HEAD`:
+/// `200` with a built-in page, no file looked at. `None` for any other
+/// request, which is served as usual.
+pub fn health<'a>(
+    req: &Request<'_>,
+    health_path: &str,
+    site: &Site<'a>,
+    now: SystemTime,
+    may_keep: bool,
+) -> Option<Reply<'a>> {
+    let path = req.target.split_once('?').map_or(req.target, |(p, _)| p);
+    if health_path.is_empty() || path != health_path || req.has_body {
+        return None;
+    }
+    let head_only = match req.method {
+        Method::Get => false,
+        Method::Head => true,
+        _ => return None,
+    };
+    let keep = keeps_open(req, may_keep);
+    Some(status_page(Status::Ok, None, site.server, now, connection(req, keep), head_only))
+}
+
 /// Step 3: the reply to a `GET` or `HEAD` that `answer_without_file` left
 /// to the file step, given what that step found.
 pub fn decide<'a>(
