@@ -63,8 +63,9 @@ pub struct Inherited<'a> {
     pub lifeline: BorrowedFd<'a>,
 }
 
-/// Serves the connection `stream` from `peer` and exits the process.
-pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! {
+/// Serves the connection `stream` from `peer` (which, with `proxy`, must
+/// first send a PROXY header) and exits the process.
+pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherited<'_>) -> ! {
     let parent = getppid();
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
@@ -108,7 +109,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, inherited: &Inherited<'_>) -> ! 
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
-    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), &ctx)));
+    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), proxy, &ctx)));
     let code = match served {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

@@ -35,6 +35,7 @@ use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
 use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
 use crate::privileges::Identity;
+use crate::proxy::Cidr;
 
 /// Default listen address: loopback only, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -56,6 +57,9 @@ pub const DEFAULT_HEADER_TIMEOUT: f64 = 10.0;
 pub const DEFAULT_KEEPALIVE_TIMEOUT: f64 = 5.0;
 /// Default time a client may accept no response bytes before it is dropped (seconds).
 pub const DEFAULT_SEND_TIMEOUT: f64 = 30.0;
+/// Default seconds a child waits for a PROXY header: a load balancer sends
+/// it at once, so anything slower is not one.
+pub const DEFAULT_PROXY_TIMEOUT: f64 = 5.0;
 /// Default time a graceful stop lets responses in flight finish (seconds).
 pub const DEFAULT_SHUTDOWN_GRACE: f64 = 10.0;
 /// Default largest request head in bytes; larger → 431 (or 414).
@@ -109,6 +113,13 @@ pub struct Config {
     pub listen: Vec<String>,
     /// `listen(2)` backlog per listener.
     pub backlog: i32,
+    /// Addresses to listen on whose connections start with a PROXY
+    /// protocol header (v1 or v2); bound beside `listen`.
+    pub proxy_listen: Vec<String>,
+    /// The proxies whose PROXY headers and forwarding fields are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// How long a child waits for a connection's PROXY header.
+    pub proxy_timeout: Duration,
     /// The default site's document root, canonical (absolute, symlinks
     /// resolved); the same as `sites[0].root`.
     pub root: PathBuf,
@@ -156,6 +167,13 @@ pub struct Config {
     /// The path a load balancer's health check asks for (answered `200`
     /// without the document root or an access-log line); empty: off.
     pub health_path: String,
+}
+
+impl Config {
+    /// Every address to listen on: `listen`, then `proxy_listen`.
+    pub fn all_listen(&self) -> Vec<String> {
+        self.listen.iter().chain(&self.proxy_listen).cloned().collect()
+    }
 }
 
 /// One site: which hosts it answers and what it serves. Owned by the
@@ -322,6 +340,9 @@ fn default_nosniff() -> bool {
 struct RawConfig {
     listen: At<Vec<String>>,
     backlog: At<i64>,
+    proxy_listen: At<Vec<String>>,
+    trusted_proxies: At<Vec<String>>,
+    proxy_timeout: At<Seconds>,
     root: At<PathBuf>,
     index: At<Vec<String>>,
     listing: bool,
@@ -360,6 +381,9 @@ impl Default for RawConfig {
         RawConfig {
             listen: dflt(vec![DEFAULT_LISTEN.to_string()]),
             backlog: dflt(i64::from(DEFAULT_BACKLOG)),
+            proxy_listen: dflt(Vec::new()),
+            trusted_proxies: dflt(Vec::new()),
+            proxy_timeout: dflt(Seconds::Float(DEFAULT_PROXY_TIMEOUT)),
             root: dflt(PathBuf::from(DEFAULT_ROOT)),
             index: default_index(),
             listing: false,
@@ -548,6 +572,40 @@ impl Checker<'_> {
                 ));
             }
         }
+        let proxy_listen_at = Place::top(&raw.proxy_listen);
+        let proxy_listen = raw.proxy_listen.into_inner();
+        for addr in &proxy_listen {
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(self.error(
+                    "proxy_listen",
+                    proxy_listen_at,
+                    &format!("{addr:?} is not HOST:PORT"),
+                ));
+            }
+            if listen.contains(addr) {
+                return Err(self.error(
+                    "proxy_listen",
+                    proxy_listen_at,
+                    &format!("{addr:?} is also in listen; a listener is either plain or PROXY"),
+                ));
+            }
+        }
+        let trusted_at = Place::top(&raw.trusted_proxies);
+        let trusted_proxies = raw
+            .trusted_proxies
+            .get_ref()
+            .iter()
+            .map(|c| c.parse::<Cidr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error("trusted_proxies", trusted_at, &e))?;
+        if !proxy_listen.is_empty() && trusted_proxies.is_empty() {
+            return Err(self.error(
+                "proxy_listen",
+                proxy_listen_at,
+                "needs trusted_proxies: a PROXY header is accepted only from a trusted proxy",
+            ));
+        }
+        let proxy_timeout = self.seconds("proxy_timeout", raw.proxy_timeout)?;
         let backlog = i32::try_from(*raw.backlog.get_ref())
             .ok()
             .filter(|b| *b > 0)
@@ -715,6 +773,9 @@ impl Checker<'_> {
             })?,
             listen,
             backlog,
+            proxy_listen,
+            trusted_proxies,
+            proxy_timeout,
             root,
             sites,
             mime,

@@ -24,6 +24,7 @@ use crate::http::resolve;
 use crate::http::site::{self, ReqPath};
 use crate::http::status::Status;
 use crate::log::{AccessLog, Entry};
+use crate::proxy;
 use crate::stream::{Client, ReadOutcome};
 
 /// What the child needs to serve a connection.
@@ -42,11 +43,29 @@ pub struct Context<'a> {
 }
 
 /// Serves requests on `stream` until the client closes, a limit is reached,
-/// or an error ends the connection. Returns `Err` only for socket errors
-/// (reset, send timeout), which end the connection quietly.
-pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Result<()> {
+/// or an error ends the connection. With `proxy` the connection must start
+/// with a PROXY header from a trusted proxy (see `read_proxy_header`), and
+/// the address it names is the client's. Returns `Err` only for socket
+/// errors (reset, send timeout), which end the connection quietly.
+pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
     let client = Client::new(stream, cfg.send_timeout)?;
+    let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
+    let client_ip = if proxy {
+        if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
+            log::warn!("{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed");
+            return Ok(());
+        }
+        match input.read_proxy_header(&client, cfg.proxy_timeout)? {
+            Some(source) => source.unwrap_or(peer_ip),
+            None => {
+                log::warn!("{peer_ip} sent no valid PROXY header within proxy_timeout; closed");
+                return Ok(());
+            }
+        }
+    } else {
+        peer_ip
+    };
     let mut conn = Conn {
         client,
         client_ip,
@@ -56,7 +75,6 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         scratch: Vec::with_capacity(512),
         access_log_failed: false,
     };
-    let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let mut idle = cfg.header_timeout;
     for served in 1..=cfg.max_requests_per_connection {
         input.begin_head(idle, cfg.header_timeout);
@@ -337,6 +355,41 @@ impl<'a> Input<'a> {
                 More::Read
             }
         })
+    }
+
+    /// Reads the PROXY header (v1 or v2) that starts a connection from a
+    /// proxy, within `timeout` (a deadline set once). Returns the client
+    /// address it names (`Some(None)` when it names none: the proxy's own
+    /// health check), or `None` when it is not a PROXY header, is too long,
+    /// or does not arrive in time: the connection is then closed. Bytes
+    /// after the header, read in the same call, stay in the buffer as the
+    /// start of the first request.
+    fn read_proxy_header(
+        &mut self,
+        client: &Client,
+        timeout: Duration,
+    ) -> io::Result<Option<Option<IpAddr>>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match proxy::parse(self.received()) {
+                proxy::Header::Complete { len, source } => {
+                    self.consume(len);
+                    return Ok(Some(source));
+                }
+                proxy::Header::Invalid => return Ok(None),
+                proxy::Header::Partial => {}
+            }
+            if self.filled == self.buf.len() {
+                if self.buf.len() >= proxy::MAX_HEADER_BYTES.min(self.max) {
+                    return Ok(None);
+                }
+                self.buf.resize((self.buf.len() * 2).min(self.max), 0);
+            }
+            match client.read_before(&mut self.buf[self.filled..], deadline, None)? {
+                ReadOutcome::Data(n) => self.filled += n,
+                ReadOutcome::Eof | ReadOutcome::Timeout | ReadOutcome::Drain => return Ok(None),
+            }
+        }
     }
 
     /// A full buffer without a complete head: 414 if not even the request

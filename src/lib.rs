@@ -7,7 +7,7 @@
 //!
 //! - parent: `cli`, `config`, `check`, `listener`, `signals`, `notify`, `daemon`,
 //!   `safeopen`, `server`, `error` (start-up errors)
-//! - child: `child`, `conn`, `stream`, `file`
+//! - child: `child`, `conn`, `stream`, `file`, `proxy`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
 //!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`)
 //! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
@@ -28,6 +28,7 @@ pub mod listener;
 pub mod log;
 pub mod notify;
 pub mod privileges;
+pub mod proxy;
 pub mod safeopen;
 pub mod server;
 pub mod signals;

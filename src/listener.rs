@@ -31,6 +31,23 @@ pub struct Listener {
     /// The configured address it came from; `None` for a socket inherited
     /// from systemd. A reload keeps the listeners whose spec is unchanged.
     pub spec: Option<String>,
+    /// Its connections start with a PROXY protocol header (see `mark_proxy`).
+    pub proxy: bool,
+}
+
+/// The `FileDescriptorName=` (in `LISTEN_FDNAMES`) that marks a socket
+/// passed by systemd as a PROXY listener; any other name is plain.
+pub const PROXY_FD_NAME: &str = "proxy";
+
+/// Marks as PROXY listeners those bound for one of `proxy_specs` (the
+/// `proxy_listen` list), and every other one as plain. Inherited sockets
+/// (no spec) keep the mark `inherited` gave them.
+pub fn mark_proxy(listeners: &mut [Listener], proxy_specs: &[String]) {
+    for l in listeners {
+        if let Some(spec) = &l.spec {
+            l.proxy = proxy_specs.contains(spec);
+        }
+    }
 }
 
 /// Resolves each of `specs` (`host:port`, `[v6]:port`; names through
@@ -116,7 +133,7 @@ pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
     listen(&fd, Backlog::new(backlog)?)?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr, spec: None })
+    Ok(Listener { socket, addr, spec: None, proxy: false })
 }
 
 /// Most descriptors accepted from systemd; more is a misconfiguration.
@@ -163,10 +180,15 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
     let bad = |what: String| StartupError::Activation(what);
     let count =
         count.ok_or_else(|| bad(format!("LISTEN_FDS={given:?} is not a count from 1 to {MAX_INHERITED}")))?;
+    // systemd joins the sockets' FileDescriptorName= values with ':'.
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let names: Vec<&str> = names.split(':').collect();
     (0..count)
         .map(|i| {
             let fd = FIRST_INHERITED_FD + i as RawFd;
-            adopt(fd).map_err(|e| bad(format!("inherited descriptor {fd}: {e}")))
+            let mut l = adopt(fd).map_err(|e| bad(format!("inherited descriptor {fd}: {e}")))?;
+            l.proxy = names.get(i) == Some(&PROXY_FD_NAME);
+            Ok(l)
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -184,7 +206,7 @@ fn adopt(fd: RawFd) -> io::Result<Listener> {
     let socket = TcpListener::from(owned);
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr, spec: None })
+    Ok(Listener { socket, addr, spec: None, proxy: false })
 }
 
 /// What a reload did to the listeners, as the reload's log line says it.

@@ -69,10 +69,14 @@ fn run(args: &Args) -> Result<(), StartupError> {
     let socket_activated = inherited.is_some();
     let listeners = match inherited {
         Some(l) => l,
-        None => listener::bind_all(&config.listen, config.backlog)?,
+        None => {
+            let mut bound = listener::bind_all(&config.all_listen(), config.backlog)?;
+            listener::mark_proxy(&mut bound, &config.proxy_listen);
+            bound
+        }
     };
     for l in &listeners {
-        log::info!("listening on {}", l.addr);
+        log::info!("listening on {}{}", l.addr, if l.proxy { " (PROXY protocol)" } else { "" });
     }
     let access_log = AccessLog::open(&config.access_log, guard)?;
     let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;

@@ -238,7 +238,8 @@ impl Server {
                 // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`:
                 // log it, and count it per address, as the IPv4 it is.
                 Ok((stream, peer)) => {
-                    self.spawn(stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()))
+                    let proxy = self.listeners[i].proxy;
+                    self.spawn(stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()), proxy)
                 }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
@@ -264,7 +265,9 @@ impl Server {
     /// Forks a child to serve `stream`, unless its address already has
     /// `max_children_per_ip` connections: then the parent answers `503`
     /// itself, without forking, so one client cannot take every slot.
-    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// With `proxy` (a PROXY listener's connection), `peer` is the proxy,
+    /// and the child reads the client's address from the PROXY header.
+    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, proxy: bool) {
         let limit = self.config.max_children_per_ip;
         if limit > 0 && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit) {
             log::debug!("{peer}: max_children_per_ip ({limit}) reached; answered 503");
@@ -281,7 +284,7 @@ impl Server {
                     drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
                 };
-                child::run(stream, peer, &inherited)
+                child::run(stream, peer, proxy, &inherited)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
@@ -396,7 +399,7 @@ impl Server {
         let roots = open_roots(&config)?;
         let access_log = AccessLog::open(&config.access_log, Guard::for_plan(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
-            if config.listen != self.config.listen {
+            if config.all_listen() != self.config.all_listen() {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"
                 );
@@ -417,8 +420,9 @@ impl Server {
     fn rebind(&mut self, config: &Config) -> listener::Changes {
         let old = std::mem::take(&mut self.listeners);
         let (new, changes) =
-            listener::rebind(old, &config.listen, config.backlog, &mut |l| self.hand_over(l));
+            listener::rebind(old, &config.all_listen(), config.backlog, &mut |l| self.hand_over(l));
         self.listeners = new;
+        listener::mark_proxy(&mut self.listeners, &config.proxy_listen);
         changes
     }
 
@@ -436,7 +440,7 @@ impl Server {
                 Ok((stream, peer)) => {
                     accepted += 1;
                     if self.children.len() < self.config.max_children && self.paused_until.is_none() {
-                        self.spawn(stream, peer);
+                        self.spawn(stream, peer, l.proxy);
                     } else {
                         self.refuse(stream, peer);
                     }

@@ -512,6 +512,7 @@ pub struct Builder {
     config_listen: Option<Vec<String>>,
     use_config: bool,
     dirs: Vec<String>,
+    proxy_listen: Vec<String>,
 }
 
 impl Builder {
@@ -524,6 +525,15 @@ impl Builder {
     /// Add a raw line to the generated TOML config file.
     pub fn config(mut self, line: &str) -> Builder {
         self.config.push(line.to_string());
+        self
+    }
+
+    /// Set the config file's `proxy_listen` list; its listeners come after
+    /// the plain ones in `addrs()`.
+    pub fn proxy_listen(mut self, addrs: &[&str]) -> Builder {
+        self.proxy_listen = addrs.iter().map(|s| s.to_string()).collect();
+        let quoted: Vec<String> = self.proxy_listen.iter().map(|a| toml_str(a)).collect();
+        self.config.push(format!("proxy_listen = [{}]", quoted.join(", ")));
         self
     }
 
@@ -585,7 +595,7 @@ impl Builder {
         }
 
         let mut proc = Proc::spawn(server_command().args(&args).current_dir(dir.path()));
-        let addrs = proc.wait_listeners(0, expected_listeners);
+        let addrs = proc.wait_listeners(0, expected_listeners + self.proxy_listen.len());
         TestServer { proc, addrs, dir, root }
     }
 }
@@ -606,6 +616,7 @@ impl TestServer {
             config_listen: None,
             use_config: true,
             dirs: Vec::new(),
+            proxy_listen: Vec::new(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Running behind a load balancer: the quiet health-check path.
+//! Running behind a load balancer: the quiet health-check path, PROXY
+//! protocol listeners, and forwarding fields from trusted proxies.
 
 use std::time::Duration;
 
@@ -35,4 +36,120 @@ fn health_path_is_off_by_default() {
     let s = TestServer::start();
     s.write_file("healthz", b"plain file");
     assert_eq!(s.get("/healthz").body_str(), "plain file");
+}
+
+/// A plain listener on 127.0.0.2 and a PROXY listener on 127.0.0.1, with
+/// `trusted` as `trusted_proxies`.
+fn proxy_server(trusted: &str, extra: &[&str]) -> TestServer {
+    let mut b = TestServer::builder()
+        .config_listen(&["127.0.0.2:0"])
+        .proxy_listen(&["127.0.0.1:0"])
+        .config(&format!("trusted_proxies = [{}]", toml_str(trusted)));
+    for line in extra {
+        b = b.config(line);
+    }
+    let s = b.start();
+    s.write_file("a.txt", b"hello");
+    s
+}
+
+fn proxy_addr(s: &TestServer) -> std::net::SocketAddr {
+    *s.addrs().iter().find(|a| a.ip().to_string() == "127.0.0.1").expect("the PROXY listener")
+}
+
+/// The clients the access log names, in order.
+fn logged_hosts(s: &TestServer, n: usize) -> Vec<String> {
+    s.wait_for_lines(n, Duration::from_secs(5), |l| parse_clf(l).is_some());
+    s.lines().iter().filter_map(|l| parse_clf(l)).map(|c| c.host.to_string()).collect()
+}
+
+const GET_A: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// A v2 header (PROXY command, TCP over IPv4) naming `src` as the client.
+fn v2_header(src: [u8; 4]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&[127, 0, 0, 1, 0x12, 0x67, 0, 80]);
+    h
+}
+
+/// v1 and v2 headers from a trusted proxy: the address they name is the
+/// one logged, and the request sent in the same segment as the header is
+/// answered (the bytes after the header are kept for the parser).
+#[test]
+fn proxy_header_v1_and_v2_name_the_logged_client() {
+    let s = proxy_server("127.0.0.1/32", &[]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    let mut bytes = b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n".to_vec();
+    bytes.extend_from_slice(GET_A);
+    c.send(&bytes);
+    let r = c.read_response();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello"));
+    c.expect_closed();
+
+    let mut c = Conn::connect(proxy_addr(&s));
+    let mut bytes = v2_header([198, 51, 100, 9]);
+    bytes.extend_from_slice(GET_A);
+    c.send(&bytes);
+    assert_eq!(c.read_response().status, 200);
+    c.expect_closed();
+
+    // A v2 LOCAL header (a proxy's own health check) names nobody: the peer is logged.
+    let mut c = Conn::connect(proxy_addr(&s));
+    let mut bytes = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+    bytes.extend_from_slice(GET_A);
+    c.send(&bytes);
+    assert_eq!(c.read_response().status, 200);
+    c.expect_closed();
+
+    // The plain listener beside it takes plain requests.
+    let mut c = Conn::connect(s.addrs()[0]);
+    c.send(GET_A);
+    assert_eq!(c.read_response().status, 200);
+    c.expect_closed();
+
+    assert_eq!(logged_hosts(&s, 4), ["192.0.2.7", "198.51.100.9", "127.0.0.1", "127.0.0.1"]);
+}
+
+/// From an address outside `trusted_proxies`, and for a connection that does
+/// not start with a PROXY header, the connection is closed unanswered.
+#[test]
+fn proxy_listener_closes_untrusted_peers_and_headerless_connections() {
+    let s = proxy_server("192.0.2.1", &[]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    let mut bytes = b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n".to_vec();
+    bytes.extend_from_slice(GET_A);
+    c.send(&bytes);
+    c.expect_closed();
+
+    let s = proxy_server("127.0.0.1", &[]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    c.send(GET_A);
+    c.expect_closed();
+    assert_eq!(logged_hosts(&s, 0), Vec::<String>::new());
+}
+
+/// A header that does not arrive within `proxy_timeout` closes the
+/// connection then, long before `header_timeout`.
+#[test]
+fn proxy_header_has_its_own_short_deadline() {
+    let s = proxy_server("127.0.0.1", &["proxy_timeout = 0.3", "header_timeout = 30"]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    let started = std::time::Instant::now();
+    c.send(b"PROXY TCP4 192.0.2.7");
+    c.expect_closed();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+/// `proxy_listen` without `trusted_proxies` would close every connection:
+/// the configuration is refused.
+#[test]
+fn proxy_listen_needs_trusted_proxies() {
+    let dir = TempDir::new("proxy-untrusted");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "proxy_listen = [\"127.0.0.1:0\"]\n").unwrap();
+    let out = run(server_command().arg("--check-config").arg("--config").arg(&cfg), Duration::from_secs(10));
+    assert!(!out.success() && out.stderr.contains("trusted_proxies"), "{}", out.describe());
 }

@@ -1,0 +1,172 @@
+//! The real client address behind a load balancer: trusted proxies (CIDR
+//! ranges), the PROXY protocol header (v1 and v2) that starts a connection
+//! on a listener in `proxy_listen`, and `X-Forwarded-For` / `Forwarded`
+//! fields sent by a trusted proxy on a plain listener.
+//!
+//! Runs in: child (the parsing is pure; `conn` does the reading). A
+//! connection's PROXY header is believed only from a peer in
+//! `trusted_proxies`; anyone else could claim any address with it, so such
+//! a connection is closed. Header fields are believed only hop by hop, the
+//! nginx `real_ip_recursive` way: from the right, addresses of trusted
+//! proxies are skipped, and the first other one is the client.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ppp::{HeaderResult, PartialResult, v1, v2};
+
+/// Longest PROXY header read: a v1 line is at most 107 bytes; a v2 header
+/// is 16 bytes plus its addresses and TLVs, a few hundred from HAProxy.
+/// Longer is not a proxy we want to talk to.
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// An address range: a network address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in the range. An IPv4-mapped IPv6 address is
+    /// taken as the IPv4 address it is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    /// `ADDR/PREFIX`, or a bare address (a range of one).
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let net: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP address or ADDR/PREFIX"))?;
+        let net = net.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// Whether `ip` is in one of `ranges`.
+pub fn trusted(ranges: &[Cidr], ip: IpAddr) -> bool {
+    ranges.iter().any(|r| r.contains(ip))
+}
+
+/// What the bytes at the start of a PROXY connection hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Header {
+    /// A whole header of `len` bytes (what follows is the request). The
+    /// client's address, or `None` when the header carries none (a v2
+    /// `LOCAL` command, as a proxy's own health check sends, or v1
+    /// `UNKNOWN`): then the peer itself is the client.
+    Complete {
+        /// Length of the header in bytes.
+        len: usize,
+        /// The client's address, if the header names one.
+        source: Option<IpAddr>,
+    },
+    /// A valid beginning: read more.
+    Partial,
+    /// Not a PROXY header.
+    Invalid,
+}
+
+/// Parses the PROXY header (v1 or v2) at the start of `bytes`.
+pub fn parse(bytes: &[u8]) -> Header {
+    let parsed = HeaderResult::parse(bytes);
+    if parsed.is_incomplete() {
+        return if bytes.len() < MAX_HEADER_BYTES { Header::Partial } else { Header::Invalid };
+    }
+    match parsed {
+        HeaderResult::V1(Ok(h)) => {
+            let source = match h.addresses {
+                v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
+                v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
+                v1::Addresses::Unknown => None,
+            };
+            Header::Complete { len: h.header.len(), source }
+        }
+        HeaderResult::V2(Ok(h)) => {
+            let source = match (h.command, h.addresses) {
+                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(IpAddr::V4(a.source_address)),
+                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(IpAddr::V6(a.source_address)),
+                _ => None,
+            };
+            Header::Complete { len: h.len(), source: source.map(|ip| ip.to_canonical()) }
+        }
+        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Header::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_ranges() {
+        let r: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(r.contains(ip("10.1.255.3")) && !r.contains(ip("10.2.0.1")));
+        assert!(r.contains(ip("::ffff:10.1.0.9")));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("192.0.2.1")) && !all.contains(ip("::1")));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:1::1")) && !v6.contains(ip("2001:db9::1")));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn v1_headers() {
+        let h = b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\nGET / HTTP/1.1\r\n";
+        assert_eq!(parse(h), Header::Complete { len: 40, source: Some(ip("192.0.2.7")) });
+        assert_eq!(parse(&h[..20]), Header::Partial);
+        let u = b"PROXY UNKNOWN\r\n";
+        assert_eq!(parse(u), Header::Complete { len: u.len(), source: None });
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Header::Invalid);
+    }
+
+    #[test]
+    fn v2_headers() {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 9, 127, 0, 0, 1, 0x12, 0x67, 0, 80]);
+        let len = h.len();
+        h.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(parse(&h), Header::Complete { len, source: Some(ip("192.0.2.9")) });
+        assert_eq!(parse(&h[..14]), Header::Partial);
+        let mut local = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        assert_eq!(parse(&local), Header::Complete { len: 16, source: None });
+    }
+}
