@@ -120,6 +120,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// How long a child waits for a connection's PROXY header.
     pub proxy_timeout: Duration,
+    /// The field a trusted proxy on a plain listener names the client in.
+    pub real_ip_header: RealIpHeader,
     /// The default site's document root, canonical (absolute, symlinks
     /// resolved); the same as `sites[0].root`.
     pub root: PathBuf,
@@ -167,6 +169,17 @@ pub struct Config {
     /// The path a load balancer's health check asks for (answered `200`
     /// without the document root or an access-log line); empty: off.
     pub health_path: String,
+}
+
+/// The request field that names the client behind a trusted proxy. Only
+/// one is read: a client could send the other one itself, and a proxy
+/// that does not touch it would pass its claim on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealIpHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1, ...` (RFC 7239)
+    Forwarded,
 }
 
 impl Config {
@@ -343,6 +356,7 @@ struct RawConfig {
     proxy_listen: At<Vec<String>>,
     trusted_proxies: At<Vec<String>>,
     proxy_timeout: At<Seconds>,
+    real_ip_header: At<String>,
     root: At<PathBuf>,
     index: At<Vec<String>>,
     listing: bool,
@@ -384,6 +398,7 @@ impl Default for RawConfig {
             proxy_listen: dflt(Vec::new()),
             trusted_proxies: dflt(Vec::new()),
             proxy_timeout: dflt(Seconds::Float(DEFAULT_PROXY_TIMEOUT)),
+            real_ip_header: dflt("X-Forwarded-For".to_string()),
             root: dflt(PathBuf::from(DEFAULT_ROOT)),
             index: default_index(),
             listing: false,
@@ -606,6 +621,17 @@ impl Checker<'_> {
             ));
         }
         let proxy_timeout = self.seconds("proxy_timeout", raw.proxy_timeout)?;
+        let real_ip_header = match raw.real_ip_header.get_ref().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => RealIpHeader::XForwardedFor,
+            "forwarded" => RealIpHeader::Forwarded,
+            _ => {
+                return Err(self.error(
+                    "real_ip_header",
+                    Place::top(&raw.real_ip_header),
+                    "must be \"X-Forwarded-For\" or \"Forwarded\"",
+                ));
+            }
+        };
         let backlog = i32::try_from(*raw.backlog.get_ref())
             .ok()
             .filter(|b| *b > 0)
@@ -776,6 +802,7 @@ impl Checker<'_> {
             proxy_listen,
             trusted_proxies,
             proxy_timeout,
+            real_ip_header,
             root,
             sites,
             mime,

@@ -15,7 +15,7 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Config;
+use crate::config::{Config, RealIpHeader};
 use crate::file::{self, Root};
 use crate::http::decide::{self, Found, Lookup, Site};
 use crate::http::reply::{Body, Reply};
@@ -69,6 +69,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
     let mut conn = Conn {
         client,
         client_ip,
+        proxied: proxy,
         ctx,
         site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),
@@ -113,6 +114,9 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
 struct Conn<'a> {
     client: Client,
     client_ip: IpAddr,
+    /// The connection came through a PROXY listener: `client_ip` is from
+    /// its header, and forwarding fields are not read.
+    proxied: bool,
     ctx: &'a Context<'a>,
     /// The default site: for heads that cannot be parsed, and the `Server` value.
     site: Site<'a>,
@@ -230,8 +234,19 @@ impl Conn<'_> {
     }
 
     fn log(&mut self, request_line: &[u8], req: Option<&Request<'_>>, status: Status, bytes: u64) {
+        let cfg = self.ctx.config;
+        // Per request: a proxy's kept-alive connection carries many clients.
+        // Nothing is scanned (or allocated) unless the peer is trusted.
+        let client = match req {
+            Some(r) if !self.proxied && proxy::trusted(&cfg.trusted_proxies, self.client_ip) => {
+                let forwarded = cfg.real_ip_header == RealIpHeader::Forwarded;
+                let name = if forwarded { "forwarded" } else { "x-forwarded-for" };
+                proxy::forwarded_client(r.field_lines(name), forwarded, &cfg.trusted_proxies, self.client_ip)
+            }
+            _ => self.client_ip,
+        };
         let entry = Entry {
-            client: self.client_ip,
+            client,
             request_line,
             status: status.code(),
             bytes,

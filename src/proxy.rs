@@ -78,6 +78,50 @@ pub fn trusted(ranges: &[Cidr], ip: IpAddr) -> bool {
     ranges.iter().any(|r| r.contains(ip))
 }
 
+/// The client of a request that `peer`, a trusted proxy, forwarded, from
+/// the forwarding field's `lines` (`X-Forwarded-For` lists addresses;
+/// with `forwarded`, the `Forwarded` field's `for=` parameters): walking
+/// from the right, each address is believed while the one after it is a
+/// trusted proxy (nginx `real_ip_recursive`). An entry that is not an
+/// address (`unknown`, an obfuscated name, garbage) ends the walk.
+pub fn forwarded_client<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+    forwarded: bool,
+    ranges: &[Cidr],
+    peer: IpAddr,
+) -> IpAddr {
+    let entries: Vec<&[u8]> = lines.flat_map(|l| l.split(|&b| b == b',')).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        if !trusted(ranges, client) {
+            break;
+        }
+        let Some(ip) = std::str::from_utf8(entry).ok().and_then(|e| entry_address(e.trim(), forwarded))
+        else {
+            break;
+        };
+        client = ip.to_canonical();
+    }
+    client
+}
+
+/// The address in one list entry: `ADDR`, `ADDR:PORT` or `[V6]:PORT`, or
+/// for `Forwarded` the (possibly quoted) value of its `for=` parameter.
+fn entry_address(entry: &str, forwarded: bool) -> Option<IpAddr> {
+    let value = if forwarded {
+        let pair =
+            entry.split(';').map(str::trim).find(|p| p.len() > 4 && p[..4].eq_ignore_ascii_case("for="))?;
+        pair[4..].trim_matches('"')
+    } else {
+        entry
+    };
+    value
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| value.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| value.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
 /// What the bytes at the start of a PROXY connection hold.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Header {
@@ -145,6 +189,26 @@ mod tests {
         assert!(v6.contains(ip("2001:db8:1::1")) && !v6.contains(ip("2001:db9::1")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn forwarded_fields_are_walked_from_the_right_while_trusted() {
+        let ranges: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let peer = ip("127.0.0.1");
+        let xff = |lines: &[&str]| forwarded_client(lines.iter().map(|l| l.as_bytes()), false, &ranges, peer);
+        assert_eq!(xff(&["203.0.113.5"]), ip("203.0.113.5"));
+        // A client's own claim left of a real client is not believed.
+        assert_eq!(xff(&["1.1.1.1, 203.0.113.5, 10.0.0.2"]), ip("203.0.113.5"));
+        assert_eq!(xff(&["1.1.1.1", "203.0.113.5, 10.0.0.2"]), ip("203.0.113.5"));
+        // Every hop trusted: the leftmost.
+        assert_eq!(xff(&["10.0.0.9, 10.0.0.2"]), ip("10.0.0.9"));
+        assert_eq!(xff(&["garbage, 10.0.0.2"]), ip("10.0.0.2"));
+        assert_eq!(xff(&[]), peer);
+        assert_eq!(xff(&["[2001:db8::7]:4711"]), ip("2001:db8::7"));
+        let fwd = |lines: &[&str]| forwarded_client(lines.iter().map(|l| l.as_bytes()), true, &ranges, peer);
+        assert_eq!(fwd(&["for=192.0.2.60;proto=http;by=10.0.0.2"]), ip("192.0.2.60"));
+        assert_eq!(fwd(&["for=1.1.1.1, For=\"[2001:db8:cafe::17]:4711\""]), ip("2001:db8:cafe::17"));
+        assert_eq!(fwd(&["for=unknown"]), peer);
     }
 
     #[test]

@@ -153,3 +153,35 @@ fn proxy_listen_needs_trusted_proxies() {
     let out = run(server_command().arg("--check-config").arg("--config").arg(&cfg), Duration::from_secs(10));
     assert!(!out.success() && out.stderr.contains("trusted_proxies"), "{}", out.describe());
 }
+
+/// On a plain listener, `X-Forwarded-For` from a trusted proxy names the
+/// logged client (the rightmost untrusted address); from anyone else it is
+/// ignored. With `real_ip_header = "Forwarded"` only `Forwarded` is read.
+#[test]
+fn forwarding_fields_are_believed_only_from_trusted_proxies() {
+    let s = TestServer::builder().config("trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]").start();
+    s.write_file("a.txt", b"a");
+    let mut c = s.connect();
+    c.send_request("GET", "/a.txt", &["X-Forwarded-For: 6.6.6.6, 203.0.113.5, 10.1.2.3"]);
+    assert_eq!(c.read_response().status, 200);
+    c.send_request("GET", "/a.txt", &["Forwarded: for=6.6.6.6", "Connection: close"]);
+    assert_eq!(c.read_response().status, 200);
+    assert_eq!(logged_hosts(&s, 2), ["203.0.113.5", "127.0.0.1"]);
+
+    let s = TestServer::builder()
+        .config("trusted_proxies = [\"127.0.0.1\"]")
+        .config("real_ip_header = \"Forwarded\"")
+        .start();
+    s.write_file("a.txt", b"a");
+    let mut c = s.connect();
+    c.send_request("GET", "/a.txt", &["Forwarded: for=\"[2001:db8::5]:4711\"", "X-Forwarded-For: 6.6.6.6"]);
+    assert_eq!(c.read_response().status, 200);
+    assert_eq!(logged_hosts(&s, 1), ["2001:db8::5"]);
+
+    let s = TestServer::builder().config("trusted_proxies = [\"192.0.2.1\"]").start();
+    s.write_file("a.txt", b"a");
+    let mut c = s.connect();
+    c.send_request("GET", "/a.txt", &["X-Forwarded-For: 203.0.113.5"]);
+    assert_eq!(c.read_response().status, 200);
+    assert_eq!(logged_hosts(&s, 1), ["127.0.0.1"]);
+}
