@@ -563,8 +563,9 @@ impl Checker<'_> {
         let mime = self.mime(&raw, ov)?;
         let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
         let listen = if ov.listen.is_empty() { raw.listen.into_inner() } else { ov.listen.clone() };
-        if listen.is_empty() {
-            return Err(self.error("listen", listen_at, "needs at least one address"));
+        // A PROXY-only instance (behind a balancer) may have no plain listener.
+        if listen.is_empty() && raw.proxy_listen.get_ref().is_empty() {
+            return Err(self.error("listen", listen_at, "needs at least one address (or proxy_listen some)"));
         }
         for addr in &listen {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
@@ -1050,6 +1051,16 @@ mod tests {
         let r = Config::load(Some(&file), &Overrides::default());
         fs::remove_dir_all(&dir).unwrap();
         r
+    }
+
+    #[test]
+    fn a_proxy_only_instance_needs_no_plain_listener() {
+        let e = load_str("listen = []\n").unwrap_err().to_string();
+        assert!(e.contains("listen") && e.contains("at least one address"), "{e}");
+        let c =
+            load_str("listen = []\nproxy_listen = [\"127.0.0.1:0\"]\ntrusted_proxies = [\"127.0.0.1\"]\n")
+                .unwrap();
+        assert!(c.listen.is_empty() && c.proxy_listen == ["127.0.0.1:0"]);
     }
 
     #[test]

@@ -60,6 +60,17 @@ fn start_with_stray_fds(dir: &TempDir) -> (Proc, std::net::SocketAddr) {
 /// first byte of a request, so it waits for the rest: a connection that
 /// sends nothing is not even accepted, see `TCP_DEFER_ACCEPT`) and returns
 /// its pid.
+/// A connection whose child has answered one request and waits for the
+/// next (keep-alive), so it has certainly finished its set-up (closing
+/// descriptors, dropping privileges): looking at it any earlier could see
+/// it between `fork` and that set-up. Returns the connection and the pid.
+fn child_after_a_response(server: u32, addr: std::net::SocketAddr) -> (Conn, u32) {
+    let mut conn = Conn::connect(addr);
+    conn.send_request("GET", "/x.txt", &[]);
+    assert_eq!(conn.read_response().status, 200);
+    (conn, serving_child(server))
+}
+
 fn serving_child(server: u32) -> u32 {
     let mut child = None;
     let found = poll_until(Duration::from_secs(5), || {
@@ -80,9 +91,7 @@ fn children_hold_only_the_descriptors_they_serve_with() {
         "the parent kept a descriptor of / it inherited from its launcher: {parent:?}"
     );
 
-    let mut conn = Conn::connect(addr);
-    conn.send(b"G");
-    let child = serving_child(proc.pid());
+    let (conn, child) = child_after_a_response(proc.pid(), addr);
     let fds = fd_targets(child);
     assert!(!fds.is_empty(), "cannot read /proc/{child}/fd");
     assert!(
@@ -117,9 +126,7 @@ fn children_hold_only_the_descriptors_they_serve_with() {
 fn children_cannot_gain_privileges() {
     let dir = TempDir::new("hygiene_privs");
     let (proc, addr) = start_with_stray_fds(&dir);
-    let mut conn = Conn::connect(addr);
-    conn.send(b"G");
-    let child = serving_child(proc.pid());
+    let (conn, child) = child_after_a_response(proc.pid(), addr);
     assert_eq!(
         status_field(child, "NoNewPrivs").as_deref(),
         Some("1"),
