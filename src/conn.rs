@@ -24,7 +24,7 @@ use crate::http::resolve;
 use crate::http::site::{self, ReqPath};
 use crate::http::status::Status;
 use crate::log::{AccessLog, Entry};
-use crate::stream::{Client, ReadOutcome};
+use crate::stream::{Client, ReadOutcome, SendLimits};
 
 /// What the child needs to serve a connection.
 #[derive(Debug)]
@@ -46,7 +46,9 @@ pub struct Context<'a> {
 /// (reset, send timeout), which end the connection quietly.
 pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
-    let client = Client::new(stream, cfg.send_timeout)?;
+    let limits =
+        SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace };
+    let client = Client::new(stream, limits)?;
     let mut conn = Conn {
         client,
         client_ip,
@@ -176,6 +178,7 @@ impl Conn<'_> {
     /// multipart body goes part by part: the part head (after the previous
     /// part's closing line) with `MSG_MORE`, then its range with `sendfile`.
     fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
+        self.client.begin_response();
         reply.write_head(&mut self.out);
         match reply.body {
             Body::None => self.client.send(&self.out, false),

@@ -52,6 +52,8 @@ mod ranges;
 mod refuse;
 #[path = "suite/reload.rs"]
 mod reload;
+#[path = "suite/sending.rs"]
+mod sending;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/sites.rs"]
