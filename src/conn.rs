@@ -55,6 +55,7 @@ pub fn serve(stream: TcpStream, client_ip: IpAddr, ctx: &Context<'_>) -> io::Res
         ctx,
         site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),
+        head_len: 0,
         scratch: Vec::with_capacity(512),
         access_log_failed: false,
     };
@@ -101,6 +102,8 @@ struct Conn<'a> {
     /// The default site: for heads that cannot be parsed, and the `Server` value.
     site: Site<'a>,
     out: Vec<u8>,
+    /// Bytes of the head of the reply being sent.
+    head_len: usize,
     scratch: Vec<u8>,
     /// An access-log write failed already (reported once).
     access_log_failed: bool,
@@ -112,8 +115,7 @@ impl Conn<'_> {
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
         let mut reply = decide::rejection(status, &self.site, SystemTime::now());
         self.site.headers.apply(&mut reply, None);
-        self.send(&reply)?;
-        self.log(request_line, None, status, reply.body_len());
+        self.send_logged(&reply, request_line, None)?;
         self.client.finish(true);
         Ok(())
     }
@@ -168,9 +170,28 @@ impl Conn<'_> {
         }
         let path = resolved.as_ref().ok().map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
         site.headers.apply(&mut reply, path);
-        self.send(&reply)?;
-        self.log(request_line, Some(req), reply.status, reply.body_len());
+        self.send_logged(&reply, request_line, Some(req))?;
         Ok(reply.keep_alive)
+    }
+
+    /// Sends a reply and logs it. A send that fails part-way (the client
+    /// closed or reset, stopped reading, or the file shrank) is logged too,
+    /// with the body bytes that did go out, as nginx does; then its error
+    /// ends the connection.
+    fn send_logged(
+        &mut self,
+        reply: &Reply<'_>,
+        request_line: &[u8],
+        req: Option<&Request<'_>>,
+    ) -> io::Result<()> {
+        let before = self.client.sent();
+        let sent = self.send(reply);
+        let bytes = match sent {
+            Ok(()) => reply.body_len(),
+            Err(_) => (self.client.sent() - before).saturating_sub(self.head_len as u64),
+        };
+        self.log(request_line, req, reply.status, bytes);
+        sent
     }
 
     /// Sends a reply: the head, coalesced with the first body bytes
@@ -180,6 +201,7 @@ impl Conn<'_> {
     fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
         self.client.begin_response();
         reply.write_head(&mut self.out);
+        self.head_len = self.out.len();
         match reply.body {
             Body::None => self.client.send(&self.out, false),
             Body::Page(page) => {

@@ -48,6 +48,45 @@ fn request_big(s: &TestServer) -> (Conn, Instant) {
     (c, Instant::now())
 }
 
+/// The access-log line for `/big.bin` (the log goes to stderr in tests).
+fn big_log_line(s: &TestServer, timeout: Duration) -> Option<String> {
+    s.wait_for_lines(1, timeout, |l| l.contains("\"GET /big.bin HTTP/1.1\"")).into_iter().next()
+}
+
+/// The status and byte count of an access-log line.
+fn status_and_bytes(line: &str) -> (u16, u64) {
+    let after = line.split("\" ").nth(1).unwrap_or_else(|| panic!("no status in {line:?}"));
+    let mut f = after.split(' ');
+    (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap())
+}
+
+/// Asserts that the cut response to `/big.bin` was logged as a 200 with
+/// some but not all of its bytes.
+fn assert_cut_logged(s: &TestServer) {
+    let line = big_log_line(s, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no access-log line for the cut response: {:?}", s.lines()));
+    let (status, bytes) = status_and_bytes(&line);
+    assert_eq!(status, 200, "{line}");
+    assert!(bytes > 0 && bytes < BIG as u64, "a cut response must log the body bytes sent: {line}");
+}
+
+/// A client that resets the connection mid-download: the response is
+/// logged with the bytes that went out, as nginx does.
+#[test]
+fn reset_mid_download_is_logged_with_bytes_sent() {
+    let s = server(&[]);
+    let mut c = s.connect();
+    c.send_request("GET", "/big.bin", &["Connection: close"]);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut read = 0;
+    while read < 256 << 10 {
+        read += c.stream.read(&mut buf).expect("reading the start of the body");
+    }
+    // Closing with unread data sends a reset.
+    drop(c);
+    assert_cut_logged(&s);
+}
+
 /// A client that stops reading is dropped `send_timeout` after its last
 /// progress, not several times that: with `SO_SNDTIMEO`, one blocking
 /// `sendfile` waited the timeout once per internal step.
@@ -88,4 +127,5 @@ fn slow_reader_is_dropped_by_min_send_rate() {
         seen.elapsed()
     );
     assert!(seen.elapsed() < Duration::from_secs(15), "dropped only after {:?}", seen.elapsed());
+    assert_cut_logged(&s);
 }
