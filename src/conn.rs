@@ -319,8 +319,10 @@ impl<'a> Input<'a> {
     }
 
     /// Starts the wait for a head. Before its first byte the wait is
-    /// bounded by `idle`; pipelined bytes already here are that first byte.
+    /// bounded by `idle`; pipelined bytes already here are that first byte,
+    /// unless they are only empty lines.
     fn begin_head(&mut self, idle: Duration, header_timeout: Duration) {
+        self.skip_empty_lines();
         self.deadline = Instant::now() + if self.filled > 0 { header_timeout } else { idle };
     }
 
@@ -340,10 +342,13 @@ impl<'a> Input<'a> {
         }
         Ok(match client.read_before(&mut self.buf[self.filled..], self.deadline, self.lifeline)? {
             ReadOutcome::Data(n) => {
-                if !started {
-                    self.deadline = Instant::now() + header_timeout;
-                }
                 self.filled += n;
+                if !started {
+                    self.skip_empty_lines();
+                    if self.filled > 0 {
+                        self.deadline = Instant::now() + header_timeout;
+                    }
+                }
                 More::Read
             }
             ReadOutcome::Eof => More::Closed,
@@ -356,6 +361,17 @@ impl<'a> Input<'a> {
                 More::Read
             }
         })
+    }
+
+    /// Drops the empty lines before a request (RFC 9112 2.2 says to ignore
+    /// them): they start no head clock, so a stray CRLF after a request
+    /// leaves an idle connection idle, closed quietly at `keepalive_timeout`
+    /// rather than answered `408` at `header_timeout`.
+    fn skip_empty_lines(&mut self) {
+        let blank = self.buf[..self.filled].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        if blank > 0 {
+            self.consume(blank);
+        }
     }
 
     /// A full buffer without a complete head: 414 if not even the request
