@@ -53,6 +53,12 @@ pub fn find<'n>(
         if site.precompressed { encoding::candidates(accept_encoding) } else { Candidates::default() };
     let (file, meta) = open_beneath(root, &resolved.rel)?;
     if !meta.is_dir() {
+        // `/index.html/` names a directory that is not there, as the kernel
+        // (`ENOTDIR`), nginx and Apache say; serving the file would also
+        // break its relative links.
+        if resolved.dir_form {
+            return Err(Status::NotFound);
+        }
         return with_sibling(root, &resolved.rel, codings, regular(file, meta, resolved.file_name()));
     }
     if !resolved.dir_form {

@@ -146,3 +146,15 @@ fn symlink_inside_root_is_served() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"inside sub/b");
 }
+
+/// A regular file named with a trailing slash is not served (nginx and
+/// Apache answer 404; serving it would break its relative links).
+#[test]
+fn file_with_trailing_slash_is_404() {
+    let s = setup();
+    for p in ["/a.txt/", "/sub/b.txt/", "/alias.txt/", "/sublink/b.txt/", "/a.txt/."] {
+        let (status, raw) = probe(&s, p.as_bytes());
+        assert_eq!(status, 404, "{p}: {}", String::from_utf8_lossy(&raw));
+    }
+    assert_eq!(s.get("/a.txt").status, 200);
+}
