@@ -178,33 +178,76 @@ fn stat_at(dir: &File, name: &[u8]) -> Option<FileStat> {
 /// symlinks that stay inside are followed.
 ///
 /// `RESOLVE_BENEATH` also refuses every absolute symlink, even one that
-/// points back inside the root; for those (and only after `EXDEV`) the path
-/// is canonicalised, required to lie under the root, and opened again by
-/// its symlink-free remainder, still with `RESOLVE_BENEATH`.
+/// points back inside the root; for those (and only after `EXDEV`) see
+/// `follow_link_inside`.
 fn open_beneath(root: Root<'_>, rel: &Path) -> Result<(File, Metadata), Status> {
     let file = match openat_beneath(root.fd, rel) {
-        Err(Errno::EXDEV) => {
-            let real = fs::canonicalize(root.path.join(rel)).map_err(|e| Status::from_io(&e))?;
-            let Ok(inside) = real.strip_prefix(root.path) else {
-                log::warn!(
-                    "refused /{}: it resolves outside the document root",
-                    crate::log::Escaped(std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str()))
-                );
-                return Err(Status::Forbidden);
-            };
-            openat_beneath(root.fd, inside)
-        }
-        other => other,
-    }
-    .map_err(|e| Status::from_io(&e.into()))?;
+        Err(Errno::EXDEV) => follow_link_inside(root, rel)?,
+        other => other.map_err(|e| Status::from_io(&e.into()))?,
+    };
     let meta = file.metadata().map_err(|e| Status::from_io(&e))?;
     Ok((file, meta))
+}
+
+/// Most links to absolute paths inside the root followed for one request.
+const MAX_LINK_HOPS: usize = 8;
+
+/// Opens `rel`, whose lookup left the root (`EXDEV`), if the link that left
+/// it points back inside. The first prefix of `rel` whose lookup leaves is
+/// found (that link exists, since the walk reached it), and only that link
+/// is canonicalised: if it lands inside the root, the rest of `rel` is
+/// looked up beneath its target, still with `RESOLVE_BENEATH`. If it lands
+/// outside, or nowhere, the answer is 403 whatever lies beneath it, so an
+/// outward link is no oracle for which paths exist outside the root (with
+/// the whole path canonicalised, `/etc/shadow` was 403 but
+/// `/etc/nonexistent` 404 beneath `etc -> /etc`).
+fn follow_link_inside(root: Root<'_>, rel: &Path) -> Result<File, Status> {
+    let refused = |rel: &Path| {
+        log::warn!(
+            "refused /{}: it resolves outside the document root",
+            crate::log::Escaped(rel.as_os_str().as_bytes())
+        );
+        Status::Forbidden
+    };
+    let mut rel = rel.to_path_buf();
+    for _ in 0..MAX_LINK_HOPS {
+        let parts: Vec<_> = rel.components().collect();
+        let mut prefix = std::path::PathBuf::new();
+        let mut leaves_at = None;
+        for (i, part) in parts.iter().enumerate() {
+            prefix.push(part);
+            if openat_path_beneath(root.fd, &prefix) == Err(Errno::EXDEV) {
+                leaves_at = Some(i);
+                break;
+            }
+        }
+        // The full path left, yet no prefix does now: it changed meanwhile.
+        let Some(i) = leaves_at else { return Err(refused(&rel)) };
+        let Ok(target) = fs::canonicalize(root.path.join(&prefix)) else { return Err(refused(&rel)) };
+        let Ok(inside) = target.strip_prefix(root.path) else { return Err(refused(&rel)) };
+        let mut next = inside.to_path_buf();
+        next.extend(&parts[i + 1..]);
+        match openat_beneath(root.fd, &next) {
+            Err(Errno::EXDEV) => rel = next,
+            other => return other.map_err(|e| Status::from_io(&e.into())),
+        }
+    }
+    Err(refused(&rel))
 }
 
 /// Checks that `openat2` with `RESOLVE_BENEATH` works here (Linux 5.6 or
 /// later, and not filtered) by opening the root itself through it.
 pub fn probe(root: BorrowedFd<'_>) -> Result<(), Errno> {
     openat_beneath(root, Path::new("")).map(drop)
+}
+
+/// `openat2` of `rel` beneath `root` with `O_PATH`: whether the lookup
+/// stays inside, without opening (or needing read permission on) the file.
+fn openat_path_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<(), Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how).map(drop)
 }
 
 /// `openat2` beneath `root`, read-only, also with `RESOLVE_NO_MAGICLINKS`

@@ -158,3 +158,31 @@ fn file_with_trailing_slash_is_404() {
     }
     assert_eq!(s.get("/a.txt").status, 200);
 }
+
+/// Everything beneath a link that leaves the root gets the same answer,
+/// whether the target exists or not: the link is no oracle for what exists
+/// outside. A link to an absolute path inside the root still works, and
+/// beneath it a missing file is a plain 404.
+#[test]
+fn outward_link_is_no_oracle() {
+    let s = setup();
+    s.symlink("/etc", "etc");
+    s.symlink(s.root().join("sub"), "abs-sub");
+    for p in [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/nonexistent",
+        "/etc/nonexistent/deeper",
+        "/etc/passwd/x",
+        "/linkdir/secret.txt",
+        "/linkdir/missing.txt",
+        "/linkdir/no/such/dir",
+    ] {
+        let (status, raw) = probe(&s, p.as_bytes());
+        assert_eq!(status, 403, "{p}: {}", String::from_utf8_lossy(&raw));
+        assert!(!contains(&raw, SECRET) && !contains(&raw, b"root:"), "{p} leaked");
+    }
+    let r = s.get("/abs-sub/b.txt");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"inside sub/b".as_slice()));
+    assert_eq!(s.get("/abs-sub/missing.txt").status, 404);
+}
