@@ -60,6 +60,8 @@ mod signals;
 mod sites;
 #[path = "suite/startup.rs"]
 mod startup;
+#[path = "suite/storms.rs"]
+mod storms;
 #[path = "suite/syslog.rs"]
 mod syslog;
 #[path = "suite/systemd.rs"]
