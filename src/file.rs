@@ -223,7 +223,13 @@ fn follow_link_inside(root: Root<'_>, rel: &Path) -> Result<File, Status> {
         }
         // The full path left, yet no prefix does now: it changed meanwhile.
         let Some(i) = leaves_at else { return Err(refused(&rel)) };
-        let Ok(target) = fs::canonicalize(root.path.join(&prefix)) else { return Err(refused(&rel)) };
+        let link = root.path.join(&prefix);
+        let target = match fs::canonicalize(&link) {
+            Ok(target) => target,
+            // A dangling link into the root is simply missing there.
+            Err(_) if dangles_inside(root, &link) => return Err(Status::NotFound),
+            Err(_) => return Err(refused(&rel)),
+        };
         let Ok(inside) = target.strip_prefix(root.path) else { return Err(refused(&rel)) };
         let mut next = inside.to_path_buf();
         next.extend(&parts[i + 1..]);
@@ -239,6 +245,16 @@ fn follow_link_inside(root: Root<'_>, rel: &Path) -> Result<File, Status> {
 /// later, and not filtered) by opening the root itself through it.
 pub fn probe(root: BorrowedFd<'_>) -> Result<(), Errno> {
     openat_beneath(root, Path::new("")).map(drop)
+}
+
+/// Whether the symlink `link`, whose target does not exist, points inside
+/// the root: the deepest existing ancestor of its target lies inside it.
+/// What is missing then is missing in the root, which tells nothing about
+/// what exists outside.
+fn dangles_inside(root: Root<'_>, link: &Path) -> bool {
+    let Ok(target) = fs::read_link(link) else { return false };
+    let target = link.parent().map_or(target.clone(), |dir| dir.join(&target));
+    target.ancestors().find_map(|a| fs::canonicalize(a).ok()).is_some_and(|real| real.starts_with(root.path))
 }
 
 /// `openat2` of `rel` beneath `root` with `O_PATH`: whether the lookup

@@ -185,4 +185,9 @@ fn outward_link_is_no_oracle() {
     let r = s.get("/abs-sub/b.txt");
     assert_eq!((r.status, r.body.as_slice()), (200, b"inside sub/b".as_slice()));
     assert_eq!(s.get("/abs-sub/missing.txt").status, 404);
+    // A dangling link: missing inside the root is 404, outside 403.
+    s.symlink(s.root().join("gone.txt"), "dangling-in.txt");
+    s.symlink(s.base().join("gone.txt"), "dangling-out.txt");
+    assert_eq!(s.get("/dangling-in.txt").status, 404);
+    assert_eq!(s.get("/dangling-out.txt").status, 403);
 }
