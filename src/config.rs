@@ -60,6 +60,10 @@ pub const DEFAULT_SEND_TIMEOUT: f64 = 30.0;
 /// Default seconds a child waits for a PROXY header: a load balancer sends
 /// it at once, so anything slower is not one.
 pub const DEFAULT_PROXY_TIMEOUT: f64 = 5.0;
+/// Default least average rate a response must be accepted at (bytes/s).
+pub const DEFAULT_MIN_SEND_RATE: u64 = 1024;
+/// Default slack, in seconds, a response may fall behind `min_send_rate`.
+pub const DEFAULT_MIN_SEND_RATE_GRACE: f64 = 10.0;
 /// Default time a graceful stop lets responses in flight finish (seconds).
 pub const DEFAULT_SHUTDOWN_GRACE: f64 = 10.0;
 /// Default largest request head in bytes; larger → 431 (or 414).
@@ -154,6 +158,12 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Time a client may accept no response bytes before it is dropped.
     pub send_timeout: Duration,
+    /// Least average rate (bytes/s) a client must accept a response at;
+    /// 0 = no such rule.
+    pub min_send_rate: u64,
+    /// How far behind `min_send_rate` a response may fall: the time allowed
+    /// before the rate counts, and the most credit fast bytes can earn.
+    pub min_send_rate_grace: Duration,
     /// Time a graceful stop lets responses in flight finish.
     pub shutdown_grace: Duration,
     /// Largest request head in bytes.
@@ -380,6 +390,8 @@ struct RawConfig {
     header_timeout: At<Seconds>,
     keepalive_timeout: At<Seconds>,
     send_timeout: At<Seconds>,
+    min_send_rate: At<i64>,
+    min_send_rate_grace: At<Seconds>,
     shutdown_grace: At<Seconds>,
     max_header_bytes: At<i64>,
     max_requests_per_connection: At<i64>,
@@ -422,6 +434,8 @@ impl Default for RawConfig {
             header_timeout: dflt(Seconds::Float(DEFAULT_HEADER_TIMEOUT)),
             keepalive_timeout: dflt(Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT)),
             send_timeout: dflt(Seconds::Float(DEFAULT_SEND_TIMEOUT)),
+            min_send_rate: dflt(DEFAULT_MIN_SEND_RATE as i64),
+            min_send_rate_grace: dflt(Seconds::Float(DEFAULT_MIN_SEND_RATE_GRACE)),
             shutdown_grace: dflt(Seconds::Float(DEFAULT_SHUTDOWN_GRACE)),
             max_header_bytes: dflt(DEFAULT_MAX_HEADER_BYTES as i64),
             max_requests_per_connection: dflt(i64::from(DEFAULT_MAX_REQUESTS)),
@@ -723,6 +737,13 @@ impl Checker<'_> {
                 "must be 0 (no limit) or a positive integer",
             )
         })?;
+        let min_send_rate = u64::try_from(*raw.min_send_rate.get_ref()).map_err(|_| {
+            self.error(
+                "min_send_rate",
+                Place::top(&raw.min_send_rate),
+                "must be 0 (no minimum) or a positive number of bytes per second",
+            )
+        })?;
         let max_children =
             usize::try_from(*raw.max_children.get_ref()).ok().filter(|n| *n > 0).ok_or_else(|| {
                 self.error("max_children", Place::top(&raw.max_children), "must be a positive integer")
@@ -817,6 +838,8 @@ impl Checker<'_> {
             header_timeout: self.seconds("header_timeout", raw.header_timeout)?,
             keepalive_timeout: self.seconds("keepalive_timeout", raw.keepalive_timeout)?,
             send_timeout: self.seconds("send_timeout", raw.send_timeout)?,
+            min_send_rate,
+            min_send_rate_grace: self.seconds("min_send_rate_grace", raw.min_send_rate_grace)?,
             shutdown_grace: self.seconds("shutdown_grace", raw.shutdown_grace)?,
             max_header_bytes,
             max_requests_per_connection,
@@ -1093,11 +1116,19 @@ mod tests {
 
     #[test]
     fn durations_below_a_millisecond_are_refused() {
-        for key in ["header_timeout", "keepalive_timeout", "send_timeout", "shutdown_grace"] {
+        for key in
+            ["header_timeout", "keepalive_timeout", "send_timeout", "min_send_rate_grace", "shutdown_grace"]
+        {
             let e = load_str(&format!("{key} = 1e-10\n")).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("line 2") && e.contains("1 ms"), "{e}");
             let c = load_str(&format!("{key} = 0.001\n")).unwrap();
-            let d = [c.header_timeout, c.keepalive_timeout, c.send_timeout, c.shutdown_grace];
+            let d = [
+                c.header_timeout,
+                c.keepalive_timeout,
+                c.send_timeout,
+                c.min_send_rate_grace,
+                c.shutdown_grace,
+            ];
             assert!(d.contains(&Duration::from_millis(1)), "{key}: {d:?}");
         }
     }

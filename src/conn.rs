@@ -25,7 +25,7 @@ use crate::http::site::{self, ReqPath};
 use crate::http::status::Status;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
-use crate::stream::{Client, ReadOutcome};
+use crate::stream::{Client, ReadOutcome, SendLimits};
 
 /// What the child needs to serve a connection.
 #[derive(Debug)]
@@ -49,7 +49,9 @@ pub struct Context<'a> {
 /// errors (reset, send timeout), which end the connection quietly.
 pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
-    let client = Client::new(stream, cfg.send_timeout)?;
+    let limits =
+        SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace };
+    let client = Client::new(stream, limits)?;
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let client_ip = if proxy {
         if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
@@ -73,6 +75,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
         ctx,
         site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),
+        head_len: 0,
         scratch: Vec::with_capacity(512),
         access_log_failed: false,
     };
@@ -121,6 +124,8 @@ struct Conn<'a> {
     /// The default site: for heads that cannot be parsed, and the `Server` value.
     site: Site<'a>,
     out: Vec<u8>,
+    /// Bytes of the head of the reply being sent.
+    head_len: usize,
     scratch: Vec<u8>,
     /// An access-log write failed already (reported once).
     access_log_failed: bool,
@@ -132,8 +137,7 @@ impl Conn<'_> {
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
         let mut reply = decide::rejection(status, &self.site, SystemTime::now());
         self.site.headers.apply(&mut reply, None);
-        self.send(&reply)?;
-        self.log(request_line, None, status, reply.body_len());
+        self.send_logged(&reply, request_line, None)?;
         self.client.finish(true);
         Ok(())
     }
@@ -194,9 +198,28 @@ impl Conn<'_> {
         }
         let path = resolved.as_ref().ok().map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
         site.headers.apply(&mut reply, path);
-        self.send(&reply)?;
-        self.log(request_line, Some(req), reply.status, reply.body_len());
+        self.send_logged(&reply, request_line, Some(req))?;
         Ok(reply.keep_alive)
+    }
+
+    /// Sends a reply and logs it. A send that fails part-way (the client
+    /// closed or reset, stopped reading, or the file shrank) is logged too,
+    /// with the body bytes that did go out, as nginx does; then its error
+    /// ends the connection.
+    fn send_logged(
+        &mut self,
+        reply: &Reply<'_>,
+        request_line: &[u8],
+        req: Option<&Request<'_>>,
+    ) -> io::Result<()> {
+        let before = self.client.sent();
+        let sent = self.send(reply);
+        let bytes = match sent {
+            Ok(()) => reply.body_len(),
+            Err(_) => (self.client.sent() - before).saturating_sub(self.head_len as u64),
+        };
+        self.log(request_line, req, reply.status, bytes);
+        sent
     }
 
     /// Sends a reply: the head, coalesced with the first body bytes
@@ -204,7 +227,9 @@ impl Conn<'_> {
     /// multipart body goes part by part: the part head (after the previous
     /// part's closing line) with `MSG_MORE`, then its range with `sendfile`.
     fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
+        self.client.begin_response();
         reply.write_head(&mut self.out);
+        self.head_len = self.out.len();
         match reply.body {
             Body::None => self.client.send(&self.out, false),
             Body::Page(page) => {
@@ -333,8 +358,10 @@ impl<'a> Input<'a> {
     }
 
     /// Starts the wait for a head. Before its first byte the wait is
-    /// bounded by `idle`; pipelined bytes already here are that first byte.
+    /// bounded by `idle`; pipelined bytes already here are that first byte,
+    /// unless they are only empty lines.
     fn begin_head(&mut self, idle: Duration, header_timeout: Duration) {
+        self.skip_empty_lines();
         self.deadline = Instant::now() + if self.filled > 0 { header_timeout } else { idle };
     }
 
@@ -354,10 +381,13 @@ impl<'a> Input<'a> {
         }
         Ok(match client.read_before(&mut self.buf[self.filled..], self.deadline, self.lifeline)? {
             ReadOutcome::Data(n) => {
-                if !started {
-                    self.deadline = Instant::now() + header_timeout;
-                }
                 self.filled += n;
+                if !started {
+                    self.skip_empty_lines();
+                    if self.filled > 0 {
+                        self.deadline = Instant::now() + header_timeout;
+                    }
+                }
                 More::Read
             }
             ReadOutcome::Eof => More::Closed,
@@ -404,6 +434,17 @@ impl<'a> Input<'a> {
                 ReadOutcome::Data(n) => self.filled += n,
                 ReadOutcome::Eof | ReadOutcome::Timeout | ReadOutcome::Drain => return Ok(None),
             }
+        }
+    }
+
+    /// Drops the empty lines before a request (RFC 9112 2.2 says to ignore
+    /// them): they start no head clock, so a stray CRLF after a request
+    /// leaves an idle connection idle, closed quietly at `keepalive_timeout`
+    /// rather than answered `408` at `header_timeout`.
+    fn skip_empty_lines(&mut self) {
+        let blank = self.buf[..self.filled].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        if blank > 0 {
+            self.consume(blank);
         }
     }
 

@@ -53,6 +53,12 @@ pub fn find<'n>(
         if site.precompressed { encoding::candidates(accept_encoding) } else { Candidates::default() };
     let (file, meta) = open_beneath(root, &resolved.rel)?;
     if !meta.is_dir() {
+        // `/index.html/` names a directory that is not there, as the kernel
+        // (`ENOTDIR`), nginx and Apache say; serving the file would also
+        // break its relative links.
+        if resolved.dir_form {
+            return Err(Status::NotFound);
+        }
         return with_sibling(root, &resolved.rel, codings, regular(file, meta, resolved.file_name()));
     }
     if !resolved.dir_form {
@@ -172,33 +178,92 @@ fn stat_at(dir: &File, name: &[u8]) -> Option<FileStat> {
 /// symlinks that stay inside are followed.
 ///
 /// `RESOLVE_BENEATH` also refuses every absolute symlink, even one that
-/// points back inside the root; for those (and only after `EXDEV`) the path
-/// is canonicalised, required to lie under the root, and opened again by
-/// its symlink-free remainder, still with `RESOLVE_BENEATH`.
+/// points back inside the root; for those (and only after `EXDEV`) see
+/// `follow_link_inside`.
 fn open_beneath(root: Root<'_>, rel: &Path) -> Result<(File, Metadata), Status> {
     let file = match openat_beneath(root.fd, rel) {
-        Err(Errno::EXDEV) => {
-            let real = fs::canonicalize(root.path.join(rel)).map_err(|e| Status::from_io(&e))?;
-            let Ok(inside) = real.strip_prefix(root.path) else {
-                log::warn!(
-                    "refused /{}: it resolves outside the document root",
-                    crate::log::Escaped(std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str()))
-                );
-                return Err(Status::Forbidden);
-            };
-            openat_beneath(root.fd, inside)
-        }
-        other => other,
-    }
-    .map_err(|e| Status::from_io(&e.into()))?;
+        Err(Errno::EXDEV) => follow_link_inside(root, rel)?,
+        other => other.map_err(|e| Status::from_io(&e.into()))?,
+    };
     let meta = file.metadata().map_err(|e| Status::from_io(&e))?;
     Ok((file, meta))
+}
+
+/// Most links to absolute paths inside the root followed for one request.
+const MAX_LINK_HOPS: usize = 8;
+
+/// Opens `rel`, whose lookup left the root (`EXDEV`), if the link that left
+/// it points back inside. The first prefix of `rel` whose lookup leaves is
+/// found (that link exists, since the walk reached it), and only that link
+/// is canonicalised: if it lands inside the root, the rest of `rel` is
+/// looked up beneath its target, still with `RESOLVE_BENEATH`. If it lands
+/// outside, or nowhere, the answer is 403 whatever lies beneath it, so an
+/// outward link is no oracle for which paths exist outside the root (with
+/// the whole path canonicalised, `/etc/shadow` was 403 but
+/// `/etc/nonexistent` 404 beneath `etc -> /etc`).
+fn follow_link_inside(root: Root<'_>, rel: &Path) -> Result<File, Status> {
+    let refused = |rel: &Path| {
+        log::warn!(
+            "refused /{}: it resolves outside the document root",
+            crate::log::Escaped(rel.as_os_str().as_bytes())
+        );
+        Status::Forbidden
+    };
+    let mut rel = rel.to_path_buf();
+    for _ in 0..MAX_LINK_HOPS {
+        let parts: Vec<_> = rel.components().collect();
+        let mut prefix = std::path::PathBuf::new();
+        let mut leaves_at = None;
+        for (i, part) in parts.iter().enumerate() {
+            prefix.push(part);
+            if openat_path_beneath(root.fd, &prefix) == Err(Errno::EXDEV) {
+                leaves_at = Some(i);
+                break;
+            }
+        }
+        // The full path left, yet no prefix does now: it changed meanwhile.
+        let Some(i) = leaves_at else { return Err(refused(&rel)) };
+        let link = root.path.join(&prefix);
+        let target = match fs::canonicalize(&link) {
+            Ok(target) => target,
+            // A dangling link into the root is simply missing there.
+            Err(_) if dangles_inside(root, &link) => return Err(Status::NotFound),
+            Err(_) => return Err(refused(&rel)),
+        };
+        let Ok(inside) = target.strip_prefix(root.path) else { return Err(refused(&rel)) };
+        let mut next = inside.to_path_buf();
+        next.extend(&parts[i + 1..]);
+        match openat_beneath(root.fd, &next) {
+            Err(Errno::EXDEV) => rel = next,
+            other => return other.map_err(|e| Status::from_io(&e.into())),
+        }
+    }
+    Err(refused(&rel))
 }
 
 /// Checks that `openat2` with `RESOLVE_BENEATH` works here (Linux 5.6 or
 /// later, and not filtered) by opening the root itself through it.
 pub fn probe(root: BorrowedFd<'_>) -> Result<(), Errno> {
     openat_beneath(root, Path::new("")).map(drop)
+}
+
+/// Whether the symlink `link`, whose target does not exist, points inside
+/// the root: the deepest existing ancestor of its target lies inside it.
+/// What is missing then is missing in the root, which tells nothing about
+/// what exists outside.
+fn dangles_inside(root: Root<'_>, link: &Path) -> bool {
+    let Ok(target) = fs::read_link(link) else { return false };
+    let target = link.parent().map_or(target.clone(), |dir| dir.join(&target));
+    target.ancestors().find_map(|a| fs::canonicalize(a).ok()).is_some_and(|real| real.starts_with(root.path))
+}
+
+/// `openat2` of `rel` beneath `root` with `O_PATH`: whether the lookup
+/// stays inside, without opening (or needing read permission on) the file.
+fn openat_path_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<(), Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how).map(drop)
 }
 
 /// `openat2` beneath `root`, read-only, also with `RESOLVE_NO_MAGICLINKS`

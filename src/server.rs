@@ -303,10 +303,13 @@ impl Server {
 
     /// The parent's own answer when it cannot or will not fork: a `503`,
     /// written without blocking (a new socket's send buffer is empty), then
-    /// the write side shut down. The client's bytes are never read: the
-    /// socket is kept, unread, for `REFUSED_LINGER` and closed by the loop.
+    /// the write side shut down, and an access-log line (with no request
+    /// line: none was read). The client's bytes are never read: the socket
+    /// is kept, unread, for `REFUSED_LINGER` and closed by the loop.
     fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if let Err(e) = answer_503(&stream, self.config.server_version) {
+        let delivered = answer_503(&stream, self.config.server_version);
+        self.log_refusal(peer, *delivered.as_ref().unwrap_or(&0));
+        if let Err(e) = delivered {
             log::debug!("503 to {peer} not delivered: {e}");
             return;
         }
@@ -314,6 +317,23 @@ impl Server {
             self.refused.pop_front();
         }
         self.refused.push_back((stream, Instant::now() + REFUSED_LINGER));
+    }
+
+    /// Logs a `503` the parent answered itself, `bytes` of body sent. This
+    /// never blocks: a log file is a regular file opened `O_APPEND`, and
+    /// the stderr and syslog paths never wait in the parent.
+    fn log_refusal(&self, peer: SocketAddr, bytes: u64) {
+        let entry = logging::Entry {
+            client: peer.ip(),
+            request_line: b"",
+            status: Status::ServiceUnavailable.code(),
+            bytes,
+            referer: None,
+            user_agent: None,
+        };
+        if let Err(e) = self.access_log.record(&mut Vec::new(), &entry) {
+            log::warn!("access log: {e}");
+        }
     }
 
     /// Closes the refused connections whose time is up.
@@ -549,8 +569,9 @@ fn open_root(path: &std::path::Path) -> Result<OwnedFd, StartupError> {
     Ok(root)
 }
 
-/// Writes a `503` on `stream` without blocking and shuts down its write side.
-fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<()> {
+/// Writes a `503` on `stream` without blocking and shuts down its write
+/// side. Returns the length of the body sent.
+fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<u64> {
     stream.set_nonblocking(true)?;
     let server = decide::server_field(server_version);
     let reply = decide::status_page(
@@ -567,7 +588,8 @@ fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<()> {
         out.extend_from_slice(page.as_bytes());
     }
     (&*stream).write_all(&out)?;
-    stream.shutdown(std::net::Shutdown::Write)
+    stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(reply.body_len())
 }
 
 /// Whether an `accept` error concerns only the connection it was for: the

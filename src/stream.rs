@@ -6,9 +6,13 @@
 //!
 //! Reads wait in `poll(2)` for at most the time left before a deadline, and
 //! `poll` is never restarted after a signal, so no read can outlive its
-//! deadline. Sends are bounded by `SO_SNDTIMEO` (`send_timeout`): a client
-//! that stops reading makes a send fail with `EAGAIN` after that long
-//! without progress.
+//! deadline. The socket is non-blocking, so a send never waits inside the
+//! kernel: when the client's buffers are full, the child waits in `poll` for
+//! room, up to the earlier of two deadlines (see `Pace`): `send_timeout`
+//! after the last progress, and the point where the response falls too far
+//! behind `min_send_rate`. `SO_SNDTIMEO` would bound each internal step of a
+//! `sendfile` instead, letting one call run several times the timeout. A
+//! send that completes at once costs no `poll`.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -20,8 +24,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
 
-/// Largest `sendfile` call: Linux caps one call near 2 GiB anyway, and
-/// smaller calls keep each blocking step short.
+/// Largest `sendfile` call: Linux caps one call near 2 GiB anyway.
 const SENDFILE_CHUNK: usize = 1 << 30;
 
 /// What one bounded read produced.
@@ -37,19 +40,95 @@ pub enum ReadOutcome {
     Drain,
 }
 
+/// The limits on how slowly a client may accept a response.
+#[derive(Clone, Copy, Debug)]
+pub struct SendLimits {
+    /// The longest time without any progress.
+    pub timeout: Duration,
+    /// The least average rate in bytes/s; 0 = none.
+    pub min_rate: u64,
+    /// How far behind `min_rate` a response may fall.
+    pub grace: Duration,
+}
+
+/// The send deadlines of the response in flight. `due` is the rate rule's
+/// clock: it starts `grace` ahead, each byte accepted moves it on by
+/// `1/min_rate` s, but never further than `grace` past the present, so
+/// bytes that filled the kernel's buffers at once earn no lasting credit.
+/// Once the present passes `due`, the client is too slow.
+#[derive(Debug)]
+struct Pace {
+    last_progress: Instant,
+    due: Instant,
+}
+
 /// One accepted connection.
 pub struct Client {
     stream: TcpStream,
+    limits: SendLimits,
+    pace: Pace,
+    /// Bytes sent on this connection so far.
+    sent: u64,
 }
 
 impl Client {
     /// Wraps an accepted socket: `TCP_NODELAY` so a response's last segment
     /// leaves at once (the head is held back with `MSG_MORE` instead), and
-    /// `SO_SNDTIMEO` = `send_timeout`.
-    pub fn new(stream: TcpStream, send_timeout: Duration) -> io::Result<Client> {
+    /// non-blocking, so sends wait only in `poll`, against `limits`.
+    pub fn new(stream: TcpStream, limits: SendLimits) -> io::Result<Client> {
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(send_timeout))?;
-        Ok(Client { stream })
+        stream.set_nonblocking(true)?;
+        let now = Instant::now();
+        Ok(Client { stream, limits, pace: Pace { last_progress: now, due: now + limits.grace }, sent: 0 })
+    }
+
+    /// Starts the clocks of a new response: its `min_send_rate` allowance
+    /// and its `send_timeout` count from now.
+    pub fn begin_response(&mut self) {
+        let now = Instant::now();
+        self.pace = Pace { last_progress: now, due: now + self.limits.grace };
+    }
+
+    /// Bytes sent on this connection so far (including any part of a send
+    /// that then failed).
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Notes that `n` more bytes were accepted.
+    fn progress(&mut self, n: usize) {
+        let now = Instant::now();
+        self.sent += n as u64;
+        self.pace.last_progress = now;
+        if let Some(ns) = (n as u64).saturating_mul(1_000_000_000).checked_div(self.limits.min_rate) {
+            self.pace.due = (self.pace.due + Duration::from_nanos(ns)).min(now + self.limits.grace);
+        }
+    }
+
+    /// Waits until the socket has room, or fails with `TimedOut` once the
+    /// client has accepted nothing for `send_timeout` or fallen too far
+    /// behind `min_send_rate`.
+    fn wait_writable(&self) -> io::Result<()> {
+        loop {
+            let idle_end = self.pace.last_progress + self.limits.timeout;
+            let rate_end = if self.limits.min_rate > 0 { self.pace.due } else { idle_end };
+            let now = Instant::now();
+            if now >= idle_end {
+                return Err(send_timed_out());
+            }
+            if now >= rate_end {
+                return Err(too_slow(self.limits.min_rate));
+            }
+            let left = idle_end.min(rate_end) - now;
+            let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, ms_timeout(ms)) {
+                // An error or hang-up is writable too: the send reports it.
+                Ok(n) if n > 0 => return Ok(()),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Reads into `buf`, waiting no later than `deadline`. While `lifeline`
@@ -95,17 +174,25 @@ impl Client {
 
     /// Sends all of `bytes`. With `more`, the kernel holds a partial segment
     /// back (`MSG_MORE`) so that the body that follows shares it.
-    pub fn send(&self, bytes: &[u8], more: bool) -> io::Result<()> {
+    pub fn send(&mut self, bytes: &[u8], more: bool) -> io::Result<()> {
         let mut flags = MsgFlags::MSG_NOSIGNAL;
         if more {
             flags |= MsgFlags::from_bits_retain(libc::MSG_MORE); // nix has no name for it
         }
-        let mut sent = 0;
-        while sent < bytes.len() {
-            match send(self.stream.as_raw_fd(), &bytes[sent..], flags) {
-                Ok(n) => sent += n,
+        let mut done = 0;
+        while done < bytes.len() {
+            match send(self.stream.as_raw_fd(), &bytes[done..], flags) {
+                Ok(n) => {
+                    done += n;
+                    self.progress(n);
+                    // A short send means the buffer is full: wait rather
+                    // than spend a call on the `EAGAIN` that would follow.
+                    if done < bytes.len() {
+                        self.wait_writable()?;
+                    }
+                }
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return Err(send_timed_out()),
+                Err(Errno::EAGAIN) => self.wait_writable()?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -115,7 +202,7 @@ impl Client {
     /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`, looping
     /// on partial sends. A file that shrinks under us ends the connection
     /// with `UnexpectedEof`: the promised `Content-Length` cannot be met.
-    pub fn send_file(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    pub fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         let mut off = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let end = offset + len;
         while (off as u64) < end {
@@ -124,9 +211,15 @@ impl Client {
                 Ok(0) => {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
                 }
-                Ok(_) => {}
+                Ok(n) => {
+                    self.progress(n);
+                    // As in `send`: short of a chunk, the buffer is full.
+                    if n < want && (off as u64) < end {
+                        self.wait_writable()?;
+                    }
+                }
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return Err(send_timed_out()),
+                Err(Errno::EAGAIN) => self.wait_writable()?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -167,4 +260,11 @@ fn ms_timeout(ms: i32) -> PollTimeout {
 
 fn send_timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "client accepted no data within send_timeout")
+}
+
+fn too_slow(rate: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("client accepted data slower than min_send_rate ({rate} B/s)"),
+    )
 }

@@ -54,12 +54,16 @@ mod ranges;
 mod refuse;
 #[path = "suite/reload.rs"]
 mod reload;
+#[path = "suite/sending.rs"]
+mod sending;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/sites.rs"]
 mod sites;
 #[path = "suite/startup.rs"]
 mod startup;
+#[path = "suite/storms.rs"]
+mod storms;
 #[path = "suite/syslog.rs"]
 mod syslog;
 #[path = "suite/systemd.rs"]

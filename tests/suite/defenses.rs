@@ -55,6 +55,12 @@ fn per_address_cap_is_on_by_default() {
     let r = over.read_response();
     assert_eq!(r.status, 503, "the 33rd connection from one address: {r:?}");
     assert!(r.header("Retry-After").is_some(), "{r:?}");
+    // The parent logs its own 503, with the body it sent and no request
+    // line (it never reads the request).
+    let logged = s.wait_for_lines(1, Duration::from_secs(3), |l| {
+        l.starts_with("127.0.0.1 - - [") && l.contains(&format!("\"\" 503 {} ", r.body.len()))
+    });
+    assert_eq!(logged.len(), 1, "no access-log line for the parent's 503: {:?}", s.lines());
     let mut other = connect_from([127, 0, 0, 2], s.addr());
     other.send_request("GET", "/a.txt", &["Connection: close"]);
     let r = other.read_response();

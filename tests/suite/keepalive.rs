@@ -300,3 +300,30 @@ fn send_timeout_drops_stalled_reader() {
     }
     assert!(total < 64 << 20, "the whole file was delivered despite the stalled reader");
 }
+
+/// A stray CRLF after a request (pipelined behind it, or sent after the
+/// response) is an empty line before the next request, which RFC 9112 2.2
+/// says to ignore: the idle connection is closed quietly at
+/// `keepalive_timeout`, not answered `408` at `header_timeout`.
+#[test]
+fn stray_crlf_after_a_request_starts_no_head_clock() {
+    let s = server_with_files(&["keepalive_timeout = 0.5", "header_timeout = 4"]);
+    for separate in [false, true] {
+        let mut c = s.connect();
+        let stray = if separate { "" } else { "\r\n" };
+        c.send(format!("GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n{stray}").as_bytes());
+        assert_eq!(c.read_response().body, b"file A\n");
+        if separate {
+            c.send(b"\r\n");
+        }
+        let start = Instant::now();
+        c.expect_closed();
+        let waited = start.elapsed();
+        assert!(
+            waited < Duration::from_secs(3),
+            "a connection idle after a stray CRLF (separate: {separate}) was closed after {waited:?}, \
+             not at keepalive_timeout"
+        );
+    }
+    assert!(!s.lines().iter().any(|l| l.contains("\" 408 ")), "a 408 was logged: {:?}", s.lines());
+}

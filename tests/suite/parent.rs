@@ -670,6 +670,15 @@ fn fork_failure_answers_503_and_recovers() {
         "no 'fork for' line after a failed fork; stderr:\n{}",
         p.lines().join("\n")
     );
+    // The parent's own 503 is in the access log (stderr here), with no
+    // request line: it never reads the request.
+    let logged =
+        p.wait_line(Duration::from_secs(3), |l| l.starts_with("127.0.0.1 - - [") && l.contains("\"\" 503 "));
+    assert!(
+        matches!(logged, Ok(Some(_))),
+        "no access-log line for the parent's 503; stderr:\n{}",
+        p.lines().join("\n")
+    );
     assert!(p.exited().is_none(), "server died after the failed fork; stderr:\n{}", p.lines().join("\n"));
 
     prlimit_as(uid, pid, &format!("--nproc={orig_soft}:"));

@@ -146,3 +146,48 @@ fn symlink_inside_root_is_served() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"inside sub/b");
 }
+
+/// A regular file named with a trailing slash is not served (nginx and
+/// Apache answer 404; serving it would break its relative links).
+#[test]
+fn file_with_trailing_slash_is_404() {
+    let s = setup();
+    for p in ["/a.txt/", "/sub/b.txt/", "/alias.txt/", "/sublink/b.txt/", "/a.txt/."] {
+        let (status, raw) = probe(&s, p.as_bytes());
+        assert_eq!(status, 404, "{p}: {}", String::from_utf8_lossy(&raw));
+    }
+    assert_eq!(s.get("/a.txt").status, 200);
+}
+
+/// Everything beneath a link that leaves the root gets the same answer,
+/// whether the target exists or not: the link is no oracle for what exists
+/// outside. A link to an absolute path inside the root still works, and
+/// beneath it a missing file is a plain 404.
+#[test]
+fn outward_link_is_no_oracle() {
+    let s = setup();
+    s.symlink("/etc", "etc");
+    s.symlink(s.root().join("sub"), "abs-sub");
+    for p in [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/nonexistent",
+        "/etc/nonexistent/deeper",
+        "/etc/passwd/x",
+        "/linkdir/secret.txt",
+        "/linkdir/missing.txt",
+        "/linkdir/no/such/dir",
+    ] {
+        let (status, raw) = probe(&s, p.as_bytes());
+        assert_eq!(status, 403, "{p}: {}", String::from_utf8_lossy(&raw));
+        assert!(!contains(&raw, SECRET) && !contains(&raw, b"root:"), "{p} leaked");
+    }
+    let r = s.get("/abs-sub/b.txt");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"inside sub/b".as_slice()));
+    assert_eq!(s.get("/abs-sub/missing.txt").status, 404);
+    // A dangling link: missing inside the root is 404, outside 403.
+    s.symlink(s.root().join("gone.txt"), "dangling-in.txt");
+    s.symlink(s.base().join("gone.txt"), "dangling-out.txt");
+    assert_eq!(s.get("/dangling-in.txt").status, 404);
+    assert_eq!(s.get("/dangling-out.txt").status, 403);
+}

@@ -90,7 +90,7 @@ fn units_pass_systemd_analyze_verify() {
 }
 
 /// Every key the server understands.
-const KEYS: [&str; 26] = [
+const KEYS: [&str; 28] = [
     "listen",
     "backlog",
     "root",
@@ -111,6 +111,8 @@ const KEYS: [&str; 26] = [
     "header_timeout",
     "keepalive_timeout",
     "send_timeout",
+    "min_send_rate",
+    "min_send_rate_grace",
     "shutdown_grace",
     "max_header_bytes",
     "max_requests_per_connection",
