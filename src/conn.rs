@@ -77,6 +77,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
         out: Vec::with_capacity(512),
         head_len: 0,
         scratch: Vec::with_capacity(512),
+        path: Vec::with_capacity(256),
         access_log_failed: false,
     };
     let mut idle = cfg.header_timeout;
@@ -127,6 +128,9 @@ struct Conn<'a> {
     /// Bytes of the head of the reply being sent.
     head_len: usize,
     scratch: Vec<u8>,
+    /// The buffer each request's resolved path is built in, kept across
+    /// requests so that a keep-alive request allocates nothing.
+    path: Vec<u8>,
     /// An access-log write failed already (reported once).
     access_log_failed: bool,
 }
@@ -148,6 +152,22 @@ impl Conn<'_> {
     /// page and header fields in, sends and logs it. Returns whether the
     /// connection stays open.
     fn respond(&mut self, req: &Request<'_>, request_line: &[u8], may_keep: bool) -> io::Result<bool> {
+        let resolved = resolve::resolve_in(req.target, std::mem::take(&mut self.path));
+        let kept = self.answer(req, &resolved, request_line, may_keep);
+        if let Ok(r) = resolved {
+            self.path = r.into_buffer();
+        }
+        kept
+    }
+
+    /// `respond`'s work, for the request's target resolved as `resolved`.
+    fn answer(
+        &mut self,
+        req: &Request<'_>,
+        resolved: &Result<resolve::Resolved<'_>, Status>,
+        request_line: &[u8],
+        may_keep: bool,
+    ) -> io::Result<bool> {
         let now = SystemTime::now();
         // Answered before any site or file, and never logged: a load
         // balancer asks every few seconds.
@@ -161,14 +181,13 @@ impl Conn<'_> {
         let site = sites[which].site(self.site.server, &self.ctx.config.mime);
         let root = self.ctx.roots[which];
         let head_only = req.method == Method::Head;
-        let resolved = resolve::resolve(req.target);
         // Declared before the reply, which borrows what they hold.
         let (fallback, page_path, page): (_, _, Lookup<'_>);
         let found: Lookup<'_>;
         let mut reply = match decide::answer_without_file(req, &site, now, may_keep) {
             Some(reply) => reply,
             None => {
-                found = match &resolved {
+                found = match resolved {
                     Ok(r) => match (file::find(root, r, &site, req.fields.accept_encoding), site.fallback) {
                         // Only a path that is simply missing falls back: a refused one
                         // (400, 403, a dotfile's 404 from `resolve`) never gets here.

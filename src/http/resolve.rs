@@ -83,6 +83,13 @@ pub struct Resolved<'t> {
 }
 
 impl Resolved<'_> {
+    /// The buffer that holds `rel`, emptied, for the next [`resolve_in`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        let mut buf = self.rel.into_os_string().into_vec();
+        buf.clear();
+        buf
+    }
+
     /// The decoded last segment: the name a content type is chosen by.
     pub fn file_name(&self) -> &[u8] {
         let rel = self.rel.as_os_str().as_bytes();
@@ -111,11 +118,20 @@ impl Resolved<'_> {
 /// Steps 1–4: turns a request target into a safe relative path. Returns 400
 /// for malformed or escaping paths and 404 for hidden ones.
 pub fn resolve(target: &str) -> Result<Resolved<'_>, Status> {
+    resolve_in(target, Vec::new())
+}
+
+/// `resolve`, building the path in `buf` (cleared first) so that a caller
+/// answering many requests reuses one allocation: take it back with
+/// [`Resolved::into_buffer`]. On an error `buf` is dropped.
+pub fn resolve_in(target: &str, mut buf: Vec<u8>) -> Result<Resolved<'_>, Status> {
     let (path, query) = split_target(target)?;
     let dir_form = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
     // Decoded segments are appended to one buffer, `/`-separated; `..`
     // truncates it back to the previous separator.
-    let mut rel: Vec<u8> = Vec::with_capacity(path.len());
+    buf.clear();
+    buf.reserve(path.len());
+    let mut rel = buf;
     for raw in path.split('/') {
         let start = rel.len();
         if start > 0 {
@@ -198,9 +214,27 @@ fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn rel(target: &str) -> Result<String, Status> {
         resolve(target).map(|r| r.rel.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn resolve_in_reuses_the_buffer_it_is_given() {
+        let buf = Vec::with_capacity(64);
+        let ptr = buf.as_ptr();
+        let r = resolve_in("/a/b/../c.txt", buf).unwrap();
+        assert_eq!(r.rel, Path::new("a/c.txt"));
+        assert_eq!(r.rel.as_os_str().as_bytes().as_ptr(), ptr, "the path was built in a new allocation");
+        let buf = r.into_buffer();
+        assert!(buf.is_empty());
+        assert_eq!(buf.as_ptr(), ptr);
+        // A second request reuses it again.
+        let r = resolve_in("/d", buf).unwrap();
+        assert_eq!(r.rel, Path::new("d"));
+        let buf = r.into_buffer();
+        assert_eq!(buf.as_ptr(), ptr);
     }
 
     #[test]
