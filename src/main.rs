@@ -62,6 +62,9 @@ fn run(args: &Args) -> Result<(), StartupError> {
         return Ok(());
     }
     let signals = Signals::install(&server::SIGNALS).map_err(StartupError::Signals)?;
+    if let Some(plan) = &drop_plan {
+        plan.empty_bounding_set()?;
+    }
 
     let guard = Guard::for_plan(drop_plan.as_ref());
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;

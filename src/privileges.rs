@@ -2,16 +2,18 @@
 //! read) and the drop from root to that account (child, before it reads a
 //! single byte from the client).
 //!
-//! Runs in: parent (`Identity::lookup`, `DropPlan::for_config`) and child
-//! (`DropPlan::apply`).
+//! Runs in: parent (`Identity::lookup`, `DropPlan::for_config`,
+//! `DropPlan::empty_bounding_set`) and child (`DropPlan::apply`).
 //!
 //! The parent keeps root, as Apache's does, so that a reload can bind new
 //! ports below 1024 and reopen root-owned log files; it never parses client
-//! input. Each child gives root up for good, in the order the classic
-//! servers agree on: the capability bounding set emptied (it needs
-//! `CAP_SETPCAP`, which `setuid` takes away), optional `chroot` +
-//! `chdir("/")`, then `setgroups`, `setgid`, and `setuid` last, and then
-//! checks that root cannot be regained.
+//! input. It empties its capability bounding set once at start
+//! (`empty_bounding_set`): that takes nothing from a process that never
+//! executes a program, and every child inherits the empty set instead of
+//! spending some forty `prctl` calls on it per connection. Each child then
+//! gives root up for good, in the order the classic servers agree on:
+//! optional `chroot` + `chdir("/")`, then `setgroups`, `setgid`, and
+//! `setuid` last, and then checks that root cannot be regained.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -100,8 +102,6 @@ pub struct DropPlan {
 /// Why a child could not give up root. The child exits without serving.
 #[derive(Debug)]
 pub enum DropError {
-    /// Emptying the capability bounding set failed.
-    BoundingSet(Errno),
     /// `chroot` or the `chdir("/")` after it failed.
     Chroot(Errno),
     /// `setgroups` failed.
@@ -117,7 +117,6 @@ pub enum DropError {
 impl fmt::Display for DropError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DropError::BoundingSet(e) => write!(f, "dropping the capability bounding set: {e}"),
             DropError::Chroot(e) => write!(f, "chroot: {e}"),
             DropError::SetGroups(e) => write!(f, "setgroups: {e}"),
             DropError::SetGid(e) => write!(f, "setgid: {e}"),
@@ -153,9 +152,16 @@ impl DropPlan {
         }))
     }
 
+    /// Empties this (root) process's capability bounding set, so that no
+    /// child can ever regain a capability it gave up. Call once in the
+    /// parent, before the first fork (it needs `CAP_SETPCAP`).
+    pub fn empty_bounding_set(&self) -> Result<(), StartupError> {
+        sys::drop_bounding_set()
+            .map_err(|e| StartupError::Daemon(format!("emptying the capability bounding set: {e}")))
+    }
+
     /// Gives up root in this (child) process, for good.
     pub fn apply(&self) -> Result<(), DropError> {
-        sys::drop_bounding_set().map_err(DropError::BoundingSet)?;
         if let Some(dir) = &self.chroot {
             chroot(dir).map_err(DropError::Chroot)?;
             chdir("/").map_err(DropError::Chroot)?;

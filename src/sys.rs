@@ -129,10 +129,10 @@ fn close_range(first: u32, last: u32) -> nix::Result<()> {
 
 /// Empties the capability bounding set, so that no capability can be
 /// regained later (by `exec` of a file with capabilities, which children
-/// never do, but also by nothing else). Needs `CAP_SETPCAP`: call while
-/// still root. Capabilities are numbered from 0 up to the kernel's last;
-/// the first number the kernel does not know (`EINVAL`) ends the loop, so
-/// nothing has to be read from `/proc`, which a chroot hides.
+/// never do, but also by nothing else). Needs `CAP_SETPCAP`: called by
+/// the root parent, once, before the first fork. Capabilities are numbered
+/// from 0 up to the kernel's last; the first number the kernel does not
+/// know (`EINVAL`) ends the loop, so nothing has to be read from `/proc`.
 pub fn drop_bounding_set() -> nix::Result<()> {
     for cap in 0..libc::c_ulong::from(u8::MAX) {
         // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no
