@@ -60,6 +60,8 @@ mod sending;
 mod signals;
 #[path = "suite/sites.rs"]
 mod sites;
+#[path = "suite/soak.rs"]
+mod soak;
 #[path = "suite/startup.rs"]
 mod startup;
 #[path = "suite/storms.rs"]
