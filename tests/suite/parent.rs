@@ -50,7 +50,7 @@ fn proc_limit(pid: u32, name: &str) -> (String, String) {
 }
 
 /// The descriptor numbers open in `pid`.
-fn open_fds(pid: u32) -> Vec<u32> {
+pub(crate) fn open_fds(pid: u32) -> Vec<u32> {
     let rd = fs::read_dir(format!("/proc/{pid}/fd")).unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"));
     let mut v: Vec<u32> =
         rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect();
@@ -77,7 +77,7 @@ fn real_uid(pid: u32) -> Option<u32> {
 
 /// Number of tasks (threads included, as RLIMIT_NPROC counts them) whose
 /// real uid is `uid`.
-fn tasks_of_uid(uid: u32) -> usize {
+pub(crate) fn tasks_of_uid(uid: u32) -> usize {
     let mut n = 0;
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };

@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::parent::{open_fds, tasks_of_uid};
 
 /// Resident memory the parent may gain over a storm or the soak (allocator
 /// noise, a lazily touched page), far below what a per-connection leak adds.
@@ -46,15 +47,6 @@ fn soft_limit(pid: u32, name: &str) -> String {
     line[name.len()..].split_whitespace().next().unwrap().to_string()
 }
 
-/// The descriptor numbers open in `pid`.
-fn open_fds(pid: u32) -> Vec<u32> {
-    let rd = fs::read_dir(format!("/proc/{pid}/fd")).unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"));
-    let mut v: Vec<u32> =
-        rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect();
-    v.sort_unstable();
-    v
-}
-
 /// VmRSS of `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
@@ -72,20 +64,6 @@ fn cpu_secs(pid: u32) -> f64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100);
     (st.utime + st.stime) as f64 / ticks as f64
-}
-
-/// Tasks (threads included, as RLIMIT_NPROC counts them) whose real uid is `uid`.
-fn tasks_of_uid(uid: u32) -> usize {
-    let mut n = 0;
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(s) = fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-        let field = |k: &str| status_line_ids(&s, k)?.first().copied();
-        if field("Uid:") == Some(uid) {
-            n += field("Threads:").unwrap_or(1) as usize;
-        }
-    }
-    n
 }
 
 /// What the parent looks like at rest: its descriptors and resident memory.
