@@ -41,6 +41,7 @@ use syslog::LogFormat;
 
 use crate::config::{AccessLogTarget, ErrorLogTarget};
 use crate::error::StartupError;
+use crate::http::civil;
 use crate::safeopen::{self, Access, Guard};
 
 /// Longest request line written to the access log (after escaping); the
@@ -789,16 +790,7 @@ fn clf_time(out: &mut Vec<u8>, t: SystemTime) {
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil::from_days(days);
     let _ = write!(
         out,
         "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",

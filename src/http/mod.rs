@@ -17,7 +17,9 @@
 //! - `decide`: request + site + what the file step found -> `Reply`.
 //! - `site`: which site a `Host` names, and its response-header rules.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
+//! - `civil`: a day count since 1970 -> a calendar date (listings, logs).
 
+pub mod civil;
 pub mod conditional;
 pub mod decide;
 pub mod encoding;
