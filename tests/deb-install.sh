@@ -57,15 +57,6 @@ check "lintian reports no error or warning" lint
 # --- installed in the container -------------------------------------------
 conf=/etc/forkhttpd/forkhttpd.toml
 log=/var/log/forkhttpd/access.log
-fetch() { ct curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{content_type}\n' "$@"; }
-expect_fetch() {
-    local want=$1
-    shift
-    local got
-    got=$(fetch "$@") || return 1
-    echo "got: $got, want: $want"
-    [ "$got" = "$want" ]
-}
 
 install_deb() {
     # Copied in from the read-only view of the checkout; /tmp, so that

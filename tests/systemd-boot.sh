@@ -26,16 +26,6 @@ nspawn_boot
 # --- checks ---------------------------------------------------------------
 conf=/etc/forkhttpd/forkhttpd.toml
 log=/var/log/forkhttpd/access.log
-# status+type of URL, with a bounded wait.
-fetch() { ct curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{content_type}\n' "$@"; }
-expect_fetch() {
-    local want=$1
-    shift
-    local got
-    got=$(fetch "$@") || return 1
-    echo "got: $got, want: $want"
-    [ "$got" = "$want" ]
-}
 header() { ct curl -sS --max-time 5 -o /dev/null -D - "$1" | tr -d '\r' | sed -n "s/^$2: //Ip"; }
 main_pid() { ct systemctl show -p MainPID --value forkhttpd.service; }
 journal_err() { ct journalctl --sync; ct journalctl -u forkhttpd.service -p err --no-pager -o cat; }

@@ -150,3 +150,15 @@ within() {
         sleep 0.1
     done
 }
+
+# Status and content type of a URL fetched inside the container, with a bounded wait.
+fetch() { ct curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{content_type}\n' "$@"; }
+# expect_fetch WANT URL...: the fetch gives exactly WANT.
+expect_fetch() {
+    local want=$1
+    shift
+    local got
+    got=$(fetch "$@") || return 1
+    echo "got: $got, want: $want"
+    [ "$got" = "$want" ]
+}
