@@ -160,12 +160,17 @@ impl Server {
         loop {
             self.close_refused();
             let accepting = self.accepting();
-            let (signalled, ready) = self.wait(accepting)?;
+            let (signalled, mut ready) = self.wait(accepting)?;
             if signalled {
                 for sig in self.signals.pending() {
                     match sig {
                         Signal::SIGCHLD => self.reap(),
-                        Signal::SIGHUP => self.reload(),
+                        Signal::SIGHUP => {
+                            self.reload();
+                            // The indexes name the listeners before the
+                            // reload; the next wait finds the new ones.
+                            ready.clear();
+                        }
                         Signal::SIGUSR1 => self.reopen_logs(),
                         Signal::SIGQUIT => {
                             self.stop(sig, Duration::ZERO);
@@ -222,7 +227,7 @@ impl Server {
             Err(Errno::EINTR) => return Ok((true, Vec::new())),
             Err(e) => return Err(StartupError::Poll(e)),
         }
-        let signalled = fds[0].any() == Some(true);
+        let signalled = fds[0].any() == Some(true) || self.signals.arrived();
         let ready =
             fds[1..].iter().enumerate().filter(|(_, f)| f.any() == Some(true)).map(|(i, _)| i).collect();
         Ok((signalled, ready))

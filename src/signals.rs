@@ -16,6 +16,13 @@
 //! wake-up per round of the loop. Nothing is lost: a blocked signal stays
 //! pending until the next wait.
 //!
+//! One trap in that design: `ppoll` looks for pending signals only when it
+//! is about to sleep, so when a descriptor is ready on entry it returns it
+//! and leaves the signal pending (blocked again). A listener that stays
+//! ready (a flood of connections) would starve `SIGCHLD` and `SIGTERM`
+//! indefinitely. So `poll`, whenever it returns ready descriptors, opens
+//! the mask for a moment and lets whatever is pending run its handler.
+//!
 //! The mask and dispositions a launcher leaves across `exec` are not
 //! trusted: `take_over` sets the mask to exactly the handled signals and
 //! gives every ignored signal back its default action, so a launcher that
@@ -69,6 +76,7 @@ fn set_of(signals: &[Signal]) -> SigSet {
 pub struct Signals {
     wake: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
+    handled: SigSet,
 }
 
 impl Signals {
@@ -88,8 +96,9 @@ impl Signals {
         }
         // Blocked already if `take_over` ran; blocking here too keeps the
         // promise that they arrive only inside `poll` whatever the caller did.
-        set_of(signals).thread_block().map_err(io::Error::from)?;
-        Ok(Signals { wake, flags })
+        let handled = set_of(signals);
+        handled.thread_block().map_err(io::Error::from)?;
+        Ok(Signals { wake, flags, handled })
     }
 
     /// Empties the signal mask (in a child, which inherits the parent's
@@ -100,9 +109,23 @@ impl Signals {
 
     /// `ppoll` on `fds` for at most `timeout` (`None`: no limit), with the
     /// handled signals unblocked for exactly the duration of the wait.
-    /// Returns `EINTR` when a signal arrived.
+    /// Returns `EINTR` when a signal interrupted the wait; a signal that
+    /// was pending when descriptors were ready is delivered before the
+    /// return, so `arrived` tells of it.
     pub fn poll(&self, fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> nix::Result<i32> {
-        ppoll(fds, timeout.map(TimeSpec::from), Some(SigSet::empty()))
+        let ready = ppoll(fds, timeout.map(TimeSpec::from), Some(SigSet::empty()))?;
+        if ready > 0 {
+            // The kernel runs the handlers of pending signals on the way
+            // back from the first call; the second blocks them again.
+            SigSet::empty().thread_set_mask()?;
+            self.handled.thread_set_mask()?;
+        }
+        Ok(ready)
+    }
+
+    /// Whether a signal has arrived since the last `pending`.
+    pub fn arrived(&self) -> bool {
+        self.flags.iter().any(|(_, flag)| flag.load(Ordering::SeqCst))
     }
 
     /// The descriptor that becomes readable when a signal has arrived.
@@ -121,5 +144,32 @@ impl Signals {
             .filter(|(_, flag)| flag.swap(false, Ordering::SeqCst))
             .map(|(sig, _)| *sig)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::poll::PollFlags;
+    use std::io::Write;
+
+    /// A signal pending while a descriptor is ready reaches its handler in
+    /// that same `poll`: a listener that never empties cannot starve it.
+    #[test]
+    fn a_pending_signal_is_delivered_when_descriptors_are_ready() {
+        // Thread-directed, the signal stays with this test's thread, which
+        // `install` made block it.
+        let mut signals = Signals::install(&[Signal::SIGUSR2]).unwrap();
+        let (busy, mut writer) = UnixStream::pair().unwrap();
+        writer.write_all(b"x").unwrap();
+        nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
+        assert!(!signals.arrived(), "the signal ran its handler while blocked");
+        let mut fds = [PollFd::new(busy.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(signals.poll(&mut fds, Some(Duration::ZERO)), Ok(1));
+        assert!(
+            signals.arrived(),
+            "the pending signal was left pending by a poll that found a ready descriptor"
+        );
+        assert_eq!(signals.pending(), vec![Signal::SIGUSR2]);
     }
 }
