@@ -97,6 +97,9 @@ def main():
         if scenario == "b" and figure == "req_per_s" and "busybox" in data[scenario]:
             bb = fmt(median(scenario, "busybox", figure), kind)
             r += f"; {ratio(scenario, 'forkhttpd', 'busybox', figure)} busybox httpd ({bb})"
+        if scenario == "b" and figure == "req_per_s" and "forkref" in data[scenario]:
+            fr = fmt(median(scenario, "forkref", figure), kind)
+            r += f"; {ratio(scenario, 'forkhttpd', 'forkref', figure)} minimal C fork server ({fr})"
         if figure == "peak_pss_mib":
             procs = median(scenario, "forkhttpd", "peak_procs")
             if procs:

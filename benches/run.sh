@@ -13,6 +13,9 @@
 #   CURL_REPS [3]  timed downloads per run in e            COST [1]    0 skips benches/cost.sh
 #   FORKHTTPD      a built binary to use instead of building target/release/forkhttpd
 #   CSV            where to write the CSV [/tmp/forkhttpd-bench-<UTC time>.csv]
+#   FORKREF        C source of a minimal fork-per-connection server to add to scenario b, the
+#                  model's floor [../shared/bench/forkref.c beside the project, when it exists]
+#                  (usage: forkref PORT DOCROOT; binds 127.0.0.1); "" leaves it out
 #
 # Scenarios (wrk with one thread, leaving the other core to the server):
 #   a  keep-alive, GET /4k.bin, 50 connections; forkhttpd once more with its access log on, to a file
@@ -29,6 +32,9 @@
 # first segment (nginx: tcp_nopush), workers or children as nobody when started as root. nginx runs
 # in the foreground with a master and 2 workers (one per core): forkhttpd's children spread over
 # both cores too, so 1 worker would cap nginx at one core and flatter forkhttpd.
+#
+# The minimal C fork server (FORKREF), when given, runs in b beside busybox: the issue's target b
+# is at least 1.0x that floor. It is built with cc -O2 into the work directory, never installed.
 #
 # Exit status 1 only when a scenario failed to run: wrk socket errors, a non-2xx status, bodies
 # shorter than the file, a server that did not start, a tool that is missing. Slowness never fails,
@@ -296,6 +302,18 @@ if has b; then
         "${BB_USER[@]}" || exit 1
 fi
 
+FORKREF="${FORKREF-$REPO/../shared/bench/forkref.c}"
+if has b && [ -n "$FORKREF" ]; then
+    if [ ! -f "$FORKREF" ]; then
+        log "no $FORKREF: scenario b runs without the minimal C fork server"
+    elif cc -O2 -o "$W/forkref" "$FORKREF"; then
+        FR_PORT="$(free_port)"
+        start_server forkref "$FR_PORT" "$W/forkref" "$FR_PORT" "$W/www" || exit 1
+    else
+        fail "cannot build $FORKREF"
+    fi
+fi
+
 # Parent RSS right after start-up: forkhttpd's accept loop, nginx's master (for scale)
 echo "run,scenario,server,figure,value" > "$CSV"
 for s in forkhttpd nginx; do echo "0,start,$s,parent_rss_mib,$(rss_mib "${PID[$s]}")" >> "$CSV"; done
@@ -303,7 +321,7 @@ for s in forkhttpd nginx; do echo "0,start,$s,parent_rss_mib,$(rss_mib "${PID[$s
 # Every server must serve every file in full before anything is timed.
 for s in "${SERVERS[@]}"; do
     for f in "${!SIZE[@]}"; do
-        [ "$s" = busybox ] && [ "$f" = /100m.bin ] && continue
+        case "$s" in busybox | forkref) [ "$f" = /100m.bin ] && continue ;; esac
         got="$(curl -s -o /dev/null --max-time 30 -w '%{http_code} %{size_download}' "http://127.0.0.1:${PORT[$s]}$f")"
         if [ "$got" = "200 ${SIZE[$f]}" ]; then pass; else fail "$s: GET $f gave '$got', want '200 ${SIZE[$f]}'"; fi
     done
@@ -404,7 +422,7 @@ for run in $(seq "$RUNS"); do
     for sc in $SCENARIOS; do
         order=(forkhttpd nginx)
         [ "$sc" = a ] && order+=(forkhttpd-log)
-        [ "$sc" = b ] && order+=(busybox)
+        [ "$sc" = b ] && order+=(busybox) && [ -n "${PORT[forkref]:-}" ] && order+=(forkref)
         if [ $((run % 2)) = 0 ]; then
             for ((i = 0, j = ${#order[@]} - 1; i < j; i++, j--)); do t="${order[i]}"; order[i]="${order[j]}"; order[j]="$t"; done
         fi
