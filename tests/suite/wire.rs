@@ -1,6 +1,7 @@
-//! What goes over the wire, seen through strace: the response head is sent
-//! with `MSG_MORE` so that it shares a segment with the body, and the body
-//! goes out with `sendfile(2)`, not through a user-space copy.
+//! What goes over the wire, seen through strace: a small file's body goes
+//! out in the same `send` as the head; a larger one with `sendfile(2)`, not
+//! through a user-space copy, after a head sent with `MSG_MORE` so that the
+//! two share a segment.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -8,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::common::{TempDir, children_of, parse_listening_line, poll_until, send_signal};
 
-/// Runs the server under `strace -f`, fetches a small file, stops the
-/// server, and returns strace's record of sendto/sendfile calls.
+/// A file larger than the server copies behind its head.
+const LARGE: usize = 64 * 1024;
+
+/// Runs the server under `strace -f`, fetches a small and a large file,
+/// stops the server, and returns strace's record of sendto/sendfile calls.
 fn trace_one_request(dir: &TempDir) -> Option<String> {
     if Command::new("strace").arg("-V").output().is_err() {
         eprintln!("skipped: strace is not installed");
@@ -18,9 +22,10 @@ fn trace_one_request(dir: &TempDir) -> Option<String> {
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("small.txt"), b"a small body that fits in one segment\n").unwrap();
+    std::fs::write(root.join("large.bin"), vec![b'x'; LARGE]).unwrap();
     let trace = dir.path().join("trace.txt");
     let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=sendto,sendfile,write,writev", "-o"])
+        .args(["-f", "-qq", "-s", "4096", "-e", "trace=sendto,sendfile,write,writev", "-o"])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_forkhttpd"))
         .args(["--listen", "127.0.0.1:0", "--root"])
@@ -51,11 +56,13 @@ fn trace_one_request(dir: &TempDir) -> Option<String> {
     let server = children_of(strace.id()).first().map(|p| p.pid).expect("server process under strace");
     // Stop the server (and so strace) even when the request fails.
     let fetched = std::panic::catch_unwind(|| {
-        let mut c = crate::common::Conn::connect(addr);
-        c.send_request("GET", "/small.txt", &["Connection: close"]);
-        let r = c.read_response();
-        assert_eq!(r.status, 200);
-        c.expect_closed();
+        for path in ["/small.txt", "/large.bin"] {
+            let mut c = crate::common::Conn::connect(addr);
+            c.send_request("GET", path, &["Connection: close"]);
+            let r = c.read_response();
+            assert_eq!(r.status, 200, "GET {path}");
+            c.expect_closed();
+        }
     });
     send_signal(server, "TERM");
     if !poll_until(Duration::from_secs(10), || strace.try_wait().ok().flatten().is_some()) {
@@ -71,19 +78,32 @@ fn trace_one_request(dir: &TempDir) -> Option<String> {
 }
 
 #[test]
-fn head_is_sent_with_msg_more_and_body_with_sendfile() {
+fn small_bodies_share_the_heads_send_and_large_ones_go_by_sendfile() {
     let dir = TempDir::new("wire_msg_more");
     let Some(trace) = trace_one_request(&dir) else { return };
     let lines: Vec<&str> = trace.lines().collect();
-    let head = lines
+    let heads: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("sendto(") && lines[i].contains("HTTP/1.1 200 OK"))
+        .collect();
+    let [small, large] = heads[..] else {
+        panic!("want two sendto calls of a 200 head in the trace:\n{trace}");
+    };
+    assert!(
+        lines[small].contains("a small body that fits") && !lines[small].contains("MSG_MORE"),
+        "the small body was not sent in the head's send: {}",
+        lines[small]
+    );
+    assert!(
+        lines[large].contains("MSG_MORE"),
+        "the large file's head was sent without MSG_MORE: {}",
+        lines[large]
+    );
+    let pid = lines[large].split_whitespace().next().unwrap();
+    let body = lines[large + 1..]
         .iter()
-        .position(|l| l.contains("sendto(") && l.contains("HTTP/1.1 200 OK"))
-        .unwrap_or_else(|| panic!("no sendto of the 200 head in the trace:\n{trace}"));
-    assert!(lines[head].contains("MSG_MORE"), "the head was sent without MSG_MORE: {}", lines[head]);
-    let pid = lines[head].split_whitespace().next().unwrap();
-    let body = lines[head + 1..]
-        .iter()
-        .find(|l| l.starts_with(pid) && (l.contains("sendfile(") || l.contains("write")))
-        .unwrap_or_else(|| panic!("nothing sent after the head by {pid}:\n{trace}"));
-    assert!(body.contains("sendfile("), "the body did not go out with sendfile: {body}");
+        .find(|l| {
+            l.starts_with(pid) && (l.contains("sendfile(") || l.contains("write") || l.contains("sendto("))
+        })
+        .unwrap_or_else(|| panic!("nothing sent after the large file's head by {pid}:\n{trace}"));
+    assert!(body.contains("sendfile("), "the large body did not go out with sendfile: {body}");
 }
