@@ -55,13 +55,17 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let client_ip = if proxy {
         if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
-            log::warn!("{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed");
+            crate::log::client_warning(format_args!(
+                "{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed"
+            ));
             return Ok(());
         }
         match input.read_proxy_header(&client, cfg.proxy_timeout)? {
             Some(source) => source.unwrap_or(peer_ip),
             None => {
-                log::warn!("{peer_ip} sent no valid PROXY header within proxy_timeout; closed");
+                crate::log::client_warning(format_args!(
+                    "{peer_ip} sent no valid PROXY header within proxy_timeout; closed"
+                ));
                 return Ok(());
             }
         }

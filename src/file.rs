@@ -203,10 +203,10 @@ const MAX_LINK_HOPS: usize = 8;
 /// `/etc/nonexistent` 404 beneath `etc -> /etc`).
 fn follow_link_inside(root: Root<'_>, rel: &Path) -> Result<File, Status> {
     let refused = |rel: &Path| {
-        log::warn!(
+        crate::log::client_warning(format_args!(
             "refused /{}: it resolves outside the document root",
             crate::log::Escaped(rel.as_os_str().as_bytes())
-        );
+        ));
         Status::Forbidden
     };
     let mut rel = rel.to_path_buf();

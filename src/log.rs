@@ -638,39 +638,53 @@ const ACCESS_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 const WARNED_AT: usize = 0;
 const LINES_LOST: usize = 1;
 const FILE_TORN: usize = 2;
+const CLIENT_WARNED_AT: usize = 3;
+const CLIENT_WARNINGS: usize = 4;
+const SLOTS: usize = 5;
 
 /// State shared by the parent and every child (mapped by `init`, before
 /// any fork): `WARNED_AT`, the monotonic second (plus one) of the last
 /// warning about lost access-log lines; `LINES_LOST`, the lines lost since;
-/// `FILE_TORN`, 1 while the access-log file ends in the middle of a line.
-/// `None` if the mapping failed: then each connection warns once, as the
-/// caller does, and a cut line is not ended.
-static SHARED: OnceLock<Option<&'static [AtomicU64; 3]>> = OnceLock::new();
+/// `FILE_TORN`, 1 while the access-log file ends in the middle of a line;
+/// `CLIENT_WARNED_AT` and `CLIENT_WARNINGS`, the same pair as the first
+/// two for `client_warning`. `None` if the mapping failed: then every
+/// warning is logged, and a cut line is not ended.
+static SHARED: OnceLock<Option<&'static [AtomicU64; SLOTS]>> = OnceLock::new();
 
-fn shared() -> Option<&'static [AtomicU64; 3]> {
+fn shared() -> Option<&'static [AtomicU64; SLOTS]> {
     *SHARED.get_or_init(|| crate::sys::shared_counters().ok())
+}
+
+/// Counts one event in slot `count`, and says whether a report of it is
+/// due: when the last report (its time in slot `at`) was `interval` or
+/// more ago, across every process of the server. Returns the events
+/// counted since the last report, this one included, to the one process
+/// that makes the report; `None` to the others. Every event is due
+/// without the shared mapping.
+fn report_due(at: usize, count: usize, interval: Duration) -> Option<u64> {
+    let Some(shared) = shared() else {
+        return Some(1);
+    };
+    shared[count].fetch_add(1, Ordering::Relaxed);
+    // CLOCK_MONOTONIC is one clock for every process on the machine, and
+    // does not jump with the wall clock.
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec().unsigned_abs()) + 1;
+    let last = shared[at].load(Ordering::Relaxed);
+    if last != 0 && now < last.saturating_add(interval.as_secs()) {
+        return None;
+    }
+    // Of the processes that report in the same second, one does.
+    shared[at].compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).ok()?;
+    Some(shared[count].swap(0, Ordering::Relaxed).max(1))
 }
 
 /// Counts a lost access-log line. Returns `Err` (the failure, with the
 /// number of lines lost since the last report) if it is time to report
 /// one, `Ok` if a report was made less than `ACCESS_WARNING_INTERVAL` ago.
 fn access_failure_to_report(e: io::Error) -> io::Result<()> {
-    let Some(shared) = shared() else {
-        return Err(e);
+    let Some(lost) = report_due(WARNED_AT, LINES_LOST, ACCESS_WARNING_INTERVAL) else {
+        return Ok(());
     };
-    shared[LINES_LOST].fetch_add(1, Ordering::Relaxed);
-    // CLOCK_MONOTONIC is one clock for every process on the machine, and
-    // does not jump with the wall clock.
-    let now = clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec().unsigned_abs()) + 1;
-    let last = shared[WARNED_AT].load(Ordering::Relaxed);
-    if last != 0 && now < last.saturating_add(ACCESS_WARNING_INTERVAL.as_secs()) {
-        return Ok(());
-    }
-    // Of the processes that fail in the same second, one reports.
-    if shared[WARNED_AT].compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-        return Ok(());
-    }
-    let lost = shared[LINES_LOST].swap(0, Ordering::Relaxed).max(1);
     Err(io::Error::new(
         e.kind(),
         format!(
@@ -679,6 +693,28 @@ fn access_failure_to_report(e: io::Error) -> io::Result<()> {
             ACCESS_WARNING_INTERVAL.as_secs()
         ),
     ))
+}
+
+/// The least time between two `client_warning`s across the whole server.
+const CLIENT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Logs a warning that a client's request or connection causes (a path
+/// refused for leaving the root, a connection refused by a PROXY
+/// listener) at most once every `CLIENT_WARNING_INTERVAL` across the whole
+/// server, saying how many were left out since the last one: a client that
+/// repeats the request cannot flood the daemon log. Each of those requests
+/// still gets its access-log line.
+pub fn client_warning(args: std::fmt::Arguments<'_>) {
+    match report_due(CLIENT_WARNED_AT, CLIENT_WARNINGS, CLIENT_WARNING_INTERVAL) {
+        None => {}
+        Some(1) => log::warn!("{args}"),
+        Some(n) => log::warn!(
+            "{args} ({} such warning(s) before this one were not logged: client warnings are \
+             logged at most once every {}s)",
+            n - 1,
+            CLIENT_WARNING_INTERVAL.as_secs()
+        ),
+    }
 }
 
 /// Appends `line` (one line, below `PIPE_BUF`) to the `O_APPEND` access-log

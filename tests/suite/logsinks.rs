@@ -124,6 +124,28 @@ fn refused_path_cannot_forge_a_daemon_log_line() {
     }
 }
 
+/// A client repeating a request that the server refuses and reports (a
+/// path beneath a link that leaves the root) gets every answer and every
+/// access-log line, but the daemon log gets one warning, not one per
+/// request: warnings a client causes are limited across the whole server.
+#[test]
+fn refused_paths_warn_once_not_once_per_request() {
+    const N: usize = 20;
+    let s = TestServer::start();
+    let outside = s.base().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    chmod(s.base(), 0o755);
+    fs::write(outside.join("x"), b"secret").unwrap();
+    s.symlink(&outside, "out");
+    for i in 0..N {
+        assert_eq!(get_close(s.addr(), "/out/x").status, 403, "request {i}");
+    }
+    let logged = s.wait_for_lines(N, Duration::from_secs(5), |l| l.contains("\"GET /out/x HTTP/1.1\" 403"));
+    assert_eq!(logged.len(), N, "access-log lines; stderr:\n{}", s.lines().join("\n"));
+    let warned = s.lines().into_iter().filter(|l| l.contains("resolves outside")).count();
+    assert_eq!(warned, 1, "daemon warnings for {N} refused requests; stderr:\n{}", s.lines().join("\n"));
+}
+
 /// Starts the server with its file-size limit at 512 bytes (soft, so the
 /// test can raise it), logging to `log`. Returns it and its address.
 fn start_with_small_fsize(dir: &TempDir, log: &std::path::Path) -> (Proc, SocketAddr) {
