@@ -68,7 +68,17 @@ fn child_after_a_response(server: u32, addr: std::net::SocketAddr) -> (Conn, u32
     let mut conn = Conn::connect(addr);
     conn.send_request("GET", "/x.txt", &[]);
     assert_eq!(conn.read_response().status, 200);
-    (conn, serving_child(server))
+    let child = serving_child(server);
+    // The response is in before the child has closed the file it sent and
+    // gone back to wait: look once it sleeps in that wait.
+    assert!(
+        poll_until(Duration::from_secs(5), || {
+            let wchan = std::fs::read_to_string(format!("/proc/{child}/wchan")).unwrap_or_default();
+            crate::common::proc_stat(child).is_some_and(|s| s.state == 'S') && wchan.contains("poll")
+        }),
+        "child {child} did not go back to waiting for the next request"
+    );
+    (conn, child)
 }
 
 fn serving_child(server: u32) -> u32 {
