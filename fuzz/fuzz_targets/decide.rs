@@ -7,7 +7,8 @@ use std::fs::File;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use forkhttpd::http::decide::{FileInfo, Found, Lookup, Opened, Site, answer_without_file, decide};
+use forkhttpd::http::decide::{Found, Lookup, Opened, Site, answer_without_file, decide};
+use forkhttpd::http::fileinfo::FileInfo;
 use forkhttpd::http::mime::MimeTypes;
 use forkhttpd::http::request::{Parse, parse};
 use forkhttpd::http::site::HeaderRules;

@@ -25,57 +25,9 @@
 
 use std::time::SystemTime;
 
-use crate::http::decide::FileInfo;
+use crate::http::fileinfo::{FileInfo, Tag, etag};
 use crate::http::reply::Fields;
 use crate::http::request::{Method, Request};
-
-/// Longest entity tag: two quotes, four fields of up to 16 hex digits, the
-/// nanoseconds in up to 8, and four separators.
-const TAG_MAX: usize = 2 + 4 * 16 + 8 + 4;
-
-/// A file's strong entity tag, formatted: `"DEV-INO-LEN-SECS.NSECS"` in
-/// lower-case hex (seconds since the epoch as two's complement). It changes
-/// whenever the file is replaced (another inode), resized or modified
-/// (nanosecond mtime), which is what makes it strong for a static file.
-#[derive(Clone, Copy)]
-pub struct Tag {
-    bytes: [u8; TAG_MAX],
-    len: usize,
-}
-
-impl Tag {
-    /// The tag with its quotes, as sent in `ETag`.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-
-    fn push(&mut self, b: u8) {
-        self.bytes[self.len] = b;
-        self.len += 1;
-    }
-
-    fn push_hex(&mut self, n: u64) {
-        let digits = if n == 0 { 1 } else { (64 - n.leading_zeros()).div_ceil(4) };
-        for i in (0..digits).rev() {
-            self.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
-        }
-    }
-}
-
-/// The strong entity tag of the file `info` describes. It takes any
-/// `FileInfo`, so every opened file (a precompressed variant, a listed
-/// directory) gets its own tag from its own `fstat`.
-pub fn etag(info: &FileInfo) -> Tag {
-    let mut tag = Tag { bytes: [0; TAG_MAX], len: 0 };
-    tag.push(b'"');
-    for (n, sep) in [(info.dev, b'-'), (info.ino, b'-'), (info.len, b'-'), (info.mtime_sec as u64, b'.')] {
-        tag.push_hex(n);
-        tag.push(sep);
-    }
-    tag.push_hex(u64::from(info.mtime_nsec));
-    tag.push(b'"');
-    tag
-}
 
 /// What the preconditions of a request (steps 1 to 4) decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,33 +222,6 @@ mod tests {
         match parse(raw) {
             Parse::Complete(req, _) => req,
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn etag_is_hex_of_device_inode_size_and_mtime() {
-        assert_eq!(etag(&info()).as_bytes(), TAG.as_bytes());
-        let zero = FileInfo { len: 0, modified: None, dev: 0, ino: 0, mtime_sec: 0, mtime_nsec: 0 };
-        assert_eq!(etag(&zero).as_bytes(), b"\"0-0-0-0.0\"");
-        let widest = FileInfo {
-            len: u64::MAX,
-            modified: None,
-            dev: u64::MAX,
-            ino: u64::MAX,
-            mtime_sec: -1,
-            mtime_nsec: 999_999_999,
-        };
-        let f = "ffffffffffffffff";
-        assert_eq!(etag(&widest).as_bytes(), format!("\"{f}-{f}-{f}-{f}.3b9ac9ff\"").as_bytes());
-        // Each input changes the tag: another inode, size, or a nanosecond.
-        for changed in [
-            FileInfo { ino: 0x1235, ..info() },
-            FileInfo { dev: 0x804, ..info() },
-            FileInfo { len: 6, ..info() },
-            FileInfo { mtime_nsec: 6, ..info() },
-            FileInfo { mtime_sec: MTIME as i64 + 1, ..info() },
-        ] {
-            assert_ne!(etag(&changed).as_bytes(), TAG.as_bytes(), "{changed:?}");
         }
     }
 

@@ -15,12 +15,12 @@
 //! `304`, `412` and `416`, which the file's validators and length decide)
 //! from `file_reply`; the `Connection` field is the last one of every reply.
 
-use std::fs::{File, Metadata};
-use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, SystemTime};
+use std::fs::File;
+use std::time::SystemTime;
 
 use crate::http::conditional::{self, Precondition};
 use crate::http::encoding::Coding;
+use crate::http::fileinfo::FileInfo;
 use crate::http::listing::Listing;
 use crate::http::mime::MimeTypes;
 use crate::http::range::{self, ContentRange, Multipart, Selection};
@@ -72,45 +72,6 @@ impl<'a> Site<'a> {
 /// disclosure helps attackers match exploits and no client needs it.
 pub fn server_field(server_version: bool) -> &'static str {
     if server_version { concat!("forkhttpd/", env!("CARGO_PKG_VERSION")) } else { "forkhttpd" }
-}
-
-/// What a reply needs of a file's `fstat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileInfo {
-    /// Size in bytes.
-    pub len: u64,
-    /// Modification time, when the filesystem has one and an HTTP date can
-    /// express it (1970 to 9999; `touch` can set any other).
-    pub modified: Option<SystemTime>,
-    /// The device and inode: which file this is (for its entity tag).
-    pub dev: u64,
-    /// See `dev`.
-    pub ino: u64,
-    /// Modification time as `fstat` gives it, whatever its range: seconds
-    /// since the epoch and nanoseconds (for the entity tag).
-    pub mtime_sec: i64,
-    /// See `mtime_sec`.
-    pub mtime_nsec: u32,
-}
-
-/// The first second an HTTP date cannot express: year 10000.
-const HTTP_DATE_END: Duration = Duration::from_secs(253_402_300_800);
-
-impl From<&Metadata> for FileInfo {
-    fn from(meta: &Metadata) -> FileInfo {
-        let modified = meta
-            .modified()
-            .ok()
-            .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
-        FileInfo {
-            len: meta.len(),
-            modified,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime_sec: meta.mtime(),
-            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
-        }
-    }
 }
 
 /// A regular file the file step opened.
@@ -449,6 +410,7 @@ fn connection(req: &Request<'_>, keep: bool) -> Connection {
 mod tests {
     use super::*;
     use crate::http::request::{Parse, parse};
+    use std::time::Duration;
 
     const NOW: Duration = Duration::from_secs(1_700_000_000);
     const MTIME: Duration = Duration::from_secs(1_600_000_000);

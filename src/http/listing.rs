@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 
 use crate::http::civil;
-use crate::http::decide::FileInfo;
+use crate::http::fileinfo::FileInfo;
 
 /// Most entries one listing shows; the rest are counted in a line under
 /// the table. Bounds the child's memory (names are at most 255 bytes) and

@@ -10,7 +10,8 @@
 //!   layered defence; the filesystem steps are in `file`).
 //! - `mime`: file name -> content type.
 //! - `status`: every status we send, its page, and errno -> status.
-//! - `conditional`: entity tags and the preconditions of RFC 9110 13.2.2.
+//! - `fileinfo`: what a reply needs of a file's `fstat`, and its entity tag.
+//! - `conditional`: the preconditions of RFC 9110 13.2.2.
 //! - `range`: what a `Range` field selects, and multipart/byteranges framing.
 //! - `encoding`: `Accept-Encoding` -> the precompressed siblings to try.
 //! - `listing`: a directory's entries -> a bounded, sorted HTML listing.
@@ -18,11 +19,14 @@
 //! - `site`: which site a `Host` names, and its response-header rules.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 //! - `civil`: a day count since 1970 -> a calendar date (listings, logs).
+//! - `decimal`: numbers into head bytes without allocating.
 
 pub mod civil;
 pub mod conditional;
 pub mod decide;
+pub mod decimal;
 pub mod encoding;
+pub mod fileinfo;
 pub mod listing;
 pub mod mime;
 pub mod range;

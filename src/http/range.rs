@@ -19,8 +19,8 @@
 
 use std::fs::File;
 
-use crate::http::decide::FileInfo;
-use crate::http::reply::push_number;
+use crate::http::decimal::push_number;
+use crate::http::fileinfo::FileInfo;
 use crate::http::request::Request;
 
 /// Ranges one `Range` field may ask for; more → the whole file (200).

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use httpdate::HttpDate;
 
-use crate::http::conditional;
-use crate::http::decide::FileInfo;
+use crate::http::decimal::push_number;
+use crate::http::fileinfo::{self, FileInfo};
 use crate::http::range::{self, Boundary, ContentRange, Multipart};
 use crate::http::status::Status;
 
@@ -34,7 +34,7 @@ pub enum Value<'a> {
     /// An HTTP date, IMF-fixdate (`Date`, `Last-Modified`), from 1970 to
     /// 9999 (formatting any other aborts; `FileInfo` keeps file times inside).
     Date(SystemTime),
-    /// The strong entity tag of a file (`ETag`), see `conditional::etag`.
+    /// The strong entity tag of a file (`ETag`), see `fileinfo::etag`.
     ETag(&'a FileInfo),
     /// `bytes FIRST-LAST/COMPLETE` (`Content-Range` of a `206`).
     ContentRange(ContentRange),
@@ -212,7 +212,7 @@ fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
         Value::Date(t) => {
             let _ = write!(out, "{}", HttpDate::from(t));
         }
-        Value::ETag(info) => out.extend_from_slice(conditional::etag(info).as_bytes()),
+        Value::ETag(info) => out.extend_from_slice(fileinfo::etag(info).as_bytes()),
         Value::ContentRange(cr) => range::push_content_range(out, cr),
         Value::UnsatisfiedRange(complete) => {
             out.extend_from_slice(b"bytes */");
@@ -223,21 +223,6 @@ fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
             out.extend_from_slice(boundary.as_bytes());
         }
     }
-}
-
-/// Appends `n` in decimal.
-pub(crate) fn push_number(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]

@@ -1,0 +1,144 @@
+//! What a reply needs to know of a file: its size, dates and identity
+//! from `fstat` (`FileInfo`), and the strong entity tag derived from them.
+//!
+//! Runs in: child. Pure, and at the bottom of `http`: the conditional
+//! rules, ranges, listings and the reply's head all describe a file by
+//! its `FileInfo`.
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, SystemTime};
+
+/// What a reply needs of a file's `fstat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time, when the filesystem has one and an HTTP date can
+    /// express it (1970 to 9999; `touch` can set any other).
+    pub modified: Option<SystemTime>,
+    /// The device and inode: which file this is (for its entity tag).
+    pub dev: u64,
+    /// See `dev`.
+    pub ino: u64,
+    /// Modification time as `fstat` gives it, whatever its range: seconds
+    /// since the epoch and nanoseconds (for the entity tag).
+    pub mtime_sec: i64,
+    /// See `mtime_sec`.
+    pub mtime_nsec: u32,
+}
+
+/// The first second an HTTP date cannot express: year 10000.
+const HTTP_DATE_END: Duration = Duration::from_secs(253_402_300_800);
+
+impl From<&Metadata> for FileInfo {
+    fn from(meta: &Metadata) -> FileInfo {
+        let modified = meta
+            .modified()
+            .ok()
+            .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
+        FileInfo {
+            len: meta.len(),
+            modified,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        }
+    }
+}
+
+/// Longest entity tag: two quotes, four fields of up to 16 hex digits, the
+/// nanoseconds in up to 8, and four separators.
+const TAG_MAX: usize = 2 + 4 * 16 + 8 + 4;
+
+/// A file's strong entity tag, formatted: `"DEV-INO-LEN-SECS.NSECS"` in
+/// lower-case hex (seconds since the epoch as two's complement). It changes
+/// whenever the file is replaced (another inode), resized or modified
+/// (nanosecond mtime), which is what makes it strong for a static file.
+#[derive(Clone, Copy)]
+pub struct Tag {
+    bytes: [u8; TAG_MAX],
+    len: usize,
+}
+
+impl Tag {
+    /// The tag with its quotes, as sent in `ETag`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn push_hex(&mut self, n: u64) {
+        let digits = if n == 0 { 1 } else { (64 - n.leading_zeros()).div_ceil(4) };
+        for i in (0..digits).rev() {
+            self.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+        }
+    }
+}
+
+/// The strong entity tag of the file `info` describes. It takes any
+/// `FileInfo`, so every opened file (a precompressed variant, a listed
+/// directory) gets its own tag from its own `fstat`.
+pub fn etag(info: &FileInfo) -> Tag {
+    let mut tag = Tag { bytes: [0; TAG_MAX], len: 0 };
+    tag.push(b'"');
+    for (n, sep) in [(info.dev, b'-'), (info.ino, b'-'), (info.len, b'-'), (info.mtime_sec as u64, b'.')] {
+        tag.push_hex(n);
+        tag.push(sep);
+    }
+    tag.push_hex(u64::from(info.mtime_nsec));
+    tag.push(b'"');
+    tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sun, 13 Sep 2020 12:26:40 GMT.
+    const MTIME: u64 = 1_600_000_000;
+    const TAG: &str = "\"803-1234-5-5f5e1000.5\"";
+
+    fn info() -> FileInfo {
+        FileInfo {
+            len: 5,
+            modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME)),
+            dev: 0x803,
+            ino: 0x1234,
+            mtime_sec: MTIME as i64,
+            mtime_nsec: 5,
+        }
+    }
+
+    #[test]
+    fn etag_is_hex_of_device_inode_size_and_mtime() {
+        assert_eq!(etag(&info()).as_bytes(), TAG.as_bytes());
+        let zero = FileInfo { len: 0, modified: None, dev: 0, ino: 0, mtime_sec: 0, mtime_nsec: 0 };
+        assert_eq!(etag(&zero).as_bytes(), b"\"0-0-0-0.0\"");
+        let widest = FileInfo {
+            len: u64::MAX,
+            modified: None,
+            dev: u64::MAX,
+            ino: u64::MAX,
+            mtime_sec: -1,
+            mtime_nsec: 999_999_999,
+        };
+        let f = "ffffffffffffffff";
+        assert_eq!(etag(&widest).as_bytes(), format!("\"{f}-{f}-{f}-{f}.3b9ac9ff\"").as_bytes());
+        // Each input changes the tag: another inode, size, or a nanosecond.
+        for changed in [
+            FileInfo { ino: 0x1235, ..info() },
+            FileInfo { dev: 0x804, ..info() },
+            FileInfo { len: 6, ..info() },
+            FileInfo { mtime_nsec: 6, ..info() },
+            FileInfo { mtime_sec: MTIME as i64 + 1, ..info() },
+        ] {
+            assert_ne!(etag(&changed).as_bytes(), TAG.as_bytes(), "{changed:?}");
+        }
+    }
+}
