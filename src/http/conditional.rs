@@ -183,29 +183,16 @@ fn seconds(info: &FileInfo) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::http::reply::Value;
     use crate::http::request::{Parse, parse};
 
-    /// Sun, 13 Sep 2020 12:26:40 GMT.
-    const MTIME: u64 = 1_600_000_000;
-    const TAG: &str = "\"803-1234-5-5f5e1000.5\"";
+    use crate::http::fileinfo::tests::{TAG, info};
+
     const DATE: &str = "Sun, 13 Sep 2020 12:26:40 GMT";
     const EARLIER: &str = "Sun, 13 Sep 2020 12:26:39 GMT";
     const LATER: &str = "Sun, 13 Sep 2020 12:26:41 GMT";
-
-    fn info() -> FileInfo {
-        FileInfo {
-            len: 5,
-            modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME)),
-            dev: 0x803,
-            ino: 0x1234,
-            mtime_sec: MTIME as i64,
-            mtime_nsec: 5,
-        }
-    }
 
     /// A request head for `method /` with the given field lines.
     fn head(method: &str, lines: &[String]) -> Vec<u8> {

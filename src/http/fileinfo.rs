@@ -97,14 +97,16 @@ pub fn etag(info: &FileInfo) -> Tag {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Sun, 13 Sep 2020 12:26:40 GMT.
-    const MTIME: u64 = 1_600_000_000;
-    const TAG: &str = "\"803-1234-5-5f5e1000.5\"";
+    /// Sun, 13 Sep 2020 12:26:40 GMT: the modification time of `info`.
+    pub(crate) const MTIME: u64 = 1_600_000_000;
+    /// The entity tag of `info`.
+    pub(crate) const TAG: &str = "\"803-1234-5-5f5e1000.5\"";
 
-    fn info() -> FileInfo {
+    /// A file the unit tests of `http` describe.
+    pub(crate) fn info() -> FileInfo {
         FileInfo {
             len: 5,
             modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME)),
