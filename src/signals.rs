@@ -153,6 +153,20 @@ mod tests {
     use nix::poll::PollFlags;
     use std::io::Write;
 
+    /// Whatever a launcher blocked, the mask afterwards is exactly the
+    /// handled signals. (Inside `ppoll` the mask is empty, so the running
+    /// server shows this only between waits; the mask is per thread, so
+    /// this test's thread can show it.)
+    #[test]
+    fn take_over_sets_the_mask_to_exactly_the_handled_signals() {
+        let launcher = set_of(&[Signal::SIGWINCH, Signal::SIGUSR2]);
+        launcher.thread_block().unwrap();
+        take_over(&[Signal::SIGUSR1]).unwrap();
+        let mask = SigSet::thread_get_mask().unwrap();
+        let blocked: Vec<Signal> = Signal::iterator().filter(|s| mask.contains(*s)).collect();
+        assert_eq!(blocked, [Signal::SIGUSR1]);
+    }
+
     /// A signal pending while a descriptor is ready reaches its handler in
     /// that same `poll`: a listener that never empties cannot starve it.
     #[test]
