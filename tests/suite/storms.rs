@@ -41,9 +41,10 @@ fn timed_get(s: &TestServer) -> Duration {
 }
 
 /// Slowloris: 300 connections, spread over 127.0.0.10..=30 (under the
-/// per-address cap), each trickling header bytes. Meanwhile a fresh client
-/// from 127.0.0.2 is served at once, and every one of the 300 gets its 408
-/// and is closed by the header deadline, counted from its first byte.
+/// per-address cap), each trickling header bytes. Meanwhile each of five
+/// fresh clients from 127.0.0.2 is served within 100 ms, and every one of
+/// the 300 gets its 408 and is closed by the header deadline, counted from
+/// its first byte.
 #[test]
 fn slowloris_is_cut_off_and_others_are_served() {
     const N: usize = 300;
@@ -63,9 +64,11 @@ fn slowloris_is_cut_off_and_others_are_served() {
         "only {} children for {N} slow connections",
         live_children(&s)
     );
-    let mut times: Vec<Duration> = (0..5).map(|_| timed_get(&s)).collect();
-    times.sort();
-    assert!(times[2] < Duration::from_millis(100), "a fresh client waited {times:?} beside {N} slow ones");
+    let times: Vec<Duration> = (0..5).map(|_| timed_get(&s)).collect();
+    assert!(
+        times.iter().all(|t| *t < Duration::from_millis(100)),
+        "a fresh client waited {times:?} beside {N} slow ones (each must be served within 100 ms)"
+    );
     // Trickle a byte to each every 250 ms until all are closed.
     let until = Instant::now() + HEADER_TIMEOUT + Duration::from_secs(10);
     let mut buf = [0u8; 4096];
