@@ -5,7 +5,8 @@
 # fuzz/seeds/ (real requests and every traversal string of
 # tests/suite/traversal.rs) into a scratch corpus. Installs the nightly
 # toolchain and cargo-fuzz if missing, or skips, saying why. A crash leaves
-# its input in fuzz/artifacts/TARGET/; keep it as a unit test with the fix.
+# its input in fuzz/artifacts/TARGET/ and prints it in hex (a CI log keeps
+# it); keep it as a unit test with the fix.
 # Prints one line per target, then "fuzz: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -48,6 +49,12 @@ for t in "${targets[@]}"; do
     else
         echo "fuzz $t: FAILED; the input is in fuzz/artifacts/$t/:"
         grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$out" | head -10
+        # The artifact is not kept by CI: print the input itself.
+        input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$out" | tail -1)
+        if [ -n "$input" ] && [ -f "$input" ]; then
+            echo "fuzz $t: the input ($(wc -c <"$input") bytes), in hex:"
+            od -A x -t x1z -v "$input" | head -64
+        fi
         failed=$((failed + 1))
     fi
 done

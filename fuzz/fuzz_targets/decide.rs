@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use forkhttpd::http::decide::{Found, Lookup, Opened, Site, answer_without_file, decide};
 use forkhttpd::http::fileinfo::FileInfo;
@@ -15,8 +15,8 @@ use forkhttpd::http::site::HeaderRules;
 use forkhttpd::http::status::Status;
 use libfuzzer_sys::fuzz_target;
 
-/// The first second an HTTP date cannot express (year 10000): `FileInfo`
-/// never holds a time from there on (`From<&Metadata>` filters it out).
+/// The first second an HTTP date cannot express (year 10000): the clock
+/// (`now`) stays before it.
 const HTTP_DATE_END: u64 = 253_402_300_800;
 
 const STATUSES: [Status; 8] = [
@@ -73,19 +73,20 @@ fuzz_target!(|data: &[u8]| {
         check_head(&out);
         return;
     }
-    let modified: Option<SystemTime> =
-        (flags & 2 != 0).then(|| UNIX_EPOCH + Duration::from_secs(secs.rotate_left(17) % HTTP_DATE_END));
     let name = req.target.rsplit('/').next().unwrap_or("").as_bytes();
     let lookup: Lookup<'_> = match kind % 3 {
         0 => {
-            let info = FileInfo {
+            // Any modification time at all, as `stat` may give it (before
+            // 1970, past year 9999): `from_stat` keeps what a date can say.
+            let mtime_sec =
+                if flags & 2 != 0 { secs.rotate_left(17) as i64 } else { (secs % HTTP_DATE_END) as i64 };
+            let info = FileInfo::from_stat(
                 len,
-                modified,
-                dev: secs.rotate_left(7),
-                ino: len.rotate_left(13),
-                mtime_sec: modified.map_or(0, |t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)),
-                mtime_nsec: u32::from(flags) * 1_000_003,
-            };
+                secs.rotate_left(7),
+                len.rotate_left(13),
+                mtime_sec,
+                i64::from(flags) * 4_000_037,
+            );
             Ok(Found::File(Opened { file: null(), info, name, encoding: None }))
         }
         1 => Ok(Found::Redirect(format!("{}/", req.target.split('?').next().unwrap_or("")))),

@@ -31,20 +31,24 @@ pub struct FileInfo {
 /// The first second an HTTP date cannot express: year 10000.
 const HTTP_DATE_END: Duration = Duration::from_secs(253_402_300_800);
 
+impl FileInfo {
+    /// From the fields of a `stat`: the size, the device and inode, and the
+    /// modification time in seconds since the epoch (negative before 1970)
+    /// and nanoseconds. `modified` is that time only when an HTTP date can
+    /// express it; formatting any other would abort the child.
+    pub fn from_stat(len: u64, dev: u64, ino: u64, mtime_sec: i64, mtime_nsec: i64) -> FileInfo {
+        let mtime_nsec = u32::try_from(mtime_nsec).ok().filter(|n| *n < 1_000_000_000).unwrap_or(0);
+        let modified = u64::try_from(mtime_sec)
+            .ok()
+            .filter(|s| *s < HTTP_DATE_END.as_secs())
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, mtime_nsec));
+        FileInfo { len, modified, dev, ino, mtime_sec, mtime_nsec }
+    }
+}
+
 impl From<&Metadata> for FileInfo {
     fn from(meta: &Metadata) -> FileInfo {
-        let modified = meta
-            .modified()
-            .ok()
-            .filter(|t| t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since < HTTP_DATE_END));
-        FileInfo {
-            len: meta.len(),
-            modified,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime_sec: meta.mtime(),
-            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
-        }
+        FileInfo::from_stat(meta.len(), meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec())
     }
 }
 
@@ -115,6 +119,23 @@ pub(crate) mod tests {
             mtime_sec: MTIME as i64,
             mtime_nsec: 5,
         }
+    }
+
+    #[test]
+    fn only_times_an_http_date_can_express_are_dates() {
+        let at = |secs, nsec| FileInfo::from_stat(1, 2, 3, secs, nsec).modified;
+        let end = HTTP_DATE_END.as_secs() as i64;
+        assert_eq!(at(0, 0), Some(SystemTime::UNIX_EPOCH));
+        assert_eq!(
+            at(end - 1, 999_999_999),
+            Some(SystemTime::UNIX_EPOCH + Duration::new(end as u64 - 1, 999_999_999))
+        );
+        for (secs, nsec) in [(-1, 0), (-1, 500_000_000), (end, 0), (i64::MAX, 0), (i64::MIN, 0)] {
+            assert_eq!(at(secs, nsec), None, "{secs}.{nsec}");
+        }
+        // Out-of-range nanoseconds cannot make a `Duration` panic.
+        assert_eq!(at(5, 1_000_000_000), Some(SystemTime::UNIX_EPOCH + Duration::from_secs(5)));
+        assert_eq!(FileInfo::from_stat(1, 2, 3, -7, -1).mtime_sec, -7);
     }
 
     #[test]
