@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, RealIpHeader};
-use crate::file::{self, Root};
+use crate::file::{self, KeptFiles, Root};
 use crate::http::decide::{self, Found, Lookup, Site};
 use crate::http::reply::{Body, Reply};
 use crate::http::request::{self, Method, Parse, Request};
@@ -83,6 +83,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
         scratch: Vec::with_capacity(512),
         path: Vec::with_capacity(256),
         access_log_failed: false,
+        kept: KeptFiles::default(),
     };
     let mut idle = cfg.header_timeout;
     for served in 1..=cfg.max_requests_per_connection {
@@ -137,6 +138,8 @@ struct Conn<'a> {
     path: Vec<u8>,
     /// An access-log write failed already (reported once).
     access_log_failed: bool,
+    /// Files served lately, kept open for the requests that follow.
+    kept: KeptFiles,
 }
 
 impl Conn<'_> {
@@ -187,12 +190,18 @@ impl Conn<'_> {
         let head_only = req.method == Method::Head;
         // Declared before the reply, which borrows what they hold.
         let (fallback, page_path, page): (_, _, Lookup<'_>);
-        let found: Lookup<'_>;
+        // What the file step found, and whether for the request's own path
+        // (not a fallback): such a file is kept for the next requests.
+        let mut found: Option<Lookup<'_>> = None;
+        let mut own = false;
         let mut reply = match decide::answer_without_file(req, &site, now, may_keep) {
             Some(reply) => reply,
             None => {
-                found = match resolved {
-                    Ok(r) => match (file::find(root, r, &site, req.fields.accept_encoding), site.fallback) {
+                let lookup = match resolved {
+                    Ok(r) => match (
+                        self.kept.find(which, root, r, &site, req.fields.accept_encoding),
+                        site.fallback,
+                    ) {
                         // Only a path that is simply missing falls back: a refused one
                         // (400, 403, a dotfile's 404 from `resolve`) never gets here.
                         (Err(Status::NotFound), Some(path)) => {
@@ -202,11 +211,14 @@ impl Conn<'_> {
                                 .filter(Result::is_ok)
                                 .unwrap_or(Err(Status::NotFound))
                         }
-                        (found, _) => found,
+                        (lookup, _) => {
+                            own = true;
+                            lookup
+                        }
                     },
                     Err(status) => Err(*status),
                 };
-                decide::decide(req, &site, &found, now, may_keep)
+                decide::decide(req, &site, found.insert(lookup), now, may_keep)
             }
         };
         if reply.status.code() >= 400
@@ -222,7 +234,12 @@ impl Conn<'_> {
         let path = resolved.as_ref().ok().map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
         site.headers.apply(&mut reply, path);
         self.send_logged(&reply, request_line, Some(req))?;
-        Ok(reply.keep_alive)
+        let keep_alive = reply.keep_alive;
+        drop(reply);
+        if let (true, Some(found), Ok(r)) = (own, found, resolved) {
+            self.kept.keep(which, r, found);
+        }
+        Ok(keep_alive)
     }
 
     /// Sends a reply and logs it. A send that fails part-way (the client

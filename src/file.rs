@@ -5,7 +5,8 @@
 //! reply) is an open descriptor plus the `fstat` of that very descriptor,
 //! never a path to be opened again later: what we checked is what we send,
 //! and later features (validators, ranges, precompressed siblings) start
-//! from the same `fstat`.
+//! from the same `fstat`. `KeptFiles` keeps a connection's last files open
+//! for its next requests, used only while unchanged.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
@@ -50,6 +51,19 @@ pub fn find<'n>(
     site: &Site<'n>,
     accept_encoding: Option<&[u8]>,
 ) -> Lookup<'n> {
+    find_noting(root, resolved, site, accept_encoding, &mut None)
+}
+
+/// `find`, which also sets `own` to the `Stamp` the file had when it was
+/// opened, when what it found is the path's own regular file (not an index
+/// file or a precompressed sibling).
+fn find_noting<'n>(
+    root: Root<'_>,
+    resolved: &'n Resolved<'_>,
+    site: &Site<'n>,
+    accept_encoding: Option<&[u8]>,
+    own: &mut Option<Stamp>,
+) -> Lookup<'n> {
     let codings =
         if site.precompressed { encoding::candidates(accept_encoding) } else { Candidates::default() };
     let (file, meta) = open_beneath(root, &resolved.rel)?;
@@ -60,7 +74,12 @@ pub fn find<'n>(
         if resolved.dir_form {
             return Err(Status::NotFound);
         }
-        return with_sibling(root, &resolved.rel, codings, regular(file, meta, resolved.file_name()));
+        let stamp = Stamp::of(&meta);
+        let found = with_sibling(root, &resolved.rel, codings, regular(file, meta, resolved.file_name()));
+        if matches!(&found, Ok(Found::File(opened)) if opened.encoding.is_none()) {
+            *own = Some(stamp);
+        }
+        return found;
     }
     if !resolved.dir_form {
         return Ok(Found::Redirect(resolved.directory_location()));
@@ -80,6 +99,164 @@ pub fn find<'n>(
     }
     // A directory without an index is not for browsing unless the site says so.
     Err(Status::Forbidden)
+}
+
+/// How many files a connection keeps open for its next requests.
+const KEPT_FILES: usize = 4;
+
+/// The files a connection served lately, kept open: asking again for one
+/// that has not changed costs one `fstatat` instead of an `openat2`, a
+/// `statx` and a `close` (a keep-alive client or proxy asking for the same
+/// path again).
+///
+/// Only a plain lookup is kept: a path that names a regular file (not a
+/// directory form, an index, a fallback or a precompressed sibling),
+/// answered by `find`, whose descriptor was opened beneath the root. It is
+/// used again only while the path, looked up now without following a final
+/// symlink, names the same inode with the same `stat` as when it was
+/// opened: device, inode, mode, owner, group, size, modification and
+/// change times. Replacing, renaming, truncating, writing to, `chmod`ing,
+/// `chown`ing or removing the file, or putting a link in its place, each
+/// changes one of them, so the next request opens the path afresh with
+/// every check of `find`. What a kept descriptor can send is only ever the
+/// inode that `find` opened beneath the root for that very path.
+#[derive(Debug, Default)]
+pub struct KeptFiles {
+    slots: [Option<Kept>; KEPT_FILES],
+    /// The slot the next new file replaces, round robin.
+    next: usize,
+    /// The `Stamp` at opening of the file the last `find` opened, if it
+    /// may be kept.
+    opened: Option<Stamp>,
+}
+
+/// One kept file.
+#[derive(Debug)]
+struct Kept {
+    /// The index of the site (in the configuration's order) and the path
+    /// beneath its root that named the file.
+    site: usize,
+    rel: Vec<u8>,
+    /// `None` while a request is using it.
+    file: Option<File>,
+    /// The file's `stat` when it was opened.
+    at_open: Stamp,
+}
+
+/// What a change to a file, or to what its path names, alters in its
+/// `stat`: device, inode, mode, owner, group, size, and the modification
+/// and change times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp([i64; 10]);
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp([
+            meta.dev() as i64,
+            meta.ino() as i64,
+            i64::from(meta.mode()),
+            i64::from(meta.uid()),
+            i64::from(meta.gid()),
+            meta.size() as i64,
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        ])
+    }
+
+    fn of_stat(st: &FileStat) -> Stamp {
+        Stamp([
+            st.st_dev as i64,
+            st.st_ino as i64,
+            i64::from(st.st_mode),
+            i64::from(st.st_uid),
+            i64::from(st.st_gid),
+            st.st_size,
+            st.st_mtime,
+            st.st_mtime_nsec,
+            st.st_ctime,
+            st.st_ctime_nsec,
+        ])
+    }
+}
+
+impl KeptFiles {
+    /// `find` for `resolved` beneath `root`, the root of the site with
+    /// index `site_no`: from a kept file when `resolved` is a plain lookup
+    /// of one that is unchanged (see `KeptFiles`), else by `find`.
+    pub fn find<'n>(
+        &mut self,
+        site_no: usize,
+        root: Root<'_>,
+        resolved: &'n Resolved<'_>,
+        site: &Site<'n>,
+        accept_encoding: Option<&[u8]>,
+    ) -> Lookup<'n> {
+        let plain =
+            !resolved.dir_form && (!site.precompressed || encoding::candidates(accept_encoding).is_empty());
+        let rel = resolved.rel.as_os_str().as_bytes();
+        if plain && let Some(i) = self.position(site_no, rel) {
+            let slot = &mut self.slots[i];
+            if let Some(kept) = slot.as_mut()
+                && let Some(info) = unchanged(root, kept)
+                && let Some(file) = kept.file.take()
+            {
+                return Ok(Found::File(Opened { file, info, name: resolved.file_name(), encoding: None }));
+            }
+            // Changed: closed now, and the path is looked up afresh.
+            *slot = None;
+        }
+        self.opened = None;
+        find_noting(root, resolved, site, accept_encoding, &mut self.opened)
+    }
+
+    /// After the reply to a request was sent: keeps the file of `found`,
+    /// the lookup `KeptFiles::find` gave for `resolved` (site `site_no`),
+    /// if it is a plain one, for the requests that follow.
+    pub fn keep(&mut self, site_no: usize, resolved: &Resolved<'_>, found: Lookup<'_>) {
+        let Ok(Found::File(opened)) = found else { return };
+        if resolved.dir_form || opened.encoding.is_some() {
+            return;
+        }
+        let rel = resolved.rel.as_os_str().as_bytes();
+        if let Some(i) = self.position(site_no, rel) {
+            // Served from this slot: its file goes back. (A slot still
+            // holding its file answered nothing: this lookup was not a
+            // plain one, and its descriptor is simply closed.)
+            if let Some(kept) = self.slots[i].as_mut()
+                && kept.file.is_none()
+            {
+                kept.file = Some(opened.file);
+            }
+            return;
+        }
+        let Some(at_open) = self.opened.take() else { return };
+        let i = self.slots.iter().position(Option::is_none).unwrap_or(self.next);
+        self.next = (i + 1) % KEPT_FILES;
+        self.slots[i] = Some(Kept { site: site_no, rel: rel.to_vec(), file: Some(opened.file), at_open });
+    }
+
+    fn position(&self, site_no: usize, rel: &[u8]) -> Option<usize> {
+        self.slots.iter().position(|s| s.as_ref().is_some_and(|k| k.site == site_no && k.rel == rel))
+    }
+}
+
+/// What `kept.rel` names beneath `root` now, as a `FileInfo`, if it is the
+/// kept file, unchanged since it was opened; `None` otherwise.
+fn unchanged(root: Root<'_>, kept: &Kept) -> Option<FileInfo> {
+    let now = fstatat(root.fd, OsStr::from_bytes(&kept.rel), AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    if Stamp::of_stat(&now) != kept.at_open {
+        return None;
+    }
+    Some(FileInfo::from_stat(
+        u64::try_from(now.st_size).ok()?,
+        now.st_dev,
+        now.st_ino,
+        now.st_mtime,
+        now.st_mtime_nsec,
+    ))
 }
 
 /// `found` (the file at `path`), or in its place the first of its

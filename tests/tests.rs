@@ -26,6 +26,8 @@ mod hygiene;
 mod journal;
 #[path = "suite/keepalive.rs"]
 mod keepalive;
+#[path = "suite/kept.rs"]
+mod kept;
 #[path = "suite/launch.rs"]
 mod launch;
 #[path = "suite/limits.rs"]

@@ -109,7 +109,8 @@ fn children_hold_only_the_descriptors_they_serve_with() {
         "a serving child holds a descriptor of / (an escape from the chroot): {fds:?}"
     );
     // stdin and stdout (/dev/null), stderr (the test's pipe), the client's
-    // socket, the lifeline's read end, the document root, the access log.
+    // socket, the lifeline's read end, the document root, the access log,
+    // and the file it served, kept open for the connection's next requests.
     let root = dir.path().join("root").canonicalize().unwrap();
     let log = dir.path().join("access.log");
     let mut kinds: Vec<String> = fds
@@ -119,13 +120,14 @@ fn children_hold_only_the_descriptors_they_serve_with() {
             t if t.starts_with("pipe:") => "pipe".to_string(),
             t if *t == root.to_string_lossy() => "root".to_string(),
             t if *t == log.to_string_lossy() => "access log".to_string(),
+            t if *t == root.join("x.txt").to_string_lossy() => "served file".to_string(),
             t => t.clone(),
         })
         .collect();
     kinds.sort();
     assert_eq!(
         kinds,
-        ["/dev/null", "/dev/null", "access log", "pipe", "pipe", "root", "socket"],
+        ["/dev/null", "/dev/null", "access log", "pipe", "pipe", "root", "served file", "socket"],
         "a serving child holds descriptors it does not serve with: {fds:?}"
     );
     assert!(fds.iter().take(3).map(|f| f.0).eq(0..3), "stdin, stdout and stderr stay open: {fds:?}");
