@@ -92,44 +92,32 @@ fn children_hold_only_the_descriptors_they_serve_with() {
     );
 
     let (conn, child) = child_after_a_response(proc.pid(), addr);
-    // stdin and stdout (/dev/null), stderr (the test's pipe), the client's
-    // socket, the lifeline's read end, the document root, the access log.
-    let expected = ["/dev/null", "/dev/null", "access log", "pipe", "pipe", "root", "socket"];
-    let root = dir.path().join("root").canonicalize().unwrap();
-    let log = dir.path().join("access.log");
-    let kinds_of = |fds: &[(u32, String)]| {
-        let mut kinds: Vec<String> = fds
-            .iter()
-            .map(|(_, t)| match t {
-                t if t.starts_with("socket:") => "socket".to_string(),
-                t if t.starts_with("pipe:") => "pipe".to_string(),
-                t if *t == root.to_string_lossy() => "root".to_string(),
-                t if *t == log.to_string_lossy() => "access log".to_string(),
-                t => t.clone(),
-            })
-            .collect();
-        kinds.sort();
-        kinds
-    };
-    // The client has the whole response before the child has logged it
-    // and closed the file it sent: until then the file is still open (a
-    // loaded run caught it so). A descriptor kept for good stays, and fails
-    // (the last list read before the child's keep-alive timeout is shown).
-    let mut fds = Vec::new();
-    poll_until(Duration::from_secs(3), || {
-        let now = fd_targets(child);
-        if now.is_empty() {
-            return true;
-        }
-        fds = now;
-        kinds_of(&fds) == expected
-    });
+    let fds = fd_targets(child);
     assert!(!fds.is_empty(), "cannot read /proc/{child}/fd");
     assert!(
         !fds.iter().any(|(_, t)| t == "/"),
         "a serving child holds a descriptor of / (an escape from the chroot): {fds:?}"
     );
-    assert_eq!(kinds_of(&fds), expected, "a serving child holds descriptors it does not serve with: {fds:?}");
+    // stdin and stdout (/dev/null), stderr (the test's pipe), the client's
+    // socket, the lifeline's read end, the document root, the access log.
+    let root = dir.path().join("root").canonicalize().unwrap();
+    let log = dir.path().join("access.log");
+    let mut kinds: Vec<String> = fds
+        .iter()
+        .map(|(_, t)| match t {
+            t if t.starts_with("socket:") => "socket".to_string(),
+            t if t.starts_with("pipe:") => "pipe".to_string(),
+            t if *t == root.to_string_lossy() => "root".to_string(),
+            t if *t == log.to_string_lossy() => "access log".to_string(),
+            t => t.clone(),
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["/dev/null", "/dev/null", "access log", "pipe", "pipe", "root", "socket"],
+        "a serving child holds descriptors it does not serve with: {fds:?}"
+    );
     assert!(fds.iter().take(3).map(|f| f.0).eq(0..3), "stdin, stdout and stderr stay open: {fds:?}");
     drop(conn);
 }
