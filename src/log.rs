@@ -81,7 +81,13 @@ enum Sent {
 /// A connection to the system log, tagged `forkhttpd`, facility `daemon`.
 pub struct SyslogConn {
     logger: syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>,
-    /// Messages dropped since the last one delivered (reported then).
+    /// The process `dropped` and `stalled` belong to. A child inherits the
+    /// parent's connection at fork, and with it a copy of the parent's
+    /// count: it must start from zero, or it would report the parent's
+    /// drops as its own, and the parent would report them again.
+    pid: u32,
+    /// Messages this process dropped since the last one it delivered
+    /// (reported then).
     dropped: u64,
     /// Set in a child after it once waited in vain: it waits no more.
     stalled: bool,
@@ -104,7 +110,7 @@ impl SyslogConn {
             pid: std::process::id(),
         };
         let logger = syslog::unix(formatter).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(SyslogConn { logger, dropped: 0, stalled: false, broken: false })
+        Ok(SyslogConn { logger, pid: std::process::id(), dropped: 0, stalled: false, broken: false })
     }
 
     /// The connected socket's descriptor, for a child to keep open.
@@ -123,6 +129,13 @@ impl SyslogConn {
     /// `CHILD_LOG_WAIT`. Returns whether it was delivered or dropped, or
     /// the error that makes the connection useless.
     fn send(&mut self, level: log::Level, msg: String) -> io::Result<Sent> {
+        if self.pid != std::process::id() {
+            // First message of a child (`broken` is the socket's own state
+            // and stays as inherited).
+            self.pid = std::process::id();
+            self.dropped = 0;
+            self.stalled = false;
+        }
         let sent = self.send_one(level, msg)?;
         if sent == Sent::Dropped {
             self.dropped += 1;

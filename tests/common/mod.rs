@@ -767,6 +767,44 @@ pub struct ProcInfo {
     pub state: char,
 }
 
+/// What process `pid` is doing, for a failure message: its state, the
+/// kernel function it sleeps in, the system call it is in, and its pending
+/// and blocked signals (so a parent stuck outside its wait, or with a
+/// signal pending, shows as such).
+pub fn process_report(pid: u32) -> String {
+    let read = |what: &str| fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+    let status = read("status");
+    let field = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map_or("?", str::trim).to_string()
+    };
+    let syscall = read("syscall");
+    format!(
+        "pid {pid}: state {}, wchan {}, syscall {}, SigPnd {}, ShdPnd {}, SigBlk {}",
+        field("State"),
+        read("wchan"),
+        syscall.split_whitespace().next().unwrap_or("?"),
+        field("SigPnd"),
+        field("ShdPnd"),
+        field("SigBlk")
+    )
+}
+
+/// The number of connections waiting in the accept queue of the IPv4 TCP
+/// listener on `addr` (the `rx_queue` of its `/proc/net/tcp` line), if
+/// there is such a listener in this network namespace.
+pub fn accept_queue(addr: SocketAddr) -> Option<u32> {
+    let SocketAddr::V4(v4) = addr else { return None };
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
+    fs::read_to_string("/proc/net/tcp").ok()?.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // f[1] local address, f[3] state (0A: LISTEN), f[4] tx_queue:rx_queue.
+        if f.get(1) != Some(&local.as_str()) || f.get(3) != Some(&"0A") {
+            return None;
+        }
+        u32::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()
+    })
+}
+
 /// All processes whose parent is `ppid`, read from `/proc/<pid>/stat`.
 pub fn children_of(ppid: u32) -> Vec<ProcInfo> {
     let Ok(rd) = fs::read_dir("/proc") else {

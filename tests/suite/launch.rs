@@ -58,9 +58,14 @@ fn launcher_mask_and_ignored_signals_do_not_make_it_deaf() {
     for _ in 0..3 {
         assert_eq!(get_close(addr, "/x.txt").status, 200);
     }
-    // One byte of a request: a silent connection is not accepted yet (TCP_DEFER_ACCEPT).
+    // A kept-alive connection whose child has answered, so has set its
+    // mask and dispositions: a child caught between fork and that still has
+    // the parent's mask. And once it is the only child, the one judged is
+    // this one, not one of the three above on its way out (a loaded run
+    // caught both: a mask of the parent's, and a status already gone).
     let mut idle = Conn::connect(addr);
-    idle.send(b"G");
+    idle.send_request("GET", "/x.txt", &[]);
+    assert_eq!(idle.read_response().status, 200);
     let mut live = Vec::new();
     assert!(
         poll_until(Duration::from_secs(5), || {
