@@ -188,3 +188,37 @@ fn file_shrinking_mid_send_is_logged_with_bytes_sent() {
         .unwrap_or_else(|| panic!("no access-log line for the shrunk file: {:?}", s.lines()));
     assert_eq!(status_and_bytes(&line), (200, KEPT as u64), "{line}");
 }
+
+/// A client reading steadily, far above `min_send_rate`, is never dropped,
+/// however long the response: the kernel used to take megabytes at once and
+/// report room again only after a third of that had drained, so a client
+/// reading 128 KiB/s showed the server no progress for ten seconds and more
+/// and was cut by the rate rule (or `send_timeout`) at once.
+#[test]
+fn steady_reader_above_min_send_rate_is_not_dropped() {
+    const RATE: usize = 128 << 10;
+    const READING: Duration = Duration::from_secs(8);
+    let s = server(&["send_timeout = 3", "min_send_rate = 1024", "min_send_rate_grace = 2"]);
+    let expected = std::fs::read(s.root().join("big.bin")).unwrap();
+    let mut c = s.connect();
+    c.send_request("GET", "/big.bin", &["Connection: close"]);
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    while start.elapsed() < READING {
+        let n = c.stream.read(&mut buf).expect("reading the response");
+        assert!(n > 0, "the server closed after {} bytes, {:?} in", got.len(), start.elapsed());
+        got.extend_from_slice(&buf[..n]);
+        // Hold the pace: sleep until this many bytes are due.
+        let due = start + Duration::from_secs_f64(got.len() as f64 / RATE as f64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    assert!(
+        !serving(&s).is_empty() && big_log_line(&s, Duration::ZERO).is_none(),
+        "a client reading {RATE} B/s was dropped with min_send_rate = 1024 and send_timeout = 3: {:?}",
+        big_log_line(&s, Duration::ZERO)
+    );
+    let (status, body) = status_and_body(&got);
+    assert_eq!(status, 200);
+    assert!(body == &expected[..body.len()], "the bytes read are not the file's");
+}
