@@ -24,6 +24,8 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
 
+use crate::sys;
+
 /// Largest `sendfile` call: Linux caps one call near 2 GiB anyway.
 const SENDFILE_CHUNK: usize = 1 << 30;
 
@@ -50,6 +52,26 @@ pub struct SendLimits {
     /// How far behind `min_rate` a response may fall.
     pub grace: Duration,
 }
+
+impl SendLimits {
+    /// How much unsent data the kernel may hold for this client
+    /// (`TCP_NOTSENT_LOWAT`). Left to itself it takes megabytes at once and
+    /// reports room again only once a third of its buffer has drained: a
+    /// client reading steadily at 64 KiB/s then shows no progress for 20 s,
+    /// and the rate rule (or `send_timeout`) dropped it as a slow reader.
+    /// Capped at what a client at `min_rate` reads in `grace`, room comes
+    /// back (at half of it) well within `grace`; fast clients are not held
+    /// back, as the data in flight is not counted.
+    fn unsent_cap(&self) -> u32 {
+        let per_grace = self.min_rate.saturating_mul(self.grace.as_secs().max(1));
+        u32::try_from(per_grace.clamp(MIN_UNSENT, MAX_UNSENT)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Bounds of `SendLimits::unsent_cap`: below 16 KiB a fast client costs a
+/// wakeup per few segments; above 1 MiB the wait for room gets long again.
+const MIN_UNSENT: u64 = 16 << 10;
+const MAX_UNSENT: u64 = 1 << 20;
 
 /// The send deadlines of the response in flight. `due` is the rate rule's
 /// clock: it starts `grace` ahead, each byte accepted moves it on by
@@ -78,6 +100,7 @@ impl Client {
     pub fn new(stream: TcpStream, limits: SendLimits) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
+        sys::set_notsent_lowat(stream.as_fd(), limits.unsent_cap())?;
         let now = Instant::now();
         Ok(Client { stream, limits, pace: Pace { last_progress: now, due: now + limits.grace }, sent: 0 })
     }

@@ -1,7 +1,7 @@
 //! The only module with `unsafe` code: `fork`, reading and setting a signal
 //! disposition, `_exit`, adopting an inherited descriptor, closing
 //! descriptors by range, dropping the capability bounding set, mapping
-//! counters shared across forks, and `TCP_DEFER_ACCEPT`. Each
+//! counters shared across forks, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
 //! block is one call long and says why it is sound.
 //!
 //! Runs in: parent (`fork`, adopting and closing descriptors, dispositions
@@ -181,6 +181,26 @@ pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> nix::Result<()> {
             fd.as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_DEFER_ACCEPT,
+            (&raw const value).cast(),
+            len,
+        )
+    })
+    .map(drop)
+}
+
+/// Sets `TCP_NOTSENT_LOWAT` on the connected socket `fd`: the kernel takes
+/// no more of our data once `bytes` of it wait unsent, and reports room
+/// again when less than half that waits. nix has no wrapper.
+pub fn set_notsent_lowat(fd: BorrowedFd<'_>, bytes: u32) -> nix::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `value` is a c_int that lives across the call and `len` is
+    // its size, as TCP_NOTSENT_LOWAT expects; setsockopt only reads it.
+    Errno::result(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
             (&raw const value).cast(),
             len,
         )

@@ -129,3 +129,96 @@ fn slow_reader_is_dropped_by_min_send_rate() {
     assert!(seen.elapsed() < Duration::from_secs(15), "dropped only after {:?}", seen.elapsed());
     assert_cut_logged(&s);
 }
+
+/// Splits what a client received on a `Connection: close` request for
+/// `/big.bin` into the status and the body bytes.
+fn status_and_body(received: &[u8]) -> (u16, &[u8]) {
+    let end =
+        find(received, b"\r\n\r\n").unwrap_or_else(|| panic!("no response head in {} bytes", received.len()));
+    let status = std::str::from_utf8(&received[9..12]).ok().and_then(|s| s.parse().ok());
+    (status.unwrap_or_else(|| panic!("bad status line in {:?}", &received[..end])), &received[end + 4..])
+}
+
+/// A client that stops reading is cut by `send_timeout`, and the response
+/// is logged with the body bytes that went out: exactly what the client
+/// then finds in its socket (the kernel still delivers what the server
+/// had queued before it closed), some but not all of the file.
+#[test]
+fn send_timeout_cut_is_logged_with_bytes_sent() {
+    let s = server(&["send_timeout = 1", "min_send_rate = 0"]);
+    let (mut c, _) = request_big(&s);
+    assert!(
+        poll_until(Duration::from_secs(10), || serving(&s).is_empty()),
+        "child still serving a stalled client 10 s after send_timeout = 1"
+    );
+    assert_cut_logged(&s);
+    let (received, closed) = c.read_until_close(IO_TIMEOUT);
+    assert!(closed.is_some(), "the cut connection was not closed");
+    let (status, body) = status_and_body(&received);
+    assert_eq!(status, 200);
+    let expected = std::fs::read(s.root().join("big.bin")).unwrap();
+    assert!(body == &expected[..body.len()], "the bytes before the cut are not the file's");
+    let line = big_log_line(&s, Duration::ZERO).unwrap();
+    assert_eq!(status_and_bytes(&line).1, body.len() as u64, "logged vs received body bytes: {line}");
+}
+
+/// A file that shrinks while it is being sent ends the response (its
+/// `Content-Length` can no longer be met) after the bytes the file still
+/// has; the access log says exactly those bytes.
+#[test]
+fn file_shrinking_mid_send_is_logged_with_bytes_sent() {
+    const KEPT: usize = 16 << 20;
+    let s = server(&[]);
+    let path = s.root().join("big.bin");
+    let expected = std::fs::read(&path).unwrap();
+    let mut c = connect_small_window(s.addr());
+    c.send_request("GET", "/big.bin", &["Connection: close"]);
+    // The small window holds the server back far below KEPT.
+    let mut start = vec![0u8; 64 << 10];
+    c.stream.read_exact(&mut start).expect("reading the start of the response");
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(KEPT as u64).unwrap();
+    let (rest, closed) = c.read_until_close(Duration::from_secs(20));
+    assert!(closed.is_some(), "the connection stayed open after the file shrank");
+    let received = [start, rest].concat();
+    let (status, body) = status_and_body(&received);
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), KEPT, "body bytes received after the file shrank to {KEPT}");
+    assert!(body == &expected[..KEPT], "the bytes sent are not the file's");
+    let line = big_log_line(&s, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no access-log line for the shrunk file: {:?}", s.lines()));
+    assert_eq!(status_and_bytes(&line), (200, KEPT as u64), "{line}");
+}
+
+/// A client reading steadily, far above `min_send_rate`, is never dropped,
+/// however long the response: the kernel used to take megabytes at once and
+/// report room again only after a third of that had drained, so a client
+/// reading 128 KiB/s showed the server no progress for ten seconds and more
+/// and was cut by the rate rule (or `send_timeout`) at once.
+#[test]
+fn steady_reader_above_min_send_rate_is_not_dropped() {
+    const RATE: usize = 128 << 10;
+    const READING: Duration = Duration::from_secs(8);
+    let s = server(&["send_timeout = 3", "min_send_rate = 1024", "min_send_rate_grace = 2"]);
+    let expected = std::fs::read(s.root().join("big.bin")).unwrap();
+    let mut c = s.connect();
+    c.send_request("GET", "/big.bin", &["Connection: close"]);
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    while start.elapsed() < READING {
+        let n = c.stream.read(&mut buf).expect("reading the response");
+        assert!(n > 0, "the server closed after {} bytes, {:?} in", got.len(), start.elapsed());
+        got.extend_from_slice(&buf[..n]);
+        // Hold the pace: sleep until this many bytes are due.
+        let due = start + Duration::from_secs_f64(got.len() as f64 / RATE as f64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    assert!(
+        !serving(&s).is_empty() && big_log_line(&s, Duration::ZERO).is_none(),
+        "a client reading {RATE} B/s was dropped with min_send_rate = 1024 and send_timeout = 3: {:?}",
+        big_log_line(&s, Duration::ZERO)
+    );
+    let (status, body) = status_and_body(&got);
+    assert_eq!(status, 200);
+    assert!(body == &expected[..body.len()], "the bytes read are not the file's");
+}

@@ -285,7 +285,77 @@ struct Tally {
     /// Replies received on `/g*`, `/slow.txt` and malformed requests: each
     /// must have exactly one access-log line.
     answered: AtomicUsize,
+    /// Requests for `/big.bin` answered, then reset mid-download: each must
+    /// have exactly one access-log line too.
     resets: AtomicUsize,
+    /// Requests for `/cut.bin` read below `min_send_rate`: each must be cut
+    /// and logged with the body bytes the client then received, in all
+    /// `cut_bytes`.
+    cuts: AtomicUsize,
+    cut_bytes: AtomicUsize,
+}
+
+/// The soak's `min_send_rate` and `min_send_rate_grace`: high enough that
+/// a reader below the rate is cut within seconds, far below what the other
+/// clients read at.
+const SOAK_MIN_RATE: usize = 16 << 10;
+const SOAK_GRACE: Duration = Duration::from_secs(3);
+
+/// Reads the reply to `GET path` (with `Connection: close`) at `rate`
+/// bytes/s for at most `slow`, then as fast as it comes until the server
+/// closes. Returns everything received.
+fn read_slowly(addr: SocketAddr, path: &str, rate: usize, slow: Duration) -> Vec<u8> {
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", path, &["Connection: close"]);
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while start.elapsed() < slow {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("slow read of {path}: {e}"),
+        }
+        let due = start + Duration::from_secs_f64(got.len() as f64 / rate as f64);
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    let (rest, closed) = c.read_until_close(Duration::from_secs(20));
+    assert!(closed.is_some(), "{path}: not closed after the slow read");
+    got.extend_from_slice(&rest);
+    got
+}
+
+/// The slow reader's loop, while the other clients run: `/g3.bin` read at
+/// four times `min_send_rate` must arrive whole and byte-exact; `/cut.bin`
+/// read at an eighth of it must be cut (fewer bytes than the file) once
+/// the grace is spent. Starts no round that could outlast `deadline`.
+fn slow_reader(
+    addr: SocketAddr,
+    deadline: Instant,
+    files: Arc<Vec<(String, Vec<u8>)>>,
+    cut_len: usize,
+    t: Arc<Tally>,
+) {
+    const ROUND: Duration = Duration::from_secs(8);
+    let (path, body) = &files[3];
+    for round in 0..20 {
+        if Instant::now() + ROUND >= deadline {
+            break;
+        }
+        if round % 2 == 0 {
+            let reply = read_slowly(addr, path, 4 * SOAK_MIN_RATE, ROUND);
+            assert_eq!(status_of(&reply), Some(200), "slow GET {path}");
+            assert!(body_of(&reply) == Some(body.as_slice()), "slow GET {path}: body not byte-exact");
+            t.answered.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let reply = read_slowly(addr, "/cut.bin", SOAK_MIN_RATE / 8, SOAK_GRACE * 2);
+            assert_eq!(status_of(&reply), Some(200), "too slow GET /cut.bin");
+            let got = body_of(&reply).map_or(0, <[u8]>::len);
+            assert!(got < cut_len, "a reader at 1/8 of min_send_rate got the whole of /cut.bin");
+            t.cuts.fetch_add(1, Ordering::SeqCst);
+            t.cut_bytes.fetch_add(got, Ordering::SeqCst);
+        }
+    }
 }
 
 /// One client's loop: good (close and keep-alive), malformed, slow and
@@ -349,7 +419,10 @@ fn soak_client(
                 let mut c = Conn::connect(addr);
                 c.send(b"GET /big.bin HTTP/1.1\r\nHost: soak\r\n\r\n");
                 let mut buf = [0u8; 4096];
-                let _ = c.stream.read(&mut buf);
+                // The reply started: the request reached the server, which
+                // must log it however the reset cuts it.
+                let n = c.stream.read(&mut buf).expect("the start of /big.bin before the reset");
+                assert!(n > 0, "/big.bin: closed before any reply");
                 // SO_LINGER 0: close() sends a reset instead of a FIN.
                 nix::sys::socket::setsockopt(
                     &c.stream,
@@ -370,10 +443,12 @@ fn access_lines(log: &Path) -> Vec<String> {
 
 /// Guards the server over a long mixed run: four clients for 60 s, each
 /// cycling through good requests (closed and keep-alive, byte-exact
-/// bodies), malformed ones (400), slow ones and ones reset mid-download.
-/// At the end: no children, the parent's descriptors and memory as at the
-/// start, and one access-log line per reply the clients received (resets
-/// may log a partial line of their own, and are counted apart).
+/// bodies), malformed ones (400), slow ones and ones reset mid-download,
+/// and a fifth reading large replies slowly, above `min_send_rate` (whole
+/// and byte-exact) and below it (cut). At the end: no children, the
+/// parent's descriptors and memory as at the start, and exactly one
+/// access-log line per reply the clients received, per reset request, and
+/// per cut one (with the bytes the client got).
 #[test]
 fn mixed_soak_sixty_seconds() {
     const SOAK: Duration = Duration::from_secs(60);
@@ -390,11 +465,17 @@ fn mixed_soak_sixty_seconds() {
     let big = pattern(4 << 20, 0x5a);
     entries.push(("big.bin", &big));
     entries.push(("slow.txt", b"slow but sure\n"));
+    let cut = pattern(8 << 20, 0xc7);
+    entries.push(("cut.bin", &cut));
     let root = make_root(&dir.path().join("root"), &entries);
     let log = dir.path().join("access.log");
     let cfg = dir.path().join("forkhttpd.toml");
-    let extra =
-        ["max_children_per_ip = 0".to_string(), format!("access_log = {}", toml_str(log.to_str().unwrap()))];
+    let extra = [
+        "max_children_per_ip = 0".to_string(),
+        format!("access_log = {}", toml_str(log.to_str().unwrap())),
+        format!("min_send_rate = {SOAK_MIN_RATE}"),
+        format!("min_send_rate_grace = {}", SOAK_GRACE.as_secs()),
+    ];
     fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &extra)).unwrap();
     let mut p = Proc::spawn(server_command().arg("--config").arg(&cfg).current_dir(dir.path()));
     let addr = p.wait_listeners(0, 1)[0];
@@ -408,12 +489,14 @@ fn mixed_soak_sixty_seconds() {
     let files = Arc::new(files);
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + SOAK;
-    let workers: Vec<_> = (0..THREADS)
+    let mut workers: Vec<_> = (0..THREADS)
         .map(|_| {
             let (files, tally) = (files.clone(), tally.clone());
             thread::spawn(move || soak_client(addr, deadline, MAX_ROUNDS, files, tally))
         })
         .collect();
+    let (slow_files, slow_tally, cut_len) = (files.clone(), tally.clone(), cut.len());
+    workers.push(thread::spawn(move || slow_reader(addr, deadline, slow_files, cut_len, slow_tally)));
     for w in workers {
         w.join().expect("a soak client failed");
     }
@@ -423,8 +506,9 @@ fn mixed_soak_sixty_seconds() {
     assert_unchanged(&before, &after, "mixed soak");
     let answered = tally.answered.load(Ordering::SeqCst);
     let resets = tally.resets.load(Ordering::SeqCst);
+    let cuts = tally.cuts.load(Ordering::SeqCst);
     eprintln!(
-        "mixed soak: {answered} replies, {resets} resets, RSS {} -> {} KiB, {} fds",
+        "mixed soak: {answered} replies, {resets} resets, {cuts} slow reads cut, RSS {} -> {} KiB, {} fds",
         before.rss,
         after.rss,
         after.fds.len()
@@ -432,9 +516,25 @@ fn mixed_soak_sixty_seconds() {
     assert!(answered > 100, "only {answered} replies in {SOAK:?}");
     // Children write their line before exiting, and all have exited.
     let lines = access_lines(&log);
-    let (reset_lines, attributed): (Vec<&String>, Vec<&String>) =
-        lines[1..].iter().partition(|l| l.contains("/big.bin"));
-    assert!(reset_lines.len() <= resets, "{} lines for {resets} resets", reset_lines.len());
+    let (reset_lines, rest): (Vec<&String>, Vec<&String>) =
+        lines[1..].iter().partition(|l| l.contains("\"GET /big.bin "));
+    let (cut_lines, attributed): (Vec<&String>, Vec<&String>) =
+        rest.into_iter().partition(|l| l.contains("\"GET /cut.bin "));
+    assert!(resets > 0 && cuts > 0, "{resets} resets and {cuts} cut slow reads in {SOAK:?}");
+    assert_eq!(reset_lines.len(), resets, "access-log lines for /big.bin vs requests reset mid-download");
+    let logged_cut: usize = cut_lines
+        .iter()
+        .map(|l| {
+            let c = parse_clf(l).unwrap_or_else(|| panic!("not a log line: {l}"));
+            assert_eq!(c.status, 200, "{l}");
+            c.bytes.parse::<usize>().unwrap_or_else(|_| panic!("no byte count: {l}"))
+        })
+        .sum();
+    assert_eq!(
+        (cut_lines.len(), logged_cut),
+        (cuts, tally.cut_bytes.load(Ordering::SeqCst)),
+        "access-log lines and bytes for /cut.bin vs slow reads cut and body bytes they received"
+    );
     assert_eq!(
         attributed.len(),
         answered,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use forkhttpd::listener::DEFER_ACCEPT_SECS;
+
 use crate::common::{BIN, TempDir, missing_tool, run_tool, server_command};
 
 fn repo() -> &'static Path {
@@ -86,6 +88,29 @@ fn units_pass_systemd_analyze_verify() {
         out.success() && about_ours.is_empty(),
         "systemd-analyze verify {paths:?} exited with {:?} and said:\n{text}",
         out.status
+    );
+}
+
+/// Guards `TCP_DEFER_ACCEPT` under socket activation: systemd binds the
+/// socket, so only `DeferAcceptSec=` in `forkhttpd.socket` gives it the
+/// deferral the server sets on the sockets it binds itself, with the same
+/// period (`DEFER_ACCEPT_SECS`). Without the line, a client that connects
+/// and sends nothing costs a fork at once.
+#[test]
+fn socket_unit_defers_accept_as_the_server_does() {
+    let path = repo().join("systemd/forkhttpd.socket");
+    let text = fs::read_to_string(&path).unwrap();
+    // A bare number is seconds to systemd, as is the same with an `s`.
+    let values: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("DeferAcceptSec="))
+        .map(|v| v.trim().strip_suffix('s').unwrap_or(v.trim()))
+        .collect();
+    assert_eq!(
+        values,
+        [DEFER_ACCEPT_SECS.to_string()],
+        "{} must set DeferAcceptSec= once, to the server's own {DEFER_ACCEPT_SECS} s",
+        path.display()
     );
 }
 
