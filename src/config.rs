@@ -1064,16 +1064,12 @@ mod tests {
     use std::io::Write;
 
     fn load_str(text: &str) -> Result<Config, StartupError> {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("forkhttpd-cfg-{}-{n}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let file = dir.join("c.toml");
         let mut f = fs::File::create(&file).unwrap();
         write!(f, "root = {:?}\n{text}", dir.display().to_string()).unwrap();
-        let r = Config::load(Some(&file), &Overrides::default());
-        fs::remove_dir_all(&dir).unwrap();
-        r
+        Config::load(Some(&file), &Overrides::default())
     }
 
     #[test]
@@ -1142,7 +1138,8 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_base_directory() {
-        let base = std::env::temp_dir().join(format!("forkhttpd-cfg-base-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().to_path_buf();
         fs::create_dir_all(base.join("site")).unwrap();
         let file = base.join("c.toml");
         fs::write(&file, "root = \"site\"\naccess_log = \"logs/a.log\"\npid_file = \"p.pid\"\n").unwrap();
@@ -1154,7 +1151,6 @@ mod tests {
         assert_eq!(c.pid_file, Some(base.join("p.pid")));
         let ov = Overrides { root: Some(PathBuf::from("site")), ..ov };
         assert_eq!(Config::load(None, &ov).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
-        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
@@ -1171,17 +1167,14 @@ mod tests {
     /// Writes `text` (after a `root` line, as `load_str`) with `{dir}`
     /// replaced by a temporary directory holding `a/` and `b/`.
     fn load_sites(text: &str) -> Result<Config, StartupError> {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("forkhttpd-sites-{}-{n}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fs::create_dir_all(dir.join("a")).unwrap();
         fs::create_dir_all(dir.join("b")).unwrap();
         let file = dir.join("c.toml");
         let text = text.replace("{dir}", dir.to_str().unwrap());
         fs::write(&file, format!("root = {:?}\n{text}", dir.display().to_string())).unwrap();
-        let r = Config::load(Some(&file), &Overrides::default());
-        fs::remove_dir_all(&dir).unwrap();
-        r
+        Config::load(Some(&file), &Overrides::default())
     }
 
     #[test]
