@@ -61,12 +61,17 @@ pub struct Inherited<'a> {
     pub drop_plan: Option<&'a DropPlan>,
     /// The read end of the parent's lifeline pipe.
     pub lifeline: BorrowedFd<'a>,
+    /// Each site's root path as the child sees it (`root_paths`), worked
+    /// out by the parent once per configuration rather than by every child.
+    pub root_paths: &'a [PathBuf],
+    /// The parent's pid, known before the fork: a child that finds another
+    /// parent has been orphaned already.
+    pub parent: Pid,
 }
 
 /// Serves the connection `stream` from `peer` (which, with `proxy`, must
 /// first send a PROXY header) and exits the process.
 pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherited<'_>) -> ! {
-    let parent = getppid();
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
             log::error!("child: cannot set {sig} disposition: {e}");
@@ -80,11 +85,13 @@ pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherit
     }
     // Everything else is the parent's (listeners, the signal pipe, the
     // lifeline's write end, systemd's socket) or nobody's.
-    let mut keep = vec![stream.as_raw_fd(), inherited.lifeline.as_raw_fd()];
-    keep.extend(inherited.roots.iter().map(AsRawFd::as_raw_fd));
-    keep.extend(inherited.access_log.raw_fd());
-    keep.extend(logging::syslog_fd());
-    if let Err(e) = sys::close_all_except(&keep) {
+    // Borrowed, not collected: nothing is allocated before the connection.
+    let keep = [stream.as_raw_fd(), inherited.lifeline.as_raw_fd()]
+        .into_iter()
+        .chain(inherited.roots.iter().map(AsRawFd::as_raw_fd))
+        .chain(inherited.access_log.raw_fd())
+        .chain(logging::syslog_fd());
+    if let Err(e) = sys::close_all_except(keep) {
         log::error!("child: cannot close the parent's descriptors: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);
     }
@@ -98,14 +105,15 @@ pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherit
         log::error!("child: cannot drop privileges: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);
     }
-    guard_against_orphaning(parent);
-    let chrooted = inherited.drop_plan.is_some_and(|p| p.chroot.is_some());
-    let config = inherited.config;
-    let paths: Vec<PathBuf> =
-        config.sites.iter().map(|s| root_path(&s.root, &config.root, chrooted)).collect();
+    guard_against_orphaning(inherited.parent);
     let ctx = Context {
-        config,
-        roots: inherited.roots.iter().zip(&paths).map(|(fd, path)| Root { fd: fd.as_fd(), path }).collect(),
+        config: inherited.config,
+        roots: inherited
+            .roots
+            .iter()
+            .zip(inherited.root_paths)
+            .map(|(fd, path)| Root { fd: fd.as_fd(), path })
+            .collect(),
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
@@ -122,7 +130,15 @@ pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherit
     sys::exit_child(code)
 }
 
-/// A site root's path as this process sees it: after a `chroot` into the
+/// Each site's root path as a child sees it, in the order of
+/// `config.sites`: after a `chroot` into the default site's root (`drop_plan`
+/// with `chroot`), that root is `/` and a root beneath it is `/REST`.
+pub fn root_paths(config: &Config, drop_plan: Option<&DropPlan>) -> Vec<PathBuf> {
+    let chrooted = drop_plan.is_some_and(|p| p.chroot.is_some());
+    config.sites.iter().map(|s| root_path(&s.root, &config.root, chrooted)).collect()
+}
+
+/// A site root's path as a child sees it: after a `chroot` into the
 /// default site's root, that root is `/` and a root beneath it is `/REST`.
 /// A root elsewhere keeps its host path, which no longer names it: only the
 /// absolute-symlink fallback of `file::find` uses the path, and everything

@@ -151,8 +151,7 @@ pub fn close_strays() -> io::Result<()> {
         Some((_, Some(count))) => count,
         _ => 0,
     };
-    let keep: Vec<RawFd> = (0..passed).map(|i| FIRST_INHERITED_FD + i as RawFd).collect();
-    sys::close_all_except(&keep).map_err(io::Error::from)
+    sys::close_all_except((0..passed).map(|i| FIRST_INHERITED_FD + i as RawFd)).map_err(io::Error::from)
 }
 
 /// `LISTEN_FDS` as given, and the count it names if valid, when

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
@@ -20,7 +21,7 @@ use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, pipe2};
+use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
@@ -103,6 +104,10 @@ pub struct Server {
     /// Each site's document root (in the order of `config.sites`), opened
     /// once; children resolve every path beneath its site's root.
     roots: Vec<OwnedFd>,
+    /// The same roots' paths as children see them (`child::root_paths`).
+    root_paths: Vec<PathBuf>,
+    /// This process's pid, for children to check that it is still theirs.
+    pid: Pid,
     /// Children hold the read end; when the parent closes the write end
     /// (at stop, or by dying), every child sees a hang-up and drains.
     lifeline_read: OwnedFd,
@@ -129,6 +134,7 @@ impl Server {
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Daemon(format!("lifeline pipe: {e}")))?;
+        let root_paths = child::root_paths(&setup.config, setup.drop_plan.as_ref());
         let server = Server {
             config: setup.config,
             overrides: setup.overrides,
@@ -140,6 +146,8 @@ impl Server {
             notifier: setup.notifier,
             _pid_file: setup.pid_file,
             roots: setup.roots,
+            root_paths,
+            pid: getpid(),
             lifeline_read,
             lifeline_write: Some(lifeline_write),
             children: HashMap::new(),
@@ -288,6 +296,8 @@ impl Server {
                     roots: &self.roots,
                     drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
+                    root_paths: &self.root_paths,
+                    parent: self.pid,
                 };
                 child::run(stream, peer, proxy, &inherited)
             }
@@ -433,6 +443,7 @@ impl Server {
         } else {
             Some(self.rebind(&config))
         };
+        self.root_paths = child::root_paths(&config, drop_plan.as_ref());
         self.config = config;
         self.drop_plan = drop_plan;
         self.roots = roots;

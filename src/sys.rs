@@ -101,20 +101,29 @@ pub fn adopt_inherited_fd(fd: RawFd) -> nix::Result<OwnedFd> {
 /// Closes every descriptor from 3 up except those in `keep`, with one
 /// `close_range(2)` per gap, whatever their number: no list of what to
 /// close can be forgotten. Standard input, output and error stay open.
-/// Needs Linux 5.9; `ENOSYS` before that.
-pub fn close_all_except(keep: &[RawFd]) -> nix::Result<()> {
-    let mut keep: Vec<u32> =
-        keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd > 2).collect();
-    keep.sort_unstable();
-    keep.dedup();
+/// `keep` is walked once per kept descriptor (it is short) instead of being
+/// copied and sorted: a child runs this first thing, and a fresh heap
+/// allocation there is a page copied from the parent. Needs Linux 5.9;
+/// `ENOSYS` before that.
+pub fn close_all_except<I>(keep: I) -> nix::Result<()>
+where
+    I: IntoIterator<Item = RawFd> + Clone,
+{
     let mut first = 3u32;
-    for fd in keep.into_iter().chain([u32::MAX]) {
+    loop {
+        let next =
+            keep.clone().into_iter().filter_map(|fd| u32::try_from(fd).ok()).filter(|&fd| fd >= first).min();
+        let Some(fd) = next else {
+            return close_range(first, u32::MAX);
+        };
         if fd > first {
             close_range(first, fd - 1)?;
         }
-        first = fd.saturating_add(1);
+        match fd.checked_add(1) {
+            Some(after) => first = after,
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 fn close_range(first: u32, last: u32) -> nix::Result<()> {
