@@ -14,8 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::net::if_::if_nametoindex;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen, setsockopt,
-    socket, sockopt,
+    AddressFamily, SockFlag, SockType, SockaddrStorage, bind, getsockopt, setsockopt, socket, sockopt,
 };
 
 use crate::error::StartupError;
@@ -130,7 +129,7 @@ pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    listen(&fd, Backlog::new(backlog)?)?;
+    sys::listen(fd.as_fd(), backlog)?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr()?;
     Ok(Listener { socket, addr, spec: None, proxy: false })
@@ -307,7 +306,7 @@ pub fn rebind(
         }
         for l in &mut kept {
             l.spec = Some(spec.clone());
-            if let Err(e) = Backlog::new(backlog).and_then(|b| listen(&l.socket, b)) {
+            if let Err(e) = sys::listen(l.socket.as_fd(), backlog) {
                 log::warn!("cannot update the backlog of {}: {e}", l.addr);
             }
             changes.kept.push(l.addr);

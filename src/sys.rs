@@ -1,7 +1,7 @@
 //! The only module with `unsafe` code: `fork`, reading and setting a signal
 //! disposition, `_exit`, adopting an inherited descriptor, closing
 //! descriptors by range, dropping the capability bounding set, mapping
-//! counters shared across forks, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
+//! counters shared across forks, `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
 //! block is one call long and says why it is sound.
 //!
 //! Runs in: parent (`fork`, adopting and closing descriptors, dispositions
@@ -133,7 +133,19 @@ fn close_range(first: u32, last: u32) -> nix::Result<()> {
     // belong to the parent's state, which a child only drops by `_exit`,
     // or were inherited from the launcher before anything adopted them.
     // The process is single-threaded, so no other thread can be using one.
-    Errno::result(unsafe { libc::close_range(first, last, 0) }).map(drop)
+    // Called through syscall(2): the libc crate has no `close_range` for
+    // musl, and the system call is the same everywhere.
+    Errno::result(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
+}
+
+/// `listen(2)` on `fd` with `backlog`. nix's `Backlog` refuses values from
+/// the C library's `SOMAXCONN` up, which is 4096 in glibc but 128 in musl:
+/// the kernel caps the value at `net.core.somaxconn` itself, so the value
+/// configured goes to the kernel as it is.
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> nix::Result<()> {
+    // SAFETY: listen(2) takes a descriptor and an integer and touches no
+    // memory of ours; a descriptor that is not a socket yields ENOTSOCK.
+    Errno::result(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
 }
 
 /// Empties the capability bounding set, so that no capability can be

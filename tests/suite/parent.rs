@@ -389,6 +389,10 @@ fn backlog_default_and_configured() {
     assert_eq!(listen_backlog(s.addr()), Some(1024.min(somaxconn)), "default backlog of {}", s.addr());
     let s77 = TestServer::builder().config("backlog = 77").start();
     assert_eq!(listen_backlog(s77.addr()), Some(77.min(somaxconn)), "backlog = 77 on {}", s77.addr());
+    // Above the C library's SOMAXCONN (4096 in glibc, 128 in musl) the
+    // kernel caps the value at net.core.somaxconn; it is no start-up error.
+    let big = TestServer::builder().config("backlog = 70000").start();
+    assert_eq!(listen_backlog(big.addr()), Some(70000.min(somaxconn)), "backlog = 70000 on {}", big.addr());
 }
 
 // ---------------------------------------------------------------------------
