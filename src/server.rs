@@ -63,6 +63,28 @@ const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 pub const SIGNALS: [Signal; 6] =
     [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGUSR1];
 
+/// Listeners watched from an array on the stack; more spill to the heap.
+const POLL_INLINE: usize = 8;
+
+/// The listeners `wait` found ready: a bit for each of the first
+/// `Ready::BITS`; any beyond those are always tried (a non-blocking
+/// `accept` with nothing queued says `EAGAIN`), so none is ever starved.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ready {
+    bits: u128,
+    /// How many listeners were watched (none while not accepting).
+    count: usize,
+}
+
+impl Ready {
+    const BITS: usize = u128::BITS as usize;
+
+    /// The indexes of the listeners to accept from, in order.
+    fn indexes(self) -> impl Iterator<Item = usize> {
+        (0..self.count).filter(move |&i| i >= Ready::BITS || (self.bits >> i) & 1 == 1)
+    }
+}
+
 /// Everything the parent starts the accept loop with.
 #[derive(Debug)]
 pub struct Setup {
@@ -177,7 +199,7 @@ impl Server {
                             self.reload();
                             // The indexes name the listeners before the
                             // reload; the next wait finds the new ones.
-                            ready.clear();
+                            ready = Ready::default();
                         }
                         Signal::SIGUSR1 => self.reopen_logs(),
                         Signal::SIGQUIT => {
@@ -191,7 +213,7 @@ impl Server {
                     }
                 }
             }
-            for i in ready {
+            for i in ready.indexes() {
                 self.accept_from(i);
             }
         }
@@ -221,23 +243,42 @@ impl Server {
     }
 
     /// Waits for a signal or a connection. Returns whether the signal pipe
-    /// is readable, and the indexes of the listeners with connections.
-    fn wait(&self, accepting: bool) -> Result<(bool, Vec<usize>), StartupError> {
-        let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-        if accepting {
-            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN)));
-        }
+    /// is readable, and the listeners with connections. The descriptors
+    /// are watched from an array on the stack (up to `POLL_INLINE`
+    /// listeners) and the answer is a bit set: the loop writes no heap page
+    /// per wake-up, for each page the parent writes after a fork is copied,
+    /// and the copy left behind counts in that child's memory.
+    fn wait(&self, accepting: bool) -> Result<(bool, Ready), StartupError> {
+        let listeners = if accepting { &self.listeners[..] } else { &[] };
+        let watch = |i: usize| match i.checked_sub(1) {
+            None => PollFd::new(self.signals.fd(), PollFlags::POLLIN),
+            Some(l) => PollFd::new(listeners[l].socket.as_fd(), PollFlags::POLLIN),
+        };
+        // Slots past the listeners repeat the last one and are not polled.
+        let mut inline: [PollFd<'_>; 1 + POLL_INLINE] =
+            std::array::from_fn(|i| watch(i.min(listeners.len())));
+        let mut spilled = Vec::new();
+        let fds: &mut [PollFd<'_>] = if listeners.len() <= POLL_INLINE {
+            &mut inline[..=listeners.len()]
+        } else {
+            spilled.extend((0..=listeners.len()).map(watch));
+            &mut spilled
+        };
         let wake_at = self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
-        match self.signals.poll(&mut fds, timeout) {
+        match self.signals.poll(fds, timeout) {
             Ok(_) => {}
             // Only a signal interrupts poll, and its flag is read on the next round.
-            Err(Errno::EINTR) => return Ok((true, Vec::new())),
+            Err(Errno::EINTR) => return Ok((true, Ready::default())),
             Err(e) => return Err(StartupError::Poll(e)),
         }
         let signalled = fds[0].any() == Some(true) || self.signals.arrived();
-        let ready =
-            fds[1..].iter().enumerate().filter(|(_, f)| f.any() == Some(true)).map(|(i, _)| i).collect();
+        let mut ready = Ready { bits: 0, count: listeners.len() };
+        for (i, f) in fds[1..].iter().enumerate().take(Ready::BITS) {
+            if f.any() == Some(true) {
+                ready.bits |= 1 << i;
+            }
+        }
         Ok((signalled, ready))
     }
 
@@ -637,4 +678,21 @@ fn skip_accept_error(e: &io::Error) -> bool {
 pub fn take_over_process() -> Result<(), StartupError> {
     signals::take_over(&SIGNALS).map_err(|e| StartupError::Signals(e.into()))?;
     listener::close_strays().map_err(StartupError::Descriptors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ready listeners come out in order; while not accepting (no
+    /// listener watched) none; past the bit set every one is tried.
+    #[test]
+    fn ready_listeners() {
+        let ready = Ready { bits: 0b1010, count: 4 };
+        assert_eq!(ready.indexes().collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(Ready { bits: 0b1010, count: 0 }.indexes().count(), 0);
+        assert_eq!(Ready::default().indexes().count(), 0);
+        let many = Ready { bits: 1, count: Ready::BITS + 2 };
+        assert_eq!(many.indexes().collect::<Vec<_>>(), [0, Ready::BITS, Ready::BITS + 1]);
+    }
 }

@@ -416,6 +416,24 @@ fn two_listeners_both_serve() {
     }
 }
 
+/// More listeners than the parent watches from its array on the stack
+/// (8): every one is polled and serves, the last as well as the first.
+#[test]
+fn twelve_listeners_all_serve() {
+    let listen: Vec<String> = (1..=12).map(|i| format!("127.0.0.{i}:0")).collect();
+    let listen: Vec<&str> = listen.iter().map(String::as_str).collect();
+    let s = TestServer::builder().config_listen(&listen).start();
+    assert_eq!(s.addrs().len(), 12, "listening lines: {:?}", s.addrs());
+    s.write_file("a.txt", b"all");
+    for &a in s.addrs().iter().rev() {
+        let mut c = Conn::connect(a);
+        c.send_request("GET", "/a.txt", &["Connection: close"]);
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "via {a}");
+        assert_eq!(r.body, b"all");
+    }
+}
+
 #[test]
 fn config_file_listen_list_with_two_entries() {
     let s = TestServer::builder().config_listen(&["127.0.0.1:0", "127.0.0.2:0"]).start();
