@@ -37,7 +37,7 @@ pub enum Bind {
 /// directory that account cannot change, as `safeopen` requires.
 pub fn system(config: &Config, drop_plan: Option<&DropPlan>, bind: Bind) -> Result<(), StartupError> {
     listen(config, bind)?;
-    let guard = Guard::for_plan(drop_plan);
+    let guard = DropPlan::guard(drop_plan);
     if let AccessLogTarget::File(path) = &config.access_log {
         log_file(path, guard)?;
     }

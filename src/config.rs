@@ -18,7 +18,7 @@
 //! and inside a site, which site.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::fs;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -29,12 +29,12 @@ use nix::unistd::geteuid;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::StartupError;
+use crate::account::Identity;
+use crate::error::{ConfigError, StartupError};
 use crate::http::decide::Site;
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
 use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
-use crate::privileges::Identity;
 use crate::proxy::Cidr;
 
 /// Default listen address: loopback only, so a first run exposes nothing.
@@ -506,50 +506,6 @@ fn describe_toml_error(err: &toml::de::Error, file: &Path, text: &str) -> Config
             .map(str::to_string);
     }
     located
-}
-
-/// A configuration problem, located as precisely as is known.
-#[derive(Debug)]
-pub struct ConfigError {
-    /// The config file, if the problem is in one.
-    pub file: Option<PathBuf>,
-    /// The 1-based line in that file.
-    pub line: Option<usize>,
-    /// The `[[site]]` table the key is in (`[[site]] #2 (example.org)`).
-    pub site: Option<String>,
-    /// The key at fault.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub what: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut place = Vec::new();
-        if let Some(file) = &self.file {
-            place.push(file.display().to_string());
-        }
-        if let Some(line) = self.line {
-            place.push(format!("line {line}"));
-        }
-        if let Some(site) = &self.site {
-            place.push(site.clone());
-        }
-        if let Some(key) = &self.key {
-            place.push(format!("key `{key}`"));
-        }
-        if place.is_empty() {
-            f.write_str(&self.what)
-        } else {
-            write!(f, "{}: {}", place.join(", "), self.what)
-        }
-    }
-}
-
-impl From<ConfigError> for StartupError {
-    fn from(e: ConfigError) -> StartupError {
-        StartupError::Config(e)
-    }
 }
 
 /// Validation with access to the file text, so each error can name its line.

@@ -8,8 +8,6 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
-
 /// Why the server could not start. Printed once by `main`, which then exits
 /// non-zero.
 #[derive(Debug)]
@@ -110,5 +108,49 @@ impl std::error::Error for StartupError {
             StartupError::Poll(e) => Some(e),
             StartupError::Config(_) | StartupError::Activation(_) | StartupError::Daemon(_) => None,
         }
+    }
+}
+
+/// A configuration problem, located as precisely as is known.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The config file, if the problem is in one.
+    pub file: Option<PathBuf>,
+    /// The 1-based line in that file.
+    pub line: Option<usize>,
+    /// The `[[site]]` table the key is in (`[[site]] #2 (example.org)`).
+    pub site: Option<String>,
+    /// The key at fault.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut place = Vec::new();
+        if let Some(file) = &self.file {
+            place.push(file.display().to_string());
+        }
+        if let Some(line) = self.line {
+            place.push(format!("line {line}"));
+        }
+        if let Some(site) = &self.site {
+            place.push(site.clone());
+        }
+        if let Some(key) = &self.key {
+            place.push(format!("key `{key}`"));
+        }
+        if place.is_empty() {
+            f.write_str(&self.what)
+        } else {
+            write!(f, "{}: {}", place.join(", "), self.what)
+        }
+    }
+}
+
+impl From<ConfigError> for StartupError {
+    fn from(e: ConfigError) -> StartupError {
+        StartupError::Config(e)
     }
 }

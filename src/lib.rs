@@ -5,7 +5,7 @@
 //! child per connection; the child (`child`, `conn`) serves that connection's
 //! requests and exits. The modules, by the process they run in:
 //!
-//! - parent: `cli`, `config`, `check`, `listener`, `signals`, `notify`, `daemon`,
+//! - parent: `cli`, `config`, `account`, `check`, `listener`, `signals`, `notify`, `daemon`,
 //!   `safeopen`, `server`, `error` (start-up errors)
 //! - child: `child`, `conn`, `stream`, `file`, `proxy`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
@@ -15,6 +15,7 @@
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
 //! dispositions, `_exit` and adopting inherited descriptors.
 
+pub mod account;
 pub mod check;
 pub mod child;
 pub mod cli;

@@ -15,14 +15,13 @@ use clap::Parser;
 
 use forkhttpd::check::{self, Bind};
 use forkhttpd::cli::Args;
-use forkhttpd::config::{AccessLogTarget, Config, ConfigError};
+use forkhttpd::config::{AccessLogTarget, Config};
 use forkhttpd::daemon::{self, PidFile};
-use forkhttpd::error::StartupError;
+use forkhttpd::error::{ConfigError, StartupError};
 use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
 use forkhttpd::privileges::DropPlan;
-use forkhttpd::safeopen::Guard;
 use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
@@ -66,7 +65,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         plan.empty_bounding_set()?;
     }
 
-    let guard = Guard::for_plan(drop_plan.as_ref());
+    let guard = DropPlan::guard(drop_plan.as_ref());
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();

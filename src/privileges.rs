@@ -2,8 +2,9 @@
 //! read) and the drop from root to that account (child, before it reads a
 //! single byte from the client).
 //!
-//! Runs in: parent (`Identity::lookup`, `DropPlan::for_config`,
-//! `DropPlan::empty_bounding_set`) and child (`DropPlan::apply`).
+//! Runs in: parent (`DropPlan::for_config`, `DropPlan::guard`,
+//! `DropPlan::empty_bounding_set`) and child (`DropPlan::apply`). The
+//! account itself is looked up in `account`.
 //!
 //! The parent keeps root, as Apache's does, so that a reload can bind new
 //! ports below 1024 and reopen root-owned log files; it never parses client
@@ -19,76 +20,13 @@ use std::fmt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::unistd::{Gid, Group, Uid, User, chdir, chroot, geteuid, setgid, setgroups, setuid};
+use nix::unistd::{Uid, chdir, chroot, geteuid, setgid, setgroups, setuid};
 
-use crate::config::{Config, ConfigError};
-use crate::error::StartupError;
+use crate::account::Identity;
+use crate::config::Config;
+use crate::error::{ConfigError, StartupError};
+use crate::safeopen::Guard;
 use crate::sys;
-
-/// A resolved account: the user name and the uid and gid it stands for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The user name as configured.
-    pub user: String,
-    /// Its uid.
-    pub uid: Uid,
-    /// The configured group's gid, or the user's primary group.
-    pub gid: Gid,
-}
-
-impl Identity {
-    /// Looks up `user` and `group` ("" = the user's primary group) in the
-    /// system's account database. Returns the config key at fault and why.
-    pub fn lookup(user: &str, group: &str) -> Result<Identity, (&'static str, String)> {
-        let u = User::from_name(user)
-            .map_err(|e| ("user", format!("cannot look up {user:?}: {e}")))?
-            .ok_or_else(|| ("user", format!("names no existing user: {user:?}")))?;
-        let gid = if group.is_empty() {
-            u.gid
-        } else {
-            Group::from_name(group)
-                .map_err(|e| ("group", format!("cannot look up {group:?}: {e}")))?
-                .ok_or_else(|| ("group", format!("names no existing group: {group:?}")))?
-                .gid
-        };
-        Ok(Identity { user: user.to_string(), uid: u.uid, gid })
-    }
-
-    /// Refuses an identity that would serve requests with root's uid or
-    /// root's gid (group 0 reads every `root:root 0640` file). Children hold
-    /// no other group: `DropPlan::apply` sets the supplementary groups to
-    /// this one gid alone, so the user's own membership of group 0 (if any)
-    /// is dropped and needs no check. `group_given` says whether the gid
-    /// came from the `group` key or is the user's primary group. Returns the
-    /// config key at fault and why.
-    pub fn refuse_root(&self, group_given: bool) -> Result<(), (&'static str, String)> {
-        if self.uid.is_root() {
-            return Err((
-                "user",
-                format!(
-                    "refusing to serve requests as root ({:?}): set `user` to an unprivileged account, \
-                     or set allow_root = true",
-                    self.user
-                ),
-            ));
-        }
-        if self.gid.as_raw() == 0 {
-            let (key, whose) = if group_given {
-                ("group", "the configured group".to_string())
-            } else {
-                ("user", format!("the primary group of {:?}", self.user))
-            };
-            return Err((
-                key,
-                format!(
-                    "refusing to serve requests with group root (gid 0, {whose}): set `group` to an \
-                     unprivileged group, or set allow_root = true"
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// What a child does to give up root, decided once in the parent.
 #[derive(Clone, Debug)]
@@ -131,6 +69,14 @@ impl fmt::Display for DropError {
 impl std::error::Error for DropError {}
 
 impl DropPlan {
+    /// The guard for what a root parent opens by path (see `safeopen`):
+    /// `None` without a plan (the parent is not root: every process is the
+    /// same user already) or when children stay root.
+    pub fn guard(plan: Option<&DropPlan>) -> Option<Guard> {
+        let id = &plan?.identity;
+        Guard::for_account(id.uid, id.gid)
+    }
+
     /// The plan for `config` in this process: `None` when not running as
     /// root (there is nothing to give up, and `user`, `group` and `chroot`
     /// do not apply). Refuses a plan that would serve with uid or gid 0

@@ -28,8 +28,6 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::unistd::{Gid, Uid};
 
-use crate::privileges::DropPlan;
-
 /// The account children run as, which must not be able to change what a
 /// root parent writes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,11 +37,10 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// The guard for a drop plan: `None` when the parent is not root (no
-    /// plan: every process is the same user already) or children stay root.
-    pub fn for_plan(plan: Option<&DropPlan>) -> Option<Guard> {
-        let id = &plan?.identity;
-        (!id.uid.is_root()).then_some(Guard { uid: id.uid, gid: id.gid })
+    /// The guard for children running as `uid`:`gid`; `None` for root
+    /// (children that stay root can change anything anyway).
+    pub fn for_account(uid: Uid, gid: Gid) -> Option<Guard> {
+        (!uid.is_root()).then_some(Guard { uid, gid })
     }
 
     /// Why the serving account can change the entries of a directory owned

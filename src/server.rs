@@ -36,7 +36,6 @@ use crate::listener::{self, Listener};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::privileges::DropPlan;
-use crate::safeopen::Guard;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 
@@ -473,7 +472,7 @@ impl Server {
         let config = loaded?;
         let drop_plan = DropPlan::for_config(&config)?;
         let roots = open_roots(&config)?;
-        let access_log = AccessLog::open(&config.access_log, Guard::for_plan(drop_plan.as_ref()))?;
+        let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
             if config.all_listen() != self.config.all_listen() {
                 log::warn!(
@@ -537,7 +536,7 @@ impl Server {
     /// `error_log` file) by its path, so that after logrotate renames the
     /// file new lines go to a new one. On failure the old file stays in use.
     fn reopen_logs(&mut self) {
-        let guard = Guard::for_plan(self.drop_plan.as_ref());
+        let guard = DropPlan::guard(self.drop_plan.as_ref());
         logging::reopen_error_log(&self.config.error_log, guard);
         match AccessLog::open(&self.config.access_log, guard) {
             Ok(log) => {
