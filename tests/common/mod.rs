@@ -130,13 +130,28 @@ pub fn config_text(listen: &[impl AsRef<str>], root: &Path, extra: &[impl AsRef<
 const SYSTEMD_VARS: [&str; 6] =
     ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "INVOCATION_ID", "JOURNAL_STREAM"];
 
+/// The variable that marks every process a test starts with the test's
+/// name (see `started_by_this_test`).
+const TEST_MARK: &str = "FORKHTTPD_TEST";
+
 /// Removes the systemd variables from any command (e.g. a launcher that
-/// execs the server).
+/// execs the server), and marks it as this test's.
 pub fn scrub_env(cmd: &mut Command) -> &mut Command {
     for v in SYSTEMD_VARS {
         cmd.env_remove(v);
     }
-    cmd
+    cmd.env(TEST_MARK, current_test_name())
+}
+
+/// Whether `pid` is a process this test started (or one of their
+/// children): its environment holds this test's mark. A pid read from a
+/// pid file or a log may name a process long gone, and with the suite
+/// forking thousands of processes, pids wrap (pid_max 32768) and that pid
+/// may now be another test's server or child: killing it by pid alone
+/// once reset another test's connection.
+pub fn started_by_this_test(pid: u32) -> bool {
+    let mark = format!("{TEST_MARK}={}\0", current_test_name());
+    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| contains(&env, mark.as_bytes()))
 }
 
 /// A `Command` for the binary under test, with the systemd variables removed

@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 
 use crate::common::{
     Conn, Lines, Proc, STARTUP_TIMEOUT, TempDir, children_of, chmod, config_text, make_root, proc_stat,
-    send_signal, server_command,
+    send_signal, server_command, started_by_this_test,
 };
 
 // ---------------------------------------------------------------------------
@@ -60,15 +60,16 @@ pub fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// SIGKILLs `pid` and its direct children, if `pid` is a forkhttpd process.
+/// SIGKILLs `pid` and its direct children, if `pid` is a forkhttpd process
+/// this test started (not another test's that took a reused pid).
 pub fn kill_tree(pid: u32) {
-    if pid <= 1 || !is_forkhttpd(pid) {
+    if pid <= 1 || !is_forkhttpd(pid) || !started_by_this_test(pid) {
         return;
     }
     let kids = children_of(pid);
     send_signal(pid, "KILL");
     for k in kids {
-        if is_forkhttpd(k.pid) {
+        if is_forkhttpd(k.pid) && started_by_this_test(k.pid) {
             send_signal(k.pid, "KILL");
         }
     }
