@@ -193,38 +193,26 @@ pub fn shared_counters<const N: usize>() -> nix::Result<&'static [AtomicU64; N]>
 /// or until about `secs` seconds have passed (then it is queued all the
 /// same, and the child's `header_timeout` closes it). nix has no wrapper.
 pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> nix::Result<()> {
-    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-    let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
-    // SAFETY: `value` is a c_int that lives across the call and `len` is
-    // its size, as TCP_DEFER_ACCEPT expects; setsockopt only reads it.
-    Errno::result(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&raw const value).cast(),
-            len,
-        )
-    })
-    .map(drop)
+    set_tcp_int(fd, libc::TCP_DEFER_ACCEPT, secs)
 }
 
 /// Sets `TCP_NOTSENT_LOWAT` on the connected socket `fd`: the kernel takes
 /// no more of our data once `bytes` of it wait unsent, and reports room
 /// again when less than half that waits. nix has no wrapper.
 pub fn set_notsent_lowat(fd: BorrowedFd<'_>, bytes: u32) -> nix::Result<()> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_tcp_int(fd, libc::TCP_NOTSENT_LOWAT, bytes)
+}
+
+/// Sets the `IPPROTO_TCP` option `option`, which takes an int, to `value`
+/// (clamped to the int range).
+fn set_tcp_int(fd: BorrowedFd<'_>, option: libc::c_int, value: u32) -> nix::Result<()> {
+    let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
     let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
     // SAFETY: `value` is a c_int that lives across the call and `len` is
-    // its size, as TCP_NOTSENT_LOWAT expects; setsockopt only reads it.
+    // its size, as both int-valued TCP options here expect; setsockopt
+    // only reads it.
     Errno::result(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&raw const value).cast(),
-            len,
-        )
+        libc::setsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, option, (&raw const value).cast(), len)
     })
     .map(drop)
 }
