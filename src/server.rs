@@ -185,7 +185,9 @@ impl Server {
     /// the accept loop until a stop signal. Returns an error only if `poll`
     /// itself fails.
     pub fn run(mut self) -> Result<(), StartupError> {
-        self.notify("READY=1");
+        // STATUS= travels in READY's datagram, so `systemctl status` shows
+        // it from the moment systemd reports the service started.
+        self.notify("READY=1\nSTATUS=serving");
         loop {
             self.close_refused();
             let accepting = self.accepting();
@@ -450,17 +452,29 @@ impl Server {
             "reloading configuration from {}",
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
-        match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
-            Ok(None) => log::info!("configuration reloaded; listeners from systemd kept"),
-            Ok(Some(c)) if c.failed.is_empty() => log::info!("configuration reloaded; {c}"),
-            Ok(Some(c)) => log::warn!(
-                "configuration reloaded, but {} listen address(es) could not be bound; {c}",
-                c.failed.len()
-            ),
-            Err(e) => log::error!("reload failed: {e}; keeping the previous configuration"),
-        }
+        let status = match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
+            Ok(None) => {
+                log::info!("configuration reloaded; listeners from systemd kept");
+                "STATUS=serving; configuration reloaded"
+            }
+            Ok(Some(c)) if c.failed.is_empty() => {
+                log::info!("configuration reloaded; {c}");
+                "STATUS=serving; configuration reloaded"
+            }
+            Ok(Some(c)) => {
+                log::warn!(
+                    "configuration reloaded, but {} listen address(es) could not be bound; {c}",
+                    c.failed.len()
+                );
+                "STATUS=serving; configuration reloaded, some listen addresses not bound (see the log)"
+            }
+            Err(e) => {
+                log::error!("reload failed: {e}; keeping the previous configuration");
+                "STATUS=serving the previous configuration: reload failed (see the log)"
+            }
+        };
         self.reopen_logs();
-        self.notify("READY=1");
+        self.notify(&format!("READY=1\n{status}"));
     }
 
     /// Applies a loaded config; returns what changed in the listeners

@@ -35,8 +35,11 @@ fresh_start() {
 }
 
 # The README's steps, as written.
+# A command line is indented 7 spaces (a code block inside a numbered
+# step); one indented otherwise would be skipped silently, so it fails.
 readme_steps=$(awk '/<!-- install-steps: begin/ { on = 1; next } /<!-- install-steps: end/ { on = 0 }
-                    on && /^       / { print substr($0, 8) }' README.md)
+                    on && /^       / { print substr($0, 8); next }
+                    on && /^    / { print "README.md:" NR ": a command indented other than 7 spaces" > "/dev/stderr"; exit 1 }' README.md)
 host_steps=$(grep -E '^cargo ' <<<"$readme_steps" || true)
 ct_steps=$(grep -vE '^cargo ' <<<"$readme_steps" || true)
 install_readme() {
@@ -121,12 +124,15 @@ notify_ready() {
     ct systemctl daemon-reload
     echo "start of a server that dies before READY=1 returned $rc"
     [ "$rc" -ne 0 ] || return 1
+    # The server sends STATUS= in the datagram that carries READY=1, so
+    # systemd has it the moment `systemctl start` returns for a notify
+    # unit; a unit "started" at exec would return before the server said
+    # anything.
     fresh_start
-    local active started
-    active=$(ct systemctl show -p ActiveEnterTimestampMonotonic --value forkhttpd.service)
-    started=$(ct systemctl show -p ExecMainStartTimestampMonotonic --value forkhttpd.service)
-    echo "exec at $started us, active at $active us"
-    [ "$active" -ge "$started" ] && expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
+    local status
+    status=$(ct systemctl show -p StatusText --value forkhttpd.service)
+    echo "status text as systemctl start returned: '$status'"
+    [ "$status" = serving ] && expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
 }
 check "Type=notify: systemd reports the service started only once it is ready" notify_ready
 
@@ -156,14 +162,17 @@ seccomp_message() {
         > /run/systemd/system/forkhttpd.service.d/test-seccomp.conf"
     ct systemctl daemon-reload
     ct systemctl reset-failed forkhttpd.service >/dev/null 2>&1 || true
-    local rc=0
+    local rc=0 before after
+    before=$(ct systemctl show -p ExecMainStartTimestampMonotonic --value forkhttpd.service)
     ct systemctl restart forkhttpd.service || rc=$?
+    after=$(ct systemctl show -p ExecMainStartTimestampMonotonic --value forkhttpd.service)
     ct rm /run/systemd/system/forkhttpd.service.d/test-seccomp.conf
     ct systemctl daemon-reload
-    echo "restart under RestrictSUIDSGID=yes returned $rc"
-    [ "$rc" -ne 0 ] && journal_err | grep -i seccomp
+    # The main process must not have run at all: the check stopped it.
+    echo "restart under RestrictSUIDSGID=yes returned $rc; main process started at $before us before, $after us after"
+    [ "$rc" -ne 0 ] && [ "$after" -le "$before" ] && journal_err | grep -i seccomp
 }
-check "openat2 refused by seccomp: start fails at the check, naming the cause" seccomp_message
+check "openat2 refused by seccomp: ExecStartPre's check fails, naming the cause; the server never runs" seccomp_message
 
 broken_start() {
     # Each check's bad key is its own, so no earlier line can answer for this one.

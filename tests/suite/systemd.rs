@@ -173,6 +173,11 @@ fn recv_until(sock: &UnixDatagram, want: &str, timeout: Duration) -> Result<Vec<
     Err(got)
 }
 
+/// Whether one of `msgs` carries both `READY=1` and the line `status`.
+fn ready_with_status(msgs: &[String], status: &str) -> bool {
+    msgs.iter().any(|m| m.lines().any(|l| l == "READY=1") && m.lines().any(|l| l == status))
+}
+
 fn notify_server(name: &str, notify_socket: &str) -> Server {
     Server::builder(name)
         .config("error_log = \"stderr\"")
@@ -195,6 +200,9 @@ fn notify_socket_ready_reloading_stopping() {
         !msgs.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")),
         "STOPPING=1 before READY=1: {msgs:?}"
     );
+    // The status travels in READY's own datagram, so systemd has it by the
+    // time it reports the service started.
+    assert!(ready_with_status(&msgs, "STATUS=serving"), "READY=1 without STATUS=serving: {msgs:?}");
     assert_eq!(srv.get("/x.txt").status, 200, "ready means serving");
 
     srv.signal(Signal::SIGHUP);
@@ -208,6 +216,23 @@ fn notify_socket_ready_reloading_stopping() {
         matches!((reloading, ready), (Some(a), Some(b)) if a < b),
         "SIGHUP must send RELOADING=1 and then READY=1; got {msgs:?}"
     );
+    assert!(
+        ready_with_status(&msgs, "STATUS=serving; configuration reloaded"),
+        "a good reload's READY=1 must say so: {msgs:?}"
+    );
+
+    // A broken config: systemd's status line says the old one serves on.
+    let extra: Vec<String> =
+        srv.extra.iter().cloned().chain(["no_such_key_in_notify_test = 1".into()]).collect();
+    srv.rewrite_config(&srv.bound_listen(), &srv.root, &extra);
+    srv.signal(Signal::SIGHUP);
+    let msgs = recv_until(&sock, "READY=1", Duration::from_secs(5))
+        .unwrap_or_else(|m| panic!("no READY=1 after a failed reload; got {m:?}; stderr:\n{}", srv.stderr()));
+    assert!(
+        ready_with_status(&msgs, "STATUS=serving the previous configuration: reload failed (see the log)"),
+        "a failed reload's READY=1 must say so: {msgs:?}"
+    );
+    assert_eq!(srv.get("/x.txt").status, 200, "the previous configuration serves on");
 
     srv.signal(Signal::SIGTERM);
     recv_until(&sock, "STOPPING=1", Duration::from_secs(5))
