@@ -12,18 +12,22 @@
 #   instructions  valgrind --tool=callgrind (user space only; `perf stat -e instructions` says
 #                 "<not supported>" in a VM without a PMU, as on the project's, and callgrind
 #                 counts the same everywhere)
-#   allocations   valgrind --tool=dhat, heap blocks allocated (malloc, realloc, ...)
+#   allocations   valgrind --tool=dhat, heap blocks allocated (malloc, realloc, ...) beneath
+#                 forkhttpd::child::run; more than MAX_ALLOCS [0] per request fails the count
 # valgrind 3.19 (Debian 12) does not know openat2(2): under valgrind the server is run with
 # benches/vg-openat2.c preloaded, which answers that call with openat(2) (see the file).
 # The system calls a connection costs besides its requests (fork to exit, the child's side) are
 # printed too. With CSV set, the figures are appended to it (run.sh's format). KEEP=1 keeps the
 # work directory (each child's trace, callgrind profile and dhat log) for a closer look.
-# Ends with "cost: N passed, M failed"; exit status 1 when a measurement could not be taken.
+# Ends with "cost: N passed, M failed"; exit status 1 when a measurement could not be taken, or
+# when a keep-alive GET allocated more than MAX_ALLOCS.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 N1="${N1:-100}"
 N2="${N2:-600}"
+# A plain keep-alive GET allocates nothing on the heap; more fails the count.
+MAX_ALLOCS="${MAX_ALLOCS:-0}"
 [ "$N2" -gt "$N1" ] || { echo "N2 ($N2) must be larger than N1 ($N1)" >&2; exit 2; }
 BIN="${FORKHTTPD:-$(dirname "$HERE")/target/release/forkhttpd}"
 if [ ! -x "$BIN" ]; then
@@ -167,17 +171,29 @@ else
     d="$W/dhat"
     if run_under "$d" env LD_PRELOAD="$shim" valgrind --tool=dhat --log-file="$d/vg.%p.log" \
         --dhat-out-file="$d/dhat.%p"; then
-        # "Total:     1,234 bytes in 56 blocks"
-        if counts="$(for f in "$d"/vg.*.log; do
-            [ "$f" = "$d/vg.$MAIN_PID.log" ] || sed -n 's/.*Total: *\([0-9,]*\) bytes in \([0-9,]*\) blocks.*/\2 \1/p' "$f" | tr -d ,
+        # A child's profile also holds what its parent allocated before the
+        # fork (and the parent allocates between the two connections), so
+        # only blocks allocated beneath child::run count.
+        if counts="$(for f in "$d"/dhat.*; do
+            [ "$f" = "$d/dhat.$MAIN_PID" ] || python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = d["ftbl"]
+print(sum(p["tbk"] for p in d["pps"] if any("forkhttpd::child::run" in names[i] for i in p["fs"])))' "$f"
         done | two children)"; then
             read -r a b <<< "$counts"
             allocs="$(per "$a" "$b")"
-            echo "  heap allocations per request:  $allocs (dhat)"
+            echo "  heap allocations per request:  $allocs (dhat; the child's own: $a and $b blocks)"
             record allocations_per_request "$allocs"
-            PASSED=$((PASSED + 1))
+            if [ "$a" = 0 ]; then
+                fail "dhat: no block allocated beneath forkhttpd::child::run (frames not named?)"
+            elif awk -v v="$allocs" -v m="$MAX_ALLOCS" 'BEGIN { exit !(v > m) }'; then
+                fail "dhat: $allocs heap allocations per keep-alive request, more than MAX_ALLOCS=$MAX_ALLOCS"
+            else
+                PASSED=$((PASSED + 1))
+            fi
         else
-            fail "dhat: not one heap summary per connection"
+            fail "dhat: not one heap profile per connection"
         fi
     fi
 fi

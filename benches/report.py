@@ -18,6 +18,7 @@ from collections import defaultdict
 # (label, scenario, figure, format, the figure's ratio against whom)
 ROWS = [
     ("a: keep-alive, 4 KiB, 50 connections (req/s)", "a", "req_per_s", "rate", "nginx"),
+    ("a: the BASELINE forkhttpd binary (req/s)", "a", "req_per_s", "rate", "base"),
     ("a: p99 latency (ms)", "a", "p99_ms", "ms", "nginx"),
     ("a: with forkhttpd's access log on, to a file (req/s)", "a", "req_per_s", "rate", "log"),
     ("a: peak summed PSS of the server's processes (MiB)", "a", "peak_pss_mib", "mib", "nginx"),
@@ -83,6 +84,15 @@ def main():
     for label, scenario, figure, kind, against in ROWS:
         if scenario not in data:
             continue
+        if against == "base":
+            if "forkhttpd-base" not in data[scenario]:
+                continue
+            base = fmt(median(scenario, "forkhttpd-base", figure), kind)
+            r = ratio(scenario, "forkhttpd", "forkhttpd-base", figure)
+            if "forkref" in data[scenario]:
+                r += f"; the baseline is {ratio(scenario, 'forkhttpd-base', 'forkref', figure)} of the minimal C fork server"
+            print(f"| {label} | {base} | | {r} of the baseline (this build / baseline) |")
+            continue
         if against == "log":
             if "forkhttpd-log" not in data[scenario]:
                 continue
@@ -97,7 +107,7 @@ def main():
         if scenario == "b" and figure == "req_per_s" and "busybox" in data[scenario]:
             bb = fmt(median(scenario, "busybox", figure), kind)
             r += f"; {ratio(scenario, 'forkhttpd', 'busybox', figure)} busybox httpd ({bb})"
-        if scenario == "b" and figure == "req_per_s" and "forkref" in data[scenario]:
+        if scenario in ("a", "b") and figure == "req_per_s" and "forkref" in data[scenario]:
             fr = fmt(median(scenario, "forkref", figure), kind)
             r += f"; {ratio(scenario, 'forkhttpd', 'forkref', figure)} minimal C fork server ({fr})"
         if figure == "peak_pss_mib":

@@ -13,9 +13,12 @@
 #   CURL_REPS [3]  timed downloads per run in e            COST [1]    0 skips benches/cost.sh
 #   FORKHTTPD      a built binary to use instead of building target/release/forkhttpd
 #   CSV            where to write the CSV [/tmp/forkhttpd-bench-<UTC time>.csv]
-#   FORKREF        C source of a minimal fork-per-connection server to add to scenario b, the
-#                  model's floor [../shared/bench/forkref.c beside the project, when it exists]
-#                  (usage: forkref PORT DOCROOT; binds 127.0.0.1); "" leaves it out
+#   FORKREF        C source of a minimal fork-per-connection server to add to scenarios a and b,
+#                  the model's floor [../shared/bench/forkref.c beside the project, when it
+#                  exists] (usage: forkref PORT DOCROOT; binds 127.0.0.1); "" leaves it out
+#   BASELINE       an earlier forkhttpd binary to add to scenario a, measured in the same run:
+#                  "did this change make keep-alive slower?" (for example one built from the
+#                  commit before the change with `git worktree add`)
 #
 # Scenarios (wrk with one thread, leaving the other core to the server):
 #   a  keep-alive, GET /4k.bin, 50 connections; forkhttpd once more with its access log on, to a file
@@ -257,6 +260,9 @@ start_server forkhttpd 0 "$BIN" --foreground --config "$W/forkhttpd.toml" || exi
 if has a; then
     forkhttpd_conf "$W/forkhttpd-log.toml" "$ACCESS_LOG"
     start_server forkhttpd-log 0 "$BIN" --foreground --config "$W/forkhttpd-log.toml" || exit 1
+    if [ -n "${BASELINE:-}" ]; then
+        start_server forkhttpd-base 0 "$BASELINE" --foreground --config "$W/forkhttpd.toml" || exit 1
+    fi
 fi
 
 mkdir -p "$W/nginx/tmp"
@@ -303,9 +309,9 @@ if has b; then
 fi
 
 FORKREF="${FORKREF-$REPO/../shared/bench/forkref.c}"
-if has b && [ -n "$FORKREF" ]; then
+if { has a || has b; } && [ -n "$FORKREF" ]; then
     if [ ! -f "$FORKREF" ]; then
-        log "no $FORKREF: scenario b runs without the minimal C fork server"
+        log "no $FORKREF: scenarios a and b run without the minimal C fork server"
     elif cc -O2 -o "$W/forkref" "$FORKREF"; then
         FR_PORT="$(free_port)"
         start_server forkref "$FR_PORT" "$W/forkref" "$FR_PORT" "$W/www" || exit 1
@@ -421,7 +427,8 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq "$RUNS"); do
     for sc in $SCENARIOS; do
         order=(forkhttpd nginx)
-        [ "$sc" = a ] && order+=(forkhttpd-log)
+        [ "$sc" = a ] && order+=(forkhttpd-log) && [ -n "${PORT[forkhttpd-base]:-}" ] && order+=(forkhttpd-base)
+        [ "$sc" = a ] && [ -n "${PORT[forkref]:-}" ] && order+=(forkref)
         [ "$sc" = b ] && order+=(busybox) && [ -n "${PORT[forkref]:-}" ] && order+=(forkref)
         if [ $((run % 2)) = 0 ]; then
             for ((i = 0, j = ${#order[@]} - 1; i < j; i++, j--)); do t="${order[i]}"; order[i]="${order[j]}"; order[j]="$t"; done
