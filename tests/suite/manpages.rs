@@ -60,15 +60,15 @@ fn entry_tags(lines: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// `man --warnings` on `page`, rendered as plain text: everything it wrote
-/// on stderr (groff's and man's warnings), or the failure.
-fn man_warnings(page: &str) -> Result<String, String> {
+/// `man --warnings` on `page`, rendered as plain text `width` columns wide:
+/// everything it wrote on stderr (groff's and man's warnings), or the failure.
+fn man_warnings(page: &str, width: u32) -> Result<String, String> {
     let out = run_tool(
         Command::new("man")
             .args(["--warnings", "-E", "UTF-8", "-l"])
             .arg(repo().join(page))
             .env("LC_ALL", "C.UTF-8")
-            .env("MANWIDTH", "80")
+            .env("MANWIDTH", width.to_string())
             .env("MAN_KEEP_FORMATTING", "0")
             .env_remove("MANPAGER")
             .env_remove("PAGER"),
@@ -82,7 +82,9 @@ fn man_warnings(page: &str) -> Result<String, String> {
 
 /// Guards both pages' syntax: `man --warnings -l` must render each with no
 /// warning at all (an unknown macro, a bad escape, an unterminated font
-/// change all show up on stderr); and their title lines name this version.
+/// change all show up on stderr), on a wide terminal and on narrow ones (a
+/// tag or path too long to fit cannot be adjusted); and their title lines
+/// name this version.
 #[test]
 fn pages_render_without_warnings() {
     // The title line names the version, as `forkhttpd --version` does.
@@ -96,9 +98,11 @@ fn pages_render_without_warnings() {
         return;
     }
     for page in [SERVER_PAGE, CONFIG_PAGE] {
-        match man_warnings(page) {
-            Ok(w) => assert!(w.is_empty(), "man --warnings -l {page} warns:\n{w}"),
-            Err(e) => panic!("man --warnings -l {page} failed: {e}"),
+        for width in [80, 60, 50] {
+            match man_warnings(page, width) {
+                Ok(w) => assert!(w.is_empty(), "MANWIDTH={width} man --warnings -l {page} warns:\n{w}"),
+                Err(e) => panic!("MANWIDTH={width} man --warnings -l {page} failed: {e}"),
+            }
         }
     }
 }
