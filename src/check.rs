@@ -54,6 +54,7 @@ pub fn system(config: &Config, drop_plan: Option<&DropPlan>, bind: Bind) -> Resu
 /// by systemd (then `listen` does not apply), binds it with start-up's own
 /// code and closes it.
 fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
+    listener::require_trusted(listener::proxy_inherited(), &config.trusted_proxies)?;
     if bind == Bind::Skip || socket_activated() {
         for spec in &config.listen {
             listener::resolve(spec)?;

@@ -18,6 +18,7 @@ use nix::sys::socket::{
 };
 
 use crate::error::StartupError;
+use crate::proxy::Cidr;
 use crate::sys;
 
 /// One bound, listening, non-blocking socket.
@@ -37,6 +38,35 @@ pub struct Listener {
 /// The `FileDescriptorName=` (in `LISTEN_FDNAMES`) that marks a socket
 /// passed by systemd as a PROXY listener; any other name is plain.
 pub const PROXY_FD_NAME: &str = "proxy";
+
+/// Refuses PROXY listeners passed by systemd (sockets named `proxy`)
+/// when `trusted` (`trusted_proxies`) is empty: each of their connections
+/// would be closed. Loading the configuration checks only `proxy_listen`;
+/// inherited sockets are known later, to start-up, a reload and
+/// `--check-config`.
+pub fn require_trusted(proxy_inherited: bool, trusted: &[Cidr]) -> Result<(), StartupError> {
+    if proxy_inherited && trusted.is_empty() {
+        return Err(StartupError::Activation(format!(
+            "a socket named {PROXY_FD_NAME:?} (FileDescriptorName={PROXY_FD_NAME}) is a PROXY listener and \
+             needs trusted_proxies: a PROXY header is accepted only from a trusted proxy"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether systemd passes this process a socket named `proxy`, read from
+/// the environment alone: nothing is adopted.
+pub fn proxy_inherited() -> bool {
+    let Some((_, Some(count))) = activation_env() else {
+        return false;
+    };
+    fd_names().split(':').take(count).any(|n| n == PROXY_FD_NAME)
+}
+
+/// The sockets' `FileDescriptorName=` values, which systemd joins with ':'.
+fn fd_names() -> String {
+    std::env::var("LISTEN_FDNAMES").unwrap_or_default()
+}
 
 /// Marks as PROXY listeners those bound for one of `proxy_specs` (the
 /// `proxy_listen` list), and every other one as plain. Inherited sockets
@@ -178,8 +208,7 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
     let bad = |what: String| StartupError::Activation(what);
     let count =
         count.ok_or_else(|| bad(format!("LISTEN_FDS={given:?} is not a count from 1 to {MAX_INHERITED}")))?;
-    // systemd joins the sockets' FileDescriptorName= values with ':'.
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let names = fd_names();
     let names: Vec<&str> = names.split(':').collect();
     (0..count)
         .map(|i| {

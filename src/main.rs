@@ -77,6 +77,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
             bound
         }
     };
+    listener::require_trusted(listeners.iter().any(|l| l.proxy), &config.trusted_proxies)?;
     for l in &listeners {
         log::info!("listening on {}{}", l.addr, if l.proxy { " (PROXY protocol)" } else { "" });
     }

@@ -488,6 +488,7 @@ impl Server {
         let roots = open_roots(&config)?;
         let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
+            listener::require_trusted(self.listeners.iter().any(|l| l.proxy), &config.trusted_proxies)?;
             if config.all_listen() != self.config.all_listen() {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"

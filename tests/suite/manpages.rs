@@ -60,15 +60,15 @@ fn entry_tags(lines: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// `man --warnings` on `page`, rendered as plain text: everything it wrote
-/// on stderr (groff's and man's warnings), or the failure.
-fn man_warnings(page: &str) -> Result<String, String> {
+/// `man --warnings` on `page`, rendered as plain text `width` columns wide:
+/// everything it wrote on stderr (groff's and man's warnings), or the failure.
+fn man_warnings(page: &str, width: u32) -> Result<String, String> {
     let out = run_tool(
         Command::new("man")
             .args(["--warnings", "-E", "UTF-8", "-l"])
             .arg(repo().join(page))
             .env("LC_ALL", "C.UTF-8")
-            .env("MANWIDTH", "80")
+            .env("MANWIDTH", width.to_string())
             .env("MAN_KEEP_FORMATTING", "0")
             .env_remove("MANPAGER")
             .env_remove("PAGER"),
@@ -82,7 +82,9 @@ fn man_warnings(page: &str) -> Result<String, String> {
 
 /// Guards both pages' syntax: `man --warnings -l` must render each with no
 /// warning at all (an unknown macro, a bad escape, an unterminated font
-/// change all show up on stderr); and their title lines name this version.
+/// change all show up on stderr), on a wide terminal and on narrow ones (a
+/// tag or path too long to fit cannot be adjusted); and their title lines
+/// name this version.
 #[test]
 fn pages_render_without_warnings() {
     // The title line names the version, as `forkhttpd --version` does.
@@ -96,9 +98,11 @@ fn pages_render_without_warnings() {
         return;
     }
     for page in [SERVER_PAGE, CONFIG_PAGE] {
-        match man_warnings(page) {
-            Ok(w) => assert!(w.is_empty(), "man --warnings -l {page} warns:\n{w}"),
-            Err(e) => panic!("man --warnings -l {page} failed: {e}"),
+        for width in [80, 60, 50] {
+            match man_warnings(page, width) {
+                Ok(w) => assert!(w.is_empty(), "MANWIDTH={width} man --warnings -l {page} warns:\n{w}"),
+                Err(e) => panic!("MANWIDTH={width} man --warnings -l {page} failed: {e}"),
+            }
         }
     }
 }
@@ -123,8 +127,25 @@ fn code_keys(dir: &Path, table: Option<&str>, array: bool) -> Option<Vec<String>
     if !said.contains(&format!("unknown field `{PROBE_KEY}`")) {
         return None;
     }
-    let list = said.split_once("expected one of ").map(|(_, l)| l.lines().next().unwrap_or(""))?;
-    Some(list.split(", ").map(|k| k.trim().trim_matches('`').to_string()).collect())
+    // serde lists them as "`a`", "`a` or `b`", or "one of `a`, `b`, `c`".
+    let list = said.split_once(&format!("unknown field `{PROBE_KEY}`, expected "))?.1.lines().next()?;
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    Some(
+        list.split(", ")
+            .flat_map(|k| k.split(" or "))
+            .map(|k| k.trim().trim_matches('`').to_string())
+            .collect(),
+    )
+}
+
+/// The lines of the `.TP` entry tagged `key` in section `name`, up to the
+/// next entry.
+fn entry<'a>(page: &'a str, name: &str, key: &str) -> Vec<&'a str> {
+    let lines = section(page, name);
+    let tag = |l: &str| l.split_once(' ').is_some_and(|(_, rest)| unroff(rest).replace('"', "") == key);
+    let start = lines.windows(2).position(|w| w[0].trim() == ".TP" && tag(w[1]));
+    start
+        .map_or_else(Vec::new, |i| lines[i + 1..].iter().copied().take_while(|l| l.trim() != ".TP").collect())
 }
 
 /// The keys set in the shipped config, in file order, `table.key` inside a
@@ -203,7 +224,8 @@ fn page_keys(page: &str) -> Vec<(String, Option<String>)> {
 /// the binary accepts (at the top level and in each table) and every key of
 /// `config/forkhttpd.toml` has an entry, in the shipped file's order, whose
 /// default is the shipped value; the page has no key the binary refuses;
-/// and its example sets every key, each with the shipped value's type.
+/// every key of a `header_rules` entry is named in that key's type; and its
+/// example sets every key, each with the shipped value's type.
 #[test]
 fn config_page_documents_every_key_in_order_with_its_default() {
     let page = read(CONFIG_PAGE);
@@ -243,6 +265,24 @@ fn config_page_documents_every_key_in_order_with_its_default() {
     }
     // A table is a key of its own at the top level; its entries are the keys.
     let is_table = |k: &str| table_names.iter().any(|(t, _)| t == k);
+
+    // The keys of a `header_rules` entry have no entries of their own: the
+    // `header_rules` entry's type, before its default, names each (`.I key`).
+    let rule_keys = code_keys(tmp.path(), Some("header_rules"), true)
+        .expect("the binary lists the keys of a header_rules entry for an unknown one");
+    let rules_type: Vec<&str> =
+        entry(&page, "KEYS", "header_rules").into_iter().take_while(|l| !l.starts_with("Default:")).collect();
+    for k in &rule_keys {
+        let named = rules_type.iter().any(|l| {
+            let mut words = l.split_whitespace();
+            matches!(words.next(), Some(".I" | ".IR")) && words.next() == Some(k.as_str())
+        });
+        if !named {
+            problems.push(format!(
+                "key `{k}` of a header_rules entry: accepted by the server (src/config.rs RawRule) but the type of the header_rules entry of {CONFIG_PAGE} does not name it (\".I {k}\" before \"Default:\")"
+            ));
+        }
+    }
 
     for k in code.iter().filter(|k| !is_table(k)) {
         if !documented_names.contains(&k.as_str()) {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use crate::systemd::Activated;
 
 /// `health_path` is answered 200 before the document root is looked at (a
 /// file of that name is not served) and writes no access-log line; any
@@ -152,6 +153,63 @@ fn proxy_listen_needs_trusted_proxies() {
     std::fs::write(&cfg, "proxy_listen = [\"127.0.0.1:0\"]\n").unwrap();
     let out = run(server_command().arg("--check-config").arg("--config").arg(&cfg), Duration::from_secs(10));
     assert!(!out.success() && out.stderr.contains("trusted_proxies"), "{}", out.describe());
+}
+
+/// Under socket activation, a socket named `proxy` (`LISTEN_FDNAMES`) is a
+/// PROXY listener: the client its header names is served and logged.
+#[test]
+fn inherited_proxy_socket_names_the_logged_client() {
+    let trusted = ["trusted_proxies = [\"127.0.0.1\"]"];
+    let mut srv = Activated::launch("proxy-inherited", "self", &[], Some("proxy"), &trusted);
+    let mut c = Conn::connect(([127, 0, 0, 1], srv.port).into());
+    let mut bytes = v2_header([192, 0, 2, 9]);
+    bytes.extend_from_slice(b"GET /x.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c.send(&bytes);
+    let r = c.read_response();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "activated\n"), "stderr:\n{}", srv.log.text());
+    let line = srv.log.wait_line(0, Duration::from_secs(5), |l| parse_clf(l).is_some());
+    let host = line.as_deref().and_then(parse_clf).map(|c| c.host.to_string());
+    assert_eq!(host.as_deref(), Some("192.0.2.9"), "stderr:\n{}", srv.log.text());
+    assert!(srv.running());
+}
+
+/// A reload that drops `trusted_proxies` while an inherited `proxy` socket
+/// serves is refused, and the old configuration keeps serving.
+#[test]
+fn reload_keeps_trusted_proxies_for_an_inherited_proxy_socket() {
+    let trusted = ["trusted_proxies = [\"127.0.0.1\"]"];
+    let mut srv = Activated::launch("proxy-inherited-reload", "self", &[], Some("proxy"), &trusted);
+    let up = srv.log.wait_line(0, STARTUP_TIMEOUT, |l| parse_listening_line(l).is_some());
+    assert!(up.is_some(), "not started; stderr:\n{}", srv.log.text());
+    let cfg = srv.dir.path().join("forkhttpd.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace(trusted[0], "")).unwrap();
+    let from = srv.log.len();
+    send_signal(srv.child.id(), "HUP");
+    let line = srv.log.wait_line(from, Duration::from_secs(10), |l| l.contains("reload failed"));
+    assert!(line.is_some_and(|l| l.contains("needs trusted_proxies")), "stderr:\n{}", srv.log.text());
+    let mut c = Conn::connect(([127, 0, 0, 1], srv.port).into());
+    let mut bytes = v2_header([192, 0, 2, 9]);
+    bytes.extend_from_slice(b"GET /x.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c.send(&bytes);
+    assert_eq!(c.read_response().status, 200, "stderr:\n{}", srv.log.text());
+    assert!(srv.running());
+}
+
+/// An inherited `proxy` socket without `trusted_proxies` would close every
+/// connection: start-up and `--check-config` refuse it, naming the key.
+#[test]
+fn inherited_proxy_socket_needs_trusted_proxies() {
+    for args in [&[] as &[&str], &["--check-config"]] {
+        let mut srv = Activated::launch("proxy-inherited-untrusted", "self", args, Some("proxy"), &[]);
+        let status = wait_child(&mut srv.child, Duration::from_secs(10));
+        srv.log.wait_eof(Duration::from_secs(5));
+        let text = srv.log.text();
+        assert!(
+            status.is_some_and(|s| !s.success()) && text.contains("needs trusted_proxies"),
+            "{args:?}: {status:?}; stderr:\n{text}"
+        );
+    }
 }
 
 /// On a plain listener, `X-Forwarded-For` from a trusted proxy names the

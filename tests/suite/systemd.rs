@@ -39,34 +39,48 @@ os.execv(sys.argv[2], sys.argv[2:])
 ";
 
 /// A server started through the python launcher.
-struct Activated {
-    child: Child,
+pub(crate) struct Activated {
+    pub(crate) child: Child,
     /// The port python bound and passed as fd 3.
-    port: u16,
-    log: Arc<Lines>,
-    _dir: TempDir,
+    pub(crate) port: u16,
+    /// The server's stderr.
+    pub(crate) log: Arc<Lines>,
+    /// Holds the configuration file `forkhttpd.toml` and the root.
+    pub(crate) dir: TempDir,
 }
 
 impl Activated {
     fn start(name: &str, listen_pid: &str, listen: &str) -> Activated {
+        Activated::launch(name, listen_pid, &["--listen", listen], None, &[])
+    }
+
+    /// Starts the server with `args` (after `--config`) through the
+    /// launcher, with `fd_name` as `LISTEN_FDNAMES` if given and `extra`
+    /// lines in its configuration.
+    pub(crate) fn launch(
+        name: &str,
+        listen_pid: &str,
+        args: &[&str],
+        fd_name: Option<&str>,
+        extra: &[&str],
+    ) -> Activated {
         let dir = TempDir::new(name);
         let root = make_root(&dir.path().join("root"), &[("x.txt", b"activated\n")]);
         let cfg = dir.path().join("forkhttpd.toml");
-        fs::write(
-            &cfg,
-            config_text(&[] as &[&str], &root, &["error_log = \"stderr\"", "shutdown_grace = 2"]),
-        )
-        .unwrap();
+        let lines = ["error_log = \"stderr\"", "shutdown_grace = 2"].iter().chain(extra);
+        fs::write(&cfg, config_text(&[] as &[&str], &root, &lines.collect::<Vec<_>>())).unwrap();
         let mut cmd = Command::new("python3");
         scrub_env(&mut cmd);
+        if let Some(n) = fd_name {
+            cmd.env("LISTEN_FDNAMES", n);
+        }
         cmd.arg("-c")
             .arg(PY_ACTIVATE)
             .arg(listen_pid)
             .arg(BIN)
             .arg("--config")
             .arg(&cfg)
-            .arg("--listen")
-            .arg(listen)
+            .args(args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,10 +92,10 @@ impl Activated {
         let port: u16 = port_line.as_deref().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
             panic!("python launcher printed no port ({port_line:?}); stderr:\n{}", log.text())
         });
-        Activated { child, port, log, _dir: dir }
+        Activated { child, port, log, dir }
     }
 
-    fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
 }
