@@ -1,6 +1,6 @@
 //! `--check-config` beyond the file itself: the steps start-up takes
-//! against the system (binding the listen addresses, opening the log files,
-//! writing the pid file), tried now without keeping anything, so that a
+//! against the system (binding the listen addresses, opening the log files
+//! and the pid file), tried now without keeping anything, so that a
 //! configuration said to be OK also starts.
 //!
 //! Runs in: the parent of a `--check-config` run, once. (The config, the
@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::unistd::{AccessFlags, access};
@@ -50,18 +50,19 @@ pub fn system(config: &Config, drop_plan: Option<&DropPlan>, bind: Bind) -> Resu
     Ok(())
 }
 
-/// Resolves every listen address and, unless told not to or handed sockets
-/// by systemd (then `listen` does not apply), binds it with start-up's own
-/// code and closes it.
+/// Resolves every listen address, `listen` and `proxy_listen` alike, and,
+/// unless told not to or handed sockets by systemd (then neither key
+/// applies), binds them all with start-up's own code and closes them.
 fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
     listener::require_trusted(listener::proxy_inherited(), &config.trusted_proxies)?;
+    let specs = config.all_listen();
     if bind == Bind::Skip || socket_activated() {
-        for spec in &config.listen {
+        for spec in &specs {
             listener::resolve(spec)?;
         }
         return Ok(());
     }
-    listener::bind_all(&config.listen, config.backlog).map(drop)
+    listener::bind_all(&specs, config.backlog).map(drop)
 }
 
 /// Whether systemd passed listening sockets to this very process. They
@@ -81,19 +82,7 @@ fn log_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
     let fail = |source: io::Error| StartupError::Log { path: path.to_path_buf(), source };
     match fs::symlink_metadata(path) {
         Ok(meta) => {
-            let kind = meta.file_type();
-            let refused = if kind.is_symlink() {
-                Some("is a symbolic link (log files are opened without following links)")
-            } else if kind.is_dir() {
-                Some("is a directory")
-            } else if kind.is_fifo() || !kind.is_file() {
-                Some("is not a regular file")
-            } else {
-                None
-            };
-            if let Some(why) = refused {
-                return Err(fail(io::Error::other(why)));
-            }
+            regular_file(meta.file_type(), "log files").map_err(fail)?;
             fs::OpenOptions::new()
                 .append(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -107,12 +96,40 @@ fn log_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
     safeopen::check_directory(path, guard).map_err(fail)
 }
 
-/// The pid file is written as a temporary file beside it, then renamed:
-/// its directory must exist and take new files.
+/// The pid file is opened in place (created if missing), locked, and
+/// written through that descriptor: an existing path must be a regular
+/// file (not a link, directory or FIFO) this user may read and write, a
+/// missing one must lie in an existing directory that takes new files.
+/// The lock is not tried: a check before a reload runs while the server
+/// holds it.
 fn pid_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
     let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", path.display()));
-    writable_dir(path).map_err(fail)?;
+    match fs::symlink_metadata(path) {
+        Ok(meta) => {
+            regular_file(meta.file_type(), "pid files").map_err(fail)?;
+            access(path, AccessFlags::R_OK | AccessFlags::W_OK)
+                .map_err(|e| fail(io::Error::other(format!("cannot read and write it: {e}"))))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail)?,
+        Err(e) => return Err(fail(e)),
+    }
     safeopen::check_directory(path, guard).map_err(fail)
+}
+
+/// Refuses, as start-up's open does, a path that is a symbolic link, a
+/// directory, or anything else but a regular file (a FIFO, a device).
+/// `what` names the kind of file in the message about links.
+fn regular_file(kind: fs::FileType, what: &str) -> io::Result<()> {
+    let why = if kind.is_symlink() {
+        format!("is a symbolic link ({what} are opened without following links)")
+    } else if kind.is_dir() {
+        "is a directory".to_string()
+    } else if !kind.is_file() {
+        "is not a regular file".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::other(why))
 }
 
 /// The directory `path` would be created in exists, is a directory, and

@@ -90,7 +90,8 @@ pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherit
         .into_iter()
         .chain(inherited.roots.iter().map(AsRawFd::as_raw_fd))
         .chain(inherited.access_log.raw_fd())
-        .chain(logging::syslog_fd());
+        .chain(logging::syslog_fd())
+        .chain(logging::error_file_fd());
     if let Err(e) = sys::close_all_except(keep) {
         log::error!("child: cannot close the parent's descriptors: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);

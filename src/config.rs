@@ -538,36 +538,12 @@ impl Checker<'_> {
             return Err(self.error("listen", listen_at, "needs at least one address (or proxy_listen some)"));
         }
         for addr in &listen {
-            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                return Err(self.error("listen", listen_at, &format!("{addr:?} is not HOST:PORT")));
-            }
-            // Listeners are IPv6-only (see listener.rs), and such a socket
-            // cannot bind an IPv4-mapped address: say so here, where the
-            // key and line are known, rather than as a bare EINVAL at bind.
-            if let Ok(SocketAddr::V6(a)) = addr.parse::<SocketAddr>()
-                && let Some(v4) = a.ip().to_ipv4_mapped()
-            {
-                return Err(self.error(
-                    "listen",
-                    listen_at,
-                    &format!(
-                        "{addr:?} is an IPv4-mapped IPv6 address, which an IPv6-only socket cannot bind; \
-                         write \"{v4}:{}\"",
-                        a.port()
-                    ),
-                ));
-            }
+            self.listen_address("listen", listen_at, addr)?;
         }
         let proxy_listen_at = Place::top(&raw.proxy_listen);
         let proxy_listen = raw.proxy_listen.into_inner();
         for addr in &proxy_listen {
-            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                return Err(self.error(
-                    "proxy_listen",
-                    proxy_listen_at,
-                    &format!("{addr:?} is not HOST:PORT"),
-                ));
-            }
+            self.listen_address("proxy_listen", proxy_listen_at, addr)?;
             if listen.contains(addr) {
                 return Err(self.error(
                     "proxy_listen",
@@ -970,6 +946,31 @@ impl Checker<'_> {
 
     /// An error for `key`, naming the file, the line its value is written
     /// on (from the value's span) and the site table it is in.
+    /// Checks one address of `listen` or `proxy_listen` (`key`, at `at`):
+    /// it is HOST:PORT, and not an IPv4-mapped IPv6 address. Listeners are
+    /// IPv6-only (see listener.rs), and such a socket cannot bind a mapped
+    /// address: said here, where the key and line are known, rather than
+    /// as a bare `EINVAL` at bind.
+    fn listen_address(&self, key: &str, at: Place<'_>, addr: &str) -> Result<(), StartupError> {
+        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            return Err(self.error(key, at, &format!("{addr:?} is not HOST:PORT")));
+        }
+        if let Ok(SocketAddr::V6(a)) = addr.parse::<SocketAddr>()
+            && let Some(v4) = a.ip().to_ipv4_mapped()
+        {
+            return Err(self.error(
+                key,
+                at,
+                &format!(
+                    "{addr:?} is an IPv4-mapped IPv6 address, which an IPv6-only socket cannot bind; \
+                     write \"{v4}:{}\"",
+                    a.port()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn error(&self, key: &str, place: Place<'_>, what: &str) -> StartupError {
         ConfigError {
             file: self.path.map(Path::to_path_buf),

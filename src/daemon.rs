@@ -13,7 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
@@ -113,7 +113,20 @@ impl PidFile {
         if !same_file(&self.path, &self.file) {
             return false;
         }
-        !self.written || fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.owner.to_string())
+        !self.written || self.names_owner()
+    }
+
+    /// Whether the locked file holds the owner's pid, read through the held
+    /// descriptor from offset 0 (`pread`), never by path: a FIFO or another
+    /// file swapped in for the path after `same_file` looked could
+    /// otherwise block the exit or answer for our file.
+    fn names_owner(&self) -> bool {
+        // A pid, a newline, and room to see that anything longer is not ours.
+        let mut buf = [0u8; 32];
+        match self.file.read_at(&mut buf, 0) {
+            Ok(n) => std::str::from_utf8(&buf[..n]).is_ok_and(|t| t.trim() == self.owner.to_string()),
+            Err(_) => false,
+        }
     }
 }
 

@@ -481,6 +481,14 @@ pub fn syslog_fd() -> Option<RawFd> {
     SYSLOG.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(SyslogConn::raw_fd)
 }
 
+/// The `error_log` file's descriptor while daemon messages go to one, for
+/// a child to keep open: a child's own messages (a path refused for leaving
+/// the root) belong in that file too, and once detached its stderr is
+/// `/dev/null`.
+pub fn error_file_fd() -> Option<RawFd> {
+    ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(AsRawFd::as_raw_fd)
+}
+
 /// Routes daemon messages as `target` says, for a server that will detach
 /// (`detaching`) or runs under systemd. A detached server has no stderr
 /// (it is `/dev/null`), so it must have a working target: with `"stderr"`,

@@ -313,6 +313,43 @@ fn daemon_mode_detaches_serves_and_stops_on_sigterm() {
     );
 }
 
+/// Detached, a child's own warning reaches the `error_log` file, not the
+/// `/dev/null` that is its stderr. The refused request is the daemon's
+/// first, so the once-a-minute limit on client warnings lets it through.
+#[test]
+fn daemon_children_write_their_warnings_to_the_error_log_file() {
+    let s = daemon_setup("daemon_child_warning", "127.0.0.1:0");
+    let guard = PidFileGuard::new(&s.pid_file);
+    let outside = s.dir.path().join("outside.txt");
+    fs::write(&outside, b"not for clients\n").unwrap();
+    std::os::unix::fs::symlink(&outside, s.dir.path().join("root/escape.txt")).unwrap();
+    let out = launch_daemon(&s.cfg, s.dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let addr: SocketAddr = out.stderr.lines().find_map(parse_listening_line).expect("a listening line");
+    assert!(poll_until(Duration::from_secs(2), || guard.read().is_some()), "no pid file");
+    let (_, pid) = guard.read().unwrap();
+    assert_eq!(get_close(addr, "/escape.txt").status, 403, "a link out of the root must be refused");
+    let error_log = s.dir.path().join("error.log");
+    let warning = || {
+        fs::read_to_string(&error_log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("outside the document root"))
+            .map(str::to_string)
+    };
+    assert!(
+        poll_until(Duration::from_secs(3), || warning().is_some()),
+        "the child's warning is not in {}: {:?}",
+        error_log.display(),
+        fs::read_to_string(&error_log)
+    );
+    let line = warning().unwrap();
+    assert!(line.contains("]: warn: refused /escape.txt"), "not the child's warning line: {line}");
+    assert!(!line.contains(&format!("forkhttpd[{pid}]")), "the warning carries the daemon's pid: {line}");
+    signal(pid, Signal::SIGTERM);
+    assert!(wait_gone(pid, Duration::from_secs(5)), "daemon {pid} still running 5 s after SIGTERM");
+}
+
 /// The pids in the "started: pid N" lines of the error logs `names` in `dir`.
 fn started_pids(dir: &Path, names: &[&str]) -> Vec<u32> {
     names

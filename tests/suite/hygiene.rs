@@ -38,12 +38,17 @@ fn status_field(pid: u32, key: &str) -> Option<String> {
 /// Starts the server through `sh`, which opens `/` as descriptors 7 and 9
 /// before it execs the server: descriptors any launcher could leave open.
 /// As root, children chroot into the document root and run as `nobody`.
+/// Both logs are files, so a child has a descriptor of each to keep.
 fn start_with_stray_fds(dir: &TempDir) -> (Proc, std::net::SocketAddr) {
     chmod(dir.path(), 0o755);
     let root = make_root(&dir.path().join("root"), &[("x.txt", b"x\n")]);
     let log = dir.path().join("access.log");
-    let mut extra =
-        vec!["header_timeout = 30".to_string(), format!("access_log = {:?}", log.to_str().unwrap())];
+    let error_log = dir.path().join("error.log");
+    let mut extra = vec![
+        "header_timeout = 30".to_string(),
+        format!("access_log = {:?}", log.to_str().unwrap()),
+        format!("error_log = {:?}", error_log.to_str().unwrap()),
+    ];
     if is_root() {
         extra.push("chroot = true".to_string());
     }
@@ -110,9 +115,11 @@ fn children_hold_only_the_descriptors_they_serve_with() {
     );
     // stdin and stdout (/dev/null), stderr (the test's pipe), the client's
     // socket, the lifeline's read end, the document root, the access log,
-    // and the file it served, kept open for the connection's next requests.
+    // the error log (its own daemon messages go there), and the file it
+    // served, kept open for the connection's next requests.
     let root = dir.path().join("root").canonicalize().unwrap();
     let log = dir.path().join("access.log");
+    let error_log = dir.path().join("error.log");
     let mut kinds: Vec<String> = fds
         .iter()
         .map(|(_, t)| match t {
@@ -120,16 +127,24 @@ fn children_hold_only_the_descriptors_they_serve_with() {
             t if t.starts_with("pipe:") => "pipe".to_string(),
             t if *t == root.to_string_lossy() => "root".to_string(),
             t if *t == log.to_string_lossy() => "access log".to_string(),
+            t if *t == error_log.to_string_lossy() => "error log".to_string(),
             t if *t == root.join("x.txt").to_string_lossy() => "served file".to_string(),
             t => t.clone(),
         })
         .collect();
     kinds.sort();
-    assert_eq!(
-        kinds,
-        ["/dev/null", "/dev/null", "access log", "pipe", "pipe", "root", "served file", "socket"],
-        "a serving child holds descriptors it does not serve with: {fds:?}"
-    );
+    let expected = [
+        "/dev/null",
+        "/dev/null",
+        "access log",
+        "error log",
+        "pipe",
+        "pipe",
+        "root",
+        "served file",
+        "socket",
+    ];
+    assert_eq!(kinds, expected, "a serving child holds descriptors it does not serve with: {fds:?}");
     assert!(fds.iter().take(3).map(|f| f.0).eq(0..3), "stdin, stdout and stderr stay open: {fds:?}");
     drop(conn);
 }

@@ -332,6 +332,51 @@ fn error_log_file_is_written_and_reopened_on_sigusr1() {
     assert_alive_and_stoppable(&mut p, addr);
 }
 
+/// A child's own daemon messages reach the `error_log` file too: the child
+/// keeps the file's descriptor through its descriptor cleanup (it used to
+/// close it, and the warning fell back to stderr). The refused request is
+/// the server's first, so the once-a-minute limit on client warnings lets
+/// its warning through.
+#[test]
+fn children_write_their_warnings_to_the_error_log_file() {
+    let site = Site::new("error_log_child");
+    let error_log = site.logs.join("error.log");
+    let outside = site.dir.path().join("outside.txt");
+    fs::write(&outside, b"not for clients\n").unwrap();
+    symlink(&outside, site.root.join("escape.txt")).unwrap();
+    let text = fs::read_to_string(&site.cfg).unwrap();
+    fs::write(&site.cfg, format!("{text}error_log = {}\n", toml_str(error_log.to_str().unwrap()))).unwrap();
+    let mut p = site.spawn();
+    let addr = p.wait_listeners(0, 1)[0];
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/escape.txt", &["Connection: close"]);
+    assert_eq!(c.read_response().status, 403, "a link out of the root must be refused");
+    let warning = || {
+        fs::read_to_string(&error_log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("outside the document root"))
+            .map(str::to_string)
+    };
+    assert!(
+        crate::common::poll_until(STOP_BOUND, || warning().is_some()),
+        "the child's warning is not in {}: {:?}; stderr:\n{}",
+        error_log.display(),
+        fs::read_to_string(&error_log),
+        p.lines().join("\n")
+    );
+    let line = warning().unwrap();
+    assert!(line.contains(": warn: refused /escape.txt"), "not the child's warning line: {line}");
+    let pid: u32 = line
+        .split("forkhttpd[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"));
+    assert_ne!(pid, p.pid(), "the warning carries the parent's pid, not a child's: {line}");
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
 /// The shipped systemd unit's case: every process runs as one ordinary
 /// account that owns the log directory. The directory check is for a root
 /// parent only, so this starts, logs, and reopens.

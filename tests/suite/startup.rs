@@ -265,6 +265,42 @@ fn check_config_refuses_an_ipv4_mapped_listen_address() {
     }
 }
 
+/// `proxy_listen` addresses are bound by start-up like `listen` ones, so
+/// the check binds them too: a busy one fails it, `--no-bind` skips it.
+#[test]
+fn check_config_refuses_a_proxy_listen_port_in_use() {
+    let dir = TempDir::new("check_proxy_port");
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let busy = text(
+        &dir,
+        &[&format!("proxy_listen = [{}]", toml_str(&addr.to_string())), "trusted_proxies = [\"127.0.0.1\"]"],
+    );
+    assert_rejected(&check(&dir, &busy, &[]), &["cannot listen on", &addr.to_string()]);
+    assert_ok(&check(&dir, &busy, &["--no-bind"]));
+    assert_eq!(held.local_addr().unwrap(), addr, "our listener was disturbed");
+}
+
+/// An IPv4-mapped `proxy_listen` address is refused by name, as in `listen`:
+/// by the check (with or without binding) and at start, before listening.
+#[test]
+fn an_ipv4_mapped_proxy_listen_address_is_refused() {
+    let dir = TempDir::new("check_proxy_mapped");
+    let mapped =
+        text(&dir, &["proxy_listen = [\"[::ffff:127.0.0.1]:0\"]", "trusted_proxies = [\"127.0.0.1\"]"]);
+    let needles = ["key `proxy_listen`", "line 3", "IPv4-mapped", "127.0.0.1:0"];
+    for extra in [&[][..], &["--no-bind"][..]] {
+        assert_rejected(&check(&dir, &mapped, extra), &needles);
+    }
+    let cfg = dir.path().join("forkhttpd.toml");
+    let out = run(server_command().arg("--config").arg(&cfg).current_dir(dir.path()), RUN_TIMEOUT);
+    assert_eq!(out.code(), Some(1), "started with a mapped proxy_listen address; {}", out.describe());
+    assert!(!out.stderr.contains("listening on"), "said 'listening' before failing; {}", out.describe());
+    for n in needles {
+        assert!(out.stderr.contains(n), "stderr should mention {n:?}; {}", out.describe());
+    }
+}
+
 #[test]
 fn check_config_checks_the_access_log_like_start_up() {
     let dir = TempDir::new("check_access_log");
@@ -327,6 +363,42 @@ fn check_config_refuses_a_pid_file_in_a_missing_directory() {
         &["--no-bind"],
     );
     assert_rejected(&out, &["pid file", pid.to_str().unwrap(), "does not exist"]);
+}
+
+/// A pid file path that start-up refuses (a symbolic link, a FIFO, a
+/// directory) fails the check too, promptly (a FIFO must not hang it),
+/// and nothing is written through the link.
+#[test]
+fn check_config_refuses_a_pid_file_start_up_refuses() {
+    let dir = TempDir::new("check_pid_kind");
+    let pid = dir.path().join("forkhttpd.pid");
+    let cfg = text(&dir, &[&format!("pid_file = {}", toml_str(pid.to_str().unwrap()))]);
+    let target = dir.path().join("target");
+    fs::write(&target, b"precious\n").unwrap();
+    symlink(&target, &pid).unwrap();
+    assert_rejected(
+        &check(&dir, &cfg, &["--no-bind"]),
+        &["pid file", pid.to_str().unwrap(), "symbolic link"],
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"precious\n", "the link's target was written");
+
+    fs::remove_file(&pid).unwrap();
+    nix::unistd::mkfifo(&pid, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let out = check(&dir, &cfg, &["--no-bind"]);
+    assert!(out.elapsed < Duration::from_secs(5), "the check hung on a FIFO; {}", out.describe());
+    assert_rejected(&out, &["pid file", pid.to_str().unwrap(), "not a regular file"]);
+
+    fs::remove_file(&pid).unwrap();
+    fs::create_dir(&pid).unwrap();
+    assert_rejected(
+        &check(&dir, &cfg, &["--no-bind"]),
+        &["pid file", pid.to_str().unwrap(), "is a directory"],
+    );
+
+    // A regular file (one a stopped server left behind) is fine.
+    fs::remove_dir(&pid).unwrap();
+    fs::write(&pid, b"1\n").unwrap();
+    assert_ok(&check(&dir, &cfg, &["--no-bind"]));
 }
 
 /// The pid file is written in the foreground too (the config comment and

@@ -1,5 +1,6 @@
 //! The shipped files: the systemd units (`systemd/`) as systemd itself
-//! judges them, and the annotated example config (`config/forkhttpd.toml`).
+//! judges them, the annotated example config (`config/forkhttpd.toml`), and
+//! statements of the README and the config that once contradicted the code.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -186,4 +187,53 @@ fn shipped_config_documents_every_key_and_checks_ok() {
         "forkhttpd --check-config --no-bind --config config/forkhttpd.toml: {}",
         out.describe()
     );
+}
+
+/// The `#` comment lines right above `key = ...` in the shipped config,
+/// joined into one line.
+fn comment_above(text: &str, key: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
+        .unwrap_or_else(|| panic!("{key} is not set in the shipped config"));
+    let mut comment: Vec<&str> = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect();
+    comment.reverse();
+    comment.join(" ")
+}
+
+/// Two statements that were wrong (issue 16, 12c and 12d) and are pinned
+/// now: the pid file is written in the foreground too, not with `--daemon`
+/// only (the server does; see `startup::pid_file_is_written_in_the_foreground_too`),
+/// and the README says how an absolute symlink inside the root resolves
+/// with and without `chroot` (see `startup::symlinks_inside_the_root_with_and_without_chroot`).
+#[test]
+fn shipped_docs_say_where_the_pid_file_is_written_and_how_absolute_links_resolve() {
+    let config = fs::read_to_string(repo().join("config/forkhttpd.toml")).unwrap();
+    let pid_comment = comment_above(&config, "pid_file");
+    assert!(
+        pid_comment.contains("in the foreground and with --daemon alike"),
+        "the pid_file comment must say the file is written in the foreground too: {pid_comment:?}"
+    );
+    assert!(
+        !pid_comment.contains("--daemon only"),
+        "the pid_file comment says --daemon only: {pid_comment:?}"
+    );
+
+    // The README wraps its lines: compare with all whitespace runs as one space.
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    for sentence in [
+        "Without `chroot`, an absolute target is a path on the host, served only if it lies inside the root",
+        "With `chroot`, each child sees the root as `/`, so the same absolute target is looked up beneath \
+         the root (`/srv/www/a.html` means `ROOT/srv/www/a.html`, usually `404`)",
+        "Use relative links to mean the same thing in both.",
+    ] {
+        assert!(readme.contains(sentence), "README.md no longer says: {sentence:?}");
+    }
 }
