@@ -125,6 +125,24 @@ pub fn answer_without_file<'a>(
     Some(status_page(status, None, site.server, now, connection(req, keep), req.method == Method::Head))
 }
 
+/// Step 2, after the file step: the path the site falls back to in place
+/// of what was `found`, if any. Only a path that is simply missing falls
+/// back: a refused one (400, 403, a dotfile's 404 from `resolve`) never
+/// reached the file step, and a 403 or 500 from it is kept, as is any
+/// file, directory or redirect.
+pub fn fallback_for<'s>(found: &Lookup<'_>, site: &Site<'s>) -> Option<&'s str> {
+    match found {
+        Err(Status::NotFound) => site.fallback,
+        _ => None,
+    }
+}
+
+/// What a fallback's own file step (`None` when there was none to take)
+/// gives: its file, or, when it cannot be served, the 404 it stood in for.
+pub fn fallen_back(found: Option<Lookup<'_>>) -> Lookup<'_> {
+    found.filter(Result::is_ok).unwrap_or(Err(Status::NotFound))
+}
+
 /// The reply to a load balancer's health check when `req` asks for
 /// `health_path` (the path alone, any query ignored) with `GET` or `HEAD`:
 /// `200` with a built-in page, no file looked at. `None` for any other
@@ -510,6 +528,31 @@ mod tests {
         assert!(matches!(r.body, Body::File { offset: 0, len: 5, .. }));
         assert_eq!(r.body_len(), 5);
         assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn only_a_missing_path_falls_back_and_an_unservable_fallback_stays_404() {
+        let plain = site();
+        let with = Site { fallback: Some("/index.html"), ..plain };
+        let redirect: Lookup<'_> = Ok(Found::Redirect("/d/".to_string()));
+        let file = opened(b"a.html", 5);
+        let table: [(&Lookup<'_>, Option<&str>); 6] = [
+            (&Err(Status::NotFound), Some("/index.html")),
+            (&Err(Status::Forbidden), None),
+            (&Err(Status::BadRequest), None),
+            (&Err(Status::InternalError), None),
+            (&redirect, None),
+            (&file, None),
+        ];
+        for (found, want) in table {
+            assert_eq!(fallback_for(found, &with), want, "{:?}", found.as_ref().err());
+            assert_eq!(fallback_for(found, &plain), None, "no fallback set");
+        }
+        // The fallback's own lookup: its file, or else the 404 it stood in for.
+        assert!(matches!(fallen_back(Some(opened(b"index.html", 3))), Ok(Found::File(_))));
+        for found in [None, Some(Err(Status::Forbidden)), Some(Err(Status::InternalError))] {
+            assert_eq!(fallen_back(found).err(), Some(Status::NotFound));
+        }
     }
 
     #[test]
