@@ -28,6 +28,7 @@ use std::time::Duration;
 use nix::unistd::geteuid;
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use crate::account::Identity;
 use crate::error::{ConfigError, StartupError};
@@ -474,8 +475,10 @@ impl Config {
     }
 }
 
-/// Locates a `toml` error: its line, the site table it is in, and the key
-/// written on that line.
+/// Locates a `toml` error: its line (from the error's span), and, from
+/// the document parsed again with spans, the `[[site]]` entry it is in
+/// and the key it is under. A text search would miss `[[ site ]]` and
+/// sub-tables such as `[site.headers]`.
 fn describe_toml_error(err: &toml::de::Error, file: &Path, text: &str) -> ConfigError {
     let mut located = ConfigError {
         file: Some(file.to_path_buf()),
@@ -484,28 +487,94 @@ fn describe_toml_error(err: &toml::de::Error, file: &Path, text: &str) -> Config
         key: None,
         what: err.message().trim().to_string(),
     };
-    if let Some(span) = err.span() {
-        let before = &text[..span.start.min(text.len())];
-        let line_no = before.matches('\n').count() + 1;
-        located.line = Some(line_no);
-        let sites = before.lines().filter(|l| l.trim().starts_with("[[site]]")).count();
-        // Only a key-value line after the last table header belongs to the site.
-        let in_site = sites > 0
-            && before
-                .lines()
-                .rfind(|l| l.trim_start().starts_with('['))
-                .is_some_and(|l| l.trim().starts_with("[[site"));
-        if in_site {
-            located.site = Some(format!("[[site]] #{sites}"));
+    let Some(span) = err.span() else { return located };
+    let at = span.start.min(text.len());
+    located.line = Some(text[..at].matches('\n').count() + 1);
+    // Best effort: a syntax error still leaves the tables before it.
+    let (doc, _) = DeTable::parse_recoverable(text);
+    let doc = doc.get_ref();
+    let mut table = doc;
+    let sites = doc.get("site").and_then(|s| match s.get_ref() {
+        DeValue::Array(a) => Some(a),
+        _ => None,
+    });
+    for (i, entry) in sites.into_iter().flat_map(|a| a.iter()).enumerate() {
+        if let DeValue::Table(t) = entry.get_ref()
+            && extent(entry).contains(&at)
+        {
+            let first = t.get("hosts").and_then(|h| match h.get_ref() {
+                DeValue::Array(a) => a.first().and_then(|v| v.get_ref().as_str()),
+                _ => None,
+            });
+            located.site = Some(site_name(i, first));
+            table = t;
+            break;
         }
-        let line = text.lines().nth(line_no - 1).unwrap_or("");
-        located.key = line
-            .split_once('=')
-            .map(|(k, _)| k.trim())
-            .filter(|k| !k.is_empty() && !k.starts_with('['))
-            .map(str::to_string);
+    }
+    let path = key_path(table, at);
+    if !path.is_empty() {
+        located.key = Some(path.join("."));
     }
     located
+}
+
+/// The byte range a parsed value covers: its own span (for a table, only
+/// its header) together with those of every key and value beneath it.
+fn extent(value: &Spanned<DeValue<'_>>) -> Range<usize> {
+    let mut range = value.span();
+    let mut widen = |r: Range<usize>| {
+        if !r.is_empty() {
+            range = if range.is_empty() { r } else { range.start.min(r.start)..range.end.max(r.end) };
+        }
+    };
+    match value.get_ref() {
+        DeValue::Table(t) => {
+            for (k, v) in t.iter() {
+                widen(k.span());
+                widen(extent(v));
+            }
+        }
+        DeValue::Array(a) => a.iter().for_each(|v| widen(extent(v))),
+        _ => {}
+    }
+    range
+}
+
+/// The keys, outermost first, leading from `table` to the innermost key
+/// whose name or value covers byte `at` (array entries add no key).
+fn key_path(table: &DeTable<'_>, at: usize) -> Vec<String> {
+    let mut path = Vec::new();
+    let mut here = table.iter().find(|(k, v)| k.span().contains(&at) || extent(v).contains(&at));
+    while let Some((k, v)) = here {
+        path.push(key_text(k.get_ref()));
+        let mut value = v;
+        while let DeValue::Array(a) = value.get_ref() {
+            match a.iter().find(|v| extent(v).contains(&at)) {
+                Some(v) => value = v,
+                None => break,
+            }
+        }
+        here = match value.get_ref() {
+            DeValue::Table(t) => t.iter().find(|(k, v)| k.span().contains(&at) || extent(v).contains(&at)),
+            _ => None,
+        };
+    }
+    path
+}
+
+/// A key as it would be written: bare when it can be, else quoted.
+fn key_text(key: &str) -> String {
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare { key.to_string() } else { format!("{key:?}") }
+}
+
+/// How errors and logs name the `[[site]]` table at index `i`: its
+/// number, counted from 1, and its first host when it has one.
+fn site_name(i: usize, first_host: Option<&str>) -> String {
+    match first_host {
+        Some(host) => format!("[[site]] #{} ({host})", i + 1),
+        None => format!("[[site]] #{}", i + 1),
+    }
 }
 
 /// Validation with access to the file text, so each error can name its line.
@@ -605,8 +674,7 @@ impl Checker<'_> {
         for (i, raw_site) in raw.site.into_iter().enumerate() {
             let site_span = raw_site.span();
             let raw_site = raw_site.into_inner();
-            let first = raw_site.hosts.get_ref().first().cloned().unwrap_or_default();
-            let name = format!("[[site]] #{} ({first})", i + 1);
+            let name = site_name(i, raw_site.hosts.get_ref().first().map(String::as_str));
             let here = |at: Range<usize>| Place { span: (at.start, at.end), site: Some(name.as_str()) };
             let hosts_at = here(raw_site.hosts.span());
             if raw_site.hosts.get_ref().is_empty() {
@@ -1210,6 +1278,21 @@ mod tests {
                 "already a host",
             ),
             (format!("{site}bogus = 1\n"), 5, "bogus", "unknown field"),
+            // toml's own errors: the site is the entry whose keys and values
+            // cover the error, whatever the headers look like.
+            (format!("{site}[site.headers]\n\"X-A\" = 1\n"), 6, "headers.X-A", "invalid type"),
+            (
+                "[[ site ]]\nhosts = [\"a.example\"]\nroot = \"{dir}/a\"\nlistng = true\n".to_string(),
+                5,
+                "listng",
+                "unknown field",
+            ),
+            (
+                format!("{site}[[site]]\nhosts = [\"A.EXAMPLE\"]\nroot = \"{{dir}}/b\"\nlisting = \"yes\"\n"),
+                8,
+                "listing",
+                "invalid type",
+            ),
         ];
         for (text, line, key, what) in table {
             let e = load_sites(text).unwrap_err().to_string();
@@ -1219,8 +1302,12 @@ mod tests {
                     && e.contains(what),
                 "{text}\n=> {e}"
             );
-            assert!(e.contains("[[site]] #"), "{text}\n=> {e}");
+            let named = ["[[site]] #1 (a.example", "[[site]] #2 (A.EXAMPLE)"];
+            assert!(named.iter().any(|n| e.contains(n)), "{text}\n=> {e}");
         }
+        // A top-level table written after a site is not in it.
+        let e = load_sites(&format!("{site}[mime]\nx = 1\n")).unwrap_err().to_string();
+        assert!(e.contains("line 6,") && e.contains("key `mime.x`") && !e.contains("[[site]]"), "{e}");
         let e = load_sites("[[site]]\nhosts = []\nroot = \"{dir}/a\"\n").unwrap_err().to_string();
         assert!(e.contains("[[site]] #1") && e.contains("at least one host"), "{e}");
         let e = load_sites("[[site]]\nhosts = [\"x.example\"]\nroot = \"{dir}/missing\"\n").unwrap_err();

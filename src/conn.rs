@@ -198,24 +198,19 @@ impl Conn<'_> {
             Some(reply) => reply,
             None => {
                 let lookup = match resolved {
-                    Ok(r) => match (
-                        self.kept.find(which, root, r, &site, req.fields.accept_encoding),
-                        site.fallback,
-                    ) {
-                        // Only a path that is simply missing falls back: a refused one
-                        // (400, 403, a dotfile's 404 from `resolve`) never gets here.
-                        (Err(Status::NotFound), Some(path)) => {
-                            fallback = resolve::resolve(path);
-                            // A fallback that cannot be served leaves the 404 as it was.
-                            only_file(root, &site, &fallback)
-                                .filter(Result::is_ok)
-                                .unwrap_or(Err(Status::NotFound))
+                    Ok(r) => {
+                        let lookup = self.kept.find(which, root, r, &site, req.fields.accept_encoding);
+                        match decide::fallback_for(&lookup, &site) {
+                            Some(path) => {
+                                fallback = resolve::resolve(path);
+                                decide::fallen_back(only_file(root, &site, &fallback))
+                            }
+                            None => {
+                                own = true;
+                                lookup
+                            }
                         }
-                        (lookup, _) => {
-                            own = true;
-                            lookup
-                        }
-                    },
+                    }
                     Err(status) => Err(*status),
                 };
                 decide::decide(req, &site, found.insert(lookup), now, may_keep)

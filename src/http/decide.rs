@@ -125,6 +125,24 @@ pub fn answer_without_file<'a>(
     Some(status_page(status, None, site.server, now, connection(req, keep), req.method == Method::Head))
 }
 
+/// Step 2, after the file step: the path the site falls back to in place
+/// of what was `found`, if any. Only a path that is simply missing falls
+/// back: a refused one (400, 403, a dotfile's 404 from `resolve`) never
+/// reached the file step, and a 403 or 500 from it is kept, as is any
+/// file, directory or redirect.
+pub fn fallback_for<'s>(found: &Lookup<'_>, site: &Site<'s>) -> Option<&'s str> {
+    match found {
+        Err(Status::NotFound) => site.fallback,
+        _ => None,
+    }
+}
+
+/// What a fallback's own file step (`None` when there was none to take)
+/// gives: its file, or, when it cannot be served, the 404 it stood in for.
+pub fn fallen_back(found: Option<Lookup<'_>>) -> Lookup<'_> {
+    found.filter(Result::is_ok).unwrap_or(Err(Status::NotFound))
+}
+
 /// The reply to a load balancer's health check when `req` asks for
 /// `health_path` (the path alone, any query ignored) with `GET` or `HEAD`:
 /// `200` with a built-in page, no file looked at. `None` for any other
@@ -197,6 +215,19 @@ pub fn status_page<'a>(
     connection: Connection,
     head_only: bool,
 ) -> Reply<'a> {
+    let (fields, body) = page_parts(status, location, server, now, head_only);
+    finish(status, fields, body, connection)
+}
+
+/// The fields and body of `status_page`, before `Connection`, for a
+/// caller that has a field of its own to add.
+fn page_parts<'a>(
+    status: Status,
+    location: Option<&'a str>,
+    server: &'a str,
+    now: SystemTime,
+    head_only: bool,
+) -> (Fields<'a>, Body<'a>) {
     let page = status.page();
     let mut fields = common(server, now);
     fields.push("Content-Type", Value::Str(PAGE_TYPE));
@@ -209,7 +240,19 @@ pub fn status_page<'a>(
         Status::ServiceUnavailable => fields.push("Retry-After", Value::Number(RETRY_AFTER_SECS)),
         _ => {}
     }
-    finish(status, fields, if head_only { Body::None } else { Body::Page(page) }, connection)
+    (fields, if head_only { Body::None } else { Body::Page(page) })
+}
+
+/// Adds `Vary: Accept-Encoding` to a file reply of a site that serves
+/// precompressed siblings: on every one, identity replies, `304`, `412`
+/// and `416` included, since any file may gain a sibling at any time and
+/// a cache must not keep serving the identity reply (or a failure decided
+/// on the identity file's validators or length) to clients that would
+/// get the sibling.
+fn vary_on_encoding(site: &Site<'_>, fields: &mut Fields<'_>) {
+    if site.precompressed {
+        fields.push("Vary", Value::Str("Accept-Encoding"));
+    }
 }
 
 /// A file: `200` with the whole file, `206` with the ranges asked for, or
@@ -227,7 +270,9 @@ fn file_reply<'a>(
     let info = &opened.info;
     let precondition = conditional::evaluate(req, info);
     if precondition == Precondition::PreconditionFailed {
-        return status_page(Status::PreconditionFailed, None, site.server, now, connection, head_only);
+        let (mut fields, body) = page_parts(Status::PreconditionFailed, None, site.server, now, head_only);
+        vary_on_encoding(site, &mut fields);
+        return finish(Status::PreconditionFailed, fields, body, connection);
     }
     let content_type = site.types.content_type(opened.name);
     let selection = if precondition == Precondition::Pass && conditional::if_range_holds(req, info) {
@@ -279,6 +324,7 @@ fn file_reply<'a>(
             fields.push("Content-Type", Value::Str(PAGE_TYPE));
             fields.push("Content-Length", Value::Number(page.len() as u64));
             fields.push("Content-Range", Value::UnsatisfiedRange(info.len));
+            vary_on_encoding(site, &mut fields);
             let body = if head_only { Body::None } else { Body::Page(page) };
             return finish(Status::RangeNotSatisfiable, fields, body, connection);
         }
@@ -291,12 +337,7 @@ fn file_reply<'a>(
     }
     fields.push("ETag", Value::ETag(info));
     fields.push("Accept-Ranges", Value::Str("bytes"));
-    // On every file reply of such a site, identity ones and 304s included:
-    // any file may gain a sibling at any time, and a cache must not keep
-    // serving the identity reply to clients that would get the sibling.
-    if site.precompressed {
-        fields.push("Vary", Value::Str("Accept-Encoding"));
-    }
+    vary_on_encoding(site, &mut fields);
     if precondition == Precondition::NotModified {
         return finish(Status::NotModified, conditional::not_modified(&fields), Body::None, connection);
     }
@@ -490,6 +531,31 @@ mod tests {
     }
 
     #[test]
+    fn only_a_missing_path_falls_back_and_an_unservable_fallback_stays_404() {
+        let plain = site();
+        let with = Site { fallback: Some("/index.html"), ..plain };
+        let redirect: Lookup<'_> = Ok(Found::Redirect("/d/".to_string()));
+        let file = opened(b"a.html", 5);
+        let table: [(&Lookup<'_>, Option<&str>); 6] = [
+            (&Err(Status::NotFound), Some("/index.html")),
+            (&Err(Status::Forbidden), None),
+            (&Err(Status::BadRequest), None),
+            (&Err(Status::InternalError), None),
+            (&redirect, None),
+            (&file, None),
+        ];
+        for (found, want) in table {
+            assert_eq!(fallback_for(found, &with), want, "{:?}", found.as_ref().err());
+            assert_eq!(fallback_for(found, &plain), None, "no fallback set");
+        }
+        // The fallback's own lookup: its file, or else the 404 it stood in for.
+        assert!(matches!(fallen_back(Some(opened(b"index.html", 3))), Ok(Found::File(_))));
+        for found in [None, Some(Err(Status::Forbidden)), Some(Err(Status::InternalError))] {
+            assert_eq!(fallen_back(found).err(), Some(Status::NotFound));
+        }
+    }
+
+    #[test]
     fn head_of_a_file_has_the_get_fields_and_no_body() {
         let found = opened(b"x.png", 7);
         let get = reply(&request(b"GET /x.png HTTP/1.1\r\nHost: x\r\n\r\n"), &found);
@@ -551,6 +617,21 @@ mod tests {
         assert_eq!(r.fields.get("Vary"), None);
         let missing = Err(Status::NotFound);
         assert_eq!(decide(&req, &site, &missing, now(), true).fields.get("Vary"), None);
+        // The failures decided on the file (its validators, its length)
+        // vary too, and only on such a site.
+        let failed = request(b"GET /app.js HTTP/1.1\r\nHost: x\r\nIf-Match: \"other\"\r\n\r\n");
+        let unsatisfiable = request(b"GET /app.js HTTP/1.1\r\nHost: x\r\nRange: bytes=100-\r\n\r\n");
+        for (req, status) in
+            [(failed, Status::PreconditionFailed), (unsatisfiable, Status::RangeNotSatisfiable)]
+        {
+            for found in [&found, &identity] {
+                let r = decide(&req, &site, found, now(), true);
+                assert_eq!(r.status, status);
+                assert_eq!(r.fields.get("Vary"), Some(Value::Str("Accept-Encoding")), "{status:?}");
+            }
+            let r = decide(&req, &plain, &identity, now(), true);
+            assert_eq!((r.status, r.fields.get("Vary")), (status, None));
+        }
     }
 
     #[test]

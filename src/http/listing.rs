@@ -263,6 +263,28 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_entries_never_hold_more_than_the_cap() {
+        const OFFERED: usize = 100_000;
+        let mut sel = Selection::new(MAX_ENTRIES);
+        let mut all = Vec::with_capacity(OFFERED);
+        // 7919 is prime to OFFERED, so this visits every number once, in
+        // no listing order: late entries must displace kept ones.
+        for i in 0..OFFERED {
+            let n = i * 7919 % OFFERED;
+            let e = if n.is_multiple_of(7) { dir(&format!("d{n:06}")) } else { file(&format!("f{n:06}"), 1) };
+            all.push(e.clone());
+            sel.offer(e);
+            // Bounded all along, not cut down at the end.
+            assert!(sel.kept.len() <= MAX_ENTRIES && sel.kept.capacity() <= 2 * MAX_ENTRIES, "after {i}");
+        }
+        all.sort();
+        all.truncate(MAX_ENTRIES);
+        let (kept, left_out) = sel.into_sorted();
+        assert_eq!(left_out, OFFERED - MAX_ENTRIES);
+        assert!(kept == all, "the first {MAX_ENTRIES} in listing order, sorted");
+    }
+
+    #[test]
     fn dotfiles_are_not_listed() {
         for (name, listed) in
             [(&b"."[..], false), (b"..", false), (b".git", false), (b"a.b", true), (b"", false)]

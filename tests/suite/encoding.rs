@@ -64,6 +64,39 @@ fn a_sibling_has_its_own_validators() {
     assert_eq!(zipped.header("last-modified"), Some(format_http_date(1_000_000_000).as_str()));
     let plain_mtime = fs::metadata(s.root().join("app.js")).unwrap().mtime();
     assert_eq!(plain.header("last-modified"), Some(format_http_date(plain_mtime).as_str()));
+    let (plain_tag, zipped_tag) = (plain.header("etag"), zipped.header("etag"));
+    assert!(plain_tag.is_some() && zipped_tag.is_some(), "{plain:?}\n{zipped:?}");
+    assert_ne!(zipped_tag, plain_tag, "a sibling's tag is its own, not the original's");
+}
+
+#[test]
+fn a_siblings_304_keeps_vary_and_the_sites_cache_control() {
+    let s = TestServer::builder()
+        .config("precompressed = true")
+        .config(r#"header_rules = [{ path = "/", headers = { "Cache-Control" = "max-age=60" } }]"#)
+        .start();
+    s.write_file("app.js", b"identity body");
+    s.write_file("app.js.gz", b"gzip body");
+    let zipped = get(&s, "/app.js", Some("gzip"));
+    assert_eq!((zipped.status, zipped.body_str().as_str()), (200, "gzip body"));
+    let tag = zipped.header("etag").unwrap().to_string();
+    let mut c = s.connect();
+    // The 304 has no body: the pipelined GET's response must follow at once.
+    c.send(
+        format!(
+            "GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nIf-None-Match: {tag}\r\n\r\n\
+             GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    assert_eq!(r.status, 304, "{r:?}");
+    assert_eq!(r.header("etag"), Some(tag.as_str()));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("max-age=60"), "{r:?}");
+    assert!(r.body.is_empty(), "{r:?}");
+    let next = c.read_response();
+    assert_eq!((next.status, next.body_str().as_str()), (200, "identity body"));
 }
 
 #[test]
