@@ -88,10 +88,10 @@ def main():
             if "forkhttpd-base" not in data[scenario]:
                 continue
             base = fmt(median(scenario, "forkhttpd-base", figure), kind)
-            r = ratio(scenario, "forkhttpd", "forkhttpd-base", figure)
+            r = f"this build / baseline: {ratio(scenario, 'forkhttpd', 'forkhttpd-base', figure)}"
             if "forkref" in data[scenario]:
-                r += f"; the baseline is {ratio(scenario, 'forkhttpd-base', 'forkref', figure)} of the minimal C fork server"
-            print(f"| {label} | {base} | | {r} of the baseline (this build / baseline) |")
+                r += f"; baseline / minimal C fork server: {ratio(scenario, 'forkhttpd-base', 'forkref', figure)}"
+            print(f"| {label} | {base} | | {r} |")
             continue
         if against == "log":
             if "forkhttpd-log" not in data[scenario]:
