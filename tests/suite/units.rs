@@ -237,3 +237,18 @@ fn shipped_docs_say_where_the_pid_file_is_written_and_how_absolute_links_resolve
         assert!(readme.contains(sentence), "README.md no longer says: {sentence:?}");
     }
 }
+
+/// The Debian package's copies of the units and the config (pkg/package/)
+/// are what `pkg/sync` makes of their sources, and the changelog's first
+/// entry is for Cargo.toml's version: `cargo deb` packages the copies as
+/// committed, so an edit of systemd/ or config/ must reach them.
+#[test]
+fn package_copies_match_their_sources() {
+    let out =
+        run_tool(Command::new("sh").arg(repo().join("pkg/sync")).arg("--check"), Duration::from_secs(30));
+    assert!(
+        out.success(),
+        "pkg/sync --check failed (run pkg/sync after editing systemd/ or config/):\n{}",
+        out.stderr
+    );
+}
