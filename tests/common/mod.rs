@@ -1448,6 +1448,12 @@ pub fn parse_clf_time(t: &str) -> Option<i64> {
     Some(local - sign * (oh * 3600 + om * 60))
 }
 
+/// The first line of the file at `path` that contains `needle`, if the
+/// file can be read and has one.
+pub fn line_containing(path: &Path, needle: &str) -> Option<String> {
+    fs::read_to_string(path).ok()?.lines().find(|l| l.contains(needle)).map(str::to_string)
+}
+
 /// Poll `cond` every 50 ms until it returns true or `timeout` elapses.
 /// Returns whether it became true.
 pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -330,13 +330,7 @@ fn daemon_children_write_their_warnings_to_the_error_log_file() {
     let (_, pid) = guard.read().unwrap();
     assert_eq!(get_close(addr, "/escape.txt").status, 403, "a link out of the root must be refused");
     let error_log = s.dir.path().join("error.log");
-    let warning = || {
-        fs::read_to_string(&error_log)
-            .ok()?
-            .lines()
-            .find(|l| l.contains("outside the document root"))
-            .map(str::to_string)
-    };
+    let warning = || crate::common::line_containing(&error_log, "outside the document root");
     assert!(
         poll_until(Duration::from_secs(3), || warning().is_some()),
         "the child's warning is not in {}: {:?}",

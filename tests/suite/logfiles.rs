@@ -351,13 +351,7 @@ fn children_write_their_warnings_to_the_error_log_file() {
     let mut c = Conn::connect(addr);
     c.send_request("GET", "/escape.txt", &["Connection: close"]);
     assert_eq!(c.read_response().status, 403, "a link out of the root must be refused");
-    let warning = || {
-        fs::read_to_string(&error_log)
-            .ok()?
-            .lines()
-            .find(|l| l.contains("outside the document root"))
-            .map(str::to_string)
-    };
+    let warning = || crate::common::line_containing(&error_log, "outside the document root");
     assert!(
         crate::common::poll_until(STOP_BOUND, || warning().is_some()),
         "the child's warning is not in {}: {:?}; stderr:\n{}",
