@@ -21,6 +21,7 @@ use nix::unistd::{Pid, getppid};
 use crate::config::Config;
 use crate::conn::{self, Context};
 use crate::file::Root;
+use crate::listener::Kind;
 use crate::log::{self as logging, AccessLog};
 use crate::privileges::DropPlan;
 use crate::signals::Signals;
@@ -71,7 +72,7 @@ pub struct Inherited<'a> {
 
 /// Serves the connection `stream` from `peer` (which, with `proxy`, must
 /// first send a PROXY header) and exits the process.
-pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherited<'_>) -> ! {
+pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherited<'_>) -> ! {
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
             log::error!("child: cannot set {sig} disposition: {e}");
@@ -118,7 +119,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, proxy: bool, inherited: &Inherit
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
-    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), proxy, &ctx)));
+    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), kind, &ctx)));
     let code = match served {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

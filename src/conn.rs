@@ -23,6 +23,7 @@ use crate::http::request::{self, Method, Parse, Request};
 use crate::http::resolve;
 use crate::http::site::{self, ReqPath};
 use crate::http::status::Status;
+use crate::listener::Kind;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
 use crate::stream::{Client, ReadOutcome, SendLimits};
@@ -43,17 +44,17 @@ pub struct Context<'a> {
 }
 
 /// Serves requests on `stream` until the client closes, a limit is reached,
-/// or an error ends the connection. With `proxy` the connection must start
-/// with a PROXY header from a trusted proxy (see `read_proxy_header`), and
-/// the address it names is the client's. Returns `Err` only for socket
+/// or an error ends the connection. From a `Kind::Proxy` listener the
+/// connection must start with a PROXY header from a trusted proxy (see
+/// `read_proxy_header`), and the address it names is the client's. Returns `Err` only for socket
 /// errors (reset, send timeout), which end the connection quietly.
-pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>) -> io::Result<()> {
+pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
     let limits =
         SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace };
     let client = Client::new(stream, limits)?;
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
-    let client_ip = if proxy {
+    let client_ip = if kind == Kind::Proxy {
         if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
             crate::log::client_warning(format_args!(
                 "{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed"
@@ -75,7 +76,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, proxy: bool, ctx: &Context<'_>)
     let mut conn = Conn {
         client,
         client_ip,
-        proxied: proxy,
+        proxied: kind == Kind::Proxy,
         ctx,
         site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),

@@ -31,8 +31,25 @@ pub struct Listener {
     /// The configured address it came from; `None` for a socket inherited
     /// from systemd. A reload keeps the listeners whose spec is unchanged.
     pub spec: Option<String>,
-    /// Its connections start with a PROXY protocol header (see `mark_proxy`).
-    pub proxy: bool,
+    /// What its connections start with (see `mark_proxy`).
+    pub kind: Kind,
+}
+
+/// What a listener's connections start with, which decides what the child
+/// reads before the first request. (A TLS listener would be a third kind.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// HTTP from the first byte.
+    Plain,
+    /// A PROXY protocol header (v1 or v2) from a trusted proxy, then HTTP.
+    Proxy,
+}
+
+impl Kind {
+    /// The kind of a listener marked (`true`) as PROXY or not.
+    fn proxy_if(marked: bool) -> Kind {
+        if marked { Kind::Proxy } else { Kind::Plain }
+    }
 }
 
 /// The `FileDescriptorName=` (in `LISTEN_FDNAMES`) that marks a socket
@@ -74,7 +91,7 @@ fn fd_names() -> String {
 pub fn mark_proxy(listeners: &mut [Listener], proxy_specs: &[String]) {
     for l in listeners {
         if let Some(spec) = &l.spec {
-            l.proxy = proxy_specs.contains(spec);
+            l.kind = Kind::proxy_if(proxy_specs.contains(spec));
         }
     }
 }
@@ -162,7 +179,7 @@ pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
     sys::listen(fd.as_fd(), backlog)?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr, spec: None, proxy: false })
+    Ok(Listener { socket, addr, spec: None, kind: Kind::Plain })
 }
 
 /// Most descriptors accepted from systemd; more is a misconfiguration.
@@ -214,7 +231,7 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
         .map(|i| {
             let fd = FIRST_INHERITED_FD + i as RawFd;
             let mut l = adopt(fd).map_err(|e| bad(format!("inherited descriptor {fd}: {e}")))?;
-            l.proxy = names.get(i) == Some(&PROXY_FD_NAME);
+            l.kind = Kind::proxy_if(names.get(i) == Some(&PROXY_FD_NAME));
             Ok(l)
         })
         .collect::<Result<Vec<_>, _>>()
@@ -233,7 +250,7 @@ fn adopt(fd: RawFd) -> io::Result<Listener> {
     let socket = TcpListener::from(owned);
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr, spec: None, proxy: false })
+    Ok(Listener { socket, addr, spec: None, kind: Kind::Plain })
 }
 
 /// What a reload did to the listeners, as the reload's log line says it.

@@ -18,7 +18,7 @@ use forkhttpd::cli::Args;
 use forkhttpd::config::{AccessLogTarget, Config};
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::{ConfigError, StartupError};
-use forkhttpd::listener;
+use forkhttpd::listener::{self, Kind};
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
 use forkhttpd::privileges::DropPlan;
@@ -77,9 +77,9 @@ fn run(args: &Args) -> Result<(), StartupError> {
             bound
         }
     };
-    listener::require_trusted(listeners.iter().any(|l| l.proxy), &config.trusted_proxies)?;
+    listener::require_trusted(listeners.iter().any(|l| l.kind == Kind::Proxy), &config.trusted_proxies)?;
     for l in &listeners {
-        log::info!("listening on {}{}", l.addr, if l.proxy { " (PROXY protocol)" } else { "" });
+        log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
     }
     let access_log = AccessLog::open(&config.access_log, guard)?;
     let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;

@@ -293,8 +293,8 @@ impl Server {
                 // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`:
                 // log it, and count it per address, as the IPv4 it is.
                 Ok((stream, peer)) => {
-                    let proxy = self.listeners[i].proxy;
-                    self.spawn(stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()), proxy)
+                    let kind = self.listeners[i].kind;
+                    self.spawn(stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()), kind)
                 }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
@@ -322,7 +322,7 @@ impl Server {
     /// itself, without forking, so one client cannot take every slot.
     /// With `proxy` (a PROXY listener's connection), `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
-    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, proxy: bool) {
+    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
         let limit = self.config.max_children_per_ip;
         if limit > 0 && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit) {
             log::debug!("{peer}: max_children_per_ip ({limit}) reached; answered 503");
@@ -341,7 +341,7 @@ impl Server {
                     root_paths: &self.root_paths,
                     parent: self.pid,
                 };
-                child::run(stream, peer, proxy, &inherited)
+                child::run(stream, peer, kind, &inherited)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
@@ -488,7 +488,10 @@ impl Server {
         let roots = open_roots(&config)?;
         let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
-            listener::require_trusted(self.listeners.iter().any(|l| l.proxy), &config.trusted_proxies)?;
+            listener::require_trusted(
+                self.listeners.iter().any(|l| l.kind == listener::Kind::Proxy),
+                &config.trusted_proxies,
+            )?;
             if config.all_listen() != self.config.all_listen() {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"
@@ -531,7 +534,7 @@ impl Server {
                 Ok((stream, peer)) => {
                     accepted += 1;
                     if self.children.len() < self.config.max_children && self.paused_until.is_none() {
-                        self.spawn(stream, peer, l.proxy);
+                        self.spawn(stream, peer, l.kind);
                     } else {
                         self.refuse(stream, peer);
                     }
