@@ -955,7 +955,7 @@ impl Conn {
     /// Read more bytes into the buffer. Ok(0) means EOF (or reset).
     fn fill(&mut self) -> io::Result<usize> {
         let mut tmp = [0u8; 16384];
-        match self.stream.read(&mut tmp) {
+        match self.stream.read_retrying(&mut tmp) {
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
                 self.received.extend_from_slice(&tmp[..n]);
@@ -1446,6 +1446,27 @@ pub fn parse_clf_time(t: &str) -> Option<i64> {
     }
     let local = days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss;
     Some(local - sign * (oh * 3600 + om * 60))
+}
+
+/// `read` that takes `EINTR` for what it is, a read to try again: a socket
+/// read with a timeout (`SO_RCVTIMEO`) fails with it, handler or not, when
+/// the process is stopped and resumed or frozen and thawed, and the
+/// machine's own tooling has done that to a running suite. The timeout
+/// starts again after such a retry.
+pub trait ReadRetrying {
+    /// Reads as [`Read::read`] does, retrying while interrupted.
+    fn read_retrying(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl<R: Read> ReadRetrying for R {
+    fn read_retrying(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
 }
 
 /// The first line of the file at `path` that contains `needle`, if the

@@ -1,8 +1,9 @@
 //! Persistent connections, pipelining and connection deadlines.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
 
+use crate::common::ReadRetrying;
 use crate::common::*;
 
 fn server_with_files(extra_config: &[&str]) -> TestServer {
@@ -215,7 +216,7 @@ fn header_deadline_cuts_off_slow_client() {
         // The read doubles as the one-second pause between bytes.
         loop {
             let mut buf = [0u8; 4096];
-            match stream.read(&mut buf) {
+            match stream.read_retrying(&mut buf) {
                 Ok(0) => {
                     closed_at = Some(start.elapsed());
                     break 'outer;
@@ -291,7 +292,7 @@ fn send_timeout_drops_stalled_reader() {
     c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let drain_start = Instant::now();
     while drain_start.elapsed() < Duration::from_secs(10) {
-        match c.stream.read(&mut buf) {
+        match c.stream.read_retrying(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n,
             Err(e) if e.kind() == ErrorKind::ConnectionReset => break,

@@ -1,13 +1,14 @@
 //! Log sinks that fail: a stderr nobody reads, a log file at its size limit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::ReadRetrying;
 use crate::common::*;
 
 /// A server process started with a stderr of the test's choosing; killed
@@ -28,7 +29,7 @@ fn read_listening_addr(from: &mut File) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        match from.read(&mut buf) {
+        match from.read_retrying(&mut buf) {
             Ok(0) => break,
             Ok(n) => text.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),

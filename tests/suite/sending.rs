@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt};
 
+use crate::common::ReadRetrying;
 use crate::common::*;
 
 /// Size of the file the stalled clients ask for: far more than any socket
@@ -80,7 +81,7 @@ fn reset_mid_download_is_logged_with_bytes_sent() {
     let mut buf = vec![0u8; 64 << 10];
     let mut read = 0;
     while read < 256 << 10 {
-        read += c.stream.read(&mut buf).expect("reading the start of the body");
+        read += c.stream.read_retrying(&mut buf).expect("reading the start of the body");
     }
     // Closing with unread data sends a reset.
     drop(c);
@@ -115,7 +116,7 @@ fn slow_reader_is_dropped_by_min_send_rate() {
     let mut byte = [0u8; 1];
     let mut read = 0usize;
     while !serving(&s).is_empty() && seen.elapsed() < Duration::from_secs(15) {
-        match c.stream.read(&mut byte) {
+        match c.stream.read_retrying(&mut byte) {
             Ok(0) | Err(_) => break,
             Ok(n) => read += n,
         }
@@ -206,7 +207,7 @@ fn steady_reader_above_min_send_rate_is_not_dropped() {
     let mut got = Vec::new();
     let mut buf = vec![0u8; 16 << 10];
     while start.elapsed() < READING {
-        let n = c.stream.read(&mut buf).expect("reading the response");
+        let n = c.stream.read_retrying(&mut buf).expect("reading the response");
         assert!(n > 0, "the server closed after {} bytes, {:?} in", got.len(), start.elapsed());
         got.extend_from_slice(&buf[..n]);
         // Hold the pace: sleep until this many bytes are due.

@@ -3,7 +3,6 @@
 //! `SIGQUIT` fast stop, `SIGUSR1` access-log reopen.
 
 use std::fs;
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::common::ReadRetrying;
 use crate::common::{
     Conn, TempDir, children_of, chmod, get_close, get_keepalive, make_root, parse_listening_line, poll_until,
     toml_str, wait_children, write_big_file,
@@ -237,7 +237,7 @@ fn slow_read(
     'outer: while body.len() < len && Instant::now() < deadline {
         let mut this_round = 0;
         while this_round < 256 * 1024 && body.len() < len {
-            match s.read(&mut buf) {
+            match s.read_retrying(&mut buf) {
                 Ok(0) => break 'outer,
                 Ok(n) => {
                     body.extend_from_slice(&buf[..n]);

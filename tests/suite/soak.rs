@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::common::ReadRetrying;
 use crate::common::*;
 use crate::parent::{open_fds, tasks_of_uid};
 
@@ -143,7 +144,7 @@ fn storm(addr: SocketAddr, pid: u32, window: Duration) -> (Vec<u16>, f64, f64) {
                     for mut st in batch {
                         st.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
                         let mut buf = [0u8; 512];
-                        if let Ok(n) = st.read(&mut buf)
+                        if let Ok(n) = st.read_retrying(&mut buf)
                             && let Some(s) = status_of(&buf[..n])
                         {
                             statuses.push(s);
@@ -311,7 +312,7 @@ fn read_slowly(addr: SocketAddr, path: &str, rate: usize, slow: Duration) -> Vec
     let mut got = Vec::new();
     let mut buf = vec![0u8; 4096];
     while start.elapsed() < slow {
-        match c.stream.read(&mut buf) {
+        match c.stream.read_retrying(&mut buf) {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => panic!("slow read of {path}: {e}"),
@@ -421,7 +422,7 @@ fn soak_client(
                 let mut buf = [0u8; 4096];
                 // The reply started: the request reached the server, which
                 // must log it however the reset cuts it.
-                let n = c.stream.read(&mut buf).expect("the start of /big.bin before the reset");
+                let n = c.stream.read_retrying(&mut buf).expect("the start of /big.bin before the reset");
                 assert!(n > 0, "/big.bin: closed before any reply");
                 // SO_LINGER 0: close() sends a reset instead of a FIN.
                 nix::sys::socket::setsockopt(

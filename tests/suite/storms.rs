@@ -3,7 +3,7 @@
 //! mid-download. (The slow reader is in `sending.rs`, the per-address cap
 //! in `defenses.rs`.)
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread;
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
 
+use crate::common::ReadRetrying;
 use crate::common::*;
 
 /// A TCP connection to `to` from the loopback address `from` (bound before
@@ -76,7 +77,7 @@ fn slowloris_is_cut_off_and_others_are_served() {
         for (st, opened, got, closed) in conns.iter_mut().filter(|c| c.3.is_none()) {
             let _ = st.write(b"a");
             loop {
-                match st.read(&mut buf) {
+                match st.read_retrying(&mut buf) {
                     Ok(0) => *closed = Some(opened.elapsed()),
                     Ok(n) => {
                         got.extend_from_slice(&buf[..n]);
@@ -160,7 +161,7 @@ fn resets_mid_download_do_not_affect_others() {
                     let mut read = 0;
                     // A different point in the body each time.
                     while read < (1 + i) * 8192 {
-                        match st.read(&mut buf) {
+                        match st.read_retrying(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => read += n,
                         }
