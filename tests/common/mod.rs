@@ -13,6 +13,7 @@
 mod clf;
 mod client;
 mod config;
+pub mod daemon;
 mod data;
 mod dates;
 mod error_page;

@@ -2,9 +2,6 @@
 //! `--help`), `--daemon` with a pid file, start-up failures before
 //! detaching, privilege drop, and the per-IP connection limit.
 
-#[path = "daemon_support.rs"]
-pub mod support;
-
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -13,12 +10,12 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::common::daemon::*;
 use crate::common::{
     Conn, Output, TempDir, children_of, config_text, get_close, get_keepalive, is_root, make_root,
     parse_listening_line, poll_until, proc_stat, run, run_waiting, self_stat, server_command, status_ids,
     toml_str, wait_children,
 };
-use support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 

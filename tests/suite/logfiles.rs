@@ -11,11 +11,11 @@ use std::time::Duration;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, chown, mkfifo};
 
+use crate::common::daemon::passwd_ids;
 use crate::common::{
     Conn, Proc, STARTUP_TIMEOUT, TempDir, config_text, is_root, make_root, send_signal, server_command,
     toml_str,
 };
-use crate::daemon::support::passwd_ids;
 
 /// How long a server that must not block gets to answer SIGTERM.
 const STOP_BOUND: Duration = Duration::from_secs(5);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::common::daemon::*;
 use crate::common::{Conn, get_close, poll_until, proc_stat};
-use crate::daemon::support::*;
 
 /// Waits for the reload's `configuration reloaded` line after index `from`.
 fn reload_line(srv: &mut Server, from: usize) -> String {

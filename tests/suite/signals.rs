@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::common::ReadRetrying;
+use crate::common::daemon::*;
 use crate::common::{
     Conn, TempDir, children_of, chmod, get_close, get_keepalive, make_root, parse_listening_line, poll_until,
     toml_str, wait_children, write_big_file,
 };
-use crate::daemon::support::*;
 
 const BIG: usize = 32 << 20;
 const MIB: usize = 1 << 20;

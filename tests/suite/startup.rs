@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::common::daemon::{PidFileGuard, Server, signal, wait_gone};
 use crate::common::{
     Output, TempDir, chmod, config_text, get_close, is_root, make_root, parse_listening_line, poll_until,
     run, run_waiting, server_command, toml_str,
 };
-use crate::daemon::support::{PidFileGuard, Server, signal, wait_gone};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::common::daemon::*;
 use crate::common::{
     BIN, Lines, STARTUP_TIMEOUT, TempDir, config_text, get_close, make_root, parse_listening_line, scrub_env,
 };
-use crate::daemon::support::*;
 
 // ---------------------------------------------------------------------------
 // Socket activation

@@ -1,11 +1,18 @@
-//! A launcher for the daemon-feature tests (`daemon`, `signals`, `systemd`).
+//! A second server launcher, for the daemon-feature tests (`daemon`,
+//! `logfiles`, `reload`, `signals`, `startup`, `systemd`), with the helpers
+//! those tests share.
 //!
 //! Unlike `common::TestServer` it lets a test choose the environment, extra
 //! command-line arguments and the config file's full contents, rewrite the
 //! config file while the server runs (for `SIGHUP`), wait for its exit status,
-//! and clean up daemonized servers through their pid file.  Every wait is
-//! bounded in time; every process started here (directly, or indirectly as a
-//! daemon or a serving child) is SIGKILLed by pid on drop.
+//! and clean up daemonized servers through their pid file.  Its `listen` is
+//! the config file's list (`TestServer`'s is `--listen`), its `start` also
+//! waits for the `started` line, and its `spawn` waits for nothing.  Every
+//! wait is bounded in time; every process started here (directly, or
+//! indirectly as a daemon or a serving child) is SIGKILLed by pid on drop,
+//! where `TestServer` SIGTERMs its server first.  Its names clash with
+//! `TestServer`'s, so it is not re-exported: tests name it
+//! `crate::common::daemon`.
 
 #![allow(dead_code)]
 
@@ -21,7 +28,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::common::{
+use super::{
     Conn, Lines, Proc, STARTUP_TIMEOUT, TempDir, children_of, chmod, config_text, make_root, proc_stat,
     send_signal, server_command, started_by_this_test,
 };
@@ -40,15 +47,13 @@ pub fn is_gone(pid: u32) -> bool {
 
 /// Polls until `pid` is gone; returns whether it went within `timeout`.
 pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
-    crate::common::poll_until(timeout, || is_gone(pid))
+    super::poll_until(timeout, || is_gone(pid))
 }
 
 /// Whether `/proc/PID/cmdline` names the forkhttpd binary (guards against
 /// killing a recycled pid).
 pub fn is_forkhttpd(pid: u32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| crate::common::contains(&c, b"forkhttpd"))
-        .unwrap_or(false)
+    fs::read(format!("/proc/{pid}/cmdline")).map(|c| super::contains(&c, b"forkhttpd")).unwrap_or(false)
 }
 
 /// `(uid, gid)` of a user from `/etc/passwd`.
@@ -267,8 +272,8 @@ impl Server {
         self.addrs.iter().map(|a| a.to_string()).collect()
     }
 
-    pub fn get(&self, path: &str) -> crate::common::Response {
-        crate::common::get_close(self.addr(), path)
+    pub fn get(&self, path: &str) -> super::Response {
+        super::get_close(self.addr(), path)
     }
 }
 
