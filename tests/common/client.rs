@@ -1,7 +1,8 @@
 //! A raw HTTP/1.1 client: connections that buffer, and the responses read off them.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::{IO_TIMEOUT, find};
@@ -329,5 +330,22 @@ impl<R: Read> ReadRetrying for R {
                 other => return other,
             }
         }
+    }
+}
+
+/// Connects to `dst` from source address `src` (bind before connect).
+pub fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> io::Result<Conn> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(src, 0)))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(dst))?;
+    Ok(Conn::from_stream(TcpStream::from(fd)))
+}
+
+/// Whether a TCP connect to `addr` is refused right now.
+pub fn connect_refused(addr: SocketAddr) -> bool {
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Ok(_) => false,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionRefused,
     }
 }

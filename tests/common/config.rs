@@ -1,5 +1,6 @@
 //! Writing the server's TOML config file.
 
+use std::fs;
 use std::path::Path;
 
 /// Quote a string as a TOML basic string.
@@ -31,4 +32,11 @@ pub fn config_text(listen: &[impl AsRef<str>], root: &Path, extra: &[impl AsRef<
         text.push('\n');
     }
     text
+}
+
+/// Writes `contents` to `path` atomically (write a temp file, rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    fs::write(&tmp, contents).unwrap();
+    fs::rename(&tmp, path).unwrap();
 }

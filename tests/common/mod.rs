@@ -13,7 +13,6 @@
 mod clf;
 mod client;
 mod config;
-pub mod daemon;
 mod data;
 mod dates;
 mod error_page;

@@ -1,16 +1,17 @@
-//! Starting, marking, signalling and reaping the processes a test starts.
+//! Starting, marking, signalling and reaping the processes a test starts (daemons too).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{BIN, contains};
+use super::{BIN, children_of, contains, is_forkhttpd};
 
 /// Environment variables that would change the server's behaviour if the
 /// test run itself happens to be under systemd (socket activation, notify
@@ -114,4 +115,62 @@ pub fn terminate_child(child: &mut Child, timeout: Duration) -> Option<ExitStatu
     let _ = child.kill();
     let _ = child.wait();
     None
+}
+
+/// `(uid, gid)` of a user from `/etc/passwd`.
+pub fn passwd_ids(user: &str) -> Option<(u32, u32)> {
+    let text = fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() >= 4 && f[0] == user { Some((f[2].parse().ok()?, f[3].parse().ok()?)) } else { None }
+    })
+}
+
+/// SIGKILLs `pid` and its direct children, if `pid` is a forkhttpd process
+/// this test started (not another test's that took a reused pid).
+pub fn kill_tree(pid: u32) {
+    if pid <= 1 || !is_forkhttpd(pid) || !started_by_this_test(pid) {
+        return;
+    }
+    let kids = children_of(pid);
+    send_signal(pid, "KILL");
+    for k in kids {
+        if is_forkhttpd(k.pid) && started_by_this_test(k.pid) {
+            send_signal(k.pid, "KILL");
+        }
+    }
+}
+
+/// Sends `sig` to `pid`; panics if that fails.
+pub fn signal(pid: u32, sig: Signal) {
+    kill(Pid::from_raw(pid as i32), sig).unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
+}
+
+/// Kills, on drop, the daemon named by a pid file (and its children).
+pub struct PidFileGuard {
+    pub path: PathBuf,
+    seen: Mutex<Vec<u32>>,
+}
+
+impl PidFileGuard {
+    pub fn new(path: &Path) -> PidFileGuard {
+        PidFileGuard { path: path.to_path_buf(), seen: Mutex::new(Vec::new()) }
+    }
+
+    /// Reads the pid file (remembering the pid for cleanup).
+    pub fn read(&self) -> Option<(String, u32)> {
+        let text = fs::read_to_string(&self.path).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        self.seen.lock().unwrap().push(pid);
+        Some((text, pid))
+    }
+}
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        let _ = self.read();
+        for pid in self.seen.lock().unwrap().iter() {
+            kill_tree(*pid);
+        }
+    }
 }

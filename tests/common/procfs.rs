@@ -4,7 +4,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::poll_until;
+use super::{contains, poll_until};
 
 /// Fields of `/proc/PID/stat` after the command name.
 #[derive(Debug, Clone)]
@@ -120,4 +120,23 @@ pub fn status_line_ids(status: &str, key: &str) -> Option<Vec<u32>> {
 /// The numbers on a `/proc/PID/status` line such as `Uid:` or `Groups:`.
 pub fn status_ids(pid: u32, key: &str) -> Option<Vec<u32>> {
     status_line_ids(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?, key)
+}
+
+/// Whether `pid` no longer runs (no such process, or a zombie).
+pub fn is_gone(pid: u32) -> bool {
+    match proc_stat(pid) {
+        None => true,
+        Some(st) => st.state == 'Z' || st.state == 'X',
+    }
+}
+
+/// Polls until `pid` is gone; returns whether it went within `timeout`.
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    poll_until(timeout, || is_gone(pid))
+}
+
+/// Whether `/proc/PID/cmdline` names the forkhttpd binary (guards against
+/// killing a recycled pid).
+pub fn is_forkhttpd(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).map(|c| contains(&c, b"forkhttpd")).unwrap_or(false)
 }

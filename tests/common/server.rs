@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use super::process::current_test_name;
 use super::{
-    Conn, Proc, ProcInfo, Response, TempDir, children_of, config_text, get_close, send_signal,
-    server_command, toml_str,
+    Conn, Lines, Proc, ProcInfo, Response, STARTUP_TIMEOUT, TempDir, children_of, chmod, config_text,
+    get_close, kill_tree, make_root, server_command, signal, toml_str, write_atomic,
 };
 
+/// What to start: the config file's lines and listen list, command line,
+/// environment, and docroot files.
 pub struct Builder {
     name: String,
     config: Vec<String>,
@@ -20,6 +24,10 @@ pub struct Builder {
     use_config: bool,
     dirs: Vec<String>,
     proxy_listen: Vec<String>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
+    expect_listeners: Option<usize>,
 }
 
 impl Builder {
@@ -70,48 +78,109 @@ impl Builder {
         self
     }
 
-    pub fn start(self) -> TestServer {
+    /// Set an environment variable for the server.
+    pub fn env(mut self, k: &str, v: &str) -> Builder {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// An extra command-line argument (after `--config FILE` or `--root`,
+    /// and the `--listen` options).
+    pub fn arg(mut self, a: &str) -> Builder {
+        self.args.push(a.into());
+        self
+    }
+
+    /// A file in the docroot, written before the server starts.
+    pub fn file(mut self, name: &str, data: &[u8]) -> Builder {
+        self.files.push((name.into(), data.to_vec()));
+        self
+    }
+
+    /// How many `listening on` lines `start` waits for (default: one per
+    /// listen address, plus the `proxy_listen` ones).
+    pub fn expect_listeners(mut self, n: usize) -> Builder {
+        self.expect_listeners = Some(n);
+        self
+    }
+
+    /// The config file's `listen` list: none when the command line names
+    /// the addresses.
+    fn written_listen(&self) -> Vec<String> {
+        if self.cli_listen.is_empty() {
+            self.config_listen.clone().unwrap_or_else(|| vec!["127.0.0.1:0".to_string()])
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// How many `listening on` lines the server should print.
+    fn listener_count(&self) -> usize {
+        let plain = if self.use_config && self.cli_listen.is_empty() {
+            self.written_listen().len()
+        } else {
+            self.cli_listen.len().max(1)
+        };
+        self.expect_listeners.unwrap_or(plain + self.proxy_listen.len())
+    }
+
+    /// Writes the config and root, spawns the server, and returns without
+    /// waiting for anything.
+    pub fn spawn(self) -> TestServer {
         let dir = TempDir::new(&self.name);
+        chmod(dir.path(), 0o755);
         let root = dir.path().join("root");
-        fs::create_dir_all(&root).expect("create docroot");
+        let files: Vec<(&str, &[u8])> = self.files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        make_root(&root, &files);
         for d in &self.dirs {
             fs::create_dir_all(dir.path().join(d)).expect("create directory");
         }
 
-        let mut args: Vec<String> = Vec::new();
-        let mut expected_listeners = self.cli_listen.len().max(1);
+        let cfg = dir.path().join("forkhttpd.toml");
+        let listen = self.written_listen();
+        let mut cmd = server_command();
         if self.use_config {
-            let mut listen = Vec::new();
-            if self.cli_listen.is_empty() {
-                listen = self.config_listen.clone().unwrap_or_else(|| vec!["127.0.0.1:0".to_string()]);
-                expected_listeners = listen.len();
-            }
-            let cfg = dir.path().join("forkhttpd.toml");
             fs::write(&cfg, config_text(&listen, &root, &self.config)).expect("write config");
-            args.push("--config".into());
-            args.push(cfg.to_str().unwrap().into());
+            cmd.arg("--config").arg(&cfg);
         } else {
             assert!(!self.cli_listen.is_empty(), "no_config_file() needs at least one listen()");
             assert!(self.config.is_empty(), "config() lines given but no_config_file() requested");
-            args.push("--root".into());
-            args.push(root.to_str().unwrap().into());
+            cmd.arg("--root").arg(&root);
         }
         for l in &self.cli_listen {
-            args.push("--listen".into());
-            args.push(l.clone());
+            cmd.arg("--listen").arg(l);
         }
+        cmd.args(&self.args).current_dir(dir.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn(&mut cmd);
+        TestServer { proc, addrs: Vec::new(), dir, root, cfg, listen, config: self.config }
+    }
 
-        let mut proc = Proc::spawn(server_command().args(&args).current_dir(dir.path()));
-        let addrs = proc.wait_listeners(0, expected_listeners + self.proxy_listen.len());
-        TestServer { proc, addrs, dir, root }
+    /// Spawns the server and waits for its `listening on` lines and its
+    /// `started` line (only then are its signal handlers in place).
+    pub fn start(self) -> TestServer {
+        let n = self.listener_count();
+        let mut s = self.spawn();
+        s.addrs = s.wait_listeners(0, n);
+        s.wait_started();
+        s
     }
 }
 
+/// A forkhttpd in its own temp dir (config file, `root/`), with its stderr
+/// collected; SIGKILLed with its serving children on drop.
 pub struct TestServer {
     proc: Proc,
     addrs: Vec<SocketAddr>,
     dir: TempDir,
     root: PathBuf,
+    /// The config file (`<tmp>/forkhttpd.toml`), and its `listen` list and
+    /// other lines as written.
+    cfg: PathBuf,
+    listen: Vec<String>,
+    config: Vec<String>,
 }
 
 impl TestServer {
@@ -124,6 +193,10 @@ impl TestServer {
             use_config: true,
             dirs: Vec::new(),
             proxy_listen: Vec::new(),
+            env: Vec::new(),
+            args: Vec::new(),
+            files: Vec::new(),
+            expect_listeners: None,
         }
     }
 
@@ -208,9 +281,11 @@ impl TestServer {
         self.proc.is_running()
     }
 
-    /// Send a signal (such as `"HUP"`) to the server process.
-    pub fn signal(&self, sig: &str) {
-        send_signal(self.pid(), sig);
+    /// Sends `sig` to the server unless it has exited.
+    pub fn signal(&mut self, sig: Signal) {
+        if self.is_running() {
+            signal(self.pid(), sig);
+        }
     }
 
     /// SIGTERM the server and wait up to `timeout` for it to exit.
@@ -218,6 +293,84 @@ impl TestServer {
     /// reaped).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.proc.stop(timeout)
+    }
+
+    /// The server's stderr lines.
+    pub fn log(&self) -> &Lines {
+        &self.proc.log
+    }
+
+    /// All of stderr so far, one string.
+    pub fn stderr(&self) -> String {
+        self.proc.log.text()
+    }
+
+    /// Waits for `n` `listening on` lines at index >= `from`.
+    pub fn wait_listeners(&mut self, from: usize, n: usize) -> Vec<SocketAddr> {
+        self.proc.wait_listeners(from, n)
+    }
+
+    /// Waits for the start line (`... started ...`).
+    pub fn wait_started(&mut self) {
+        if self.proc.log.wait_line(0, STARTUP_TIMEOUT, |l| l.contains("started")).is_none() {
+            panic!(
+                "no 'started' line within {STARTUP_TIMEOUT:?} (running: {}); stderr:\n{}",
+                self.is_running(),
+                self.stderr()
+            );
+        }
+    }
+
+    /// Proves the accept loop runs (so the signal handlers are installed):
+    /// one request on a fresh connection gets any response.
+    pub fn wait_serving(&self) {
+        let mut c = self.connect();
+        c.send_request("HEAD", "/", &["Connection: close"]);
+        let _ = c.read_head_response();
+    }
+
+    /// Waits for the server to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.proc.wait_exit(timeout)
+    }
+
+    /// The config file.
+    pub fn cfg(&self) -> &Path {
+        &self.cfg
+    }
+
+    /// The config file's `listen` list as written at start.
+    pub fn config_listen(&self) -> &[String] {
+        &self.listen
+    }
+
+    /// The config file's other lines as written at start.
+    pub fn config_lines(&self) -> &[String] {
+        &self.config
+    }
+
+    /// Rewrites the config file (listen list, root, other lines).
+    pub fn rewrite_config(&self, listen: &[String], root: &Path, extra: &[String]) {
+        write_atomic(&self.cfg, config_text(listen, root, extra).as_bytes());
+    }
+
+    /// The listen list naming the actually bound addresses (so that a reload
+    /// keeps the same sockets).
+    pub fn bound_listen(&self) -> Vec<String> {
+        self.addrs.iter().map(|a| a.to_string()).collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // SIGKILL, children too: the test is over, and a graceful stop
+        // could leave a stuck child behind. (A child the server left behind
+        // after exiting has been reparented and cannot be found by parent
+        // pid; the tests that care check such children by pid.)
+        if self.is_running() {
+            kill_tree(self.pid());
+            self.proc.kill();
+        }
     }
 }
 

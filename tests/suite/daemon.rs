@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::daemon::*;
 use crate::common::{
-    Conn, Output, TempDir, children_of, config_text, get_close, get_keepalive, is_root, make_root,
-    parse_listening_line, poll_until, proc_stat, run, run_waiting, self_stat, server_command, status_ids,
-    toml_str, wait_children,
+    Conn, Output, PidFileGuard, TempDir, TestServer, children_of, config_text, connect_from, get_close,
+    get_keepalive, is_forkhttpd, is_gone, is_root, kill_tree, make_root, parse_listening_line, passwd_ids,
+    poll_until, proc_stat, run, run_waiting, self_stat, server_command, signal, status_ids, toml_str,
+    wait_children, wait_gone,
 };
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -411,12 +411,13 @@ fn concurrent_daemon_starts_with_one_pid_file_run_exactly_one() {
 /// holds no descriptor of it, so it can neither write it nor keep the lock.
 #[test]
 fn serving_children_hold_no_descriptor_of_the_pid_file() {
-    let srv = Server::builder("pid_fd_child")
+    let srv = TestServer::builder()
+        .name("pid_fd_child")
         .config("pid_file = \"forkhttpd.pid\"")
         .config("keepalive_timeout = 10")
         .file("x.txt", b"x")
         .start();
-    let pid_file = srv.dir.path().join("forkhttpd.pid");
+    let pid_file = srv.base().join("forkhttpd.pid");
     let held = |pid: u32| {
         fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| d.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|t| t == pid_file)))
@@ -549,7 +550,8 @@ fn privilege_drop_children_run_as_nobody() {
         return;
     }
     let (nobody_uid, nobody_gid) = passwd_ids("nobody").expect("user nobody in /etc/passwd");
-    let mut srv = Server::builder("privdrop")
+    let mut srv = TestServer::builder()
+        .name("privdrop")
         .config("user = \"nobody\"")
         .config("keepalive_timeout = 10")
         .config("shutdown_grace = 5")
@@ -594,8 +596,9 @@ fn root_binds_a_low_port_and_children_still_drop() {
     };
     let addr = format!("127.0.0.1:{port}");
     let (nobody_uid, _) = passwd_ids("nobody").expect("user nobody in /etc/passwd");
-    let srv = Server::builder("low_port")
-        .listen(&[&addr])
+    let srv = TestServer::builder()
+        .name("low_port")
+        .config_listen(&[&addr])
         .config("user = \"nobody\"")
         .config("keepalive_timeout = 10")
         .file("x.txt", b"low port\n")
@@ -615,7 +618,8 @@ fn chroot_confines_each_child_to_the_document_root() {
         eprintln!("skipped: chroot needs root");
         return;
     }
-    let srv = Server::builder("chroot")
+    let srv = TestServer::builder()
+        .name("chroot")
         .config("user = \"nobody\"")
         .config("chroot = true")
         .config("keepalive_timeout = 10")
@@ -626,7 +630,7 @@ fn chroot_confines_each_child_to_the_document_root() {
     let kids = wait_children(srv.pid(), Duration::from_secs(3), |k| !k.is_empty());
     let child = kids.first().expect("a serving child").pid;
     let child_root = fs::read_link(format!("/proc/{child}/root")).expect("read /proc/CHILD/root");
-    assert_eq!(child_root, fs::canonicalize(&srv.root).unwrap(), "the child's / is not the document root");
+    assert_eq!(child_root, fs::canonicalize(srv.root()).unwrap(), "the child's / is not the document root");
     let parent_root = fs::read_link(format!("/proc/{}/root", srv.pid())).expect("read /proc/PID/root");
     assert_eq!(parent_root, Path::new("/"), "the parent must not be chrooted");
 }
@@ -637,15 +641,18 @@ fn serving_as_root_without_allow_root_is_refused() {
         eprintln!("skipped: the allow_root check applies only when started as root");
         return;
     }
-    let mut srv =
-        Server::builder("allow_root").config("user = \"root\"").config("allow_root = false").spawn();
+    let mut srv = TestServer::builder()
+        .name("allow_root")
+        .config("user = \"root\"")
+        .config("allow_root = false")
+        .spawn();
     let st = srv.wait_exit(Duration::from_secs(5));
     assert!(
         matches!(st.and_then(|s| s.code()), Some(c) if c != 0),
         "user = \"root\" without allow_root must be refused at start (status {st:?}); stderr:\n{}",
         srv.stderr()
     );
-    srv.log.wait_eof(Duration::from_secs(1));
+    srv.log().wait_eof(Duration::from_secs(1));
     assert!(
         srv.stderr().contains("allow_root"),
         "the refusal should mention allow_root; stderr:\n{}",
@@ -659,7 +666,8 @@ fn serving_as_root_without_allow_root_is_refused() {
 
 #[test]
 fn max_children_per_ip_limits_one_address() {
-    let srv = Server::builder("per_ip")
+    let srv = TestServer::builder()
+        .name("per_ip")
         .config("max_children_per_ip = 2")
         .config("keepalive_timeout = 10")
         .config("shutdown_grace = 2")

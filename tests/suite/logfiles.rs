@@ -11,10 +11,9 @@ use std::time::Duration;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, chown, mkfifo};
 
-use crate::common::daemon::passwd_ids;
 use crate::common::{
-    Conn, Proc, STARTUP_TIMEOUT, TempDir, config_text, is_root, make_root, send_signal, server_command,
-    toml_str,
+    Conn, Proc, STARTUP_TIMEOUT, TempDir, config_text, is_root, make_root, passwd_ids, send_signal,
+    server_command, toml_str,
 };
 
 /// How long a server that must not block gets to answer SIGTERM.

@@ -5,6 +5,8 @@
 use std::fs;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use crate::common::*;
 
 /// The `Content-Type` of `GET path` on a fresh connection.
@@ -59,7 +61,7 @@ fn mime_types_files_in_order_then_overrides_and_reread_on_reload() {
     let second = dir.path().join("second.types");
     fs::write(&first, "# a comment\napplication/x-foo\tfoo bar\nimage/x-first png\n").unwrap();
     fs::write(&second, "application/x-second bar  # later file wins\ntext/x-over over\n").unwrap();
-    let s = TestServer::builder()
+    let mut s = TestServer::builder()
         .config(&format!(
             "mime_types = [{}, {}]",
             toml_str(first.to_str().unwrap()),
@@ -78,7 +80,7 @@ fn mime_types_files_in_order_then_overrides_and_reread_on_reload() {
     // Built once per configuration: a reload reads the files again.
     fs::write(&first, "application/x-foo-2 foo\n").unwrap();
     let from = s.lines().len();
-    s.signal("HUP");
+    s.signal(Signal::SIGHUP);
     let reloaded = s.wait_for_lines(1, Duration::from_secs(5), |l| l.contains("configuration reloaded"));
     assert!(!reloaded.is_empty(), "no reload line after SIGHUP (from line {from}): {:?}", s.lines());
     assert!(

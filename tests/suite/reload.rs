@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::daemon::*;
-use crate::common::{Conn, get_close, poll_until, proc_stat};
+use crate::common::{Conn, TestServer, connect_refused, get_close, poll_until, proc_stat};
 
 /// Waits for the reload's `configuration reloaded` line after index `from`.
-fn reload_line(srv: &mut Server, from: usize) -> String {
-    match srv.log.wait_line(from, Duration::from_secs(5), |l| l.contains("configuration reloaded")) {
+fn reload_line(srv: &mut TestServer, from: usize) -> String {
+    match srv.log().wait_line(from, Duration::from_secs(5), |l| l.contains("configuration reloaded")) {
         Some(l) => l,
         None => panic!(
             "no 'configuration reloaded' line within 5 s of SIGHUP (running: {}); stderr:\n{}",
@@ -23,21 +22,22 @@ fn reload_line(srv: &mut Server, from: usize) -> String {
     }
 }
 
-fn reload_with(srv: &mut Server, listen: &[String]) -> String {
-    let from = srv.log.len();
-    srv.rewrite_config(listen, &srv.root, &srv.extra);
+fn reload_with(srv: &mut TestServer, listen: &[String]) -> String {
+    let from = srv.log().len();
+    srv.rewrite_config(listen, srv.root(), srv.config_lines());
     srv.signal(Signal::SIGHUP);
     reload_line(srv, from)
 }
 
 #[test]
 fn queued_connections_on_a_removed_listener_are_served() {
-    let mut srv = Server::builder("reload_handover")
-        .listen(&["127.0.0.1:0", "127.0.0.2:0"])
+    let mut srv = TestServer::builder()
+        .name("reload_handover")
+        .config_listen(&["127.0.0.1:0", "127.0.0.2:0"])
         .config("shutdown_grace = 2")
         .file("x.txt", b"handed over\n")
         .start();
-    let removed = *srv.addrs.iter().find(|a| a.ip() == std::net::IpAddr::from([127, 0, 0, 2])).unwrap();
+    let removed = *srv.addrs().iter().find(|a| a.ip() == std::net::IpAddr::from([127, 0, 0, 2])).unwrap();
     srv.wait_serving();
 
     // Stopped, the parent accepts nothing: these wait in the kernel's queue.
@@ -54,8 +54,8 @@ fn queued_connections_on_a_removed_listener_are_served() {
             c
         })
         .collect();
-    let from = srv.log.len();
-    srv.rewrite_config(&["127.0.0.1:0".to_string()], &srv.root, &srv.extra);
+    let from = srv.log().len();
+    srv.rewrite_config(&["127.0.0.1:0".to_string()], srv.root(), srv.config_lines());
     // The SIGHUP is pending when the parent resumes: its wait ends with the
     // signal, and the reload runs before any accept.
     srv.signal(Signal::SIGHUP);
@@ -78,7 +78,8 @@ fn queued_connections_on_a_removed_listener_are_served() {
 
 #[test]
 fn widening_to_the_wildcard_on_the_same_port_and_back() {
-    let mut srv = Server::builder("reload_widen").config("shutdown_grace = 2").file("x.txt", b"w\n").start();
+    let mut srv =
+        TestServer::builder().name("reload_widen").config("shutdown_grace = 2").file("x.txt", b"w\n").start();
     srv.wait_serving();
     let port = srv.addr().port();
     let narrow: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -110,8 +111,9 @@ fn widening_ipv6_loopback_to_the_wildcard() {
         eprintln!("skipped: no IPv6 loopback");
         return;
     }
-    let mut srv = Server::builder("reload_widen6")
-        .listen(&["[::1]:0"])
+    let mut srv = TestServer::builder()
+        .name("reload_widen6")
+        .config_listen(&["[::1]:0"])
         .config("shutdown_grace = 2")
         .file("x.txt", b"w6\n")
         .start();
@@ -127,8 +129,11 @@ fn widening_ipv6_loopback_to_the_wildcard() {
 
 #[test]
 fn failed_widening_keeps_the_old_address_and_says_so() {
-    let mut srv =
-        Server::builder("reload_widen_fail").config("shutdown_grace = 2").file("x.txt", b"f\n").start();
+    let mut srv = TestServer::builder()
+        .name("reload_widen_fail")
+        .config("shutdown_grace = 2")
+        .file("x.txt", b"f\n")
+        .start();
     srv.wait_serving();
     let port = srv.addr().port();
     // Another socket on the same port, another loopback address: the
@@ -156,17 +161,21 @@ fn ipv6_scope_may_name_the_interface() {
         eprintln!("skipped: no IPv6 loopback");
         return;
     }
-    let srv = Server::builder("scope_name").listen(&["[::1%lo]:0"]).file("x.txt", b"lo\n").start();
+    let srv = TestServer::builder()
+        .name("scope_name")
+        .config_listen(&["[::1%lo]:0"])
+        .file("x.txt", b"lo\n")
+        .start();
     assert!(srv.addr().is_ipv6(), "listening on {}", srv.addr());
     assert_eq!(get_close(srv.addr(), "/x.txt").status, 200);
 
-    let bad = Server::builder("scope_bad").listen(&["[::1%nosuchif9]:0"]).spawn();
+    let bad = TestServer::builder().name("scope_bad").config_listen(&["[::1%nosuchif9]:0"]).spawn();
     let mut bad = bad;
     let status = bad.wait_exit(Duration::from_secs(10));
     assert!(status.is_some_and(|s| !s.success()), "an unknown interface must stop the start: {status:?}");
     // The exit can be seen before the thread draining stderr has read the
     // last line: wait for the end of the stream first.
-    bad.log.wait_eof(Duration::from_secs(5));
+    bad.log().wait_eof(Duration::from_secs(5));
     assert!(
         bad.stderr().contains("no network interface named \"nosuchif9\""),
         "the error must name the interface; stderr:\n{}",

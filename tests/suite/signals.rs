@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::common::ReadRetrying;
-use crate::common::daemon::*;
 use crate::common::{
-    Conn, TempDir, children_of, chmod, get_close, get_keepalive, make_root, parse_listening_line, poll_until,
-    toml_str, wait_children, write_big_file,
+    Conn, TempDir, TestServer, children_of, chmod, connect_refused, get_close, get_keepalive, make_root,
+    parse_listening_line, poll_until, toml_str, wait_children, wait_gone, write_atomic, write_big_file,
 };
 
 const BIG: usize = 32 << 20;
@@ -27,8 +26,8 @@ fn contains_reloaded(l: &str) -> bool {
 }
 
 /// Waits for a `configuration reloaded` line after index `from`.
-fn wait_reloaded(srv: &mut Server, from: usize) {
-    let seen = srv.log.wait_line(from, Duration::from_secs(5), contains_reloaded).is_some();
+fn wait_reloaded(srv: &mut TestServer, from: usize) {
+    let seen = srv.log().wait_line(from, Duration::from_secs(5), contains_reloaded).is_some();
     assert!(
         seen,
         "no 'configuration reloaded' line within 5 s of SIGHUP (server running: {}); stderr:\n{}",
@@ -43,14 +42,17 @@ fn wait_reloaded(srv: &mut Server, from: usize) {
 
 #[test]
 fn sighup_with_broken_config_keeps_serving_old_config() {
-    let mut srv =
-        Server::builder("hup_broken").config("shutdown_grace = 2").file("x.txt", b"old root\n").start();
+    let mut srv = TestServer::builder()
+        .name("hup_broken")
+        .config("shutdown_grace = 2")
+        .file("x.txt", b"old root\n")
+        .start();
     assert_eq!(srv.get("/x.txt").body, b"old root\n");
 
-    let from = srv.log.len();
-    write_atomic(&srv.cfg, b"this is not toml\n");
+    let from = srv.log().len();
+    write_atomic(srv.cfg(), b"this is not toml\n");
     srv.signal(Signal::SIGHUP);
-    let line = srv.log.wait_line(from, Duration::from_secs(5), |l| {
+    let line = srv.log().wait_line(from, Duration::from_secs(5), |l| {
         l.contains("reload") && (l.contains(": error:") || l.contains(": warn:"))
     });
     let Some(line) = line else {
@@ -59,15 +61,15 @@ fn sighup_with_broken_config_keeps_serving_old_config() {
             srv.stderr()
         )
     };
-    let since: String = srv.log.snapshot()[from..].join("\n");
+    let since: String = srv.log().snapshot()[from..].join("\n");
     assert!(
-        since.contains("line 1") || since.contains(srv.cfg.to_str().unwrap()),
+        since.contains("line 1") || since.contains(srv.cfg().to_str().unwrap()),
         "the reload failure should carry the config error (its line or the file); got {line:?}; stderr since SIGHUP:\n{since}"
     );
     thread::sleep(Duration::from_millis(300));
     assert!(srv.is_running(), "server died on a broken reload; stderr:\n{}", srv.stderr());
     assert!(
-        !srv.log.snapshot()[from..].iter().any(|l| contains_reloaded(l)),
+        !srv.log().snapshot()[from..].iter().any(|l| contains_reloaded(l)),
         "a broken config must not be reported as reloaded; stderr:\n{}",
         srv.stderr()
     );
@@ -76,8 +78,8 @@ fn sighup_with_broken_config_keeps_serving_old_config() {
     assert_eq!(r.body, b"old root\n", "must keep serving the old root");
 
     // Fixed file: the next SIGHUP reloads.
-    let from = srv.log.len();
-    srv.rewrite_config(&srv.listen, &srv.root, &srv.extra);
+    let from = srv.log().len();
+    srv.rewrite_config(srv.config_listen(), srv.root(), srv.config_lines());
     srv.signal(Signal::SIGHUP);
     wait_reloaded(&mut srv, from);
     assert!(srv.is_running());
@@ -86,12 +88,13 @@ fn sighup_with_broken_config_keeps_serving_old_config() {
 
 #[test]
 fn sighup_with_new_root_serves_it_to_new_connections_only() {
-    let mut srv = Server::builder("hup_root")
+    let mut srv = TestServer::builder()
+        .name("hup_root")
         .config("keepalive_timeout = 10")
         .config("shutdown_grace = 2")
         .file("x.txt", b"content A\n")
         .start();
-    let root_b = make_root(&srv.dir.path().join("root-b"), &[("x.txt", b"content B\n")]);
+    let root_b = make_root(&srv.base().join("root-b"), &[("x.txt", b"content B\n")]);
 
     // A keep-alive connection opened before the reload.
     let mut old = Conn::connect(srv.addr());
@@ -100,8 +103,8 @@ fn sighup_with_new_root_serves_it_to_new_connections_only() {
     assert_eq!(r.body, b"content A\n");
     assert!(!r.connection_has("close"), "expected keep-alive: {r:?}");
 
-    let from = srv.log.len();
-    srv.rewrite_config(&srv.listen, &root_b, &srv.extra);
+    let from = srv.log().len();
+    srv.rewrite_config(srv.config_listen(), &root_b, srv.config_lines());
     srv.signal(Signal::SIGHUP);
     wait_reloaded(&mut srv, from);
 
@@ -117,20 +120,23 @@ fn sighup_with_new_root_serves_it_to_new_connections_only() {
 
 #[test]
 fn sighup_with_changed_listen_list() {
-    let mut srv =
-        Server::builder("hup_listen").config("shutdown_grace = 2").file("x.txt", b"listen\n").start();
+    let mut srv = TestServer::builder()
+        .name("hup_listen")
+        .config("shutdown_grace = 2")
+        .file("x.txt", b"listen\n")
+        .start();
     srv.wait_serving();
     let first = srv.addr();
 
     // Add a second address (the first entry stays exactly as written).
-    let from = srv.log.len();
-    let mut listen = srv.listen.clone();
+    let from = srv.log().len();
+    let mut listen = srv.config_listen().to_vec();
     listen.push("127.0.0.2:0".to_string());
-    srv.rewrite_config(&listen, &srv.root, &srv.extra);
+    srv.rewrite_config(&listen, srv.root(), srv.config_lines());
     srv.signal(Signal::SIGHUP);
     wait_reloaded(&mut srv, from);
     let line = srv
-        .log
+        .log()
         .wait_line(from, Duration::from_secs(3), |l| parse_listening_line(l).is_some_and(|a| a != first));
     let Some(line) = line else {
         panic!("no new 'listening on' line after adding a listener; stderr:\n{}", srv.stderr())
@@ -143,13 +149,13 @@ fn sighup_with_changed_listen_list() {
     // A new address that cannot be bound: logged, not fatal.
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let held_addr = held.local_addr().unwrap();
-    let from = srv.log.len();
-    let mut listen = srv.listen.clone();
+    let from = srv.log().len();
+    let mut listen = srv.config_listen().to_vec();
     listen.push(held_addr.to_string());
-    srv.rewrite_config(&listen, &srv.root, &srv.extra);
+    srv.rewrite_config(&listen, srv.root(), srv.config_lines());
     srv.signal(Signal::SIGHUP);
     assert!(
-        srv.log.wait_line(from, Duration::from_secs(5), |l| l.contains("cannot listen on")).is_some(),
+        srv.log().wait_line(from, Duration::from_secs(5), |l| l.contains("cannot listen on")).is_some(),
         "no 'cannot listen on' line after reloading with a busy address {held_addr}; stderr:\n{}",
         srv.stderr()
     );
@@ -170,19 +176,20 @@ fn sighup_with_changed_listen_list() {
 /// is that address: binding it anew can only fail with EADDRINUSE).
 #[test]
 fn sighup_listen_list_naming_the_bound_address_keeps_it() {
-    let mut srv = Server::builder("hup_listen_respelled")
+    let mut srv = TestServer::builder()
+        .name("hup_listen_respelled")
         .config("shutdown_grace = 2")
         .file("x.txt", b"respelled\n")
         .start();
     srv.wait_serving();
     let first = srv.addr();
 
-    let from = srv.log.len();
-    srv.rewrite_config(&[first.to_string(), "127.0.0.2:0".to_string()], &srv.root, &srv.extra);
+    let from = srv.log().len();
+    srv.rewrite_config(&[first.to_string(), "127.0.0.2:0".to_string()], srv.root(), srv.config_lines());
     srv.signal(Signal::SIGHUP);
     wait_reloaded(&mut srv, from);
     assert!(srv.is_running());
-    let since = srv.log.snapshot()[from..].join("\n");
+    let since = srv.log().snapshot()[from..].join("\n");
     assert!(
         !since.contains("cannot listen on"),
         "reloading with the address the server already listens on ({first}) must not fail to bind it; stderr since SIGHUP:\n{since}"
@@ -202,10 +209,10 @@ fn sighup_listen_list_naming_the_bound_address_keeps_it() {
 #[test]
 fn sighup_right_after_the_start_line_is_a_reload() {
     for attempt in 1..=10 {
-        let mut srv = Server::builder("hup_early").config("shutdown_grace = 1").spawn();
+        let mut srv = TestServer::builder().name("hup_early").config("shutdown_grace = 1").spawn();
         srv.wait_started();
         srv.signal(Signal::SIGHUP);
-        let reloaded = srv.log.wait_line(0, Duration::from_secs(3), contains_reloaded).is_some();
+        let reloaded = srv.log().wait_line(0, Duration::from_secs(3), contains_reloaded).is_some();
         let status = if srv.is_running() { None } else { srv.wait_exit(Duration::ZERO) };
         assert!(
             reloaded && status.is_none(),
@@ -279,12 +286,13 @@ fn slow_download_after_first_mib(
     h
 }
 
-fn big_file_server(name: &str, grace: &str) -> (Server, PathBuf) {
-    let srv = Server::builder(name)
+fn big_file_server(name: &str, grace: &str) -> (TestServer, PathBuf) {
+    let srv = TestServer::builder()
+        .name(name)
         .config(&format!("shutdown_grace = {grace}"))
         .config("keepalive_timeout = 30")
         .start();
-    let p = srv.root.join("big.bin");
+    let p = srv.root().join("big.bin");
     write_big_file(&p, BIG);
     (srv, p)
 }
@@ -324,7 +332,8 @@ fn sigterm_lets_a_slow_download_finish() {
 
 #[test]
 fn sigterm_closes_idle_keepalive_connections_promptly() {
-    let mut srv = Server::builder("term_idle")
+    let mut srv = TestServer::builder()
+        .name("term_idle")
         .config("shutdown_grace = 8")
         .config("keepalive_timeout = 30")
         .file("x.txt", b"idle\n")
@@ -408,7 +417,8 @@ fn sigusr1_reopens_the_access_log() {
     chmod(dir.path(), 0o755);
     let log = dir.path().join("access.log");
     let rotated = dir.path().join("access.log.1");
-    let mut srv = Server::builder("usr1")
+    let mut srv = TestServer::builder()
+        .name("usr1")
         .config(&format!("access_log = {}", toml_str(log.to_str().unwrap())))
         .config("shutdown_grace = 2")
         .file("first.txt", b"1\n")
@@ -423,10 +433,10 @@ fn sigusr1_reopens_the_access_log() {
     );
     fs::rename(&log, &rotated).unwrap();
 
-    let from = srv.log.len();
+    let from = srv.log().len();
     srv.signal(Signal::SIGUSR1);
     assert!(
-        srv.log.wait_line(from, Duration::from_secs(5), |l| l.contains("reopened")).is_some(),
+        srv.log().wait_line(from, Duration::from_secs(5), |l| l.contains("reopened")).is_some(),
         "no 'reopened' line after SIGUSR1; stderr:\n{}",
         srv.stderr()
     );

@@ -7,6 +7,8 @@
 use std::fs;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use crate::common::*;
 
 /// A `[[site]]` table's lines for `hosts` served from `<tmp>/sites/DIR`.
@@ -249,7 +251,7 @@ fn every_site_root_is_opened_at_start_and_by_check_config() {
 
 #[test]
 fn sighup_rereads_the_sites() {
-    let s = sites_server(&["a", "b"], &[], &[site_table(&["a.example"], "a", &[])]);
+    let mut s = sites_server(&["a", "b"], &[], &[site_table(&["a.example"], "a", &[])]);
     write(&s, "sites/a/who.txt", b"site a");
     write(&s, "sites/b/who.txt", b"site b");
     assert_eq!(get_host(&s, "a.example", "/who.txt").body, b"site a");
@@ -262,14 +264,14 @@ fn sighup_rereads_the_sites() {
     );
     fs::write(&cfg, format!("{text}{}", site_table(&["a.example"], "b", &[]))).unwrap();
     let from = s.lines().len();
-    s.signal("HUP");
+    s.signal(Signal::SIGHUP);
     let done = s.wait_for_lines(1, Duration::from_secs(10), |l| l.contains("configuration reloaded"));
     assert!(!done.is_empty(), "no reload line after {from}: {:?}", s.lines());
     assert_eq!(get_host(&s, "b.example", "/who.txt").body, b"site b");
     assert_eq!(get_host(&s, "a.example", "/who.txt").body, b"site b");
     // A reload whose new site root is missing is refused; the sites stay.
     fs::write(&cfg, format!("{text}{}", site_table(&["a.example"], "gone", &[]))).unwrap();
-    s.signal("HUP");
+    s.signal(Signal::SIGHUP);
     let failed = s.wait_for_lines(1, Duration::from_secs(10), |l| l.contains("reload failed"));
     assert!(failed.iter().any(|l| l.contains("sites/gone")), "{failed:?}");
     assert_eq!(get_host(&s, "a.example", "/who.txt").body, b"site b");

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::daemon::{PidFileGuard, Server, signal, wait_gone};
 use crate::common::{
-    Output, TempDir, chmod, config_text, get_close, is_root, make_root, parse_listening_line, poll_until,
-    run, run_waiting, server_command, toml_str,
+    Output, PidFileGuard, TempDir, TestServer, chmod, config_text, get_close, is_root, make_root,
+    parse_listening_line, poll_until, run, run_waiting, server_command, signal, toml_str, wait_gone,
 };
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,11 +175,14 @@ fn group_root_is_refused_without_allow_root() {
     assert_rejected(&out, &["key `group`", "line 4", "gid 0", "allow_root"]);
 
     // The server itself refuses it too, before listening.
-    let mut srv =
-        Server::builder("group_root_start").config("user = \"nobody\"").config("group = \"root\"").spawn();
+    let mut srv = TestServer::builder()
+        .name("group_root_start")
+        .config("user = \"nobody\"")
+        .config("group = \"root\"")
+        .spawn();
     let st = srv.wait_exit(Duration::from_secs(5));
     assert!(matches!(st.and_then(|s| s.code()), Some(c) if c != 0), "started with group root: {st:?}");
-    srv.log.wait_eof(Duration::from_secs(1));
+    srv.log().wait_eof(Duration::from_secs(1));
     assert!(srv.stderr().contains("gid 0"), "stderr:\n{}", srv.stderr());
     assert!(!srv.stderr().contains("listening on"), "stderr:\n{}", srv.stderr());
 
@@ -407,7 +409,8 @@ fn check_config_refuses_a_pid_file_start_up_refuses() {
 fn pid_file_is_written_in_the_foreground_too() {
     let dir = TempDir::new("pid_fg");
     let pid_file = dir.path().join("fg.pid");
-    let mut srv = Server::builder("pid_fg")
+    let mut srv = TestServer::builder()
+        .name("pid_fg")
         .config(&format!("pid_file = {}", toml_str(pid_file.to_str().unwrap())))
         .config("shutdown_grace = 2")
         .start();
@@ -431,19 +434,20 @@ fn symlinks_inside_the_root_with_and_without_chroot() {
         return;
     }
     for chroot in [false, true] {
-        let srv = Server::builder(if chroot { "links_chroot" } else { "links_plain" })
+        let srv = TestServer::builder()
+            .name(if chroot { "links_chroot" } else { "links_plain" })
             .config("user = \"nobody\"")
             .config(&format!("chroot = {chroot}"))
             .file("a.txt", b"a\n")
             .start();
-        let host_a = fs::canonicalize(srv.root.join("a.txt")).unwrap();
-        symlink(&host_a, srv.root.join("host-path.txt")).unwrap();
-        symlink("/a.txt", srv.root.join("root-path.txt")).unwrap();
+        let host_a = fs::canonicalize(srv.root().join("a.txt")).unwrap();
+        symlink(&host_a, srv.root().join("host-path.txt")).unwrap();
+        symlink("/a.txt", srv.root().join("root-path.txt")).unwrap();
         // `<dir>/forkhttpd.toml` (the config) lies beside the root; a file of
         // the same name inside it tells which one a climbing link reached.
-        fs::write(srv.root.join("forkhttpd.toml"), b"inside\n").unwrap();
-        symlink("../forkhttpd.toml", srv.root.join("climb.txt")).unwrap();
-        symlink("a.txt", srv.root.join("relative.txt")).unwrap();
+        fs::write(srv.root().join("forkhttpd.toml"), b"inside\n").unwrap();
+        symlink("../forkhttpd.toml", srv.root().join("climb.txt")).unwrap();
+        symlink("a.txt", srv.root().join("relative.txt")).unwrap();
         let status = |p: &str| srv.get(p).status;
         assert_eq!(status("/relative.txt"), 200, "relative link, chroot = {chroot}");
         if chroot {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::common::daemon::*;
 use crate::common::{
-    BIN, Lines, STARTUP_TIMEOUT, TempDir, config_text, get_close, make_root, parse_listening_line, scrub_env,
+    BIN, Lines, STARTUP_TIMEOUT, TempDir, TestServer, config_text, get_close, kill_tree, make_root,
+    parse_listening_line, scrub_env,
 };
 
 // ---------------------------------------------------------------------------
@@ -192,8 +192,9 @@ fn ready_with_status(msgs: &[String], status: &str) -> bool {
     msgs.iter().any(|m| m.lines().any(|l| l == "READY=1") && m.lines().any(|l| l == status))
 }
 
-fn notify_server(name: &str, notify_socket: &str) -> Server {
-    Server::builder(name)
+fn notify_server(name: &str, notify_socket: &str) -> TestServer {
+    TestServer::builder()
+        .name(name)
         .config("error_log = \"stderr\"")
         .config("shutdown_grace = 2")
         .env("NOTIFY_SOCKET", notify_socket)
@@ -237,8 +238,8 @@ fn notify_socket_ready_reloading_stopping() {
 
     // A broken config: systemd's status line says the old one serves on.
     let extra: Vec<String> =
-        srv.extra.iter().cloned().chain(["no_such_key_in_notify_test = 1".into()]).collect();
-    srv.rewrite_config(&srv.bound_listen(), &srv.root, &extra);
+        srv.config_lines().iter().cloned().chain(["no_such_key_in_notify_test = 1".into()]).collect();
+    srv.rewrite_config(&srv.bound_listen(), srv.root(), &extra);
     srv.signal(Signal::SIGHUP);
     let msgs = recv_until(&sock, "READY=1", Duration::from_secs(5))
         .unwrap_or_else(|m| panic!("no READY=1 after a failed reload; got {m:?}; stderr:\n{}", srv.stderr()));
