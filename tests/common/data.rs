@@ -46,3 +46,8 @@ pub fn write_big_file(path: &Path, len: usize) {
 pub fn line_containing(path: &Path, needle: &str) -> Option<String> {
     fs::read_to_string(path).ok()?.lines().find(|l| l.contains(needle)).map(str::to_string)
 }
+
+/// The pid a daemon message names in its `forkhttpd[PID]` tag, if any.
+pub fn logged_pid(line: &str) -> Option<u32> {
+    line.split("forkhttpd[").nth(1)?.split(']').next()?.parse().ok()
+}

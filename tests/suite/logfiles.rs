@@ -360,12 +360,7 @@ fn children_write_their_warnings_to_the_error_log_file() {
     );
     let line = warning().unwrap();
     assert!(line.contains(": warn: refused /escape.txt"), "not the child's warning line: {line}");
-    let pid: u32 = line
-        .split("forkhttpd[")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line}"));
+    let pid = crate::common::logged_pid(&line).unwrap_or_else(|| panic!("no pid in {line}"));
     assert_ne!(pid, p.pid(), "the warning carries the parent's pid, not a child's: {line}");
     assert_alive_and_stoppable(&mut p, addr);
 }

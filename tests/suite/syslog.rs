@@ -183,12 +183,7 @@ fn foreground_daemon_messages_go_to_syslog_with_each_process_pid() {
     let refused = fx.wait_for(&mut got, Duration::from_secs(5), |m| m.contains("outside the document root"));
     let refused = refused.unwrap_or_else(|| panic!("no child warning on syslog; got {got:?}"));
     assert!(refused.starts_with(DAEMON_WARNING), "child message not daemon.warning: {refused}");
-    let child_pid: u32 = refused
-        .split("forkhttpd[")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {refused}"));
+    let child_pid = crate::common::logged_pid(&refused).unwrap_or_else(|| panic!("no pid in {refused}"));
     assert_ne!(child_pid, pid, "the child's message carries the parent's pid: {refused}");
 }
 
