@@ -70,8 +70,9 @@ pub struct Inherited<'a> {
     pub parent: Pid,
 }
 
-/// Serves the connection `stream` from `peer` (which, with `proxy`, must
-/// first send a PROXY header) and exits the process.
+/// Serves the connection `stream` from `peer` (which, from a
+/// `Kind::Proxy` listener, must first send a PROXY header) and exits the
+/// process.
 pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherited<'_>) -> ! {
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {

@@ -320,7 +320,7 @@ impl Server {
     /// Forks a child to serve `stream`, unless its address already has
     /// `max_children_per_ip` connections: then the parent answers `503`
     /// itself, without forking, so one client cannot take every slot.
-    /// With `proxy` (a PROXY listener's connection), `peer` is the proxy,
+    /// From a `Kind::Proxy` listener, `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
         let limit = self.config.max_children_per_ip;
