@@ -52,6 +52,14 @@ pub const DEFAULT_INDEX: [&str; 2] = ["index.html", "index.htm"];
 pub const DEFAULT_USER: &str = "nobody";
 /// Default cap on live children; at the cap the parent stops accepting.
 pub const DEFAULT_MAX_CHILDREN: usize = 512;
+/// Default cap on one address's live children, applied under pressure only
+/// (see `DEFAULT_MAX_CHILDREN_PER_IP_FROM_PERCENT`).
+pub const DEFAULT_MAX_CHILDREN_PER_IP: usize = 32;
+/// Default share of `max_children` (percent) that must be busy before
+/// `max_children_per_ip` applies: below it, room is plenty and an office
+/// or a carrier behind one address is not refused; from it on, one address
+/// holds no more than its share, so it tops out at half the server.
+pub const DEFAULT_MAX_CHILDREN_PER_IP_FROM_PERCENT: u8 = 50;
 /// Default time for a whole request head, from its first byte (seconds).
 pub const DEFAULT_HEADER_TIMEOUT: f64 = 10.0;
 /// Default idle time allowed between keep-alive requests (seconds).
@@ -151,8 +159,12 @@ pub struct Config {
     /// Cap on live children.
     pub max_children: usize,
     /// Cap on live children per client address (IPv4-mapped IPv6 counted
-    /// as IPv4); 0 = none. Default 32: one address cannot take every slot.
+    /// as IPv4), applied once `per_ip_cap_from` children are live; 0 = none.
     pub max_children_per_ip: usize,
+    /// Live children from which `max_children_per_ip` applies:
+    /// `max_children_per_ip_from_percent` of `max_children`, rounded up.
+    /// Below it an address may hold any number of children.
+    pub per_ip_cap_from: usize,
     /// Time allowed for a whole request head, from its first byte.
     pub header_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.
@@ -388,6 +400,7 @@ struct RawConfig {
     pid_file: At<PathBuf>,
     max_children: At<i64>,
     max_children_per_ip: At<i64>,
+    max_children_per_ip_from_percent: At<i64>,
     header_timeout: At<Seconds>,
     keepalive_timeout: At<Seconds>,
     send_timeout: At<Seconds>,
@@ -431,7 +444,8 @@ impl Default for RawConfig {
             allow_root: false,
             pid_file: dflt(PathBuf::new()),
             max_children: dflt(DEFAULT_MAX_CHILDREN as i64),
-            max_children_per_ip: dflt(32),
+            max_children_per_ip: dflt(DEFAULT_MAX_CHILDREN_PER_IP as i64),
+            max_children_per_ip_from_percent: dflt(i64::from(DEFAULT_MAX_CHILDREN_PER_IP_FROM_PERCENT)),
             header_timeout: dflt(Seconds::Float(DEFAULT_HEADER_TIMEOUT)),
             keepalive_timeout: dflt(Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT)),
             send_timeout: dflt(Seconds::Float(DEFAULT_SEND_TIMEOUT)),
@@ -748,6 +762,17 @@ impl Checker<'_> {
             usize::try_from(*raw.max_children.get_ref()).ok().filter(|n| *n > 0).ok_or_else(|| {
                 self.error("max_children", Place::top(&raw.max_children), "must be a positive integer")
             })?;
+        let per_ip_cap_from = u8::try_from(*raw.max_children_per_ip_from_percent.get_ref())
+            .ok()
+            .filter(|p| *p <= 100)
+            .map(|p| share_of(max_children, p))
+            .ok_or_else(|| {
+                self.error(
+                    "max_children_per_ip_from_percent",
+                    Place::top(&raw.max_children_per_ip_from_percent),
+                    "must be a percentage from 0 (the cap always applies) to 100 (it never does)",
+                )
+            })?;
         let max_header_bytes = usize::try_from(*raw.max_header_bytes.get_ref())
             .ok()
             .filter(|n| (HEADER_BYTES_RANGE.0..=HEADER_BYTES_RANGE.1).contains(n))
@@ -835,6 +860,7 @@ impl Checker<'_> {
             pid_file,
             max_children,
             max_children_per_ip,
+            per_ip_cap_from,
             header_timeout: self.seconds("header_timeout", raw.header_timeout)?,
             keepalive_timeout: self.seconds("keepalive_timeout", raw.keepalive_timeout)?,
             send_timeout: self.seconds("send_timeout", raw.send_timeout)?,
@@ -1067,6 +1093,13 @@ impl Place<'static> {
     }
 }
 
+/// `percent` of `n`, rounded up: the least count that is at least that
+/// share (so 50 percent of 5 is 3: two busy children are fewer than half).
+fn share_of(n: usize, percent: u8) -> usize {
+    let share = (n as u128 * u128::from(percent)).div_ceil(100);
+    usize::try_from(share).unwrap_or(usize::MAX)
+}
+
 /// A path beneath a site's root that the server itself serves (a fallback
 /// or an error page): absolute, resolving without climbing out, not a
 /// dotfile and not a directory. Returns it, or why it is refused.
@@ -1115,6 +1148,22 @@ mod tests {
         assert_eq!(c.max_children, DEFAULT_MAX_CHILDREN);
         assert_eq!(c.header_timeout, Duration::from_secs(10));
         assert_eq!(c.access_log, AccessLogTarget::Stderr);
+    }
+
+    #[test]
+    fn per_ip_cap_applies_from_a_share_of_max_children() {
+        assert_eq!(load_str("").unwrap().per_ip_cap_from, DEFAULT_MAX_CHILDREN / 2);
+        assert_eq!(load_str("max_children = 64\n").unwrap().per_ip_cap_from, 32);
+        // Rounded up: with 5 children, 2 busy are fewer than half, 3 are not.
+        assert_eq!(load_str("max_children = 5\n").unwrap().per_ip_cap_from, 3);
+        let c = load_str("max_children = 64\nmax_children_per_ip_from_percent = 0\n").unwrap();
+        assert_eq!(c.per_ip_cap_from, 0);
+        let c = load_str("max_children = 64\nmax_children_per_ip_from_percent = 100\n").unwrap();
+        assert_eq!(c.per_ip_cap_from, 64);
+        for bad in ["-1", "101"] {
+            let e = load_str(&format!("max_children_per_ip_from_percent = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("max_children_per_ip_from_percent") && e.contains("line 2"), "{e}");
+        }
     }
 
     #[test]

@@ -661,14 +661,17 @@ const LINES_LOST: usize = 1;
 const FILE_TORN: usize = 2;
 const CLIENT_WARNED_AT: usize = 3;
 const CLIENT_WARNINGS: usize = 4;
-const SLOTS: usize = 5;
+const CRASH_WARNED_AT: usize = 5;
+const CRASH_WARNINGS: usize = 6;
+const SLOTS: usize = 7;
 
 /// State shared by the parent and every child (mapped by `init`, before
 /// any fork): `WARNED_AT`, the monotonic second (plus one) of the last
 /// warning about lost access-log lines; `LINES_LOST`, the lines lost since;
 /// `FILE_TORN`, 1 while the access-log file ends in the middle of a line;
 /// `CLIENT_WARNED_AT` and `CLIENT_WARNINGS`, the same pair as the first
-/// two for `client_warning`. `None` if the mapping failed: then every
+/// two for `client_warning`; `CRASH_WARNED_AT` and `CRASH_WARNINGS`, the
+/// pair for `crash_warning`. `None` if the mapping failed: then every
 /// warning is logged, and a cut line is not ended.
 static SHARED: OnceLock<Option<&'static [AtomicU64; SLOTS]>> = OnceLock::new();
 
@@ -726,11 +729,26 @@ const CLIENT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// repeats the request cannot flood the daemon log. Each of those requests
 /// still gets its access-log line.
 pub fn client_warning(args: std::fmt::Arguments<'_>) {
-    match report_due(CLIENT_WARNED_AT, CLIENT_WARNINGS, CLIENT_WARNING_INTERVAL) {
+    rate_limited_warning(CLIENT_WARNED_AT, CLIENT_WARNINGS, "client", args);
+}
+
+/// Logs that a child was killed by a signal (a crash: an abort, a fault)
+/// as `client_warning` logs, at most once every `CLIENT_WARNING_INTERVAL`
+/// saying how many were left out: a client whose every request crashes
+/// its child cannot flood the daemon log either. It counts apart from the
+/// client warnings, so that a flood of those never hides a crash.
+pub fn crash_warning(args: std::fmt::Arguments<'_>) {
+    rate_limited_warning(CRASH_WARNED_AT, CRASH_WARNINGS, "crash", args);
+}
+
+/// Logs `args` as a warning if one of its `kind` is due (slots `at` and
+/// `count`, see `report_due`), with how many were left out since the last.
+fn rate_limited_warning(at: usize, count: usize, kind: &str, args: std::fmt::Arguments<'_>) {
+    match report_due(at, count, CLIENT_WARNING_INTERVAL) {
         None => {}
         Some(1) => log::warn!("{args}"),
         Some(n) => log::warn!(
-            "{args} ({} such warning(s) before this one were not logged: client warnings are \
+            "{args} ({} such warning(s) before this one were not logged: {kind} warnings are \
              logged at most once every {}s)",
             n - 1,
             CLIENT_WARNING_INTERVAL.as_secs()

@@ -289,12 +289,10 @@ impl Server {
             if self.children.len() >= self.config.max_children || self.paused_until.is_some() {
                 return;
             }
-            match self.listeners[i].socket.accept() {
-                // An IPv4 client of a dual-stack socket is `::ffff:a.b.c.d`:
-                // log it, and count it per address, as the IPv4 it is.
+            match self.listeners[i].accept() {
                 Ok((stream, peer)) => {
                     let kind = self.listeners[i].kind;
-                    self.spawn(stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()), kind)
+                    self.spawn(stream, peer, kind)
                 }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
@@ -317,15 +315,25 @@ impl Server {
         }
     }
 
-    /// Forks a child to serve `stream`, unless its address already has
-    /// `max_children_per_ip` connections: then the parent answers `503`
-    /// itself, without forking, so one client cannot take every slot.
+    /// Forks a child to serve `stream`, unless the server is under
+    /// pressure (`per_ip_cap_from` children or more) and its address already
+    /// has `max_children_per_ip` connections: then the parent answers `503`
+    /// itself, without forking, so one client cannot take every slot. With
+    /// room to spare, one address (an office, a carrier's NAT, a benchmark)
+    /// may hold any number; under pressure it holds no more than the larger
+    /// of the two, and the rest of the server stays for the others.
     /// From a `Kind::Proxy` listener, `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
         let limit = self.config.max_children_per_ip;
-        if limit > 0 && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit) {
-            log::debug!("{peer}: max_children_per_ip ({limit}) reached; answered 503");
+        if limit > 0
+            && self.children.len() >= self.config.per_ip_cap_from
+            && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit)
+        {
+            log::debug!(
+                "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
+                self.children.len()
+            );
             self.refuse(stream, peer);
             return;
         }
@@ -417,7 +425,9 @@ impl Server {
                         WaitStatus::Signaled(pid, sig, _)
                             if sig != Signal::SIGKILL && sig != Signal::SIGTERM =>
                         {
-                            log::warn!("child {pid} killed by {sig}");
+                            // A client can make this happen once per request
+                            // (a request that crashes its child): rate-limited.
+                            logging::crash_warning(format_args!("child {pid} killed by {sig}"));
                         }
                         _ => {}
                     }
@@ -530,7 +540,7 @@ impl Server {
         // arrive meanwhile, but not without bound.
         let most = usize::try_from(self.config.backlog).unwrap_or(0) + ACCEPT_BATCH;
         for _ in 0..most {
-            match l.socket.accept() {
+            match l.accept() {
                 Ok((stream, peer)) => {
                     accepted += 1;
                     if self.children.len() < self.config.max_children && self.paused_until.is_none() {

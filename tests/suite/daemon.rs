@@ -664,11 +664,15 @@ fn serving_as_root_without_allow_root_is_refused() {
 // max_children_per_ip
 // ---------------------------------------------------------------------------
 
+/// Under pressure (here `max_children = 4`, so from 2 children busy) an
+/// address at `max_children_per_ip` gets the parent's `503`; another
+/// address is still served, and a slot freed is the address's again.
 #[test]
 fn max_children_per_ip_limits_one_address() {
     let srv = TestServer::builder()
         .name("per_ip")
         .config("max_children_per_ip = 2")
+        .config("max_children = 4")
         .config("keepalive_timeout = 10")
         .config("shutdown_grace = 2")
         .file("x.txt", b"per-ip\n")

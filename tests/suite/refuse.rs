@@ -33,7 +33,8 @@ fn per_address_503_is_written_without_reading_the_request() {
     chmod(dir.path(), 0o755);
     let root = make_root(&dir.path().join("root"), &[("x.txt", b"x\n")]);
     let cfg = dir.path().join("forkhttpd.toml");
-    let extra = ["max_children_per_ip = 1", "header_timeout = 30", "shutdown_grace = 1"];
+    // max_children = 2: from one child busy, the cap of 1 applies.
+    let extra = ["max_children_per_ip = 1", "max_children = 2", "header_timeout = 30", "shutdown_grace = 1"];
     fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &extra)).unwrap();
     let trace = dir.path().join("trace.txt");
     // -yy names each descriptor (TCP:[...] for a client socket); every

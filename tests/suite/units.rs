@@ -116,7 +116,7 @@ fn socket_unit_defers_accept_as_the_server_does() {
 }
 
 /// Every key the server understands.
-const KEYS: [&str; 28] = [
+const KEYS: [&str; 29] = [
     "listen",
     "backlog",
     "root",
@@ -134,6 +134,7 @@ const KEYS: [&str; 28] = [
     "pid_file",
     "max_children",
     "max_children_per_ip",
+    "max_children_per_ip_from_percent",
     "header_timeout",
     "keepalive_timeout",
     "send_timeout",
