@@ -21,8 +21,10 @@ fn silent_connection_costs_no_fork() {
     let connected = Instant::now();
     let mut silent: Vec<Conn> = (0..3).map(|_| s.connect()).collect();
     // Measured from before the connects, so a slow test thread can only
-    // make the fork look later, never earlier, than it was.
-    let forked = poll_until(Duration::from_secs(5), || !s.children().is_empty());
+    // make the fork look later, never earlier, than it was. (The kernel's
+    // retransmission rounds make the period at most about twice as long.)
+    let forked =
+        poll_until(Duration::from_secs(u64::from(DEFER_ACCEPT_SECS) * 2 + 3), || !s.children().is_empty());
     let after = connected.elapsed();
     assert!(forked, "a silent connection was never accepted (the defer period is {DEFER_ACCEPT_SECS} s)");
     assert!(
