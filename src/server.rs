@@ -320,8 +320,9 @@ impl Server {
     /// has `max_children_per_ip` connections: then the parent answers `503`
     /// itself, without forking, so one client cannot take every slot. With
     /// room to spare, one address (an office, a carrier's NAT, a benchmark)
-    /// may hold any number; under pressure it holds no more than the larger
-    /// of the two, and the rest of the server stays for the others.
+    /// may hold any number; so it tops out at `per_ip_cap_from` or
+    /// `max_children_per_ip`, whichever is larger, and the rest of the
+    /// server stays for the others.
     /// From a `Kind::Proxy` listener, `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
