@@ -195,6 +195,12 @@ impl Conn<'_> {
         // (not a fallback): such a file is kept for the next requests.
         let mut found: Option<Lookup<'_>> = None;
         let mut own = false;
+        // The path whose header rules the reply gets: that of the file it
+        // serves, so a fallback gets the rules of its own path (as nginx's
+        // internal redirect does), never those of the missing path it
+        // stands in for; none for a reply decided without a file (OPTIONS,
+        // 405, 501), which serves no path.
+        let mut served = None;
         let mut reply = match decide::answer_without_file(req, &site, now, may_keep) {
             Some(reply) => reply,
             None => {
@@ -204,10 +210,12 @@ impl Conn<'_> {
                         match decide::fallback_for(&lookup, &site) {
                             Some(path) => {
                                 fallback = resolve::resolve(path);
+                                served = Some(&fallback);
                                 decide::fallen_back(only_file(root, &site, &fallback))
                             }
                             None => {
                                 own = true;
+                                served = Some(resolved);
                                 lookup
                             }
                         }
@@ -227,7 +235,11 @@ impl Conn<'_> {
                 reply = decide::with_error_page(reply, opened, site.types, head_only);
             }
         }
-        let path = resolved.as_ref().ok().map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
+        // An error page gets no rules either: `apply` gives them to 2xx and
+        // 3xx replies only.
+        let path = served
+            .and_then(|r| r.as_ref().ok())
+            .map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
         site.headers.apply(&mut reply, path);
         self.send_logged(&reply, request_line, Some(req))?;
         let keep_alive = reply.keep_alive;

@@ -133,6 +133,33 @@ impl<'a> Fields<'a> {
     pub fn get(&self, name: &str) -> Option<Value<'a>> {
         self.iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
     }
+
+    /// How many fields there are.
+    pub fn count(&self) -> usize {
+        self.len + self.spill.len()
+    }
+
+    /// Removes the fields named `name` (any case) from the `from`th on,
+    /// keeping the others in order: a configured field that replaces one
+    /// added before it (see `HeaderRules::apply`).
+    pub fn remove_from(&mut self, from: usize, name: &str) {
+        // `spill` is used only once `inline` is full, so the `i`th field
+        // is `inline[i]` or `spill[i - INLINE_FIELDS]`.
+        let mut kept = from;
+        for i in from..self.count() {
+            let field = if i < INLINE_FIELDS { self.inline[i] } else { self.spill[i - INLINE_FIELDS] };
+            if !field.name.eq_ignore_ascii_case(name) {
+                if kept < INLINE_FIELDS {
+                    self.inline[kept] = field;
+                } else {
+                    self.spill[kept - INLINE_FIELDS] = field;
+                }
+                kept += 1;
+            }
+        }
+        self.len = kept.min(INLINE_FIELDS);
+        self.spill.truncate(kept.saturating_sub(INLINE_FIELDS));
+    }
 }
 
 /// What follows the head.
@@ -246,6 +273,33 @@ mod tests {
         assert_eq!(got, (0..INLINE_FIELDS as u64 + 3).collect::<Vec<_>>());
         assert_eq!(fields.get("x-17"), Some(Value::Number(17)));
         assert_eq!(fields.get("X-99"), None);
+    }
+
+    #[test]
+    fn removing_fields_keeps_the_others_in_order_across_the_spill() {
+        let names: Vec<String> = (0..INLINE_FIELDS + 4).map(|i| format!("X-{}", i % 3)).collect();
+        for from in [0, 2, INLINE_FIELDS - 1, INLINE_FIELDS, INLINE_FIELDS + 2, INLINE_FIELDS + 4] {
+            let mut fields = Fields::default();
+            for (i, name) in names.iter().enumerate() {
+                fields.push(name, Value::Number(i as u64));
+            }
+            fields.remove_from(from, "x-1");
+            let want: Vec<u64> =
+                (0..names.len() as u64).filter(|&i| (i as usize) < from || i % 3 != 1).collect();
+            let got: Vec<u64> = fields
+                .iter()
+                .map(|f| match f.value {
+                    Value::Number(n) => n,
+                    _ => panic!(),
+                })
+                .collect();
+            assert_eq!(got, want, "from {from}");
+            assert_eq!(fields.count(), want.len());
+            // Still appendable where it left off.
+            fields.push("Last", Value::Str("l"));
+            assert_eq!(fields.iter().last().map(|f| f.name), Some("Last"));
+            assert_eq!(fields.count(), want.len() + 1);
+        }
     }
 
     #[test]

@@ -181,8 +181,13 @@ pub enum PathPattern {
     Prefix(String),
     /// A glob: `?` is one character other than `/`, `*` any run of them,
     /// `**` any run of characters including `/`.
-    Glob(String),
+    Glob(Glob),
 }
+
+/// The longest glob accepted, in bytes: its states fit in a fixed bit set
+/// on the stack, so that matching allocates nothing. Far above any useful
+/// pattern.
+pub const MAX_GLOB_LEN: usize = 1024;
 
 impl PathPattern {
     /// Parses a configured pattern, which must start with `/`. Returns why
@@ -191,11 +196,13 @@ impl PathPattern {
         if !pattern.starts_with('/') {
             return Err(format!("{pattern:?} must start with '/'"));
         }
-        if pattern.contains(['*', '?']) {
-            Ok(PathPattern::Glob(pattern.to_string()))
-        } else {
-            Ok(PathPattern::Prefix(pattern.to_string()))
+        if !pattern.contains(['*', '?']) {
+            return Ok(PathPattern::Prefix(pattern.to_string()));
         }
+        if pattern.len() > MAX_GLOB_LEN {
+            return Err(format!("is a glob of {} bytes; at most {MAX_GLOB_LEN} are allowed", pattern.len()));
+        }
+        Ok(PathPattern::Glob(Glob::new(pattern.as_bytes())))
     }
 
     /// Whether the request path `path` (decoded, normalised, starting with
@@ -203,7 +210,109 @@ impl PathPattern {
     pub fn matches(&self, path: &ReqPath<'_>) -> bool {
         match self {
             PathPattern::Prefix(p) => path.starts_with(p.as_bytes()),
-            PathPattern::Glob(g) => glob(g.as_bytes(), path, 0),
+            PathPattern::Glob(g) => g.run(path, || {}),
+        }
+    }
+}
+
+/// One element of a glob, read left to right: `**` is taken before `*`,
+/// so `***` is `**` then `*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    /// This byte.
+    Byte(u8),
+    /// `?`: one byte other than `/`.
+    One,
+    /// `*`: any run of bytes other than `/`.
+    Star,
+    /// `**`: any run of bytes.
+    AnyRun,
+}
+
+/// A glob compiled when the config is read. It is matched by simulating
+/// its automaton over the path: the set of pattern positions reachable
+/// after each path byte, never backtracking, so a match costs at most
+/// (pattern length + 1) × path length steps whatever the path holds (a
+/// backtracking matcher is polynomial in the path, with the number of
+/// stars as the exponent: seconds of CPU for a hostile path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Glob {
+    tokens: Vec<Token>,
+}
+
+/// Words of the state set: one bit per pattern position, the end included.
+const STATE_WORDS: usize = (MAX_GLOB_LEN + 1).div_ceil(64);
+
+/// A set of pattern positions.
+#[derive(Clone, Copy)]
+struct States([u64; STATE_WORDS]);
+
+impl States {
+    fn has(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn add(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+}
+
+impl Glob {
+    /// Compiles `pattern` (at most `MAX_GLOB_LEN` bytes).
+    fn new(pattern: &[u8]) -> Glob {
+        let mut tokens = Vec::with_capacity(pattern.len());
+        let mut i = 0;
+        while i < pattern.len() {
+            let (token, len) = match pattern[i] {
+                b'*' if pattern.get(i + 1) == Some(&b'*') => (Token::AnyRun, 2),
+                b'*' => (Token::Star, 1),
+                b'?' => (Token::One, 1),
+                b => (Token::Byte(b), 1),
+            };
+            tokens.push(token);
+            i += len;
+        }
+        Glob { tokens }
+    }
+
+    /// Whether `path` matches the whole glob. `step` is called once per
+    /// live state per path byte: the cost, which tests count.
+    fn run(&self, path: &ReqPath<'_>, mut step: impl FnMut()) -> bool {
+        let end = self.tokens.len();
+        let words = (end + 1).div_ceil(64);
+        let mut live = States([0; STATE_WORDS]);
+        live.add(0);
+        self.skip_stars(&mut live);
+        for i in 0..path.len() {
+            let b = path.at(i);
+            let mut next = States([0; STATE_WORDS]);
+            for (j, token) in self.tokens.iter().enumerate().filter(|&(j, _)| live.has(j)) {
+                step();
+                match token {
+                    Token::Byte(c) if *c == b => next.add(j + 1),
+                    Token::One if b != b'/' => next.add(j + 1),
+                    Token::Star if b != b'/' => next.add(j),
+                    Token::AnyRun => next.add(j),
+                    _ => {}
+                }
+            }
+            self.skip_stars(&mut next);
+            if next.0[..words].iter().all(|&w| w == 0) {
+                return false;
+            }
+            live = next;
+        }
+        live.has(end)
+    }
+
+    /// Adds to `states` the positions reached by matching stars with
+    /// nothing: in increasing order, so that a run of stars is crossed in
+    /// one pass.
+    fn skip_stars(&self, states: &mut States) {
+        for (j, token) in self.tokens.iter().enumerate() {
+            if matches!(token, Token::Star | Token::AnyRun) && states.has(j) {
+                states.add(j + 1);
+            }
         }
     }
 }
@@ -234,36 +343,6 @@ impl<'p> ReqPath<'p> {
     fn starts_with(&self, prefix: &[u8]) -> bool {
         prefix.len() <= self.len() && prefix.iter().enumerate().all(|(i, &b)| self.at(i) == b)
     }
-}
-
-/// Glob match of `pat` against `path` from byte `i` to its end. Recursion
-/// depth is bounded by the number of `*` in the pattern (a config value).
-fn glob(pat: &[u8], path: &ReqPath<'_>, mut i: usize) -> bool {
-    let mut p = 0;
-    while p < pat.len() {
-        match pat[p] {
-            b'*' => {
-                let any = pat.get(p + 1) == Some(&b'*');
-                let rest = &pat[p + if any { 2 } else { 1 }..];
-                let mut j = i;
-                loop {
-                    if glob(rest, path, j) {
-                        return true;
-                    }
-                    if j == path.len() || (!any && path.at(j) == b'/') {
-                        return false;
-                    }
-                    j += 1;
-                }
-            }
-            b'?' if i < path.len() && path.at(i) != b'/' => {}
-            c if i < path.len() && path.at(i) == c => {}
-            _ => return false,
-        }
-        p += 1;
-        i += 1;
-    }
-    i == path.len()
 }
 
 /// A configured header field, validated: a token name (RFC 9110 5.1) and a
@@ -351,14 +430,12 @@ impl HeaderRules {
     /// rule whose pattern matches `path`, only for `2xx` and `3xx` replies
     /// (a `Cache-Control: immutable` must not make a `404` stick). When
     /// several set one name, the last matching rule wins, and a rule wins
-    /// over the fields for every response.
+    /// over the fields for every response. `path` is the path of what the
+    /// reply serves (see `conn.rs`), `None` for a reply that serves no
+    /// path. Each rule is matched once.
     pub fn apply<'a>(&'a self, reply: &mut Reply<'a>, path: Option<ReqPath<'_>>) {
         let code = reply.status.code();
         let path = path.filter(|_| (200..400).contains(&code));
-        let matching = |r: &&HeaderRule| path.as_ref().is_some_and(|p| r.path.matches(p));
-        let set_by_rule_after = |rules: &[HeaderRule], name: &str| {
-            rules.iter().filter(matching).any(|r| r.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name)))
-        };
         if !self.nosniff && self.always.is_empty() && path.is_none() {
             return;
         }
@@ -366,17 +443,19 @@ impl HeaderRules {
         if self.nosniff {
             reply.fields.push(NOSNIFF.0, Value::Str(NOSNIFF.1));
         }
+        let configured = reply.fields.count();
         for h in &self.always {
-            if !set_by_rule_after(&self.rules, &h.name) {
-                reply.fields.push(&h.name, Value::Str(&h.value));
-            }
+            reply.fields.push(&h.name, Value::Str(&h.value));
         }
-        if path.is_some() {
-            for (i, rule) in self.rules.iter().enumerate().filter(|(_, r)| matching(r)) {
+        if let Some(path) = path {
+            for rule in self.rules.iter().filter(|r| r.path.matches(&path)) {
+                // Its fields replace those of the same name added before
+                // it: the last matching rule's end up in the reply.
                 for h in &rule.headers {
-                    if !set_by_rule_after(&self.rules[i + 1..], &h.name) {
-                        reply.fields.push(&h.name, Value::Str(&h.value));
-                    }
+                    reply.fields.remove_from(configured, &h.name);
+                }
+                for h in &rule.headers {
+                    reply.fields.push(&h.name, Value::Str(&h.value));
                 }
             }
         }
@@ -490,12 +569,143 @@ mod tests {
             ("/img/?.png", "img/ab.png", false, false),
             ("/d/*", "d", true, true),
             ("/*", "", false, true),
+            // `*` and `**` may match nothing; `?` is exactly one byte.
+            ("/a*b", "ab", false, true),
+            ("/a**b", "ab", false, true),
+            ("/a?b", "ab", false, false),
+            ("/a?b", "a/b", false, false),
+            ("/a?b", "a.b", false, true),
+            // Neither `*` nor `?` crosses a `/`; `**` does, and also
+            // matches the trailing `/` of a directory.
+            ("/a*", "a/b", false, false),
+            ("/a**", "a/b", false, true),
+            ("/a*", "a", true, false),
+            ("/a**", "a", true, true),
+            ("/**", "", false, true),
+            ("/**/", "a/b", true, true),
+            ("/**/", "a/b", false, false),
+            // `**` is read before `*`: `***` is `**` then `*`.
+            ("/***", "a/b", false, true),
+            ("/a/***/c", "a/b/c", false, true),
+            ("/a/***.c", "a/b.c", false, true),
+            ("/*.*.*.js", "a.b.c.js", false, true),
+            ("/*.*.*.js", "a.b.js", false, false),
+            ("/*.*.*.js", "a.b.c.d.js", false, true),
+            ("/**/assets/**/img/**/*.png", "x/assets/y/img/z/w.png", false, true),
+            ("/**/assets/**/img/**/*.png", "x/assets/img/w.png", false, false),
+            // The glob is the whole path, not a prefix of it.
+            ("/*.js", "a.js.map", false, false),
+            ("/?", "ab", false, false),
         ];
         for (pattern, rel, dir, want) in table {
             assert_eq!(path_matches(pattern, rel, *dir), *want, "{pattern} vs /{rel} (dir {dir})");
+            if pattern.contains(['*', '?']) {
+                let path = ReqPath::new(rel.as_bytes(), *dir);
+                assert_eq!(
+                    backtracking(pattern.as_bytes(), &path, 0),
+                    *want,
+                    "reference: {pattern} vs /{rel}"
+                );
+            }
         }
         assert!(PathPattern::parse("assets/").is_err());
         assert_eq!(PathPattern::parse("/a/").unwrap(), PathPattern::Prefix("/a/".into()));
+        // The longest glob fits the state set; a longer one is refused.
+        let longest = format!("/{}*", "a".repeat(MAX_GLOB_LEN - 2));
+        let glob = PathPattern::parse(&longest).unwrap();
+        let rel = format!("{}bc", "a".repeat(MAX_GLOB_LEN - 2));
+        assert!(glob.matches(&ReqPath::new(rel.as_bytes(), false)));
+        assert!(!glob.matches(&ReqPath::new(rel.as_bytes(), true)));
+        assert!(PathPattern::parse(&format!("{longest}?")).unwrap_err().contains("at most 1024"));
+        // A prefix has no such limit.
+        assert!(PathPattern::parse(&format!("/{}", "a".repeat(4 * MAX_GLOB_LEN))).is_ok());
+    }
+
+    /// The backtracking matcher the automaton replaced, kept as the
+    /// reference for the semantics the automaton must keep.
+    fn backtracking(pat: &[u8], path: &ReqPath<'_>, mut i: usize) -> bool {
+        let mut p = 0;
+        while p < pat.len() {
+            match pat[p] {
+                b'*' => {
+                    let any = pat.get(p + 1) == Some(&b'*');
+                    let rest = &pat[p + if any { 2 } else { 1 }..];
+                    let mut j = i;
+                    loop {
+                        if backtracking(rest, path, j) {
+                            return true;
+                        }
+                        if j == path.len() || (!any && path.at(j) == b'/') {
+                            return false;
+                        }
+                        j += 1;
+                    }
+                }
+                b'?' if i < path.len() && path.at(i) != b'/' => {}
+                c if i < path.len() && path.at(i) == c => {}
+                _ => return false,
+            }
+            p += 1;
+            i += 1;
+        }
+        i == path.len()
+    }
+
+    #[test]
+    fn the_automaton_matches_as_the_backtracking_glob_did() {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        use proptest::test_runner::{Config, TestRunner};
+        // A small alphabet, so that matches are frequent: two letters (one
+        // to match, one not to), the separator, and every glob character.
+        let pattern = vec(select(b"ab/.*?".to_vec()), 0..12);
+        let rel = (vec(select(b"ab/.".to_vec()), 0..16), any::<bool>());
+        let mut runner =
+            TestRunner::new(Config { cases: 20_000, failure_persistence: None, ..Config::default() });
+        runner
+            .run(&(pattern, rel), |(tail, (rel, dir))| {
+                let pat = [b"/".as_slice(), &tail].concat();
+                let path = ReqPath::new(&rel, dir);
+                let want = backtracking(&pat, &path, 0);
+                prop_assert_eq!(
+                    Glob::new(&pat).run(&path, || {}),
+                    want,
+                    "{:?} vs {:?} (dir {})",
+                    String::from_utf8_lossy(&pat),
+                    String::from_utf8_lossy(&rel),
+                    dir
+                );
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// The patterns that made the backtracking matcher take seconds to
+    /// minutes of CPU, against paths filling a request head: the
+    /// automaton's steps stay within (pattern length + 1) × path length.
+    #[test]
+    fn a_glob_costs_at_most_its_length_times_the_paths() {
+        let cases = [
+            ("/*.*.*.js", ".".repeat(8190)),
+            ("/*.*.*.js", "a.".repeat(4095)),
+            ("/**/assets/**/img/**/*.png", "assets/img/".repeat(744)),
+            ("/**a**a**a**a**b", "a".repeat(8190)),
+            ("/**/a/**/a/**/a/**/b", "a/".repeat(4095)),
+            ("/?*?*?*?*?*x", "a".repeat(8190)),
+        ];
+        for (pattern, rel) in cases {
+            let PathPattern::Glob(glob) = PathPattern::parse(pattern).unwrap() else { panic!("{pattern}") };
+            let path = ReqPath::new(rel.as_bytes(), false);
+            let bound = (glob.tokens.len() + 1) * path.len();
+            let mut steps = 0;
+            let matched = glob.run(&path, || {
+                steps += 1;
+                assert!(steps <= bound, "{pattern}: more than {bound} steps on {} bytes", path.len());
+            });
+            assert!(!matched, "{pattern}");
+            assert!(steps > 0, "{pattern}");
+        }
     }
 
     #[test]

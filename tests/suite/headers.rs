@@ -76,11 +76,156 @@ fn header_rules_by_prefix_and_glob_on_successes_only() {
     let r = get(&s, "/page.html");
     assert_eq!(r.header("cache-control"), Some("no-cache"));
     assert_eq!(r.header("access-control-allow-origin"), None);
-    // A CORS preflight (OPTIONS, 200) gets the rule of its path.
+    // OPTIONS serves no path: no rule's fields, only those for every
+    // response (where a CORS preflight's belong).
     let mut c = s.connect();
     c.send_request("OPTIONS", "/fonts/a.woff2", &["Connection: close"]);
     let r = c.read_response();
-    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("*")));
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, None));
+    assert_eq!((r.header("cache-control"), r.header("x-frame-options")), (Some("no-cache"), Some("DENY")));
+}
+
+/// `METHOD path` with `Host: host` on a new connection (closed after).
+fn request(s: &TestServer, method: &str, host: &str, path: &str) -> Response {
+    let mut c = s.connect();
+    c.send(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+    c.read_response()
+}
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The README's `[[site]]` example, as it is written there, with its root
+/// moved to `sites/example`: a missing script must not be answered with
+/// the HTML shell marked immutable for a year.
+#[test]
+fn the_readme_spa_example_keeps_its_asset_rule_off_the_fallback() {
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start =
+        readme.find("```toml\n[[site]]\n").expect("the README's [[site]] example") + "```toml\n".len();
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(example.contains("fallback = \"/index.html\"") && example.contains(IMMUTABLE), "{example}");
+    let root = "root = \"/srv/example.org\"";
+    assert!(example.contains(root), "{example}");
+    let s = TestServer::builder()
+        .dir("sites/example")
+        .config(&example.replace(root, "root = \"sites/example\""))
+        .start();
+    let site = s.base().join("sites/example");
+    fs::create_dir_all(site.join("assets")).unwrap();
+    fs::create_dir_all(site.join("fonts")).unwrap();
+    fs::write(site.join("index.html"), b"<html>shell</html>").unwrap();
+    fs::write(site.join("404.html"), b"custom 404").unwrap();
+    fs::write(site.join("assets/app.1111.js"), b"js").unwrap();
+    fs::write(site.join("fonts/a.woff2"), b"font").unwrap();
+
+    // The asset that exists: the rule of its path.
+    let r = request(&s, "GET", "example.org", "/assets/app.1111.js");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"js"[..]));
+    assert_eq!(r.header("cache-control"), Some(IMMUTABLE));
+    // One that does not: the shell, with the rules of /index.html (none).
+    for host in ["example.org", "www.example.org", "cdn.example.org"] {
+        let r = request(&s, "GET", host, "/assets/app.2222.js");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"<html>shell</html>"[..]), "{host}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            r.header("cache-control"),
+            None,
+            "{host}: the HTML shell must not be cached as the script"
+        );
+    }
+    let r = request(&s, "GET", "example.org", "/fonts/b.woff2");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, None));
+    assert_eq!(
+        request(&s, "GET", "example.org", "/fonts/a.woff2").header("access-control-allow-origin"),
+        Some("*")
+    );
+    // OPTIONS serves no path: no rule.
+    let r = request(&s, "OPTIONS", "example.org", "/assets/app.1111.js");
+    assert_eq!((r.status, r.header("cache-control")), (200, None));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    // A refused path (a dotfile) never falls back: the custom 404 page,
+    // without the rule.
+    let r = request(&s, "GET", "example.org", "/assets/.env");
+    assert_eq!((r.status, r.body.as_slice(), r.header("cache-control")), (404, &b"custom 404"[..], None));
+}
+
+/// A fallback gets the rules of its own path; an error page none, even
+/// where a rule matches its path; OPTIONS (a path or `*`) only the fields
+/// for every response.
+#[test]
+fn a_reply_gets_the_rules_of_what_it_serves() {
+    let s = TestServer::builder()
+        .config("fallback = \"/index.html\"")
+        .config("error_pages = { 404 = \"/assets/404.html\" }")
+        .config("headers = { \"X-Every\" = \"1\" }")
+        .config(&format!(
+            "header_rules = [\
+             {{ path = \"/assets/\", headers = {{ \"Cache-Control\" = \"{IMMUTABLE}\" }} }},\
+             {{ path = \"/*.html\", headers = {{ \"Cache-Control\" = \"no-cache\", \"X-Html\" = \"1\" }} }}]"
+        ))
+        .start();
+    s.write_file("index.html", b"shell");
+    s.write_file("assets/404.html", b"custom 404");
+    s.write_file("assets/app.js", b"js");
+
+    for path in ["/assets/missing.js", "/deep/link"] {
+        let r = get(&s, path);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"shell"[..]), "{path}");
+        assert_eq!((r.header("cache-control"), r.header("x-html")), (Some("no-cache"), Some("1")), "{path}");
+        assert_eq!(r.header_count("cache-control"), 1);
+    }
+    // HEAD and a revalidation of the fallback (304) get them too.
+    let mut c = s.connect();
+    c.send_request("HEAD", "/assets/missing.js", &[]);
+    let r = c.read_head_response();
+    assert_eq!((r.status, r.header("cache-control")), (200, Some("no-cache")));
+    let etag = r.header("etag").expect("the fallback's ETag").to_string();
+    c.send_request("GET", "/assets/missing.js", &[&format!("If-None-Match: {etag}"), "Connection: close"]);
+    let r = c.read_head_response();
+    assert_eq!((r.status, r.header("cache-control")), (304, Some("no-cache")));
+    // The page of an error gets no rule, though one matches its path.
+    let r = get(&s, "/assets/.hidden");
+    assert_eq!((r.status, r.body.as_slice()), (404, &b"custom 404"[..]));
+    assert_eq!((r.header("cache-control"), r.header("x-every")), (None, Some("1")));
+    // The file itself still gets its rule.
+    assert_eq!(get(&s, "/assets/app.js").header("cache-control"), Some(IMMUTABLE));
+    for target in ["/assets/app.js", "/index.html", "*"] {
+        let mut c = s.connect();
+        c.send_request("OPTIONS", target, &["Connection: close"]);
+        let r = c.read_response();
+        assert_eq!((r.status, r.header("x-every")), (200, Some("1")), "{target}");
+        assert_eq!((r.header("cache-control"), r.header("x-html")), (None, None), "{target}");
+    }
+}
+
+/// A glob that made the old backtracking matcher take minutes of CPU for
+/// one request (its four `**` each tried every position) is matched
+/// against a path of 3 KB that exists (a 200, which rules apply to); and
+/// OPTIONS and a fallback with a 7 KB path are answered as promptly.
+#[test]
+fn a_hostile_path_against_a_glob_is_answered_promptly() {
+    let s = TestServer::builder()
+        .config("fallback = \"/index.html\"")
+        .config("header_rules = [{ path = \"/**/a/**/a/**/a/**/b\", headers = { \"X-Glob\" = \"1\" } }]")
+        .start();
+    s.write_file("index.html", b"shell");
+    let deep = format!("{}x.txt", "a/".repeat(1500));
+    s.write_file(&deep, b"deep");
+    let long = format!("/{}x", "a/".repeat(3500));
+    let bound = Duration::from_secs(5);
+    let requests = [("GET", format!("/{deep}")), ("OPTIONS", long.clone()), ("GET", long)];
+    for (method, target) in &requests {
+        let started = std::time::Instant::now();
+        let mut c = s.connect();
+        c.send_request(method, target, &["Connection: close"]);
+        let r = c.read_response();
+        let took = started.elapsed();
+        assert_eq!((r.status, r.header("x-glob")), (200, None), "{method} of {} bytes", target.len());
+        assert!(took < bound, "{method} of {} bytes took {took:?}", target.len());
+    }
+    // The rule still matches where it should.
+    s.write_file("x/a/y/a/z/a/w/b", b"b");
+    assert_eq!(get(&s, "/x/a/y/a/z/a/w/b").header("x-glob"), Some("1"));
 }
 
 #[test]
