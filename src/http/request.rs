@@ -20,7 +20,7 @@ pub enum Method {
     Get,
     /// `HEAD`: served without a body.
     Head,
-    /// `OPTIONS`: answered with `204` and `Allow`.
+    /// `OPTIONS`: answered with `200`, `Allow` and an empty body.
     Options,
     /// A standard method we do not serve (POST, PUT, …): 405.
     NotAllowed,
