@@ -218,7 +218,7 @@ impl Boundary {
     /// between files and is unlikely to occur in their bytes either.
     pub fn new(info: &FileInfo, content_type: &str) -> Boundary {
         // FNV-1a over the fields of the file's entity tag.
-        let seed = [info.dev, info.ino, info.len, info.mtime_sec as u64, u64::from(info.mtime_nsec)]
+        let seed = [info.len, info.mtime_sec as u64, u64::from(info.mtime_nsec)]
             .iter()
             .flat_map(|n| n.to_le_bytes())
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
@@ -423,7 +423,7 @@ mod tests {
     }
 
     fn info(len: u64) -> FileInfo {
-        FileInfo { len, modified: None, dev: 1, ino: 2, mtime_sec: 3, mtime_nsec: 4 }
+        FileInfo { len, modified: None, mtime_sec: 3, mtime_nsec: 4, coding: None }
     }
 
     #[test]
