@@ -834,7 +834,7 @@ mod tests {
         let Body::Multipart(m) = &r.body else { panic!("{:?}", r.body) };
         assert_eq!(
             m.parts,
-            [range::ByteRange { first: 0, last: 9 }, range::ByteRange { first: 50, last: 59 }]
+            [range::ByteRange { first: 50, last: 59 }, range::ByteRange { first: 0, last: 9 }]
         );
         assert_eq!((m.content_type, m.complete), ("text/plain; charset=utf-8", 100));
         assert_eq!(r.fields.get("Content-Type"), Some(Value::Multipart(m.boundary)));

@@ -158,7 +158,8 @@ fn several_ranges_are_multipart_byteranges_of_exact_length() {
     assert_eq!(r.header("content-range"), None);
     assert!(r.header("etag").is_some() && r.header("accept-ranges") == Some("bytes"));
     let parts = split_multipart(&r);
-    let want = [(0, 5), (50, 54), (97, 99)];
+    // In the order asked (RFC 9110 14.6), the coalesced `0-3,2-5` where `0-3` was.
+    let want = [(50, 54), (0, 5), (97, 99)];
     assert_eq!(parts.len(), want.len());
     for ((lines, bytes), (first, last)) in parts.iter().zip(want) {
         assert_eq!(
@@ -173,6 +174,30 @@ fn several_ranges_are_multipart_byteranges_of_exact_length() {
     let next = c.read_response();
     assert_eq!((next.status, next.body.as_slice()), (206, &data[1..2]));
     c.expect_closed();
+}
+
+#[test]
+fn multipart_parts_come_in_the_order_asked() {
+    let s = server();
+    let data = hundred();
+    for (range, want) in [
+        ("bytes=5-,0-0", &[(5, 99), (0, 0)][..]),
+        ("bytes=-3, 40-49, 10-19, 20-29, 45-46", &[(97, 99), (40, 49), (10, 29)]),
+    ] {
+        let r = get(&s, &[&format!("Range: {range}")]);
+        assert_eq!(r.status, 206, "{range}");
+        let got: Vec<(usize, usize, Vec<u8>)> = split_multipart(&r)
+            .into_iter()
+            .map(|(lines, bytes)| {
+                let span = lines[1].strip_prefix("Content-Range: bytes ").unwrap().split_once('/').unwrap().0;
+                let (first, last) = span.split_once('-').unwrap();
+                (first.parse().unwrap(), last.parse().unwrap(), bytes)
+            })
+            .collect();
+        let want: Vec<(usize, usize, Vec<u8>)> =
+            want.iter().map(|&(first, last)| (first, last, data[first..=last].to_vec())).collect();
+        assert_eq!(got, want, "{range}");
+    }
 }
 
 #[test]
