@@ -4,12 +4,13 @@
 //! connection's buffer). `httparse` does the
 //! tokenising; this module adds HTTP/1.1's framing rules that decide whether
 //! the connection can stay in step with the client: exactly one `Host` on
-//! HTTP/1.1, a valid one, and no body we would have to skip (`Content-Length`
-//! > 0 or any `Transfer-Encoding`), since a body left unread would be parsed
-//! as the next request (request smuggling). A `Host` or an absolute-form
-//! target's authority that is not `uri-host [":" port]` is refused too: each
-//! layer in front of us (a cache, a proxy, a log reader) may read the site
-//! it names differently (`b.test, a.test`, `a.test@b.test`).
+//! HTTP/1.1, a valid one, and no body we would have to skip
+//! (`Content-Length` > 0 or any `Transfer-Encoding`), since a body left
+//! unread would be parsed as the next request (request smuggling). A `Host`
+//! or an absolute-form target's authority that is not `uri-host [":" port]`
+//! is refused too: each layer in front of us (a cache, a proxy, a log
+//! reader) may read the site it names differently (`b.test, a.test`,
+//! `a.test@b.test`).
 
 use crate::http::status::Status;
 
