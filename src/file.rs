@@ -250,13 +250,7 @@ fn unchanged(root: Root<'_>, kept: &Kept) -> Option<FileInfo> {
     if Stamp::of_stat(&now) != kept.at_open {
         return None;
     }
-    Some(FileInfo::from_stat(
-        u64::try_from(now.st_size).ok()?,
-        now.st_dev,
-        now.st_ino,
-        now.st_mtime,
-        now.st_mtime_nsec,
-    ))
+    Some(FileInfo::from_stat(u64::try_from(now.st_size).ok()?, now.st_mtime, now.st_mtime_nsec))
 }
 
 /// `found` (the file at `path`), or in its place the first of its
@@ -271,7 +265,7 @@ fn with_sibling<'n>(root: Root<'_>, path: &Path, codings: Candidates, found: Loo
         if let Ok((file, meta)) = open_beneath(root, Path::new(&name))
             && meta.is_file()
         {
-            let info = FileInfo::from(&meta);
+            let info = FileInfo { coding: Some(coding), ..FileInfo::from(&meta) };
             return Ok(Found::File(Opened { file, info, name: opened.name, encoding: Some(coding) }));
         }
     }

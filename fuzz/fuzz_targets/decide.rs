@@ -80,13 +80,7 @@ fuzz_target!(|data: &[u8]| {
             // 1970, past year 9999): `from_stat` keeps what a date can say.
             let mtime_sec =
                 if flags & 2 != 0 { secs.rotate_left(17) as i64 } else { (secs % HTTP_DATE_END) as i64 };
-            let info = FileInfo::from_stat(
-                len,
-                secs.rotate_left(7),
-                len.rotate_left(13),
-                mtime_sec,
-                i64::from(flags) * 4_000_037,
-            );
+            let info = FileInfo::from_stat(len, mtime_sec, i64::from(flags) * 4_000_037);
             Ok(Found::File(Opened { file: null(), info, name, encoding: None }))
         }
         1 => Ok(Found::Redirect(format!("{}/", req.target.split('?').next().unwrap_or("")))),

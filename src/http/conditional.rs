@@ -23,7 +23,7 @@
 //! `If-None-Match` that sends the whole file, for `If-Match` a `412`; both
 //! are safe answers to a client that cannot say what it holds).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::http::fileinfo::{FileInfo, Tag, etag};
 use crate::http::reply::Fields;
@@ -41,15 +41,15 @@ pub enum Precondition {
 }
 
 /// Steps 1 to 4 of RFC 9110 13.2.2 for a request of the file `info`
-/// describes.
-pub fn evaluate(req: &Request<'_>, info: &FileInfo) -> Precondition {
+/// describes, answered at `now`.
+pub fn evaluate(req: &Request<'_>, info: &FileInfo, now: SystemTime) -> Precondition {
     let fields = &req.fields;
     if fields.if_match.is_some() {
         if !list_matches(req.field_lines("if-match"), &etag(info), Comparison::Strong) {
             return Precondition::PreconditionFailed;
         }
     } else if let (Some(date), Some(modified)) =
-        (date_field(req, fields.if_unmodified_since, "if-unmodified-since"), seconds(info))
+        (date_field(req, fields.if_unmodified_since, "if-unmodified-since"), seconds(info, now))
         && modified > date
     {
         return Precondition::PreconditionFailed;
@@ -61,7 +61,7 @@ pub fn evaluate(req: &Request<'_>, info: &FileInfo) -> Precondition {
         }
     } else if get_or_head
         && let (Some(date), Some(modified)) =
-            (date_field(req, fields.if_modified_since, "if-modified-since"), seconds(info))
+            (date_field(req, fields.if_modified_since, "if-modified-since"), seconds(info, now))
         && modified <= date
     {
         return Precondition::NotModified;
@@ -69,11 +69,15 @@ pub fn evaluate(req: &Request<'_>, info: &FileInfo) -> Precondition {
     Precondition::Pass
 }
 
-/// Step 5: whether the `Range` of a request may be served (RFC 9110
-/// 13.1.5). True without `If-Range`; with it, true only when its entity tag
-/// equals ours by strong comparison (a weak tag never does), or its date is
-/// exactly our `Last-Modified`. A value sent on several lines is invalid.
-pub fn if_range_holds(req: &Request<'_>, info: &FileInfo) -> bool {
+/// Step 5: whether the `Range` of a request answered at `now` may be
+/// served (RFC 9110 13.1.5). True without `If-Range`; with it, true only
+/// when its entity tag equals ours by strong comparison (a weak tag never
+/// does), or its date is exactly our `Last-Modified` and that date is a
+/// strong validator (8.8.2.2): the file was modified at least a second
+/// before `now`. A file modified within the last second (or in the future)
+/// may change again within the second its date names, and ranges of two
+/// versions would be spliced. A value sent on several lines is invalid.
+pub fn if_range_holds(req: &Request<'_>, info: &FileInfo, now: SystemTime) -> bool {
     let Some(value) = req.fields.if_range else {
         return true;
     };
@@ -84,7 +88,10 @@ pub fn if_range_holds(req: &Request<'_>, info: &FileInfo) -> bool {
     if value.starts_with(b"\"") || value.starts_with(b"W/") {
         return value == etag(info).as_bytes();
     }
-    matches!((parse_date(value), seconds(info)), (Some(date), Some(modified)) if date == modified)
+    let strong =
+        info.modified.is_some_and(|t| t.checked_add(Duration::from_secs(1)).is_some_and(|t| t <= now));
+    strong
+        && matches!((parse_date(value), seconds(info, now)), (Some(date), Some(modified)) if date == modified)
 }
 
 /// The fields of the `304` for a reply whose `200` would carry `fields`:
@@ -176,9 +183,9 @@ fn parse_date(value: &[u8]) -> Option<u64> {
     t.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
-/// `Last-Modified` in whole seconds, as the field sends it.
-fn seconds(info: &FileInfo) -> Option<u64> {
-    info.modified?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+/// `Last-Modified` at `now` in whole seconds, as the field sends it.
+fn seconds(info: &FileInfo, now: SystemTime) -> Option<u64> {
+    info.last_modified(now)?.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -188,11 +195,20 @@ mod tests {
     use crate::http::reply::Value;
     use crate::http::request::{Parse, parse};
 
-    use crate::http::fileinfo::tests::{TAG, info};
+    use crate::http::fileinfo::tests::{MTIME, TAG, info};
 
     const DATE: &str = "Sun, 13 Sep 2020 12:26:40 GMT";
     const EARLIER: &str = "Sun, 13 Sep 2020 12:26:39 GMT";
     const LATER: &str = "Sun, 13 Sep 2020 12:26:41 GMT";
+
+    /// An hour after the modification time of `info`.
+    fn now() -> SystemTime {
+        at(MTIME + 3600, 0)
+    }
+
+    fn at(secs: u64, nanos: u32) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+    }
 
     /// A request head for `method /` with the given field lines.
     fn head(method: &str, lines: &[String]) -> Vec<u8> {
@@ -231,7 +247,7 @@ mod tests {
             (&[&format!("{TAG} junk")], false, false),
             (&[&format!("{TAG}, \"unclosed")], false, false),
             (&[&format!("{TAG}\"x\"")], false, false),
-            (&["803-1234-5-5f5e1000.5"], false, false),
+            (&["5-5f5e1000.5"], false, false),
             (&[&format!("w/{TAG}")], false, false),
             (&["\"a b\""], false, false),
             (&[""], false, false),
@@ -290,13 +306,20 @@ mod tests {
         ];
         for (method, lines, want) in table {
             let raw = head(method, &lines);
-            assert_eq!(evaluate(&request(&raw), &info()), want, "{method} {lines:?}");
+            assert_eq!(evaluate(&request(&raw), &info(), now()), want, "{method} {lines:?}");
         }
         // A file without a usable date ignores the date preconditions.
         let undated = FileInfo { modified: None, ..info() };
         for lines in [[ius(EARLIER)], [ims(LATER)]] {
             let raw = head("GET", &lines);
-            assert_eq!(evaluate(&request(&raw), &undated), P, "{lines:?}");
+            assert_eq!(evaluate(&request(&raw), &undated, now()), P, "{lines:?}");
+        }
+        // A file modified in the future was sent with `Last-Modified: now`
+        // (8.8.2.1): the dates are compared with that.
+        let a_second_before = at(MTIME - 1, 0);
+        for (lines, want) in [([ims(EARLIER)], N), ([ius(EARLIER)], P), ([ims(DATE)], N)] {
+            let raw = head("GET", &lines);
+            assert_eq!(evaluate(&request(&raw), &info(), a_second_before), want, "future: {lines:?}");
         }
     }
 
@@ -316,10 +339,36 @@ mod tests {
         ];
         for (lines, want) in table {
             let raw = head("GET", &lines);
-            assert_eq!(if_range_holds(&request(&raw), &info()), want, "{lines:?}");
+            assert_eq!(if_range_holds(&request(&raw), &info(), now()), want, "{lines:?}");
         }
         let raw = head("GET", &[format!("If-Range: {DATE}")]);
-        assert!(!if_range_holds(&request(&raw), &FileInfo { modified: None, ..info() }));
+        assert!(!if_range_holds(&request(&raw), &FileInfo { modified: None, ..info() }, now()));
+    }
+
+    #[test]
+    fn an_if_range_date_holds_only_when_it_is_strong() {
+        // The date is strong only a whole second after the modification:
+        // before that, the file may change again within the second its
+        // `Last-Modified` names (RFC 9110 8.8.2.2, 13.1.5).
+        let date = head("GET", &[format!("If-Range: {DATE}")]);
+        let tag = head("GET", &[format!("If-Range: {TAG}")]);
+        let table = [
+            (at(MTIME - 5, 0), false),
+            (at(MTIME, 0), false),
+            (at(MTIME, 999_999_999), false),
+            (at(MTIME + 1, 0), true),
+            (at(MTIME + 86_400, 0), true),
+        ];
+        for (now, want) in table {
+            assert_eq!(if_range_holds(&request(&date), &info(), now), want, "date at {now:?}");
+            // An entity tag is strong whenever the file was modified.
+            assert!(if_range_holds(&request(&tag), &info(), now), "tag at {now:?}");
+        }
+        // A file modified in the future: `Last-Modified` says `now`, which
+        // is not a second before `now`.
+        let now = at(MTIME - 5, 0);
+        let sent = head("GET", &[format!("If-Range: {}", httpdate::fmt_http_date(now))]);
+        assert!(!if_range_holds(&request(&sent), &info(), now));
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //! - no range overlapping the file: `416` (`Unsatisfiable`);
 //! - more than `MAX_RANGES` ranges, or ranges whose lengths add up to more
 //!   than the file: the whole file (`200`), as 14.2 allows for abuse;
-//! - otherwise the satisfiable ranges, clipped to the file, sorted, with
-//!   overlapping and adjacent ones coalesced: one range is a plain `206`,
-//!   several a `multipart/byteranges` `206`.
+//! - otherwise the satisfiable ranges, clipped to the file, with
+//!   overlapping and adjacent ones coalesced, in the order they were asked
+//!   for (14.6; a coalesced range takes the place of the first of those it
+//!   covers): one range is a plain `206`, several a `multipart/byteranges`
+//!   `206`.
 
 use std::fs::File;
 
@@ -51,7 +53,7 @@ pub struct ContentRange {
     pub complete: u64,
 }
 
-/// Up to `MAX_RANGES` ranges, sorted and coalesced, held without allocating.
+/// Up to `MAX_RANGES` ranges, coalesced, held without allocating.
 #[derive(Clone, Copy, Debug)]
 pub struct Ranges {
     list: [ByteRange; MAX_RANGES],
@@ -59,7 +61,8 @@ pub struct Ranges {
 }
 
 impl Ranges {
-    /// The ranges, in ascending order, disjoint and not adjacent.
+    /// The ranges, disjoint and not adjacent, in the order they were asked
+    /// for (a coalesced one where the first of those it covers was).
     pub fn as_slice(&self) -> &[ByteRange] {
         &self.list[..self.len]
     }
@@ -182,21 +185,37 @@ fn number(digits: &[u8]) -> Option<u64> {
     Some(digits.iter().fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
-/// Sorts the ranges and merges those that overlap or touch.
+/// Merges the ranges that overlap or touch, and keeps the order they were
+/// asked for (RFC 9110 14.6: a client may ask for the end of a file first),
+/// a merged range at the place of the first of those it covers. Sorted by
+/// first byte, each range merges with the one before it or starts a new
+/// one; the merged ranges are then put back in the order asked.
 fn coalesce(ranges: &mut Ranges) {
-    let list = &mut ranges.list[..ranges.len];
-    list.sort_unstable_by_key(|r| r.first);
+    let len = ranges.len;
+    // Each range with its place in the request.
+    let mut placed = [(0, ByteRange { first: 0, last: 0 }); MAX_RANGES];
+    for (slot, (i, r)) in placed.iter_mut().zip(ranges.list[..len].iter().enumerate()) {
+        *slot = (i, *r);
+    }
+    let list = &mut placed[..len];
+    list.sort_unstable_by_key(|(_, r)| r.first);
     let mut kept = 0;
-    for i in 1..list.len() {
-        let next = list[i];
-        if next.first <= list[kept].last.saturating_add(1) {
-            list[kept].last = list[kept].last.max(next.last);
+    for i in 1..len {
+        let (place, next) = list[i];
+        if next.first <= list[kept].1.last.saturating_add(1) {
+            list[kept].1.last = list[kept].1.last.max(next.last);
+            list[kept].0 = list[kept].0.min(place);
         } else {
             kept += 1;
-            list[kept] = next;
+            list[kept] = (place, next);
         }
     }
-    ranges.len = kept + 1;
+    let merged = &mut list[..=kept];
+    merged.sort_unstable_by_key(|(place, _)| *place);
+    for (slot, (_, r)) in ranges.list.iter_mut().zip(merged.iter()) {
+        *slot = *r;
+    }
+    ranges.len = merged.len();
 }
 
 /// Length of a multipart boundary: 16 hex digits after `BOUNDARY_PREFIX`.
@@ -218,7 +237,7 @@ impl Boundary {
     /// between files and is unlikely to occur in their bytes either.
     pub fn new(info: &FileInfo, content_type: &str) -> Boundary {
         // FNV-1a over the fields of the file's entity tag.
-        let seed = [info.dev, info.ino, info.len, info.mtime_sec as u64, u64::from(info.mtime_nsec)]
+        let seed = [info.len, info.mtime_sec as u64, u64::from(info.mtime_nsec)]
             .iter()
             .flat_map(|n| n.to_le_bytes())
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
@@ -365,11 +384,20 @@ mod tests {
             ("bytes=90-200", 100, Some(&[r(90, 99)])),
             ("bytes=-500", 100, Some(&[r(0, 99)])),
             ("bytes=0-99999999999999999999999", 100, Some(&[r(0, 99)])),
-            // Several, sorted, overlapping and adjacent ones coalesced.
+            // Several, in the order asked, overlapping and adjacent ones
+            // coalesced at the place of the first of them.
             ("bytes=0-1,5-6", 100, Some(&[r(0, 1), r(5, 6)])),
-            ("bytes=50-59, 0-9 ,,", 100, Some(&[r(0, 9), r(50, 59)])),
+            ("bytes=50-59, 0-9 ,,", 100, Some(&[r(50, 59), r(0, 9)])),
+            ("bytes=5-,0-0", 100, Some(&[r(5, 99), r(0, 0)])),
+            ("bytes=-10,0-0,50-50", 100, Some(&[r(90, 99), r(0, 0), r(50, 50)])),
             ("bytes=0-4,5-9", 100, Some(&[r(0, 9)])),
             ("bytes=0-5,3-9,25-29,20-24,-10", 100, Some(&[r(0, 9), r(20, 29), r(90, 99)])),
+            ("bytes=-10,25-29,0-5,20-24,3-9", 100, Some(&[r(90, 99), r(20, 29), r(0, 9)])),
+            ("bytes=50-59,0-9,55-70", 100, Some(&[r(50, 70), r(0, 9)])),
+            ("bytes=90-99,0-5,5-10,80-89", 100, Some(&[r(80, 99), r(0, 10)])),
+            // Coalesced through a later range that bridges them.
+            ("bytes=30-35,0-5,4-31", 100, Some(&[r(0, 35)])),
+            ("bytes=60-69,30-35,0-5,6-29", 100, Some(&[r(60, 69), r(0, 35)])),
             ("bytes=0-1,200-300", 100, Some(&[r(0, 1)])),
             // Unsatisfiable: 416.
             ("bytes=100-", 100, Some(&[])),
@@ -423,7 +451,7 @@ mod tests {
     }
 
     fn info(len: u64) -> FileInfo {
-        FileInfo { len, modified: None, dev: 1, ino: 2, mtime_sec: 3, mtime_nsec: 4 }
+        FileInfo { len, modified: None, mtime_sec: 3, mtime_nsec: 4, coding: None }
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! connection's buffer). `httparse` does the
 //! tokenising; this module adds HTTP/1.1's framing rules that decide whether
 //! the connection can stay in step with the client: exactly one `Host` on
-//! HTTP/1.1, and no body we would have to skip (`Content-Length` > 0 or any
-//! `Transfer-Encoding`), since a body left unread would be parsed as the next
-//! request (request smuggling).
+//! HTTP/1.1, a valid one, and no body we would have to skip
+//! (`Content-Length` > 0 or any `Transfer-Encoding`), since a body left
+//! unread would be parsed as the next request (request smuggling). A `Host`
+//! or an absolute-form target's authority that is not `uri-host [":" port]`
+//! is refused too: each layer in front of us (a cache, a proxy, a log
+//! reader) may read the site it names differently (`b.test, a.test`,
+//! `a.test@b.test`).
 
 use crate::http::status::Status;
 
@@ -214,8 +218,17 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
     if chunked_or_other_te && content_length.is_some() {
         return Parse::Reject(Status::BadRequest);
     }
-    // RFC 9112 3.2: HTTP/1.1 needs exactly one Host; more than one is never valid.
+    // RFC 9112 3.2: HTTP/1.1 needs exactly one Host; more than one is never
+    // valid, nor is an invalid value. An empty one is (a URI without host).
     if hosts > 1 || (minor_version == 1 && hosts == 0) {
+        return Parse::Reject(Status::BadRequest);
+    }
+    if request.fields.host.is_some_and(|h| !h.trim_ascii().is_empty() && !valid_host_port(h.trim_ascii())) {
+        return Parse::Reject(Status::BadRequest);
+    }
+    // RFC 9110 4.2.1 and 4.2.4: an http(s) URI needs a host, and userinfo
+    // in one is an error (it fails `valid_host_port` at the `@`).
+    if authority(target).is_some_and(|a| !valid_host_port(a)) {
         return Parse::Reject(Status::BadRequest);
     }
     request.has_body = chunked_or_other_te || content_length.is_some_and(|n| n > 0);
@@ -229,6 +242,88 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
 pub fn warm_up() {
     let parsed = parse(b"GET / HTTP/1.1\r\nHost: warm-up\r\n\r\n");
     debug_assert!(matches!(parsed, Parse::Complete(..)));
+}
+
+/// The authority of an absolute-form target (`http://AUTHORITY/path`,
+/// scheme in any case): what names the site, in place of `Host` (RFC 9112
+/// 3.2.2). `None` for any other form.
+pub fn authority(target: &str) -> Option<&[u8]> {
+    let target = target.as_bytes();
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme.as_bytes()).then(|| {
+            let rest = &target[scheme.len()..];
+            let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+            &rest[..end]
+        })
+    })
+}
+
+/// Whether `v` is `uri-host [":" port]` (RFC 9110 7.2, RFC 3986 3.2.2 and
+/// 3.2.3) with a host: an IP literal in brackets (an IPv6 address or an
+/// `IPvFuture`), or a registered name (which covers IPv4 addresses) of
+/// unreserved characters, percent-escapes and sub-delimiters, whose labels
+/// are not empty (`a..b`, `.a`, `.`; one trailing dot is the root's), as
+/// nginx requires. A comma is refused as well, though RFC 3986 allows it
+/// in a name: no DNS name holds one, and `Host` is a single value, so
+/// `b.test,a.test` is two values joined (RFC 9110 5.3) that two readers
+/// could each take a different one of. Then, after a colon, digits only.
+fn valid_host_port(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(close) = v.iter().position(|&b| b == b']') else { return false };
+        let (literal, rest) = v.split_at(close + 1);
+        if !valid_ip_literal(&literal[1..close]) {
+            return false;
+        }
+        match rest {
+            [] => (literal, None),
+            [b':', port @ ..] => (literal, Some(port)),
+            _ => return false,
+        }
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            Some(colon) => (&v[..colon], Some(&v[colon + 1..])),
+            None => (v, None),
+        }
+    };
+    let reg_name_ok = host.first() == Some(&b'[') || valid_reg_name(host);
+    reg_name_ok && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+}
+
+/// `reg-name`, not empty, without a comma or an empty label (see
+/// `valid_host_port`).
+fn valid_reg_name(name: &[u8]) -> bool {
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' if name.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 2,
+            b'.' if i == 0 || name[i - 1] == b'.' || i == name.len() - 1 => return false,
+            b if unreserved(b) || b"!$&'()*+;=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    !name.is_empty()
+}
+
+/// ALPHA / DIGIT / `-` / `.` / `_` / `~` (RFC 3986 2.3).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The inside of `[...]`: an IPv6 address, or `v` 1*HEXDIG `.` 1*(
+/// unreserved / sub-delims / `:` ) (RFC 3986 3.2.2).
+fn valid_ip_literal(inside: &[u8]) -> bool {
+    if let Some(future) = inside.strip_prefix(b"v").or_else(|| inside.strip_prefix(b"V")) {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else { return false };
+        let (version, rest) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !rest.is_empty()
+            && rest.iter().all(|&b| unreserved(b) || b":!$&'()*+,;=".contains(&b));
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// `Content-Length` is 1*DIGIT (RFC 9110 8.6); anything else, or an
@@ -347,6 +442,84 @@ mod tests {
         ];
         for (raw, want) in table {
             assert_eq!(status_of(raw), Some(*want), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn host_values_by_table() {
+        let table: &[(&str, bool)] = &[
+            // What clients send.
+            ("example.org", true),
+            ("Example.ORG.", true),
+            ("localhost:8080", true),
+            ("127.0.0.1", true),
+            ("127.0.0.1:80", true),
+            ("[::1]", true),
+            ("[::1]:8080", true),
+            ("[2001:db8::ffff:192.0.2.1]:443", true),
+            ("xn--bcher-kva.example", true),
+            ("under_score.example", true),
+            ("a.example:", true),
+            ("%65xample.org", true),
+            ("[v1.fe80::a+b]", true),
+            ("", true),
+            ("  a.example  ", true),
+            // Two hosts, or not a host.
+            ("b.test, a.test", false),
+            ("b.test,a.test", false),
+            ("b.test a.test", false),
+            ("a/b", false),
+            ("a\\b", false),
+            ("..", false),
+            (".", false),
+            ("a..b", false),
+            (".a", false),
+            ("a.b..", false),
+            ("user@a.test", false),
+            ("a.test@b.test", false),
+            ("a.test:80@b.test", false),
+            (":80", false),
+            ("a.test:8x", false),
+            ("a.test:80:81", false),
+            ("[::1", false),
+            ("[::1]x", false),
+            ("[::1]:8x", false),
+            ("[]", false),
+            ("[1.2.3.4]", false),
+            ("[::1%25eth0]", false),
+            ("[v.x]", false),
+            ("[v1.]", false),
+            ("%6", false),
+            ("%zz.a", false),
+            ("a\"b", false),
+            ("caf\u{e9}.example", false),
+        ];
+        for (host, ok) in table {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let got = !matches!(parse(raw.as_bytes()), Parse::Reject(_));
+            assert_eq!(got, *ok, "Host: {host:?}");
+            assert!(*ok || status_of(raw.as_bytes()) == Some(Status::BadRequest), "{host:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authorities_by_table() {
+        let table: &[(&str, Option<&str>, bool)] = &[
+            ("http://a.test/x", Some("a.test"), true),
+            ("HTTPS://a.test:8443?q", Some("a.test:8443"), true),
+            ("http://[::1]:80#f", Some("[::1]:80"), true),
+            ("/x", None, true),
+            ("*", None, true),
+            ("http://a.test@b.test/x", Some("a.test@b.test"), false),
+            ("http://u:p@b.test/", Some("u:p@b.test"), false),
+            ("http:///x", Some(""), false),
+            ("http://a..b/x", Some("a..b"), false),
+            ("http://a.test,b.test/x", Some("a.test,b.test"), false),
+        ];
+        for (target, authority_of, ok) in table {
+            assert_eq!(authority(target), authority_of.map(str::as_bytes), "{target}");
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+            assert_eq!(!matches!(parse(raw.as_bytes()), Parse::Reject(_)), *ok, "{target}");
         }
     }
 

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::http::reply::{Reply, Value};
-use crate::http::request::Request;
+use crate::http::request::{self, Request};
 
 /// Header fields the server sets itself, which a configured header may not
 /// duplicate or override: framing and connection management (a second
@@ -121,26 +121,15 @@ impl Hosts {
 /// The host a request is for: the authority of an absolute-form target
 /// (which RFC 9112 3.2.2 says wins over `Host`), else the `Host` field.
 /// Normalised for matching: the port and a trailing dot removed.
+/// Both were validated by `request::parse`: neither holds userinfo.
 pub fn request_host<'r>(req: &Request<'r>) -> Option<&'r [u8]> {
-    let target = req.target.as_bytes();
-    let authority = ["http://", "https://"].iter().find_map(|scheme| {
-        let head = target.get(..scheme.len())?;
-        head.eq_ignore_ascii_case(scheme.as_bytes()).then(|| {
-            let rest = &target[scheme.len()..];
-            let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
-            &rest[..end]
-        })
-    });
-    authority.or(req.fields.host).map(normalize_host)
+    request::authority(req.target).or(req.fields.host).map(normalize_host)
 }
 
-/// `host[:port]` without its port, userinfo, surrounding blanks and trailing
-/// dot: `Example.ORG.:8080` -> `Example.ORG` (matching ignores case).
+/// `host[:port]` without its port, surrounding blanks and trailing dot:
+/// `Example.ORG.:8080` -> `Example.ORG` (matching ignores case).
 pub fn normalize_host(raw: &[u8]) -> &[u8] {
     let mut host = raw.trim_ascii();
-    if let Some(at) = host.iter().rposition(|&b| b == b'@') {
-        host = &host[at + 1..];
-    }
     if host.first() == Some(&b'[') {
         // An IPv6 literal: the port, if any, follows the bracket.
         let end = host.iter().position(|&b| b == b']').map_or(host.len(), |i| i + 1);
@@ -507,7 +496,6 @@ mod tests {
             (b"[::1]:8080", Some(3)),
             (b"[::1]", Some(3)),
             (b"", None),
-            (b"user@example.org", Some(0)),
         ];
         for (raw, want) in table {
             let got = select(Some(normalize_host(raw)), sites.iter());

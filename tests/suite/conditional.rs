@@ -3,6 +3,7 @@
 //! 13.2.2, and `curl -z` as a real client.
 
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,14 +61,47 @@ fn file_responses_carry_a_strong_etag_and_last_modified() {
     let r = get(&s, &[]);
     assert_eq!(r.header("last-modified"), Some(LAST_MODIFIED));
     assert_ne!(r.header("etag"), Some(tag.as_str()), "the tag must see nanoseconds");
-    // A replaced file (another inode) with the same bytes and times: a new tag.
+    // A replaced file (another inode) with the same bytes and times is the
+    // same representation: the same tag, as a replica's copy gets.
     let tag = r.header("etag").unwrap().to_string();
     let path = s.root().join("c.txt");
     let tmp = s.root().join("c.txt.new");
     fs::write(&tmp, BODY).unwrap();
     set_mtime(&tmp, UNIX_EPOCH + MTIME + Duration::from_nanos(1));
     fs::rename(&tmp, &path).unwrap();
-    assert_ne!(get(&s, &[]).header("etag"), Some(tag.as_str()), "the tag must see the inode");
+    assert_eq!(get(&s, &[]).header("etag"), Some(tag.as_str()));
+}
+
+#[test]
+fn a_copy_on_another_server_has_the_same_etag_and_no_inode_shows() {
+    // Two replicas behind a load balancer: the same bytes and modification
+    // time in two roots, on two servers. Their inodes differ; the tags must
+    // not, or `If-None-Match` and `If-Range` fail from one node to the other.
+    let (a, b) = (server(), server());
+    let ino = |s: &TestServer| fs::metadata(s.root().join("c.txt")).unwrap().ino();
+    assert_ne!(ino(&a), ino(&b));
+    let tag = etag_of(&a);
+    assert_eq!(etag_of(&b), tag);
+    // Exactly size and nanosecond time, so no device or inode number.
+    let want = format!("\"{:x}-{:x}.{:x}\"", BODY.len(), MTIME.as_secs(), MTIME.subsec_nanos());
+    assert_eq!(tag, want);
+    // The tag one node gave validates on the other.
+    let r = get(&b, &[&format!("If-None-Match: {tag}")]);
+    assert_eq!(r.status, 304, "{r:?}");
+}
+
+#[test]
+fn a_modification_time_in_the_future_is_sent_as_the_date() {
+    let s = server();
+    let future = SystemTime::now() + Duration::from_secs(86_400);
+    set_mtime(&s.root().join("c.txt"), future);
+    let r = get(&s, &[]);
+    assert_eq!(r.status, 200);
+    let date = r.header("date").expect("Date").to_string();
+    let last_modified = r.header("last-modified").expect("Last-Modified").to_string();
+    // RFC 9110 8.8.2.1: never later than `Date`; the server's clock is ours.
+    assert_eq!(last_modified, date, "{r:?}");
+    assert!(parse_http_date(&date).unwrap() < future.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64);
 }
 
 #[test]

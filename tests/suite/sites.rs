@@ -99,6 +99,54 @@ fn the_host_picks_the_site_and_its_root() {
 }
 
 #[test]
+fn a_host_that_is_not_one_host_is_400_and_honest_ones_are_served() {
+    // RFC 9112 3.2: an invalid Host is a 400, as nginx answers; and
+    // userinfo in a target is an error (RFC 9110 4.2.4), not a way to
+    // name another site than a reader of the log or a proxy would see.
+    let s = sites_server(
+        &["a", "b"],
+        &[],
+        &[site_table(&["a.test", "[::1]"], "a", &[]), site_table(&["b.test"], "b", &[])],
+    );
+    s.write_file("x", b"default");
+    write(&s, "sites/a/x", b"site a");
+    write(&s, "sites/b/x", b"site b");
+    let refused: &[&[u8]] = &[
+        b"GET /x HTTP/1.1\r\nHost: b.test, a.test\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: b.test,a.test\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: b.test a.test\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: ..\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a..test\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a.test@b.test\r\n\r\n",
+        b"GET /x HTTP/1.0\r\nHost: a.test:80x\r\n\r\n",
+        b"GET http://a.test@b.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        b"GET http://a.test:80@b.test/x HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        b"GET http://b.test/x HTTP/1.1\r\nHost: b.test a.test\r\n\r\n",
+    ];
+    for request in refused {
+        expect_error_and_close(s.addr(), request, 400);
+    }
+    let port = s.addr().port();
+    let served: &[(String, &[u8])] = &[
+        ("a.test.".into(), b"site a"),
+        (format!("a.test:{port}"), b"site a"),
+        (format!("[::1]:{port}"), b"site a"),
+        ("B.Test".into(), b"site b"),
+        (format!("localhost:{port}"), b"default"),
+        (format!("127.0.0.1:{port}"), b"default"),
+        ("".into(), b"default"),
+    ];
+    for (host, want) in served {
+        let r = get_host(&s, host, "/x");
+        assert_eq!((r.status, r.body.as_slice()), (200, *want), "Host: {host:?}");
+    }
+    let mut c = s.connect();
+    c.send(b"GET http://b.test:80/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.read_response().body, b"site b");
+}
+
+#[test]
 fn a_site_serves_only_beneath_its_own_root() {
     let s = sites_server(&["a"], &[], &[site_table(&["a.example"], "a", &[])]);
     s.write_file("secret.txt", b"default root only");
