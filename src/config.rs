@@ -36,7 +36,9 @@ use crate::http::decide::Site;
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
 use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
+use crate::privileges::DropPlan;
 use crate::proxy::Cidr;
+use crate::safeopen::{self, Guard};
 
 /// Default listen address: loopback only, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -136,6 +138,9 @@ pub struct Config {
     /// Extension → content type (built-in, `mime_types` files, `mime`),
     /// shared by every site.
     pub mime: MimeTypes,
+    /// The `mime_types` files read into `mime` (absolute), held to the
+    /// config file's own rules (`Config::load_trusted`).
+    pub mime_files: Vec<PathBuf>,
     /// The account children switch to when the server starts as root.
     pub identity: Identity,
     /// Whether `identity.gid` comes from the `group` key (rather than
@@ -450,28 +455,73 @@ impl Default for RawConfig {
 }
 
 impl Config {
+    /// Reads `path` (or nothing: the built-in defaults) and the privilege
+    /// plan it makes, for start-up, `--check-config` and every reload
+    /// alike. The config decides what children run as, so the account
+    /// children run as must not be able to change it or a `mime_types`
+    /// file (see `safeopen`): `running` is the guard of the server already
+    /// running (on a reload; `None` at start), checked before a byte is
+    /// read; the guard of the plan read is checked after, before anything
+    /// is done with it. The rule is the log files' rule: without a guard
+    /// (a parent that is not root, or children that stay root) only links
+    /// and non-regular files are refused.
+    pub fn load_trusted(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        running: Option<Guard>,
+    ) -> Result<(Config, Option<DropPlan>), StartupError> {
+        let config = Config::load(path, overrides, running)?;
+        let plan = DropPlan::for_config(&config)?;
+        let guard = DropPlan::guard(plan.as_ref());
+        if guard.is_some() && guard != running {
+            if let Some(p) = &config.source {
+                safeopen::open_for_reading(p, guard).map_err(|e| unreadable(p, e))?;
+            }
+            for p in &config.mime_files {
+                safeopen::open_for_reading(p, guard).map_err(|e| ConfigError {
+                    file: config.source.clone(),
+                    line: None,
+                    site: None,
+                    key: Some("mime_types".to_string()),
+                    what: format!("cannot read {}: {e}", p.display()),
+                })?;
+            }
+        }
+        Ok((config, plan))
+    }
+
     /// Reads `path` (or nothing: the built-in defaults), applies the
-    /// command-line overrides and validates the result. Returns the error
-    /// naming the file, line and key of the first problem found.
-    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
+    /// command-line overrides and validates the result. The file and every
+    /// `mime_types` file are read by `safeopen` under `guard`. Returns the
+    /// error naming the file, line and key of the first problem found.
+    fn load(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        guard: Option<Guard>,
+    ) -> Result<Config, StartupError> {
         let (raw, text) = match path {
             Some(p) => {
                 // Never fs::read_to_string: a FIFO in its place would block
                 // the parent's reload in open(2).
-                let text = crate::safeopen::read_regular(p).map_err(|e| ConfigError {
-                    file: Some(p.to_path_buf()),
-                    line: None,
-                    site: None,
-                    key: None,
-                    what: format!("cannot read: {e}"),
-                })?;
+                let text = safeopen::read_trusted(p, guard).map_err(|e| unreadable(p, e))?;
                 let raw: RawConfig = toml::from_str(&text).map_err(|e| describe_toml_error(&e, p, &text))?;
                 (raw, text)
             }
             None => (RawConfig::default(), String::new()),
         };
-        let checker = Checker { path, text: &text };
+        let checker = Checker { path, text: &text, guard };
         checker.validate(raw, overrides)
+    }
+}
+
+/// The error for a config file `path` that could not be read.
+fn unreadable(path: &Path, e: std::io::Error) -> ConfigError {
+    ConfigError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        site: None,
+        key: None,
+        what: format!("cannot read: {e}"),
     }
 }
 
@@ -581,6 +631,8 @@ fn site_name(i: usize, first_host: Option<&str>) -> String {
 struct Checker<'a> {
     path: Option<&'a Path>,
     text: &'a str,
+    /// The guard `mime_types` files are read under.
+    guard: Option<Guard>,
 }
 
 /// Where in the file a value is: its span, and the site table it is in.
@@ -599,7 +651,7 @@ impl Place<'_> {
 
 impl Checker<'_> {
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
-        let mime = self.mime(&raw, ov)?;
+        let (mime, mime_files) = self.mime(&raw, ov)?;
         let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
         let listen = if ov.listen.is_empty() { raw.listen.into_inner() } else { ov.listen.clone() };
         // A PROXY-only instance (behind a balancer) may have no plain listener.
@@ -828,6 +880,7 @@ impl Checker<'_> {
             root,
             sites,
             mime,
+            mime_files,
             identity,
             group_given: !group.is_empty(),
             chroot: raw.chroot,
@@ -851,8 +904,9 @@ impl Checker<'_> {
     }
 
     /// The content-type table: the built-in one, then each `mime_types`
-    /// file in order, then the `mime` overrides; later ones win.
-    fn mime(&self, raw: &RawConfig, ov: &Overrides) -> Result<MimeTypes, StartupError> {
+    /// file in order, then the `mime` overrides; later ones win. Returns it
+    /// with the files read.
+    fn mime(&self, raw: &RawConfig, ov: &Overrides) -> Result<(MimeTypes, Vec<PathBuf>), StartupError> {
         let (charset, default_type) = (raw.charset.get_ref(), raw.default_type.get_ref());
         if !mime::valid_charset(charset) {
             return Err(self.error(
@@ -872,13 +926,15 @@ impl Checker<'_> {
         let mime_at = Place::top(&raw.mime);
         let mut builder = MimeBuilder::new(charset);
         builder.add_built_in();
+        let mut files = Vec::new();
         for path in raw.mime_types.get_ref() {
             let path = ov.resolve(path).map_err(|e| self.error("mime_types", types_at, &e.to_string()))?;
             // Never fs::read_to_string: a FIFO in its place would block the parent.
-            let text = crate::safeopen::read_regular(&path).map_err(|e| {
+            let text = safeopen::read_trusted(&path, self.guard).map_err(|e| {
                 self.error("mime_types", types_at, &format!("cannot read {}: {e}", path.display()))
             })?;
             builder.add_mime_types(&text);
+            files.push(path);
         }
         for (ext, ty) in raw.mime.get_ref() {
             if !mime::valid_ext(ext) {
@@ -900,7 +956,7 @@ impl Checker<'_> {
             }
             builder.add(ext, ty);
         }
-        Ok(builder.finish(default_type))
+        Ok((builder.finish(default_type), files))
     }
 
     /// Validates one site's content keys. `root_at` is where its root is
@@ -1094,7 +1150,7 @@ mod tests {
         let file = dir.join("c.toml");
         let mut f = fs::File::create(&file).unwrap();
         write!(f, "root = {:?}\n{text}", dir.display().to_string()).unwrap();
-        Config::load(Some(&file), &Overrides::default())
+        Config::load(Some(&file), &Overrides::default(), None)
     }
 
     #[test]
@@ -1170,12 +1226,12 @@ mod tests {
         fs::write(&file, "root = \"site\"\naccess_log = \"logs/a.log\"\npid_file = \"p.pid\"\n").unwrap();
         let ov = Overrides { base_dir: Some(base.clone()), ..Overrides::default() };
         // The process's own working directory plays no part.
-        let c = Config::load(Some(&file), &ov).unwrap();
+        let c = Config::load(Some(&file), &ov, None).unwrap();
         assert_eq!(c.root, fs::canonicalize(base.join("site")).unwrap());
         assert_eq!(c.access_log, AccessLogTarget::File(base.join("logs/a.log")));
         assert_eq!(c.pid_file, Some(base.join("p.pid")));
         let ov = Overrides { root: Some(PathBuf::from("site")), ..ov };
-        assert_eq!(Config::load(None, &ov).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
+        assert_eq!(Config::load(None, &ov, None).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
     }
 
     #[test]
@@ -1199,7 +1255,7 @@ mod tests {
         let file = dir.join("c.toml");
         let text = text.replace("{dir}", dir.to_str().unwrap());
         fs::write(&file, format!("root = {:?}\n{text}", dir.display().to_string())).unwrap();
-        Config::load(Some(&file), &Overrides::default())
+        Config::load(Some(&file), &Overrides::default(), None)
     }
 
     #[test]

@@ -52,8 +52,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         })?),
         None => None,
     };
-    let config = Config::load(config_file.as_deref(), &overrides)?;
-    let drop_plan = DropPlan::for_config(&config)?;
+    let (config, drop_plan) = Config::load_trusted(config_file.as_deref(), &overrides, None)?;
     let roots = server::open_roots(&config)?;
     if args.check_config {
         check::system(&config, drop_plan.as_ref(), if args.no_bind { Bind::Skip } else { Bind::Try })?;

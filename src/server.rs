@@ -452,7 +452,9 @@ impl Server {
             "reloading configuration from {}",
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
-        let status = match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
+        let running = DropPlan::guard(self.drop_plan.as_ref());
+        let loaded = Config::load_trusted(source.as_deref(), &self.overrides, running);
+        let status = match self.apply_reload(loaded) {
             Ok(None) => {
                 log::info!("configuration reloaded; listeners from systemd kept");
                 "STATUS=serving; configuration reloaded"
@@ -481,10 +483,9 @@ impl Server {
     /// (`None` when they come from systemd and are kept as they are).
     fn apply_reload(
         &mut self,
-        loaded: Result<Config, StartupError>,
+        loaded: Result<(Config, Option<DropPlan>), StartupError>,
     ) -> Result<Option<listener::Changes>, StartupError> {
-        let config = loaded?;
-        let drop_plan = DropPlan::for_config(&config)?;
+        let (config, drop_plan) = loaded?;
         let roots = open_roots(&config)?;
         let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
