@@ -466,15 +466,6 @@ pub fn init() {
     }
 }
 
-/// Sends daemon messages to the system log from now on. The socket is
-/// connected here, in the parent, so children inherit it and can log even
-/// inside a chroot without `/dev/log`.
-pub fn use_syslog() -> io::Result<()> {
-    let conn = SyslogConn::connect()?;
-    *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-    Ok(())
-}
-
 /// The descriptor daemon messages go to while they go to the system log,
 /// for a child to keep open.
 pub fn syslog_fd() -> Option<RawFd> {
@@ -490,30 +481,48 @@ pub fn error_file_fd() -> Option<RawFd> {
 }
 
 /// Routes daemon messages as `target` says, for a server that will detach
-/// (`detaching`) or runs under systemd. A detached server has no stderr
-/// (it is `/dev/null`), so it must have a working target: with `"stderr"`,
-/// or with syslog unreachable, this refuses to go on rather than lose
-/// every later message. Returns the reason it refused, or why the file
-/// could not be opened.
+/// (`detaching`) or runs under systemd: see `daemon_syslog`. Returns the
+/// reason it refused, or why the file could not be opened.
 pub fn route_daemon_messages(
     target: &ErrorLogTarget,
     detaching: bool,
     under_systemd: bool,
     guard: Option<Guard>,
 ) -> Result<(), StartupError> {
+    if let ErrorLogTarget::File(path) = target {
+        let file = open_append(path, guard)?;
+        *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+        return Ok(());
+    }
+    // Connected here, in the parent, so children inherit the socket and
+    // can log even inside a chroot without `/dev/log`.
+    if let Some(conn) = daemon_syslog(target, detaching, under_systemd)? {
+        *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+    }
+    Ok(())
+}
+
+/// For a `target` other than a file (which the caller opens): whether
+/// daemon messages go to syslog, connected now, for a server that will
+/// detach (`detaching`) or runs under systemd. Installs nothing, so that
+/// `--check-config` refuses what start-up refuses by running this very
+/// decision. A detached server has no stderr (it is `/dev/null`), so it
+/// must have a working target: with `"stderr"`, or with syslog
+/// unreachable, this refuses to go on rather than lose every later
+/// message. Returns the connection (`None`: stderr), or why it refused.
+pub fn daemon_syslog(
+    target: &ErrorLogTarget,
+    detaching: bool,
+    under_systemd: bool,
+) -> Result<Option<SyslogConn>, StartupError> {
     let want_syslog = match target {
         ErrorLogTarget::Auto => detaching || under_systemd,
         ErrorLogTarget::Syslog => true,
-        ErrorLogTarget::Stderr => false,
-        ErrorLogTarget::File(path) => {
-            let file = open_append(path, guard)?;
-            *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
-            return Ok(());
-        }
+        ErrorLogTarget::Stderr | ErrorLogTarget::File(_) => false,
     };
     if want_syslog {
-        match use_syslog() {
-            Ok(()) => return Ok(()),
+        match SyslogConn::connect() {
+            Ok(conn) => return Ok(Some(conn)),
             Err(e) if detaching => {
                 return Err(StartupError::Daemon(format!(
                     "refusing to detach: cannot reach syslog ({e}), and every later daemon message \
@@ -530,7 +539,7 @@ pub fn route_daemon_messages(
                 .to_string(),
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Reopens the `error_log` file by its (possibly reloaded) path, for log

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use forkhttpd::check::{self, Bind};
+use forkhttpd::check::{self, Bind, Launch};
 use forkhttpd::cli::Args;
 use forkhttpd::config::{AccessLogTarget, Config};
 use forkhttpd::daemon::{self, PidFile};
@@ -54,8 +54,12 @@ fn run(args: &Args) -> Result<(), StartupError> {
     };
     let (config, drop_plan) = Config::load_trusted(config_file.as_deref(), &overrides, None)?;
     let roots = server::open_roots(&config)?;
+    let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
+    let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if args.check_config {
-        check::system(&config, drop_plan.as_ref(), if args.no_bind { Bind::Skip } else { Bind::Try })?;
+        let bind = if args.no_bind { Bind::Skip } else { Bind::Try };
+        let launch = Launch { detaching: args.daemon, under_systemd };
+        check::system(&config, drop_plan.as_ref(), bind, launch)?;
         println!("configuration OK");
         return Ok(());
     }
@@ -81,8 +85,6 @@ fn run(args: &Args) -> Result<(), StartupError> {
         log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
     }
     let access_log = AccessLog::open(&config.access_log, guard)?;
-    let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
-    let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     if args.daemon && config.access_log == AccessLogTarget::Stderr {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");

@@ -488,6 +488,24 @@ fn pid_file_that_is_a_link_or_a_fifo_is_refused() {
     fs::remove_file(&s.pid_file).unwrap();
 }
 
+/// `--check-config --daemon` checks what `--daemon` would refuse: an
+/// `error_log` on stderr fails the check with start-up's words; the same
+/// file passes in the foreground and with an `error_log` file.
+#[test]
+fn check_config_with_daemon_refuses_error_log_on_stderr() {
+    let dir = TempDir::new("check_daemon_stderr");
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nerror_log = \"stderr\"\n", root_line(&dir));
+    let out = check_config(&dir, &text, &["--no-bind", "--daemon"]);
+    assert_rejected(&out, &["refusing to detach", "error_log = \"stderr\""]);
+    let out = check_config(&dir, &text, &["--no-bind"]);
+    assert!(out.success() && out.stdout.contains("configuration OK"), "{}", out.describe());
+    let file = toml_str(dir.path().join("error.log").to_str().unwrap());
+    let text = text.replace("\"stderr\"", &file);
+    let out = check_config(&dir, &text, &["--no-bind", "--daemon"]);
+    assert!(out.success() && out.stdout.contains("configuration OK"), "{}", out.describe());
+    assert!(!dir.path().join("error.log").exists(), "the check created the error log");
+}
+
 /// `--daemon` with `error_log = "stderr"` would send every later daemon
 /// message to /dev/null: refused before detaching.
 #[test]
