@@ -388,13 +388,14 @@ impl log::Log for DaemonLogger {
         }
         let msg = defuse(&record.args().to_string());
         let mut syslog = SYSLOG.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(conn) = syslog.as_mut()
-            && conn.send(record.level(), msg.clone()).is_ok()
-        {
-            return;
-        }
+        let to_syslog = syslog.as_mut().is_some_and(|conn| conn.send(record.level(), msg.clone()).is_ok());
         drop(syslog);
-        if write_error_file(record.level(), &msg) {
+        let logged = to_syslog || write_error_file(record.level(), &msg);
+        // While starting, the terminal gets what the log gets, unless
+        // stderr is the journal that syslog already reaches.
+        let echo =
+            STARTING.load(Ordering::Relaxed) && !(to_syslog && STDERR_IS_JOURNAL.load(Ordering::Relaxed));
+        if logged && !echo {
             return;
         }
         let line = stderr_line(record.level(), &msg);
@@ -408,6 +409,25 @@ impl log::Log for DaemonLogger {
 
 /// Whether stderr is a stream to systemd's journal (set once by `init`).
 static STDERR_IS_JOURNAL: AtomicBool = AtomicBool::new(false);
+
+/// Whether the server is still starting: daemon messages sent to syslog or
+/// an `error_log` file go to stderr too, so that whoever started it sees
+/// why a start failed and where it listens (see `started`).
+static STARTING: AtomicBool = AtomicBool::new(true);
+
+/// Ends the start-up echo of daemon messages to stderr: call once the
+/// server has started. From now on they go only where `error_log` says.
+pub fn started() {
+    STARTING.store(false, Ordering::Relaxed);
+}
+
+/// Sends this process's daemon messages to stderr alone from now on: for
+/// the process that started a daemon, which prints the daemon's report on
+/// the terminal (the daemon has logged it already).
+pub fn only_to_stderr() {
+    *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
 
 /// The syslog(3) priority of a `log` level, as sd-daemon(3) prefixes use.
 fn syslog_priority(level: log::Level) -> u8 {

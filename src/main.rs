@@ -2,12 +2,14 @@
 //!
 //! config → privilege plan → every site's document root (opened, `openat2` probed) →
 //! (check only? then the system checks, and exit) → signal handlers →
-//! pid-file lock → listeners (bound while root, or inherited from systemd)
-//! → log files → daemon messages routed → (detach) → pid written → the
+//! daemon messages routed → pid-file lock → listeners (bound while root, or
+//! inherited from systemd) → access log → (detach) → pid written → the
 //! accept loop. Every step that can fail for a reason an administrator must
-//! see runs before detaching, so it is reported on the terminal; the root
-//! comes before any listener, so a server that could serve nothing never
-//! says "listening".
+//! see runs before detaching, so it is reported on the terminal; until the
+//! server has started, daemon messages go to the terminal as well as to
+//! the log, and what fails after detaching is sent back to the terminal
+//! (`daemon`). The root comes before any listener, so a server that could
+//! serve nothing never says "listening".
 
 use std::process::ExitCode;
 
@@ -69,6 +71,8 @@ fn run(args: &Args) -> Result<(), StartupError> {
     }
 
     let guard = DropPlan::guard(drop_plan.as_ref());
+    // First, so that every later step's message reaches the log too.
+    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();
@@ -85,7 +89,6 @@ fn run(args: &Args) -> Result<(), StartupError> {
         log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
     }
     let access_log = AccessLog::open(&config.access_log, guard)?;
-    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     if args.daemon && config.access_log == AccessLogTarget::Stderr {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");
     }
@@ -115,6 +118,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         }
         (Err(e), None) => return Err(e),
     };
+    logging::started();
     server.run()
 }
 
