@@ -36,6 +36,7 @@ use crate::http::decide::Site;
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
 use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
+use crate::listener;
 use crate::privileges::DropPlan;
 use crate::proxy::Cidr;
 use crate::safeopen::{self, Guard};
@@ -109,6 +110,18 @@ pub enum ErrorLogTarget {
     Syslog,
     /// A file, opened `O_APPEND` by the parent (absolute).
     File(PathBuf),
+}
+
+impl std::fmt::Display for ErrorLogTarget {
+    /// The value as it is written in the file, quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorLogTarget::Auto => f.write_str("\"auto\""),
+            ErrorLogTarget::Stderr => f.write_str("\"stderr\""),
+            ErrorLogTarget::Syslog => f.write_str("\"syslog\""),
+            ErrorLogTarget::File(p) => write!(f, "{:?}", p.display().to_string()),
+        }
+    }
 }
 
 /// The validated configuration. Immutable once built; a reload builds a new one.
@@ -673,6 +686,15 @@ impl Checker<'_> {
                 ));
             }
         }
+        if let Some((proxy, plain, both)) = same_socket(&listen, &proxy_listen) {
+            return Err(self.error(
+                "proxy_listen",
+                proxy_listen_at,
+                &format!(
+                    "{proxy:?} is {both}, as listen's {plain:?} is; a listener is either plain or PROXY"
+                ),
+            ));
+        }
         let trusted_at = Place::top(&raw.trusted_proxies);
         let trusted_proxies = raw
             .trusted_proxies
@@ -1123,6 +1145,27 @@ impl Place<'static> {
     }
 }
 
+/// The first address of `proxy_listen` written differently from one of
+/// `listen` (`localhost:80` beside `127.0.0.1:80`, `127.0.0.1:080`) that
+/// resolves to the same socket address: the one listener would be bound
+/// once, plain. Returns the two as written and the address. Port 0 is
+/// left out (each spec gets a port of its own), and so is a spec that
+/// does not resolve: binding it says why.
+fn same_socket(listen: &[String], proxy_listen: &[String]) -> Option<(String, String, SocketAddr)> {
+    if proxy_listen.is_empty() {
+        return None;
+    }
+    let resolved =
+        |spec: &String| listener::resolve(spec).unwrap_or_default().into_iter().filter(|a| a.port() != 0);
+    let plain: Vec<(&String, SocketAddr)> =
+        listen.iter().flat_map(|s| resolved(s).map(move |a| (s, a))).collect();
+    proxy_listen.iter().find_map(|proxy| {
+        resolved(proxy).find_map(|a| {
+            plain.iter().find(|(_, p)| *p == a).map(|(spec, _)| (proxy.clone(), (*spec).clone(), a))
+        })
+    })
+}
+
 /// A path beneath a site's root that the server itself serves (a fallback
 /// or an error page): absolute, resolving without climbing out, not a
 /// dotfile and not a directory. Returns it, or why it is refused.
@@ -1376,6 +1419,31 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("backlog"), "{e}");
         let e = load_str("\n\nheaders = { \"X-A\" = \"\" , \"Date\" = \"x\" }\n").unwrap_err().to_string();
         assert!(e.contains("line 4") && e.contains("set by the server") && !e.contains("[[site]]"), "{e}");
+    }
+
+    #[test]
+    fn proxy_listen_written_otherwise_than_a_listen_address_is_refused() {
+        let trusted = "trusted_proxies = [\"127.0.0.1\"]\n";
+        for proxy in ["localhost:8080", "127.0.0.1:08080", "127.000.000.001:8080"] {
+            let text = format!("listen = [\"127.0.0.1:8080\"]\nproxy_listen = [\"{proxy}\"]\n{trusted}");
+            match load_str(&text) {
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("proxy_listen")
+                            && e.contains("127.0.0.1:8080")
+                            && e.contains("either plain"),
+                        "{proxy}: {e}"
+                    );
+                }
+                // A resolver that does not take the form has nothing to compare.
+                Ok(_) => assert!(listener::resolve(proxy).is_err(), "{proxy} accepted"),
+            }
+        }
+        load_str(&format!("listen = [\"127.0.0.1:8080\"]\nproxy_listen = [\"127.0.0.1:8081\"]\n{trusted}"))
+            .unwrap();
+        load_str(&format!("listen = [\"127.0.0.1:0\"]\nproxy_listen = [\"localhost:0\"]\n{trusted}"))
+            .unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, ErrorLogTarget, Overrides};
 use crate::daemon::PidFile;
 use crate::error::StartupError;
 use crate::file;
@@ -502,6 +502,7 @@ impl Server {
         } else {
             Some(self.rebind(&config))
         };
+        warn_restart_needed(&self.config, &config);
         self.root_paths = child::root_paths(&config, drop_plan.as_ref());
         self.config = config;
         self.drop_plan = drop_plan;
@@ -623,6 +624,31 @@ impl Server {
         if let Some(n) = &self.notifier {
             n.notify(state);
         }
+    }
+}
+
+/// Warns, naming the key, about each change from `old` to `new` that a
+/// reload does not apply: the pid file stays where it was written, and
+/// daemon messages keep their target (a reload only reopens an `error_log`
+/// file, by its new path). A restart applies them.
+fn warn_restart_needed(old: &Config, new: &Config) {
+    if new.pid_file != old.pid_file {
+        let name =
+            |p: &Option<std::path::PathBuf>| p.as_ref().map_or("none".into(), |p| p.display().to_string());
+        log::warn!(
+            "pid_file changed from {} to {}: a reload does not move the pid file; restart to apply it",
+            name(&old.pid_file),
+            name(&new.pid_file)
+        );
+    }
+    let both_files =
+        matches!((&old.error_log, &new.error_log), (ErrorLogTarget::File(_), ErrorLogTarget::File(_)));
+    if new.error_log != old.error_log && !both_files {
+        log::warn!(
+            "error_log changed from {} to {}: daemon messages keep their target until a restart",
+            old.error_log,
+            new.error_log
+        );
     }
 }
 
