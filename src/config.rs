@@ -290,11 +290,37 @@ impl Overrides {
 }
 
 /// A number of seconds as written in the file: integer or decimal.
-#[derive(Deserialize, Clone, Copy, Debug)]
-#[serde(untagged)]
+#[derive(Clone, Copy, Debug)]
 enum Seconds {
     Int(i64),
     Float(f64),
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    /// Takes an integer or a float; anything else is refused saying which
+    /// forms are accepted (a derived untagged enum would only say that no
+    /// variant of `Seconds` matched).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+        struct Number;
+        impl serde::de::Visitor<'_> for Number {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of seconds, written as a number without quotes (5 or 0.5)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                i64::try_from(v)
+                    .map(Seconds::Int)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
+                Ok(Seconds::Float(v))
+            }
+        }
+        d.deserialize_any(Number)
+    }
 }
 
 impl Seconds {
@@ -861,7 +887,7 @@ impl Checker<'_> {
                 return Err(self.error(
                     "access_log",
                     access_at,
-                    "must be \"stderr\", \"off\" or a file path",
+                    "must be \"stderr\", \"syslog\", \"off\" or a file path",
                 ));
             }
             p => AccessLogTarget::File(
@@ -1444,6 +1470,25 @@ mod tests {
             .unwrap();
         load_str(&format!("listen = [\"127.0.0.1:0\"]\nproxy_listen = [\"localhost:0\"]\n{trusted}"))
             .unwrap();
+    }
+
+    #[test]
+    fn seconds_written_as_a_string_say_what_is_accepted() {
+        let e = load_str("header_timeout = \"5\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("header_timeout") && e.contains("line 2") && e.contains("number of seconds"),
+            "{e}"
+        );
+        assert!(e.contains("5 or 0.5") && !e.contains("enum"), "{e}");
+        assert_eq!(load_str("header_timeout = 5\n").unwrap().header_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_empty_access_log_lists_every_choice() {
+        let e = load_str("access_log = \"\"\n").unwrap_err().to_string();
+        for choice in ["\"stderr\"", "\"syslog\"", "\"off\"", "file path"] {
+            assert!(e.contains("access_log") && e.contains(choice), "{choice}: {e}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -102,6 +103,9 @@ impl std::fmt::Debug for SyslogConn {
 }
 
 impl SyslogConn {
+    /// Connects to the first of `SYSLOG_SOCKETS` that takes messages.
+    /// Returns the connection, or an error saying that syslog is not
+    /// reachable and what each place it looked said.
     fn connect() -> io::Result<SyslogConn> {
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
@@ -109,8 +113,31 @@ impl SyslogConn {
             process: "forkhttpd".to_string(),
             pid: std::process::id(),
         };
-        let logger = syslog::unix(formatter).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(SyslogConn { logger, pid: std::process::id(), dropped: 0, stalled: false, broken: false })
+        let mut tried = Vec::new();
+        for path in SYSLOG_SOCKETS {
+            match connect_socket(path) {
+                Ok(backend) => {
+                    let logger = syslog::Logger::new(backend, formatter);
+                    return Ok(SyslogConn {
+                        logger,
+                        pid: std::process::id(),
+                        dropped: 0,
+                        stalled: false,
+                        broken: false,
+                    });
+                }
+                Err(e) => {
+                    let why = e
+                        .raw_os_error()
+                        .map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string());
+                    tried.push(format!("{path}: {why}"));
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("syslog is not reachable (looked for its socket at {})", tried.join("; ")),
+        ))
     }
 
     /// The connected socket's descriptor, for a child to keep open.
@@ -189,6 +216,23 @@ impl SyslogConn {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Where the system log's socket is looked for, in this order: Linux's,
+/// then the BSDs' and macOS's (the places the `syslog` crate tries).
+const SYSLOG_SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// Connects to the syslog socket at `path`: a datagram socket, or a stream
+/// one where the receiver listens on a stream (`EPROTOTYPE`).
+fn connect_socket(path: &str) -> io::Result<syslog::LoggerBackend> {
+    let sock = UnixDatagram::unbound()?;
+    match sock.connect(path) {
+        Ok(()) => Ok(syslog::LoggerBackend::Unix(sock)),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+            Ok(syslog::LoggerBackend::UnixStream(io::BufWriter::new(UnixStream::connect(path)?)))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -545,11 +589,11 @@ pub fn daemon_syslog(
             Ok(conn) => return Ok(Some(conn)),
             Err(e) if detaching => {
                 return Err(StartupError::Daemon(format!(
-                    "refusing to detach: cannot reach syslog ({e}), and every later daemon message \
-                     would be lost; set error_log to a file, or run in the foreground"
+                    "refusing to detach: {e}, and every later daemon message would be lost; set \
+                     error_log to a file, or run in the foreground"
                 )));
             }
-            Err(e) => log::warn!("cannot reach syslog ({e}); daemon messages stay on stderr"),
+            Err(e) => log::warn!("{e}; daemon messages stay on stderr"),
         }
     }
     if detaching && *target == ErrorLogTarget::Stderr {
@@ -625,8 +669,7 @@ impl AccessLog {
                 AccessLog::File(file)
             }
             AccessLogTarget::Syslog => AccessLog::Syslog(Mutex::new(
-                SyslogConn::connect()
-                    .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
+                SyslogConn::connect().map_err(|source| StartupError::Syslog { key: "access_log", source })?,
             )),
         })
     }

@@ -572,7 +572,11 @@ impl Server {
     /// (zero: a fast stop), then kill what is left.
     fn stop(&mut self, sig: Signal, grace: Duration) {
         self.notify("STOPPING=1");
-        log::info!("{sig}: stopping; {} connections get up to {grace:?} to finish", self.children.len());
+        if grace.is_zero() {
+            log::info!("{sig}: stopping now; {} connections are closed without waiting", self.children.len());
+        } else {
+            log::info!("{sig}: stopping; {} connections get up to {grace:?} to finish", self.children.len());
+        }
         self.listeners.clear();
         self.lifeline_write = None;
         let deadline = Instant::now() + grace;
