@@ -1,7 +1,8 @@
 //! `--check-config` beyond the file itself: the steps start-up takes
 //! against the system (binding the listen addresses, opening the log files
-//! and the pid file), tried now without keeping anything, so that a
-//! configuration said to be OK also starts.
+//! and the pid file, reaching syslog, and what `--daemon` refuses), tried
+//! now without keeping anything, so that a configuration said to be OK
+//! also starts.
 //!
 //! Runs in: the parent of a `--check-config` run, once. (The config, the
 //! user and group, and every site's document root with its `openat2(2)` probe are
@@ -17,6 +18,7 @@ use nix::unistd::{AccessFlags, access};
 use crate::config::{AccessLogTarget, Config, ErrorLogTarget};
 use crate::error::StartupError;
 use crate::listener;
+use crate::log::{self as logging, AccessLog};
 use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
 
@@ -31,18 +33,37 @@ pub enum Bind {
     Skip,
 }
 
+/// How the start being checked would run: what `--daemon` and systemd
+/// change in where daemon messages may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// `--daemon`: the server would detach.
+    pub detaching: bool,
+    /// Started by systemd (`$NOTIFY_SOCKET` or `$INVOCATION_ID`).
+    pub under_systemd: bool,
+}
+
 /// Runs the checks; the first failure is returned with start-up's own
 /// error for that step. `drop_plan` is start-up's: with it (a root parent
 /// whose children run as another account) a log or pid file must lie in a
-/// directory that account cannot change, as `safeopen` requires.
-pub fn system(config: &Config, drop_plan: Option<&DropPlan>, bind: Bind) -> Result<(), StartupError> {
+/// directory that account cannot change, as `safeopen` requires. Syslog,
+/// for either log, is connected by start-up's own code and closed.
+pub fn system(
+    config: &Config,
+    drop_plan: Option<&DropPlan>,
+    bind: Bind,
+    launch: Launch,
+) -> Result<(), StartupError> {
     listen(config, bind)?;
     let guard = DropPlan::guard(drop_plan);
-    if let AccessLogTarget::File(path) = &config.access_log {
-        log_file(path, guard)?;
+    match &config.access_log {
+        AccessLogTarget::File(path) => log_file(path, guard)?,
+        AccessLogTarget::Syslog => drop(AccessLog::open(&config.access_log, guard)?),
+        AccessLogTarget::Stderr | AccessLogTarget::Off => {}
     }
-    if let ErrorLogTarget::File(path) = &config.error_log {
-        log_file(path, guard)?;
+    match &config.error_log {
+        ErrorLogTarget::File(path) => log_file(path, guard)?,
+        target => drop(logging::daemon_syslog(target, launch.detaching, launch.under_systemd)?),
     }
     if let Some(path) = &config.pid_file {
         pid_file(path, guard)?;

@@ -29,7 +29,7 @@ pub struct Args {
     /// Detach into the background; the command returns once the server is ready.
     #[arg(long)]
     pub daemon: bool,
-    /// Check everything start-up checks (config, root and openat2, user and group, listen addresses by binding each and closing it at once, log and pid file directories), print "configuration OK" or the reasons, and exit.
+    /// Check everything start-up checks (config, root and openat2, user and group, listen addresses by binding each and closing it at once, log and pid file directories, syslog where a log goes there; with --daemon, what --daemon refuses), print "configuration OK" or the reasons, and exit.
     #[arg(long)]
     pub check_config: bool,
     /// With --check-config: do not bind the listen addresses, for when they are held by the running server (before a reload) or by systemd's socket (ExecStartPre=, ExecReload=).

@@ -36,7 +36,10 @@ use crate::http::decide::Site;
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
 use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
+use crate::listener;
+use crate::privileges::DropPlan;
 use crate::proxy::Cidr;
+use crate::safeopen::{self, Guard};
 
 /// Default listen address: loopback only, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -117,6 +120,18 @@ pub enum ErrorLogTarget {
     File(PathBuf),
 }
 
+impl std::fmt::Display for ErrorLogTarget {
+    /// The value as it is written in the file, quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorLogTarget::Auto => f.write_str("\"auto\""),
+            ErrorLogTarget::Stderr => f.write_str("\"stderr\""),
+            ErrorLogTarget::Syslog => f.write_str("\"syslog\""),
+            ErrorLogTarget::File(p) => write!(f, "{:?}", p.display().to_string()),
+        }
+    }
+}
+
 /// The validated configuration. Immutable once built; a reload builds a new one.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -144,6 +159,9 @@ pub struct Config {
     /// Extension → content type (built-in, `mime_types` files, `mime`),
     /// shared by every site.
     pub mime: MimeTypes,
+    /// The `mime_types` files read into `mime` (absolute), held to the
+    /// config file's own rules (`Config::load_trusted`).
+    pub mime_files: Vec<PathBuf>,
     /// The account children switch to when the server starts as root.
     pub identity: Identity,
     /// Whether `identity.gid` comes from the `group` key (rather than
@@ -284,11 +302,37 @@ impl Overrides {
 }
 
 /// A number of seconds as written in the file: integer or decimal.
-#[derive(Deserialize, Clone, Copy, Debug)]
-#[serde(untagged)]
+#[derive(Clone, Copy, Debug)]
 enum Seconds {
     Int(i64),
     Float(f64),
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    /// Takes an integer or a float; anything else is refused saying which
+    /// forms are accepted (a derived untagged enum would only say that no
+    /// variant of `Seconds` matched).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+        struct Number;
+        impl serde::de::Visitor<'_> for Number {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of seconds, written as a number without quotes (5 or 0.5)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                i64::try_from(v)
+                    .map(Seconds::Int)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
+                Ok(Seconds::Float(v))
+            }
+        }
+        d.deserialize_any(Number)
+    }
 }
 
 impl Seconds {
@@ -464,28 +508,73 @@ impl Default for RawConfig {
 }
 
 impl Config {
+    /// Reads `path` (or nothing: the built-in defaults) and the privilege
+    /// plan it makes, for start-up, `--check-config` and every reload
+    /// alike. The config decides what children run as, so the account
+    /// children run as must not be able to change it or a `mime_types`
+    /// file (see `safeopen`): `running` is the guard of the server already
+    /// running (on a reload; `None` at start), checked before a byte is
+    /// read; the guard of the plan read is checked after, before anything
+    /// is done with it. The rule is the log files' rule: without a guard
+    /// (a parent that is not root, or children that stay root) only links
+    /// and non-regular files are refused.
+    pub fn load_trusted(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        running: Option<Guard>,
+    ) -> Result<(Config, Option<DropPlan>), StartupError> {
+        let config = Config::load(path, overrides, running)?;
+        let plan = DropPlan::for_config(&config)?;
+        let guard = DropPlan::guard(plan.as_ref());
+        if guard.is_some() && guard != running {
+            if let Some(p) = &config.source {
+                safeopen::open_for_reading(p, guard).map_err(|e| unreadable(p, e))?;
+            }
+            for p in &config.mime_files {
+                safeopen::open_for_reading(p, guard).map_err(|e| ConfigError {
+                    file: config.source.clone(),
+                    line: None,
+                    site: None,
+                    key: Some("mime_types".to_string()),
+                    what: format!("cannot read {}: {e}", p.display()),
+                })?;
+            }
+        }
+        Ok((config, plan))
+    }
+
     /// Reads `path` (or nothing: the built-in defaults), applies the
-    /// command-line overrides and validates the result. Returns the error
-    /// naming the file, line and key of the first problem found.
-    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, StartupError> {
+    /// command-line overrides and validates the result. The file and every
+    /// `mime_types` file are read by `safeopen` under `guard`. Returns the
+    /// error naming the file, line and key of the first problem found.
+    fn load(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        guard: Option<Guard>,
+    ) -> Result<Config, StartupError> {
         let (raw, text) = match path {
             Some(p) => {
                 // Never fs::read_to_string: a FIFO in its place would block
                 // the parent's reload in open(2).
-                let text = crate::safeopen::read_regular(p).map_err(|e| ConfigError {
-                    file: Some(p.to_path_buf()),
-                    line: None,
-                    site: None,
-                    key: None,
-                    what: format!("cannot read: {e}"),
-                })?;
+                let text = safeopen::read_trusted(p, guard).map_err(|e| unreadable(p, e))?;
                 let raw: RawConfig = toml::from_str(&text).map_err(|e| describe_toml_error(&e, p, &text))?;
                 (raw, text)
             }
             None => (RawConfig::default(), String::new()),
         };
-        let checker = Checker { path, text: &text };
+        let checker = Checker { path, text: &text, guard };
         checker.validate(raw, overrides)
+    }
+}
+
+/// The error for a config file `path` that could not be read.
+fn unreadable(path: &Path, e: std::io::Error) -> ConfigError {
+    ConfigError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        site: None,
+        key: None,
+        what: format!("cannot read: {e}"),
     }
 }
 
@@ -595,6 +684,8 @@ fn site_name(i: usize, first_host: Option<&str>) -> String {
 struct Checker<'a> {
     path: Option<&'a Path>,
     text: &'a str,
+    /// The guard `mime_types` files are read under.
+    guard: Option<Guard>,
 }
 
 /// Where in the file a value is: its span, and the site table it is in.
@@ -613,7 +704,7 @@ impl Place<'_> {
 
 impl Checker<'_> {
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
-        let mime = self.mime(&raw, ov)?;
+        let (mime, mime_files) = self.mime(&raw, ov)?;
         let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
         let listen = if ov.listen.is_empty() { raw.listen.into_inner() } else { ov.listen.clone() };
         // A PROXY-only instance (behind a balancer) may have no plain listener.
@@ -634,6 +725,15 @@ impl Checker<'_> {
                     &format!("{addr:?} is also in listen; a listener is either plain or PROXY"),
                 ));
             }
+        }
+        if let Some((proxy, plain, both)) = same_socket(&listen, &proxy_listen) {
+            return Err(self.error(
+                "proxy_listen",
+                proxy_listen_at,
+                &format!(
+                    "{proxy:?} is {both}, as listen's {plain:?} is; a listener is either plain or PROXY"
+                ),
+            ));
         }
         let trusted_at = Place::top(&raw.trusted_proxies);
         let trusted_proxies = raw
@@ -812,7 +912,7 @@ impl Checker<'_> {
                 return Err(self.error(
                     "access_log",
                     access_at,
-                    "must be \"stderr\", \"off\" or a file path",
+                    "must be \"stderr\", \"syslog\", \"off\" or a file path",
                 ));
             }
             p => AccessLogTarget::File(
@@ -853,6 +953,7 @@ impl Checker<'_> {
             root,
             sites,
             mime,
+            mime_files,
             identity,
             group_given: !group.is_empty(),
             chroot: raw.chroot,
@@ -877,8 +978,9 @@ impl Checker<'_> {
     }
 
     /// The content-type table: the built-in one, then each `mime_types`
-    /// file in order, then the `mime` overrides; later ones win.
-    fn mime(&self, raw: &RawConfig, ov: &Overrides) -> Result<MimeTypes, StartupError> {
+    /// file in order, then the `mime` overrides; later ones win. Returns it
+    /// with the files read.
+    fn mime(&self, raw: &RawConfig, ov: &Overrides) -> Result<(MimeTypes, Vec<PathBuf>), StartupError> {
         let (charset, default_type) = (raw.charset.get_ref(), raw.default_type.get_ref());
         if !mime::valid_charset(charset) {
             return Err(self.error(
@@ -898,13 +1000,15 @@ impl Checker<'_> {
         let mime_at = Place::top(&raw.mime);
         let mut builder = MimeBuilder::new(charset);
         builder.add_built_in();
+        let mut files = Vec::new();
         for path in raw.mime_types.get_ref() {
             let path = ov.resolve(path).map_err(|e| self.error("mime_types", types_at, &e.to_string()))?;
             // Never fs::read_to_string: a FIFO in its place would block the parent.
-            let text = crate::safeopen::read_regular(&path).map_err(|e| {
+            let text = safeopen::read_trusted(&path, self.guard).map_err(|e| {
                 self.error("mime_types", types_at, &format!("cannot read {}: {e}", path.display()))
             })?;
             builder.add_mime_types(&text);
+            files.push(path);
         }
         for (ext, ty) in raw.mime.get_ref() {
             if !mime::valid_ext(ext) {
@@ -926,7 +1030,7 @@ impl Checker<'_> {
             }
             builder.add(ext, ty);
         }
-        Ok(builder.finish(default_type))
+        Ok((builder.finish(default_type), files))
     }
 
     /// Validates one site's content keys. `root_at` is where its root is
@@ -1100,6 +1204,27 @@ fn share_of(n: usize, percent: u8) -> usize {
     usize::try_from(share).unwrap_or(usize::MAX)
 }
 
+/// The first address of `proxy_listen` written differently from one of
+/// `listen` (`localhost:80` beside `127.0.0.1:80`, `127.0.0.1:080`) that
+/// resolves to the same socket address: the one listener would be bound
+/// once, plain. Returns the two as written and the address. Port 0 is
+/// left out (each spec gets a port of its own), and so is a spec that
+/// does not resolve: binding it says why.
+fn same_socket(listen: &[String], proxy_listen: &[String]) -> Option<(String, String, SocketAddr)> {
+    if proxy_listen.is_empty() {
+        return None;
+    }
+    let resolved =
+        |spec: &String| listener::resolve(spec).unwrap_or_default().into_iter().filter(|a| a.port() != 0);
+    let plain: Vec<(&String, SocketAddr)> =
+        listen.iter().flat_map(|s| resolved(s).map(move |a| (s, a))).collect();
+    proxy_listen.iter().find_map(|proxy| {
+        resolved(proxy).find_map(|a| {
+            plain.iter().find(|(_, p)| *p == a).map(|(spec, _)| (proxy.clone(), (*spec).clone(), a))
+        })
+    })
+}
+
 /// A path beneath a site's root that the server itself serves (a fallback
 /// or an error page): absolute, resolving without climbing out, not a
 /// dotfile and not a directory. Returns it, or why it is refused.
@@ -1127,7 +1252,7 @@ mod tests {
         let file = dir.join("c.toml");
         let mut f = fs::File::create(&file).unwrap();
         write!(f, "root = {:?}\n{text}", dir.display().to_string()).unwrap();
-        Config::load(Some(&file), &Overrides::default())
+        Config::load(Some(&file), &Overrides::default(), None)
     }
 
     #[test]
@@ -1219,12 +1344,12 @@ mod tests {
         fs::write(&file, "root = \"site\"\naccess_log = \"logs/a.log\"\npid_file = \"p.pid\"\n").unwrap();
         let ov = Overrides { base_dir: Some(base.clone()), ..Overrides::default() };
         // The process's own working directory plays no part.
-        let c = Config::load(Some(&file), &ov).unwrap();
+        let c = Config::load(Some(&file), &ov, None).unwrap();
         assert_eq!(c.root, fs::canonicalize(base.join("site")).unwrap());
         assert_eq!(c.access_log, AccessLogTarget::File(base.join("logs/a.log")));
         assert_eq!(c.pid_file, Some(base.join("p.pid")));
         let ov = Overrides { root: Some(PathBuf::from("site")), ..ov };
-        assert_eq!(Config::load(None, &ov).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
+        assert_eq!(Config::load(None, &ov, None).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
     }
 
     #[test]
@@ -1248,7 +1373,7 @@ mod tests {
         let file = dir.join("c.toml");
         let text = text.replace("{dir}", dir.to_str().unwrap());
         fs::write(&file, format!("root = {:?}\n{text}", dir.display().to_string())).unwrap();
-        Config::load(Some(&file), &Overrides::default())
+        Config::load(Some(&file), &Overrides::default(), None)
     }
 
     #[test]
@@ -1369,6 +1494,50 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("backlog"), "{e}");
         let e = load_str("\n\nheaders = { \"X-A\" = \"\" , \"Date\" = \"x\" }\n").unwrap_err().to_string();
         assert!(e.contains("line 4") && e.contains("set by the server") && !e.contains("[[site]]"), "{e}");
+    }
+
+    #[test]
+    fn proxy_listen_written_otherwise_than_a_listen_address_is_refused() {
+        let trusted = "trusted_proxies = [\"127.0.0.1\"]\n";
+        for proxy in ["localhost:8080", "127.0.0.1:08080", "127.000.000.001:8080"] {
+            let text = format!("listen = [\"127.0.0.1:8080\"]\nproxy_listen = [\"{proxy}\"]\n{trusted}");
+            match load_str(&text) {
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("proxy_listen")
+                            && e.contains("127.0.0.1:8080")
+                            && e.contains("either plain"),
+                        "{proxy}: {e}"
+                    );
+                }
+                // A resolver that does not take the form has nothing to compare.
+                Ok(_) => assert!(listener::resolve(proxy).is_err(), "{proxy} accepted"),
+            }
+        }
+        load_str(&format!("listen = [\"127.0.0.1:8080\"]\nproxy_listen = [\"127.0.0.1:8081\"]\n{trusted}"))
+            .unwrap();
+        load_str(&format!("listen = [\"127.0.0.1:0\"]\nproxy_listen = [\"localhost:0\"]\n{trusted}"))
+            .unwrap();
+    }
+
+    #[test]
+    fn seconds_written_as_a_string_say_what_is_accepted() {
+        let e = load_str("header_timeout = \"5\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("header_timeout") && e.contains("line 2") && e.contains("number of seconds"),
+            "{e}"
+        );
+        assert!(e.contains("5 or 0.5") && !e.contains("enum"), "{e}");
+        assert_eq!(load_str("header_timeout = 5\n").unwrap().header_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_empty_access_log_lists_every_choice() {
+        let e = load_str("access_log = \"\"\n").unwrap_err().to_string();
+        for choice in ["\"stderr\"", "\"syslog\"", "\"off\"", "file path"] {
+            assert!(e.contains("access_log") && e.contains(choice), "{choice}: {e}");
+        }
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub fn detach() -> Result<Detached, StartupError> {
     match sys::fork().map_err(|e| fail("fork", e))? {
         Forked::Parent(child) => {
             drop(write_end);
+            crate::log::only_to_stderr();
             let code = await_report(File::from(read_end));
             // The intermediate child exits at once; collect it before leaving.
             let _ = waitpid(child, None);

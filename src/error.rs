@@ -50,6 +50,13 @@ pub enum StartupError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A log set to `"syslog"` could not reach it.
+    Syslog {
+        /// The key that says `"syslog"`.
+        key: &'static str,
+        /// Why, and where it looked.
+        source: io::Error,
+    },
     /// Sockets passed by systemd (`LISTEN_FDS`) are unusable.
     Activation(String),
     /// Detaching into the background (`--daemon`) or the pid file failed.
@@ -86,6 +93,7 @@ impl fmt::Display for StartupError {
             StartupError::Log { path, source } => {
                 write!(f, "cannot open log file {}: {source}", path.display())
             }
+            StartupError::Syslog { key, source } => write!(f, "{key} = \"syslog\": {source}"),
             StartupError::Activation(msg) => write!(f, "socket activation: {msg}"),
             StartupError::Daemon(msg) => write!(f, "{msg}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
@@ -103,6 +111,7 @@ impl std::error::Error for StartupError {
             | StartupError::Root { source, .. }
             | StartupError::Openat2 { source, .. }
             | StartupError::Log { source, .. }
+            | StartupError::Syslog { source, .. }
             | StartupError::Signals(source)
             | StartupError::Descriptors(source) => Some(source),
             StartupError::Poll(e) => Some(e),

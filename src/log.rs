@@ -25,6 +25,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -102,6 +103,9 @@ impl std::fmt::Debug for SyslogConn {
 }
 
 impl SyslogConn {
+    /// Connects to the first of `SYSLOG_SOCKETS` that takes messages.
+    /// Returns the connection, or an error saying that syslog is not
+    /// reachable and what each place it looked said.
     fn connect() -> io::Result<SyslogConn> {
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
@@ -109,8 +113,31 @@ impl SyslogConn {
             process: "forkhttpd".to_string(),
             pid: std::process::id(),
         };
-        let logger = syslog::unix(formatter).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(SyslogConn { logger, pid: std::process::id(), dropped: 0, stalled: false, broken: false })
+        let mut tried = Vec::new();
+        for path in SYSLOG_SOCKETS {
+            match connect_socket(path) {
+                Ok(backend) => {
+                    let logger = syslog::Logger::new(backend, formatter);
+                    return Ok(SyslogConn {
+                        logger,
+                        pid: std::process::id(),
+                        dropped: 0,
+                        stalled: false,
+                        broken: false,
+                    });
+                }
+                Err(e) => {
+                    let why = e
+                        .raw_os_error()
+                        .map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string());
+                    tried.push(format!("{path}: {why}"));
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("syslog is not reachable (looked for its socket at {})", tried.join("; ")),
+        ))
     }
 
     /// The connected socket's descriptor, for a child to keep open.
@@ -189,6 +216,23 @@ impl SyslogConn {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Where the system log's socket is looked for, in this order: Linux's,
+/// then the BSDs' and macOS's (the places the `syslog` crate tries).
+const SYSLOG_SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// Connects to the syslog socket at `path`: a datagram socket, or a stream
+/// one where the receiver listens on a stream (`EPROTOTYPE`).
+fn connect_socket(path: &str) -> io::Result<syslog::LoggerBackend> {
+    let sock = UnixDatagram::unbound()?;
+    match sock.connect(path) {
+        Ok(()) => Ok(syslog::LoggerBackend::Unix(sock)),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+            Ok(syslog::LoggerBackend::UnixStream(io::BufWriter::new(UnixStream::connect(path)?)))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -388,13 +432,14 @@ impl log::Log for DaemonLogger {
         }
         let msg = defuse(&record.args().to_string());
         let mut syslog = SYSLOG.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(conn) = syslog.as_mut()
-            && conn.send(record.level(), msg.clone()).is_ok()
-        {
-            return;
-        }
+        let to_syslog = syslog.as_mut().is_some_and(|conn| conn.send(record.level(), msg.clone()).is_ok());
         drop(syslog);
-        if write_error_file(record.level(), &msg) {
+        let logged = to_syslog || write_error_file(record.level(), &msg);
+        // While starting, the terminal gets what the log gets, unless
+        // stderr is the journal that syslog already reaches.
+        let echo =
+            STARTING.load(Ordering::Relaxed) && !(to_syslog && STDERR_IS_JOURNAL.load(Ordering::Relaxed));
+        if logged && !echo {
             return;
         }
         let line = stderr_line(record.level(), &msg);
@@ -408,6 +453,25 @@ impl log::Log for DaemonLogger {
 
 /// Whether stderr is a stream to systemd's journal (set once by `init`).
 static STDERR_IS_JOURNAL: AtomicBool = AtomicBool::new(false);
+
+/// Whether the server is still starting: daemon messages sent to syslog or
+/// an `error_log` file go to stderr too, so that whoever started it sees
+/// why a start failed and where it listens (see `started`).
+static STARTING: AtomicBool = AtomicBool::new(true);
+
+/// Ends the start-up echo of daemon messages to stderr: call once the
+/// server has started. From now on they go only where `error_log` says.
+pub fn started() {
+    STARTING.store(false, Ordering::Relaxed);
+}
+
+/// Sends this process's daemon messages to stderr alone from now on: for
+/// the process that started a daemon, which prints the daemon's report on
+/// the terminal (the daemon has logged it already).
+pub fn only_to_stderr() {
+    *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
 
 /// The syslog(3) priority of a `log` level, as sd-daemon(3) prefixes use.
 fn syslog_priority(level: log::Level) -> u8 {
@@ -466,15 +530,6 @@ pub fn init() {
     }
 }
 
-/// Sends daemon messages to the system log from now on. The socket is
-/// connected here, in the parent, so children inherit it and can log even
-/// inside a chroot without `/dev/log`.
-pub fn use_syslog() -> io::Result<()> {
-    let conn = SyslogConn::connect()?;
-    *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-    Ok(())
-}
-
 /// The descriptor daemon messages go to while they go to the system log,
 /// for a child to keep open.
 pub fn syslog_fd() -> Option<RawFd> {
@@ -490,37 +545,55 @@ pub fn error_file_fd() -> Option<RawFd> {
 }
 
 /// Routes daemon messages as `target` says, for a server that will detach
-/// (`detaching`) or runs under systemd. A detached server has no stderr
-/// (it is `/dev/null`), so it must have a working target: with `"stderr"`,
-/// or with syslog unreachable, this refuses to go on rather than lose
-/// every later message. Returns the reason it refused, or why the file
-/// could not be opened.
+/// (`detaching`) or runs under systemd: see `daemon_syslog`. Returns the
+/// reason it refused, or why the file could not be opened.
 pub fn route_daemon_messages(
     target: &ErrorLogTarget,
     detaching: bool,
     under_systemd: bool,
     guard: Option<Guard>,
 ) -> Result<(), StartupError> {
+    if let ErrorLogTarget::File(path) = target {
+        let file = open_append(path, guard)?;
+        *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+        return Ok(());
+    }
+    // Connected here, in the parent, so children inherit the socket and
+    // can log even inside a chroot without `/dev/log`.
+    if let Some(conn) = daemon_syslog(target, detaching, under_systemd)? {
+        *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+    }
+    Ok(())
+}
+
+/// For a `target` other than a file (which the caller opens): whether
+/// daemon messages go to syslog, connected now, for a server that will
+/// detach (`detaching`) or runs under systemd. Installs nothing, so that
+/// `--check-config` refuses what start-up refuses by running this very
+/// decision. A detached server has no stderr (it is `/dev/null`), so it
+/// must have a working target: with `"stderr"`, or with syslog
+/// unreachable, this refuses to go on rather than lose every later
+/// message. Returns the connection (`None`: stderr), or why it refused.
+pub fn daemon_syslog(
+    target: &ErrorLogTarget,
+    detaching: bool,
+    under_systemd: bool,
+) -> Result<Option<SyslogConn>, StartupError> {
     let want_syslog = match target {
         ErrorLogTarget::Auto => detaching || under_systemd,
         ErrorLogTarget::Syslog => true,
-        ErrorLogTarget::Stderr => false,
-        ErrorLogTarget::File(path) => {
-            let file = open_append(path, guard)?;
-            *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
-            return Ok(());
-        }
+        ErrorLogTarget::Stderr | ErrorLogTarget::File(_) => false,
     };
     if want_syslog {
-        match use_syslog() {
-            Ok(()) => return Ok(()),
+        match SyslogConn::connect() {
+            Ok(conn) => return Ok(Some(conn)),
             Err(e) if detaching => {
                 return Err(StartupError::Daemon(format!(
-                    "refusing to detach: cannot reach syslog ({e}), and every later daemon message \
-                     would be lost; set error_log to a file, or run in the foreground"
+                    "refusing to detach: {e}, and every later daemon message would be lost; set \
+                     error_log to a file, or run in the foreground"
                 )));
             }
-            Err(e) => log::warn!("cannot reach syslog ({e}); daemon messages stay on stderr"),
+            Err(e) => log::warn!("{e}; daemon messages stay on stderr"),
         }
     }
     if detaching && *target == ErrorLogTarget::Stderr {
@@ -530,7 +603,7 @@ pub fn route_daemon_messages(
                 .to_string(),
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Reopens the `error_log` file by its (possibly reloaded) path, for log
@@ -596,8 +669,7 @@ impl AccessLog {
                 AccessLog::File(file)
             }
             AccessLogTarget::Syslog => AccessLog::Syslog(Mutex::new(
-                SyslogConn::connect()
-                    .map_err(|source| StartupError::Log { path: "/dev/log".into(), source })?,
+                SyslogConn::connect().map_err(|source| StartupError::Syslog { key: "access_log", source })?,
             )),
         })
     }

@@ -2,18 +2,20 @@
 //!
 //! config → privilege plan → every site's document root (opened, `openat2` probed) →
 //! (check only? then the system checks, and exit) → signal handlers →
-//! pid-file lock → listeners (bound while root, or inherited from systemd)
-//! → log files → daemon messages routed → (detach) → pid written → the
+//! daemon messages routed → pid-file lock → listeners (bound while root, or
+//! inherited from systemd) → access log → (detach) → pid written → the
 //! accept loop. Every step that can fail for a reason an administrator must
-//! see runs before detaching, so it is reported on the terminal; the root
-//! comes before any listener, so a server that could serve nothing never
-//! says "listening".
+//! see runs before detaching, so it is reported on the terminal; until the
+//! server has started, daemon messages go to the terminal as well as to
+//! the log, and what fails after detaching is sent back to the terminal
+//! (`daemon`). The root comes before any listener, so a server that could
+//! serve nothing never says "listening".
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use forkhttpd::check::{self, Bind};
+use forkhttpd::check::{self, Bind, Launch};
 use forkhttpd::cli::Args;
 use forkhttpd::config::{AccessLogTarget, Config};
 use forkhttpd::daemon::{self, PidFile};
@@ -52,11 +54,14 @@ fn run(args: &Args) -> Result<(), StartupError> {
         })?),
         None => None,
     };
-    let config = Config::load(config_file.as_deref(), &overrides)?;
-    let drop_plan = DropPlan::for_config(&config)?;
+    let (config, drop_plan) = Config::load_trusted(config_file.as_deref(), &overrides, None)?;
     let roots = server::open_roots(&config)?;
+    let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
+    let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if args.check_config {
-        check::system(&config, drop_plan.as_ref(), if args.no_bind { Bind::Skip } else { Bind::Try })?;
+        let bind = if args.no_bind { Bind::Skip } else { Bind::Try };
+        let launch = Launch { detaching: args.daemon, under_systemd };
+        check::system(&config, drop_plan.as_ref(), bind, launch)?;
         println!("configuration OK");
         return Ok(());
     }
@@ -66,6 +71,8 @@ fn run(args: &Args) -> Result<(), StartupError> {
     }
 
     let guard = DropPlan::guard(drop_plan.as_ref());
+    // First, so that every later step's message reaches the log too.
+    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();
@@ -82,9 +89,6 @@ fn run(args: &Args) -> Result<(), StartupError> {
         log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
     }
     let access_log = AccessLog::open(&config.access_log, guard)?;
-    let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
-    let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
-    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     if args.daemon && config.access_log == AccessLogTarget::Stderr {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");
     }
@@ -114,6 +118,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         }
         (Err(e), None) => return Err(e),
     };
+    logging::started();
     server.run()
 }
 

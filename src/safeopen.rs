@@ -1,5 +1,6 @@
-//! Opening the files the parent reads and writes by path (the config, the
-//! log files, the pid file) so that no one else can steer the open.
+//! Opening the files the parent reads and writes by path (the config and
+//! its `mime_types` files, the log files, the pid file) so that no one else
+//! can steer the open.
 //!
 //! Runs in: parent only, at start-up and on `SIGHUP`/`SIGUSR1`.
 //!
@@ -16,6 +17,9 @@
 //!    is reached by walking its canonical path from `/` one component at a
 //!    time with `O_NOFOLLOW`, checking each directory's owner and mode, and
 //!    the file is then opened relative to the directory's descriptor.
+//!    A file the parent reads (the config says what children run as) is
+//!    held to the same rule, and so is the file itself: the account must
+//!    neither own it nor be able to write it.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -46,16 +50,18 @@ impl Guard {
     /// Why the serving account can change the entries of a directory owned
     /// by `uid`:`gid` with permission bits `mode`, or `None` if it cannot.
     /// In a sticky directory (`/tmp`) it can only change its own entries,
-    /// which the walk checks on the next step, so a sticky world-writable
-    /// ancestor is allowed; the directory holding the file itself is held
-    /// to the strict rule.
+    /// which the walk checks on the next step, so a sticky ancestor it may
+    /// write (as everyone, or as its group: `/tmp` is root's group's) is
+    /// allowed; the directory holding the file itself is held to the
+    /// strict rule.
     fn can_change(&self, uid: u32, gid: u32, mode: u32, holds_file: bool) -> Option<String> {
         let bit = |m: Mode| mode & m.bits() != 0;
+        let strict = holds_file || !bit(Mode::S_ISVTX);
         if uid == self.uid.as_raw() {
             Some(format!("owned by uid {}, the account children run as", self.uid))
-        } else if bit(Mode::S_IWGRP) && gid == self.gid.as_raw() {
+        } else if bit(Mode::S_IWGRP) && gid == self.gid.as_raw() && strict {
             Some(format!("writable by group {}, the group children run as", self.gid))
-        } else if bit(Mode::S_IWOTH) && (holds_file || !bit(Mode::S_ISVTX)) {
+        } else if bit(Mode::S_IWOTH) && strict {
             Some("world-writable".to_string())
         } else {
             None
@@ -77,18 +83,13 @@ pub enum Access {
 /// regular files ignore anyway), or an error that says which rule refused.
 pub fn open_for_writing(path: &Path, access: Access, guard: Option<Guard>) -> io::Result<File> {
     let (dir, name) = split(path)?;
-    let dir_fd = open_dir(&dir, guard)?;
+    let dir_fd = open_dir(&dir, guard, WRITES)?;
     let (flags, mode) = match access {
         Access::Append => (OFlag::O_WRONLY | OFlag::O_APPEND, 0o640),
         Access::ReadWrite => (OFlag::O_RDWR, 0o644),
     };
     let flags = flags | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = openat(dir_fd.as_fd(), name, flags, Mode::from_bits_truncate(mode)).map_err(|e| match e {
-        Errno::ELOOP => refused("is a symbolic link; refusing to follow it"),
-        // O_WRONLY|O_NONBLOCK on a FIFO nobody reads.
-        Errno::ENXIO => refused("is not a regular file"),
-        e => io::Error::from(e),
-    })?;
+    let fd = openat(dir_fd.as_fd(), name, flags, Mode::from_bits_truncate(mode)).map_err(open_error)?;
     require_regular(&fd)?;
     // The descriptor is shared with every child through fork; leave no
     // surprise flag on it.
@@ -104,17 +105,54 @@ pub fn open_for_writing(path: &Path, access: Access, guard: Option<Guard>) -> io
 /// what start-up refuses. Returns the same error start-up would give.
 pub fn check_directory(path: &Path, guard: Option<Guard>) -> io::Result<()> {
     let (dir, _) = split(path)?;
-    open_dir(&dir, guard).map(drop)
+    open_dir(&dir, guard, WRITES).map(drop)
 }
 
-/// Reads the whole regular file at `path` without blocking on a FIFO or a
-/// device put in its place. Returns its text.
-pub fn read_regular(path: &Path) -> io::Result<String> {
-    let fd = open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())?;
+/// Opens the regular file at `path` for reading under the three rules
+/// above: never through a link as its last component, never blocking on a
+/// FIFO or a device put in its place and, with a guard, only if neither
+/// the file nor any directory above it can be changed by the guarded
+/// account. Returns the open file, or an error that says which rule
+/// refused.
+pub fn open_for_reading(path: &Path, guard: Option<Guard>) -> io::Result<File> {
+    let (dir, name) = split(path)?;
+    let dir_fd = open_dir(&dir, guard, READS)?;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = openat(dir_fd.as_fd(), name, flags, Mode::empty()).map_err(open_error)?;
     require_regular(&fd)?;
+    if let Some(guard) = guard {
+        let st = fstat(fd.as_fd())?;
+        if let Some(why) = guard.can_change(st.st_uid, st.st_gid, st.st_mode, true) {
+            return Err(refused(&format!("is {why}: {READS}")));
+        }
+    }
+    Ok(File::from(fd))
+}
+
+/// Reads the whole file at `path`, opened by `open_for_reading`. Returns
+/// its text.
+pub fn read_trusted(path: &Path, guard: Option<Guard>) -> io::Result<String> {
     let mut text = String::new();
-    File::from(fd).read_to_string(&mut text)?;
+    open_for_reading(path, guard)?.read_to_string(&mut text)?;
     Ok(text)
+}
+
+/// Why a refused directory matters, for a file the parent writes.
+const WRITES: &str = "a root server writes only where that account cannot replace a file with a link \
+                      (make it owned by root and not group- or world-writable)";
+/// Why a refused file or directory matters, for a file the parent reads.
+const READS: &str = "a root server reads its configuration only where that account cannot change it \
+                     (make it and its directories owned by root and not group- or world-writable)";
+
+/// The error of an `openat` of a file's last component, saying which rule
+/// refused it.
+fn open_error(e: Errno) -> io::Error {
+    match e {
+        Errno::ELOOP => refused("is a symbolic link; refusing to follow it"),
+        // O_WRONLY|O_NONBLOCK on a FIFO nobody reads.
+        Errno::ENXIO => refused("is not a regular file"),
+        e => io::Error::from(e),
+    }
 }
 
 fn require_regular(fd: &OwnedFd) -> io::Result<()> {
@@ -140,8 +178,8 @@ fn split(path: &Path) -> io::Result<(PathBuf, &OsStr)> {
 /// Opens directory `dir` (`O_PATH`). With a guard, walks its canonical
 /// path from `/` without following any link (a link swapped in after
 /// `canonicalize` fails the walk) and refuses a directory on the way that
-/// the guarded account can change.
-fn open_dir(dir: &Path, guard: Option<Guard>) -> io::Result<OwnedFd> {
+/// the guarded account can change, saying `why` that matters.
+fn open_dir(dir: &Path, guard: Option<Guard>, why: &str) -> io::Result<OwnedFd> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let Some(guard) = guard else {
         return Ok(open(dir, flags, Mode::empty())?);
@@ -156,12 +194,8 @@ fn open_dir(dir: &Path, guard: Option<Guard>) -> io::Result<OwnedFd> {
             walked.push(part);
         }
         let st = fstat(fd.as_fd())?;
-        if let Some(why) = guard.can_change(st.st_uid, st.st_gid, st.st_mode, i + 1 == depth) {
-            return Err(refused(&format!(
-                "directory {} is {why}: a root server writes only where that account cannot \
-                 replace a file with a link (make it owned by root and not group- or world-writable)",
-                walked.display()
-            )));
+        if let Some(how) = guard.can_change(st.st_uid, st.st_gid, st.st_mode, i + 1 == depth) {
+            return Err(refused(&format!("directory {} is {how}: {why}", walked.display())));
         }
     }
     Ok(fd)
@@ -190,6 +224,8 @@ mod tests {
             (0, 0, 0o777, false, true),
             (0, 0, 0o1777, false, false),
             (0, 0, 0o1777, true, true),
+            (0, 65534, 0o1775, false, false),
+            (0, 65534, 0o1775, true, true),
         ];
         for (uid, gid, mode, holds, refused) in cases {
             assert_eq!(

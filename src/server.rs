@@ -24,7 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, ErrorLogTarget, Overrides};
 use crate::daemon::PidFile;
 use crate::error::StartupError;
 use crate::file;
@@ -463,7 +463,9 @@ impl Server {
             "reloading configuration from {}",
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
-        let status = match self.apply_reload(Config::load(source.as_deref(), &self.overrides)) {
+        let running = DropPlan::guard(self.drop_plan.as_ref());
+        let loaded = Config::load_trusted(source.as_deref(), &self.overrides, running);
+        let status = match self.apply_reload(loaded) {
             Ok(None) => {
                 log::info!("configuration reloaded; listeners from systemd kept");
                 "STATUS=serving; configuration reloaded"
@@ -492,10 +494,9 @@ impl Server {
     /// (`None` when they come from systemd and are kept as they are).
     fn apply_reload(
         &mut self,
-        loaded: Result<Config, StartupError>,
+        loaded: Result<(Config, Option<DropPlan>), StartupError>,
     ) -> Result<Option<listener::Changes>, StartupError> {
-        let config = loaded?;
-        let drop_plan = DropPlan::for_config(&config)?;
+        let (config, drop_plan) = loaded?;
         let roots = open_roots(&config)?;
         let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
         let changes = if self.socket_activated {
@@ -512,6 +513,7 @@ impl Server {
         } else {
             Some(self.rebind(&config))
         };
+        warn_restart_needed(&self.config, &config);
         self.root_paths = child::root_paths(&config, drop_plan.as_ref());
         self.config = config;
         self.drop_plan = drop_plan;
@@ -581,7 +583,11 @@ impl Server {
     /// (zero: a fast stop), then kill what is left.
     fn stop(&mut self, sig: Signal, grace: Duration) {
         self.notify("STOPPING=1");
-        log::info!("{sig}: stopping; {} connections get up to {grace:?} to finish", self.children.len());
+        if grace.is_zero() {
+            log::info!("{sig}: stopping now; {} connections are closed without waiting", self.children.len());
+        } else {
+            log::info!("{sig}: stopping; {} connections get up to {grace:?} to finish", self.children.len());
+        }
         self.listeners.clear();
         self.lifeline_write = None;
         let deadline = Instant::now() + grace;
@@ -633,6 +639,31 @@ impl Server {
         if let Some(n) = &self.notifier {
             n.notify(state);
         }
+    }
+}
+
+/// Warns, naming the key, about each change from `old` to `new` that a
+/// reload does not apply: the pid file stays where it was written, and
+/// daemon messages keep their target (a reload only reopens an `error_log`
+/// file, by its new path). A restart applies them.
+fn warn_restart_needed(old: &Config, new: &Config) {
+    if new.pid_file != old.pid_file {
+        let name =
+            |p: &Option<std::path::PathBuf>| p.as_ref().map_or("none".into(), |p| p.display().to_string());
+        log::warn!(
+            "pid_file changed from {} to {}: a reload does not move the pid file; restart to apply it",
+            name(&old.pid_file),
+            name(&new.pid_file)
+        );
+    }
+    let both_files =
+        matches!((&old.error_log, &new.error_log), (ErrorLogTarget::File(_), ErrorLogTarget::File(_)));
+    if new.error_log != old.error_log && !both_files {
+        log::warn!(
+            "error_log changed from {} to {}: daemon messages keep their target until a restart",
+            old.error_log,
+            new.error_log
+        );
     }
 }
 

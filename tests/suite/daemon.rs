@@ -488,6 +488,24 @@ fn pid_file_that_is_a_link_or_a_fifo_is_refused() {
     fs::remove_file(&s.pid_file).unwrap();
 }
 
+/// `--check-config --daemon` checks what `--daemon` would refuse: an
+/// `error_log` on stderr fails the check with start-up's words; the same
+/// file passes in the foreground and with an `error_log` file.
+#[test]
+fn check_config_with_daemon_refuses_error_log_on_stderr() {
+    let dir = TempDir::new("check_daemon_stderr");
+    let text = format!("listen = [\"127.0.0.1:0\"]\n{}\nerror_log = \"stderr\"\n", root_line(&dir));
+    let out = check_config(&dir, &text, &["--no-bind", "--daemon"]);
+    assert_rejected(&out, &["refusing to detach", "error_log = \"stderr\""]);
+    let out = check_config(&dir, &text, &["--no-bind"]);
+    assert!(out.success() && out.stdout.contains("configuration OK"), "{}", out.describe());
+    let file = toml_str(dir.path().join("error.log").to_str().unwrap());
+    let text = text.replace("\"stderr\"", &file);
+    let out = check_config(&dir, &text, &["--no-bind", "--daemon"]);
+    assert!(out.success() && out.stdout.contains("configuration OK"), "{}", out.describe());
+    assert!(!dir.path().join("error.log").exists(), "the check created the error log");
+}
+
 /// `--daemon` with `error_log = "stderr"` would send every later daemon
 /// message to /dev/null: refused before detaching.
 #[test]
@@ -536,6 +554,55 @@ fn daemon_startup_failure_is_reported_before_detaching() {
         guard.read().is_none() && !s.pid_file.exists(),
         "a pid file was left behind at {}",
         s.pid_file.display()
+    );
+}
+
+/// With `error_log` a file, a start that fails for want of descriptors
+/// (`ulimit -n`, before or after detaching) prints its reason on the
+/// terminal, not only in the file; and the `listening on` lines are in the
+/// file too. Each limit from 10 to 24 is tried: some fail before binding,
+/// some after, the rest start (and are stopped again).
+#[test]
+fn daemon_start_failures_reach_the_terminal_and_listening_lines_the_log() {
+    let s = daemon_setup("daemon_fd_limits", "127.0.0.1:0");
+    let guard = PidFileGuard::new(&s.pid_file);
+    let error_log = s.dir.path().join("error.log");
+    let (mut failed_after_listening, mut started) = (0, 0);
+    for limit in 10..=24 {
+        let script = format!("ulimit -n {limit} && exec \"$0\" --daemon --config \"$1\"");
+        let mut cmd = std::process::Command::new("sh");
+        crate::common::scrub_env(&mut cmd).arg("-c").arg(script).arg(crate::common::BIN).arg(&s.cfg);
+        let out = run_waiting(cmd.current_dir(s.dir.path()), RUN_TIMEOUT, Duration::from_millis(1000));
+        let listening = out.stderr.lines().find_map(parse_listening_line);
+        if let Some(addr) = listening {
+            let logged = fs::read_to_string(&error_log).unwrap_or_default();
+            assert!(
+                logged.contains(&format!("listening on {addr}")),
+                "limit {limit}: 'listening on {addr}' is not in the error log: {logged:?}"
+            );
+        }
+        if out.code() == Some(0) {
+            started += 1;
+            assert!(
+                poll_until(Duration::from_secs(2), || guard.read().is_some()),
+                "limit {limit}: no pid file"
+            );
+            let (_, pid) = guard.read().unwrap();
+            signal(pid, Signal::SIGTERM);
+            assert!(wait_gone(pid, RUN_TIMEOUT), "limit {limit}: the daemon did not stop");
+            continue;
+        }
+        assert_eq!(out.code(), Some(1), "limit {limit}: {}", out.describe());
+        assert!(
+            out.stderr.lines().any(|l| l.contains(": error: ")),
+            "limit {limit}: the launcher failed without saying why on the terminal; {}",
+            out.describe()
+        );
+        failed_after_listening += usize::from(listening.is_some());
+    }
+    assert!(
+        failed_after_listening > 0 && started > 0,
+        "the limits tried cover no failure after binding ({failed_after_listening}) or no start ({started})"
     );
 }
 

@@ -108,10 +108,11 @@ fn sighup_during_start_up_is_a_reload_not_a_death() {
     let cfg = write_config(&dir);
     let trace = dir.path().join("trace.txt");
     let mut cmd = Command::new("strace");
+    // The config's directory: the config is opened relative to it.
     cmd.args(["-qq", "-o"])
         .arg(&trace)
         .arg("-P")
-        .arg(&cfg)
+        .arg(cfg.parent().unwrap())
         .args(["-e", "trace=openat,open", "-e", "inject=openat,open:delay_exit=1000000", BIN, "--config"])
         .arg(&cfg)
         .current_dir(dir.path());

@@ -366,8 +366,9 @@ fn children_write_their_warnings_to_the_error_log_file() {
 }
 
 /// The shipped systemd unit's case: every process runs as one ordinary
-/// account that owns the log directory. The directory check is for a root
-/// parent only, so this starts, logs, and reopens.
+/// account that owns the log directory and the config. The ownership
+/// checks are for a root parent only, so this starts, logs, reopens and
+/// reloads.
 #[test]
 fn unprivileged_server_logs_in_a_directory_it_owns() {
     if !is_root() || crate::common::missing_tool("setpriv") {
@@ -377,6 +378,7 @@ fn unprivileged_server_logs_in_a_directory_it_owns() {
     let site = Site::new("log_dir_own_user");
     make_changeable_by_nobody(&site.logs, 0);
     let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    chown(&site.cfg, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).unwrap();
     let mut cmd = std::process::Command::new("setpriv");
     crate::common::scrub_env(&mut cmd)
         .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
@@ -406,5 +408,131 @@ fn unprivileged_server_logs_in_a_directory_it_owns() {
         "the reopened log got no line; stderr:\n{}",
         p.lines().join("\n")
     );
+    send_signal(p.pid(), "HUP");
+    expect_line(&mut p, &["configuration reloaded"]);
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// Moves the site's config file into a new directory `conf/` (root's, mode
+/// 0755) and points the site at it.
+fn config_in_own_directory(site: &mut Site) -> PathBuf {
+    let conf = site.dir.path().join("conf");
+    fs::create_dir(&conf).unwrap();
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o755)).unwrap();
+    let moved = conf.join("forkhttpd.toml");
+    fs::rename(&site.cfg, &moved).unwrap();
+    site.cfg = moved;
+    conf
+}
+
+/// Start-up and `--check-config --no-bind` with the site's config both
+/// fail, naming `needles`.
+fn start_and_check_refuse(site: &Site, case: &str, needles: &[&str]) {
+    let mut p = site.spawn();
+    let st = p.wait_exit(STOP_BOUND);
+    p.log.wait_eof(Duration::from_secs(1));
+    let said = |l: &String| needles.iter().all(|n| l.contains(n));
+    assert!(
+        st.is_some_and(|s| !s.success()) && p.lines().iter().any(said),
+        "{case}: start-up must fail saying {needles:?} ({st:?}); stderr:\n{}",
+        p.lines().join("\n")
+    );
+    let out = crate::common::run(
+        server_command().args(["--check-config", "--no-bind", "--config"]).arg(&site.cfg),
+        STOP_BOUND,
+    );
+    assert!(
+        !out.success() && needles.iter().all(|n| out.stderr.contains(n)),
+        "{case}: --check-config must refuse it too: {}",
+        out.describe()
+    );
+}
+
+/// As root, with children running as nobody: a config file, or a
+/// `mime_types` file, that nobody could have written (it owns the file or
+/// its directory, or may write the file) is refused at start-up and by
+/// `--check-config`: what it says decides what children run as.
+#[test]
+fn root_refuses_a_config_the_serving_user_can_change() {
+    if !is_root() {
+        eprintln!("skipped: the config ownership check applies only when started as root");
+        return;
+    }
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    let nobody = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    // The directory holding the config is nobody's.
+    let mut site = Site::new("config_dir_nobody");
+    let conf = config_in_own_directory(&mut site);
+    chown(&conf, nobody.0, None).unwrap();
+    start_and_check_refuse(&site, "directory", &[conf.to_str().unwrap(), "account children run as"]);
+    // The config file itself is nobody's, or anyone may write it.
+    let site = Site::new("config_file_nobody");
+    chown(&site.cfg, nobody.0, nobody.1).unwrap();
+    start_and_check_refuse(&site, "owner", &[site.cfg.to_str().unwrap(), "account children run as"]);
+    let site = Site::new("config_file_world_writable");
+    fs::set_permissions(&site.cfg, fs::Permissions::from_mode(0o666)).unwrap();
+    start_and_check_refuse(&site, "mode", &[site.cfg.to_str().unwrap(), "world-writable"]);
+    // A mime_types file nobody owns.
+    let site = Site::new("mime_types_nobody");
+    let types = site.dir.path().join("mime.types");
+    fs::write(&types, "text/x-evil html\n").unwrap();
+    chown(&types, nobody.0, None).unwrap();
+    let text = fs::read_to_string(&site.cfg).unwrap();
+    fs::write(&site.cfg, format!("{text}mime_types = [{}]\n", toml_str(types.to_str().unwrap()))).unwrap();
+    start_and_check_refuse(
+        &site,
+        "mime_types",
+        &["mime_types", types.to_str().unwrap(), "account children run as"],
+    );
+}
+
+/// The attack: the account children run as owns the config's directory
+/// after start-up and rewrites the config to serve as root. SIGHUP refuses
+/// it before reading it, and children still run as nobody.
+#[test]
+fn reload_refuses_a_config_the_serving_user_rewrote() {
+    if !is_root() {
+        eprintln!("skipped: the config ownership check applies only when started as root");
+        return;
+    }
+    let (uid, _) = passwd_ids("nobody").expect("user nobody");
+    let mut site = Site::new("config_rewritten_by_nobody");
+    let conf = config_in_own_directory(&mut site);
+    let (mut p, addr) = site.start();
+    chown(&conf, Some(Uid::from_raw(uid)), None).unwrap();
+    let text = fs::read_to_string(&site.cfg).unwrap().replace("user = \"nobody\"", "user = \"root\"");
+    fs::write(&site.cfg, format!("{text}allow_root = true\n")).unwrap();
+    send_signal(p.pid(), "HUP");
+    expect_line(&mut p, &["reload failed", conf.to_str().unwrap(), "account children run as"]);
+    let mut c = Conn::connect(addr);
+    c.send_request("GET", "/a.txt", &["User-Agent: after-rewrite"]);
+    assert_eq!(c.read_response().status, 200);
+    let children = crate::common::children_of(p.pid());
+    assert!(!children.is_empty(), "no child holds the kept-alive connection");
+    for child in children {
+        let ids = crate::common::status_ids(child.pid, "Uid");
+        assert!(ids.as_ref().is_some_and(|ids| ids.iter().all(|&i| i == uid)), "child runs as {ids:?}");
+    }
+    drop(c);
+    assert_alive_and_stoppable(&mut p, addr);
+}
+
+/// A symbolic link as the config file is not followed, whoever starts the
+/// server: not at start-up, not by `--check-config`, not on SIGHUP.
+#[test]
+fn symlinked_config_is_refused() {
+    let mut site = Site::new("config_symlink");
+    let real = site.dir.path().join("real.toml");
+    fs::rename(&site.cfg, &real).unwrap();
+    symlink(&real, &site.cfg).unwrap();
+    start_and_check_refuse(&site, "link", &[site.cfg.to_str().unwrap(), "symbolic link"]);
+
+    let link = std::mem::replace(&mut site.cfg, real.clone());
+    let (mut p, addr) = site.start();
+    fs::remove_file(&link).unwrap();
+    fs::rename(&real, &link).unwrap();
+    symlink(&link, &real).unwrap();
+    send_signal(p.pid(), "HUP");
+    expect_line(&mut p, &["reload failed", real.to_str().unwrap(), "symbolic link"]);
     assert_alive_and_stoppable(&mut p, addr);
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Conn, TestServer, connect_refused, get_close, poll_until, proc_stat};
+use crate::common::{
+    Conn, TempDir, TestServer, connect_refused, get_close, line_containing, poll_until, proc_stat, toml_str,
+};
 
 /// Waits for the reload's `configuration reloaded` line after index `from`.
 fn reload_line(srv: &mut TestServer, from: usize) -> String {
@@ -181,4 +183,61 @@ fn ipv6_scope_may_name_the_interface() {
         "the error must name the interface; stderr:\n{}",
         bad.stderr()
     );
+}
+
+/// What a reload does not apply is said, naming the key: a new `pid_file`,
+/// and `error_log` moved from a file to stderr (the warning goes where
+/// daemon messages still go: the file).
+#[test]
+fn reload_warns_about_pid_file_and_error_log_changes_it_does_not_apply() {
+    let dir = TempDir::new("reload_restart_keys");
+    let pid = |name: &str| format!("pid_file = {}", toml_str(dir.path().join(name).to_str().unwrap()));
+    let mut srv = TestServer::builder().config(&pid("a.pid")).start();
+    let from = srv.log().len();
+    srv.rewrite_config(&srv.bound_listen(), srv.root(), &[pid("b.pid")]);
+    srv.signal(Signal::SIGHUP);
+    let line = reload_line(&mut srv, from);
+    let warned = srv.log().wait_line(from, Duration::from_secs(5), |l| l.contains("pid_file changed"));
+    assert!(
+        warned.is_some_and(|l| l.contains("a.pid") && l.contains("b.pid") && l.contains("restart")),
+        "no warning about the pid_file change ({line}); stderr:\n{}",
+        srv.stderr()
+    );
+
+    let error_log = dir.path().join("error.log");
+    let file = format!("error_log = {}", toml_str(error_log.to_str().unwrap()));
+    let mut srv = TestServer::builder().config(&file).start();
+    srv.rewrite_config(&srv.bound_listen(), srv.root(), &["error_log = \"stderr\"".to_string()]);
+    srv.signal(Signal::SIGHUP);
+    let warned = || line_containing(&error_log, "error_log changed");
+    assert!(
+        poll_until(Duration::from_secs(5), || warned().is_some()),
+        "no warning about the error_log change in {}: {:?}",
+        error_log.display(),
+        std::fs::read_to_string(&error_log)
+    );
+    let line = warned().unwrap();
+    assert!(line.contains("\"stderr\"") && line.contains("restart"), "{line}");
+}
+
+/// A reload whose `proxy_listen` names a `listen` socket another way
+/// (`localhost:P` beside the bound `127.0.0.1:P`) is refused: the old
+/// configuration stays, and the listener stays plain.
+#[test]
+fn reload_refuses_a_proxy_listen_naming_a_listen_socket() {
+    let mut srv =
+        TestServer::builder().config("trusted_proxies = [\"127.0.0.1\"]").file("x.txt", b"x\n").start();
+    let from = srv.log().len();
+    let proxy = format!("localhost:{}", srv.addr().port());
+    let extra =
+        [format!("proxy_listen = [{}]", toml_str(&proxy)), "trusted_proxies = [\"127.0.0.1\"]".into()];
+    srv.rewrite_config(&srv.bound_listen(), srv.root(), &extra);
+    srv.signal(Signal::SIGHUP);
+    let failed = srv.log().wait_line(from, Duration::from_secs(5), |l| l.contains("reload failed"));
+    assert!(
+        failed.is_some_and(|l| l.contains("proxy_listen") && l.contains(&proxy)),
+        "the reload must fail naming proxy_listen; stderr:\n{}",
+        srv.stderr()
+    );
+    assert_eq!(get_close(srv.addr(), "/x.txt").status, 200, "the plain listener no longer serves plain HTTP");
 }

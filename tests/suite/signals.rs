@@ -401,6 +401,13 @@ fn sigquit_stops_fast_and_cuts_downloads() {
         body.len() < BIG,
         "SIGQUIT must cut the download, but all {BIG} bytes arrived (server stopped after {stopped:?})"
     );
+    // It says it does not wait, not that connections get "up to 0ns".
+    srv.log().wait_eof(Duration::from_secs(2));
+    let said = srv.lines().into_iter().find(|l| l.contains("SIGQUIT: stopping"));
+    assert!(
+        said.as_ref().is_some_and(|l| l.contains("without waiting") && !l.contains("0ns")),
+        "the stop line: {said:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------

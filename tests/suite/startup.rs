@@ -303,6 +303,36 @@ fn an_ipv4_mapped_proxy_listen_address_is_refused() {
     }
 }
 
+/// A `proxy_listen` address written otherwise than a `listen` one
+/// (`localhost:P` or `127.0.0.1:0P` beside `127.0.0.1:P`) names the same
+/// socket, which would be bound once, plain: the check (binding or not)
+/// and start-up refuse it, naming the key, before listening. The port is
+/// held here, so nothing else can be listening on it.
+#[test]
+fn proxy_listen_resolving_to_a_listen_address_is_refused() {
+    let dir = TempDir::new("check_proxy_same_socket");
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let root = make_root(&dir.path().join("root"), &[("x.txt", b"x")]);
+    let cfg = dir.path().join("forkhttpd.toml");
+    for proxy in [format!("localhost:{port}"), format!("127.0.0.1:0{port}")] {
+        let extra =
+            [format!("proxy_listen = [{}]", toml_str(&proxy)), "trusted_proxies = [\"127.0.0.1\"]".into()];
+        let text = config_text(&[format!("127.0.0.1:{port}")], &root, &extra);
+        let needles = ["key `proxy_listen`", "line 3", &proxy, "either plain or PROXY"];
+        for extra in [&[][..], &["--no-bind"][..]] {
+            assert_rejected(&check(&dir, &text, extra), &needles);
+        }
+        let out = run(server_command().arg("--config").arg(&cfg).current_dir(dir.path()), RUN_TIMEOUT);
+        assert_eq!(out.code(), Some(1), "{proxy}: started; {}", out.describe());
+        assert!(!out.stderr.contains("listening on"), "said 'listening' before failing; {}", out.describe());
+        for n in needles {
+            assert!(out.stderr.contains(n), "stderr should mention {n:?}; {}", out.describe());
+        }
+    }
+    assert_eq!(held.local_addr().unwrap().port(), port, "our listener was disturbed");
+}
+
 #[test]
 fn check_config_checks_the_access_log_like_start_up() {
     let dir = TempDir::new("check_access_log");

@@ -330,3 +330,50 @@ fn daemon_without_a_reachable_syslog_refuses_to_detach() {
         "the refusal should say why and what to do; stderr:\n{stderr}"
     );
 }
+
+/// Runs `fx`'s server as `spawn` would (with `args`, where syslog is
+/// reachable or not) and returns its exit status and stderr.
+fn run_to_exit(mut child: Child) -> (Option<std::process::ExitStatus>, String) {
+    let status = wait_child(&mut child, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+    (status, stderr)
+}
+
+/// `--check-config` refuses what start-up refuses where syslog cannot be
+/// reached: `access_log = "syslog"`, and with `--daemon` the default
+/// `error_log` (syslog once detached); each says syslog is not reachable
+/// and where it looked (not "cannot open log file /dev/log"). With the
+/// fake syslog socket in place both pass.
+#[test]
+fn check_config_refuses_syslog_targets_start_up_cannot_reach() {
+    let Some(fx) = Fixture::new("syslog_unreachable_check") else { return };
+    let unreachable = ["syslog is not reachable", "/dev/log", "/var/run/syslog"];
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("access_log = \"syslog\"", &["--check-config", "--no-bind"], "access_log = \"syslog\""),
+        ("access_log = \"syslog\"", &[], "access_log = \"syslog\""),
+        ("access_log = \"off\"", &["--check-config", "--no-bind", "--daemon"], "refusing to detach"),
+    ];
+    for (config, args, says) in cases {
+        let (status, stderr) = run_to_exit(fx.spawn_without_syslog(config, args));
+        let needles: Vec<&str> = unreachable.iter().copied().chain([says]).collect();
+        assert!(
+            status.is_some_and(|s| s.code() == Some(1))
+                && needles.iter().all(|n| stderr.contains(n))
+                && !stderr.contains("cannot open log file"),
+            "{config} {args:?}: the check must fail saying {needles:?} (status {status:?}); stderr:\n{stderr}"
+        );
+        if args.is_empty() {
+            continue;
+        }
+        let (status, stderr) = run_to_exit(fx.spawn(config, args));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{config} {args:?}: with syslog reachable the check passes (status {status:?}); stderr:\n{stderr}"
+        );
+    }
+}

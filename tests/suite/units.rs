@@ -253,3 +253,73 @@ fn package_copies_match_their_sources() {
         out.stderr
     );
 }
+
+/// The documented commands that signal a server by its pid file: the
+/// README's and forkhttpd(8)'s lines and the logrotate snippet's fallback,
+/// as written, with the pid file's path replaced by the test's.
+fn pid_file_commands(pid_file: &Path) -> Vec<(String, String)> {
+    let pid_file = pid_file.to_str().unwrap();
+    let mut found = Vec::new();
+    for (doc, roff) in
+        [("README.md", false), ("man/forkhttpd.8", true), ("config/forkhttpd.logrotate", false)]
+    {
+        let text = fs::read_to_string(repo().join(doc)).unwrap();
+        for line in text.lines().filter(|l| l.contains("kill") && l.contains("/run/forkhttpd.pid")) {
+            let line = if roff { line.replace("\\-", "-") } else { line.to_string() };
+            // The snippet's fallback after `systemctl kill ... ||`; a
+            // README line without its comment.
+            let line = line.trim().trim_start_matches("|| ").trim_end_matches(" \\");
+            let line = line.split("  #").next().unwrap().trim();
+            found.push((doc.to_string(), line.replace("/run/forkhttpd.pid", pid_file)));
+        }
+    }
+    found
+}
+
+/// A pid file left by a server killed outright names a pid that another
+/// process may have by now: every documented command that signals by the
+/// pid file leaves such a process alone (and fails), yet signals a running
+/// server holding the file's lock.
+#[test]
+fn documented_pid_file_commands_signal_only_a_server_holding_the_lock() {
+    if missing_tool("flock") {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "flock (util-linux) is needed in CI");
+        return;
+    }
+    let dir = TempDir::new("pid_file_commands");
+    let stale = dir.path().join("stale.pid");
+    let commands = pid_file_commands(&stale);
+    let docs: Vec<&str> = commands.iter().map(|(d, _)| d.as_str()).collect();
+    for doc in ["README.md", "man/forkhttpd.8", "config/forkhttpd.logrotate"] {
+        assert!(docs.contains(&doc), "no command signalling by the pid file found in {doc}: {commands:?}");
+    }
+    // Any of HUP, USR1 and TERM ends a sleep.
+    let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
+    fs::write(&stale, format!("{}\n", bystander.id())).unwrap();
+    for (doc, cmd) in &commands {
+        let out = run_tool(Command::new("sh").arg("-c").arg(cmd), Duration::from_secs(10));
+        let alive = bystander.try_wait().unwrap().is_none();
+        assert!(alive && !out.success(), "{doc}: `{cmd}` signalled the process a stale pid file names");
+    }
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+
+    let live = dir.path().join("live.pid");
+    let mut srv = crate::common::TestServer::builder()
+        .config(&format!("pid_file = {}", crate::common::toml_str(live.to_str().unwrap())))
+        .start();
+    for (doc, cmd) in pid_file_commands(&live) {
+        let from = srv.log().len();
+        let out = run_tool(Command::new("sh").arg("-c").arg(&cmd), Duration::from_secs(10));
+        assert!(out.success(), "{doc}: `{cmd}` failed against a running server: {}", out.describe());
+        let said = ["reloading configuration", "reopened log files", "stopping"];
+        let line = srv.log().wait_line(from, Duration::from_secs(5), |l| said.iter().any(|s| l.contains(s)));
+        assert!(line.is_some(), "{doc}: `{cmd}` did not reach the server; stderr:\n{}", srv.stderr());
+        if cmd.contains("-TERM") {
+            assert!(srv.wait_exit(Duration::from_secs(10)).is_some(), "{doc}: SIGTERM did not stop it");
+            srv = crate::common::TestServer::builder()
+                .config(&format!("pid_file = {}", crate::common::toml_str(live.to_str().unwrap())))
+                .start();
+        }
+    }
+}
