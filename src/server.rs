@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags};
+use nix::sys::prctl::set_dumpable;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -690,10 +691,16 @@ fn skip_accept_error(e: &io::Error) -> bool {
 
 /// The first thing `main` does, before anything can arrive or be copied:
 /// take the signal mask and dispositions over from the launcher (see
-/// `signals::take_over`) and close the descriptors it left open (see
-/// `listener::close_strays`).
+/// `signals::take_over`), close the descriptors it left open (see
+/// `listener::close_strays`), and make the process non-dumpable: under
+/// the shipped unit every child runs as the parent's own account, and a
+/// dumpable parent's memory is open to them read-write through
+/// `/proc/PID/mem` (non-dumpable, it takes `CAP_SYS_PTRACE`; children
+/// inherit the flag, and set it again after their privilege drop, which
+/// can reset it). It also means the parent writes no core dump.
 pub fn take_over_process() -> Result<(), StartupError> {
     signals::take_over(&SIGNALS).map_err(|e| StartupError::Signals(e.into()))?;
+    set_dumpable(false).map_err(StartupError::Dumpable)?;
     listener::close_strays().map_err(StartupError::Descriptors)
 }
 
