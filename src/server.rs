@@ -191,6 +191,9 @@ impl Server {
         self.notify("READY=1\nSTATUS=serving");
         loop {
             self.close_refused();
+            if let Some(n) = &mut self.notifier {
+                n.feed_watchdog();
+            }
             let accepting = self.accepting();
             let (signalled, mut ready) = self.wait(accepting)?;
             if signalled {
@@ -266,7 +269,9 @@ impl Server {
             spilled.extend((0..=listeners.len()).map(watch));
             &mut spilled
         };
-        let wake_at = self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).min();
+        let watchdog = self.notifier.as_ref().and_then(Notifier::watchdog_due);
+        let wake_at =
+            self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).chain(watchdog).min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
             Ok(_) => {}
