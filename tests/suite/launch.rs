@@ -100,6 +100,9 @@ fn launcher_mask_and_ignored_signals_do_not_make_it_deaf() {
 /// as a reload once the accept loop runs, instead of killing the process.
 #[test]
 fn sighup_during_start_up_is_a_reload_not_a_death() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
     if !have_tool("strace") {
         eprintln!("skipped: strace is not installed");
         return;
