@@ -713,10 +713,10 @@ pub fn take_over_process() -> Result<(), StartupError> {
 /// library runs right after the dynamic loader, before the Rust runtime
 /// and `main`: a signal that arrives from then on waits for the accept
 /// loop instead of taking its default action (death, for `SIGHUP`). Only
-/// the loader's own fraction of a millisecond after `exec` stays open,
-/// which no code of ours can close. Its error cannot be reported this
-/// early (and `pthread_sigmask` only fails on a bad argument);
-/// `take_over_process` sets the mask again, checked.
+/// the time before stays open, while `execve` completes and the loader
+/// runs (about a millisecond): no code of ours runs yet. Its error cannot
+/// be reported this early (and `pthread_sigmask` only fails on a bad
+/// argument); `take_over_process` sets the mask again, checked.
 pub extern "C" fn block_signals_at_load() {
     let _ = signals::block(&SIGNALS);
 }
