@@ -5,7 +5,8 @@
 //! serves with (closed by range, so a descriptor the parent adds later
 //! cannot leak into children by being forgotten in a list), forbid gaining
 //! privileges through `exec` (`PR_SET_NO_NEW_PRIVS`), give up root if the
-//! parent has it, serve the connection, and `_exit`. Nothing here can fall
+//! parent has it, stay non-dumpable (`PR_SET_DUMPABLE` 0), serve the
+//! connection, and `_exit`. Nothing here can fall
 //! back into the parent's accept loop.
 
 use std::net::{SocketAddr, TcpStream};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 
-use nix::sys::prctl::{set_no_new_privs, set_pdeathsig};
+use nix::sys::prctl::{set_dumpable, set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
 
 use crate::config::Config;
@@ -106,6 +107,14 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
         && let Err(e) = plan.apply()
     {
         log::error!("child: cannot drop privileges: {e}; connection from {peer} not served");
+        sys::exit_child(EXIT_SETUP);
+    }
+    // Inherited from the parent, but a change of uid resets it to the
+    // `fs.suid_dumpable` sysctl, which may say dumpable: then any process
+    // of the serving account could open this child's memory through
+    // /proc/PID/mem. So again, after the drop.
+    if let Err(e) = set_dumpable(false) {
+        log::error!("child: cannot make itself non-dumpable: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);
     }
     guard_against_orphaning(inherited.parent);

@@ -65,6 +65,8 @@ pub enum StartupError {
     Signals(io::Error),
     /// The descriptors inherited from the launcher could not be closed.
     Descriptors(io::Error),
+    /// The process could not be made non-dumpable (`PR_SET_DUMPABLE`).
+    Dumpable(nix::errno::Errno),
     /// The accept loop's `poll` failed with something other than `EINTR`.
     Poll(nix::errno::Errno),
 }
@@ -98,6 +100,7 @@ impl fmt::Display for StartupError {
             StartupError::Daemon(msg) => write!(f, "{msg}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartupError::Descriptors(e) => write!(f, "cannot close inherited descriptors: {e}"),
+            StartupError::Dumpable(e) => write!(f, "cannot make the process non-dumpable: {e}"),
             StartupError::Poll(e) => write!(f, "poll failed in the accept loop: {e}"),
         }
     }
@@ -114,7 +117,7 @@ impl std::error::Error for StartupError {
             | StartupError::Syslog { source, .. }
             | StartupError::Signals(source)
             | StartupError::Descriptors(source) => Some(source),
-            StartupError::Poll(e) => Some(e),
+            StartupError::Poll(e) | StartupError::Dumpable(e) => Some(e),
             StartupError::Config(_) | StartupError::Activation(_) | StartupError::Daemon(_) => None,
         }
     }

@@ -27,6 +27,10 @@ use forkhttpd::privileges::DropPlan;
 use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
+// Blocks the handled signals before the Rust runtime starts: a `SIGHUP`
+// in the first instants after `exec` waits for the accept loop.
+forkhttpd::run_at_load!(server::block_signals_at_load);
+
 fn main() -> ExitCode {
     // First, before a signal can arrive to a process without handlers or a
     // launcher's descriptor can be copied anywhere.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags};
+use nix::sys::prctl::set_dumpable;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -190,6 +191,9 @@ impl Server {
         self.notify("READY=1\nSTATUS=serving");
         loop {
             self.close_refused();
+            if let Some(n) = &mut self.notifier {
+                n.feed_watchdog();
+            }
             let accepting = self.accepting();
             let (signalled, mut ready) = self.wait(accepting)?;
             if signalled {
@@ -265,7 +269,9 @@ impl Server {
             spilled.extend((0..=listeners.len()).map(watch));
             &mut spilled
         };
-        let wake_at = self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).min();
+        let watchdog = self.notifier.as_ref().and_then(Notifier::watchdog_due);
+        let wake_at =
+            self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).chain(watchdog).min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
             Ok(_) => {}
@@ -732,11 +738,29 @@ fn skip_accept_error(e: &io::Error) -> bool {
 
 /// The first thing `main` does, before anything can arrive or be copied:
 /// take the signal mask and dispositions over from the launcher (see
-/// `signals::take_over`) and close the descriptors it left open (see
-/// `listener::close_strays`).
+/// `signals::take_over`), close the descriptors it left open (see
+/// `listener::close_strays`), and make the process non-dumpable: under
+/// the shipped unit every child runs as the parent's own account, and a
+/// dumpable parent's memory is open to them read-write through
+/// `/proc/PID/mem` (non-dumpable, it takes `CAP_SYS_PTRACE`; children
+/// inherit the flag, and set it again after their privilege drop, which
+/// can reset it). It also means the parent writes no core dump.
 pub fn take_over_process() -> Result<(), StartupError> {
     signals::take_over(&SIGNALS).map_err(|e| StartupError::Signals(e.into()))?;
+    set_dumpable(false).map_err(StartupError::Dumpable)?;
     listener::close_strays().map_err(StartupError::Descriptors)
+}
+
+/// Blocks `SIGNALS`. The binary's constructor (`main.rs`), which the C
+/// library runs right after the dynamic loader, before the Rust runtime
+/// and `main`: a signal that arrives from then on waits for the accept
+/// loop instead of taking its default action (death, for `SIGHUP`). Only
+/// the time before stays open, while `execve` completes and the loader
+/// runs (about a millisecond): no code of ours runs yet. Its error cannot
+/// be reported this early (and `pthread_sigmask` only fails on a bad
+/// argument); `take_over_process` sets the mask again, checked.
+pub extern "C" fn block_signals_at_load() {
+    let _ = signals::block(&SIGNALS);
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! wakes the loop, and the flags say which signals arrived. Children replace
 //! these handlers first thing (`child.rs`).
 //!
-//! The handled signals are blocked from the first line of `main`
-//! (`take_over`) and stay blocked except while the parent waits in
+//! The handled signals are blocked before `main` runs, by a constructor
+//! the C library calls before the Rust runtime starts (`block`, from the
+//! binary's `.init_array`), again by the first line of `main`
+//! (`take_over`), and stay blocked except while the parent waits in
 //! `ppoll`, which unblocks them atomically for the wait. So they arrive
 //! only there: never before the handlers exist (a `SIGHUP` during start-up
 //! waits for the loop instead of killing the process), never in the middle
@@ -61,6 +63,13 @@ pub fn take_over(handled: &[Signal]) -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Adds `signals` to this thread's blocked mask. Needs nothing of the
+/// Rust runtime (no allocation, no thread-locals): the binary's
+/// constructor calls it before `main`.
+pub fn block(signals: &[Signal]) -> nix::Result<()> {
+    set_of(signals).thread_block()
 }
 
 fn set_of(signals: &[Signal]) -> SigSet {

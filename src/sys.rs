@@ -2,10 +2,12 @@
 //! disposition, `_exit`, adopting an inherited descriptor, closing
 //! descriptors by range, dropping the capability bounding set, mapping
 //! counters shared across forks, `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
-//! block is one call long and says why it is sound.
+//! block is one call long and says why it is sound. And one unsafe
+//! attribute: `run_at_load!`, the binary's constructor.
 //!
 //! Runs in: parent (`fork`, adopting and closing descriptors, dispositions
-//! at start, the shared counters, listener options) and child (the rest).
+//! at start, the shared counters, listener options, the constructor) and
+//! child (the rest).
 #![allow(unsafe_code)]
 
 use nix::errno::Errno;
@@ -215,4 +217,28 @@ fn set_tcp_int(fd: BorrowedFd<'_>, option: libc::c_int, value: u32) -> nix::Resu
         libc::setsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, option, (&raw const value).cast(), len)
     })
     .map(drop)
+}
+
+/// Puts `$f`, a safe `extern "C" fn()`, in the `.init_array` of the binary
+/// that invokes this macro: the C library runs it after the dynamic loader
+/// and before the Rust runtime and `main`. A macro, not a static here, so
+/// that only the `forkhttpd` binary gets the constructor: the library is
+/// also linked into the test binaries and the fuzz targets, whose signal
+/// handling must stay their own (a `#[used]` static in a library is kept
+/// in every binary that links it).
+#[macro_export]
+macro_rules! run_at_load {
+    ($f:path) => {
+        // SAFETY: the C library calls each `.init_array` entry as a C
+        // function, once, in the main thread, before `main`; the entry is
+        // a valid `extern "C" fn()` (the extra arguments glibc passes,
+        // argc, argv and envp, are ignored under the C calling
+        // convention), and `$f` is safe Rust that needs nothing the Rust
+        // runtime sets up. Priority 0 puts it before the standard
+        // library's own entry (00099), which only records the arguments.
+        #[used]
+        #[allow(unsafe_code)]
+        #[unsafe(link_section = ".init_array.00000")]
+        static RUN_AT_LOAD: extern "C" fn() = $f;
+    };
 }

@@ -6,8 +6,8 @@
 # other line inside the container, from a read-only view of this checkout),
 # then checks what an administrator relies on: start, IPv4 and IPv6,
 # socket activation, reload (good and bad), readiness, log rotation,
-# journal priorities, the start limit, stop, and the security score the
-# README states.
+# the watchdog, journal priorities, the start limit, stop, and the
+# security score the README states.
 #
 # Runs as root (CI does). The container (tests/lib/nspawn.sh) has only its
 # own loopback; every request goes to 127.0.0.1 or ::1 inside it. Skips,
@@ -154,6 +154,45 @@ usr1() {
     within 5 ct grep -q '"GET /after-usr1 ' "$log"
 }
 check "systemctl kill -s USR1 --kill-whom=main reopens the log" usr1
+
+restarts() { ct systemctl show -p NRestarts --value forkhttpd.service; }
+watchdog_short() {
+    local before count t0
+    ct systemctl restart forkhttpd.service
+    before=$(main_pid)
+    count=$(restarts)
+    # Pinging, the server lives through three timeouts.
+    sleep 6
+    echo "after 6 s: main pid $(main_pid) (was $before), $(restarts) restarts (were $count)"
+    [ "$(main_pid)" = "$before" ] && [ "$(restarts)" = "$count" ] || return 1
+    # Stopped, it pings no more: systemd kills it and starts another.
+    t0=$SECONDS
+    ct systemctl kill -s STOP --kill-whom=main forkhttpd.service
+    within 30 bash -c "p=\$(nsenter -t $leader -a systemctl show -p MainPID --value forkhttpd.service); \
+        [ \"\$p\" != 0 ] && [ \"\$p\" != $before ]" || { echo "not restarted"; return 1; }
+    echo "stopped main pid $before replaced by $(main_pid) after $((SECONDS - t0)) s; $(restarts) restarts"
+    [ "$(restarts)" -gt "$count" ] || return 1
+    ct journalctl --sync
+    ct journalctl -u forkhttpd.service --no-pager -o cat | grep -i "watchdog timeout" || return 1
+    expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
+}
+watchdog() {
+    local shipped rc=0
+    shipped=$(ct systemctl show -p WatchdogUSec --value forkhttpd.service)
+    echo "WatchdogUSec of the shipped unit: $shipped"
+    [ "$shipped" = 30s ] || return 1
+    # The same with a 2 s timeout (a drop-in), so that the check is quick.
+    ct sh -c "mkdir -p /run/systemd/system/forkhttpd.service.d && printf '[Service]\nWatchdogSec=2s\n' \
+        > /run/systemd/system/forkhttpd.service.d/test-watchdog.conf"
+    ct systemctl daemon-reload
+    watchdog_short || rc=$?
+    ct rm /run/systemd/system/forkhttpd.service.d/test-watchdog.conf
+    ct systemctl daemon-reload
+    ct systemctl reset-failed forkhttpd.service >/dev/null 2>&1 || true
+    ct systemctl restart forkhttpd.service
+    [ "$rc" -eq 0 ] && [ "$(ct systemctl show -p WatchdogUSec --value forkhttpd.service)" = 30s ]
+}
+check "WatchdogSec=: a pinging server lives on, a stopped one is killed and restarted" watchdog
 
 seccomp_message() {
     # What RestrictSUIDSGID=yes did to the shipped unit: the check in

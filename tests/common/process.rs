@@ -88,6 +88,28 @@ pub fn missing_tool(name: &str) -> bool {
     missing
 }
 
+/// For tests that look into the server's processes (their descriptors,
+/// wait channel, or memory, as strace reads it): whether this test process
+/// cannot (then the test is reported as skipped and should return). The
+/// server makes itself non-dumpable, which closes all of that even to its
+/// own account: it takes `CAP_SYS_PTRACE` (root has it). In CI the test
+/// must not pass by skipping: there this panics instead.
+pub fn cannot_inspect_server() -> bool {
+    const CAP_SYS_PTRACE: u32 = 19;
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim);
+    let can = effective
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .is_some_and(|caps| caps >> CAP_SYS_PTRACE & 1 == 1);
+    if can {
+        return false;
+    }
+    let why = "looking into the non-dumpable server's processes takes CAP_SYS_PTRACE, which this run lacks";
+    assert!(std::env::var_os("CI").is_none_or(|v| v != "true"), "{why} (in CI: run as root)");
+    eprintln!("skipped: {why}");
+    true
+}
+
 /// Polls `child` until it exits or `timeout` passes.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;

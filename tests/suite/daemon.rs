@@ -411,6 +411,9 @@ fn concurrent_daemon_starts_with_one_pid_file_run_exactly_one() {
 /// holds no descriptor of it, so it can neither write it nor keep the lock.
 #[test]
 fn serving_children_hold_no_descriptor_of_the_pid_file() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
     let srv = TestServer::builder()
         .name("pid_fd_child")
         .config("pid_file = \"forkhttpd.pid\"")

@@ -1,14 +1,16 @@
 //! What a serving child holds: only the descriptors it serves with (none
 //! inherited from whoever started the server, none of the parent's), no
 //! way to gain privileges through `exec`, and, when started as root, an
-//! empty capability bounding set.
+//! empty capability bounding set. And what another process of the serving
+//! account cannot do: open the parent's or a child's memory.
 
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    BIN, Conn, Proc, TempDir, chmod, config_text, is_root, make_root, poll_until, scrub_env,
+    BIN, Conn, Proc, TempDir, chmod, config_text, is_root, make_root, missing_tool, passwd_ids, poll_until,
+    run, scrub_env,
 };
 
 /// Where each of `pid`'s descriptors points, by number (`readlink` of
@@ -98,6 +100,9 @@ fn serving_child(server: u32) -> u32 {
 
 #[test]
 fn children_hold_only_the_descriptors_they_serve_with() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
     let dir = TempDir::new("hygiene_fds");
     let (proc, addr) = start_with_stray_fds(&dir);
     let parent = fd_targets(proc.pid());
@@ -151,6 +156,9 @@ fn children_hold_only_the_descriptors_they_serve_with() {
 
 #[test]
 fn children_cannot_gain_privileges() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
     let dir = TempDir::new("hygiene_privs");
     let (proc, addr) = start_with_stray_fds(&dir);
     let (conn, child) = child_after_a_response(proc.pid(), addr);
@@ -169,5 +177,60 @@ fn children_cannot_gain_privileges() {
         "a child of a root server must have an empty capability bounding set"
     );
     assert_eq!(status_field(child, "CapEff").as_deref(), Some("0000000000000000"));
+    drop(conn);
+}
+
+/// Whether a process of uid and gid `id` (made by `setpriv`) can open
+/// `/proc/PID/mem` of `pid` for reading and writing; the error otherwise.
+fn open_mem_as(id: (u32, u32), pid: u32) -> Result<(), String> {
+    let (uid, gid) = (id.0.to_string(), id.1.to_string());
+    let mut cmd = Command::new("setpriv");
+    scrub_env(&mut cmd)
+        .args(["--reuid", &uid, "--regid", &gid, "--clear-groups", "--", "sh", "-c", r#"exec 3<>"$1""#, "sh"])
+        .arg(format!("/proc/{pid}/mem"));
+    let out = run(&mut cmd, Duration::from_secs(10));
+    if out.success() { Ok(()) } else { Err(out.describe()) }
+}
+
+/// The shipped unit's case: the parent and every child run as one account.
+/// Another process of that account (a child gone bad) must not be able to
+/// open the parent's or a child's memory for writing through
+/// `/proc/PID/mem`: both are non-dumpable. A dumpable process of the same
+/// account, not a descendant of the opener, shows that the kernel would
+/// otherwise allow it (Yama's `ptrace_scope` can forbid it for all).
+#[test]
+fn processes_of_the_same_account_cannot_open_their_memory() {
+    if !is_root() || missing_tool("setpriv") {
+        eprintln!("skipped: needs root and setpriv to run the server and the opener as nobody");
+        return;
+    }
+    let nobody = passwd_ids("nobody").expect("user nobody");
+    let dir = TempDir::new("hygiene_mem");
+    chmod(dir.path(), 0o755);
+    let root = make_root(&dir.path().join("root"), &[("x.txt", b"x\n")]);
+    let cfg = dir.path().join("forkhttpd.toml");
+    fs::write(&cfg, config_text(&["127.0.0.1:0"], &root, &["keepalive_timeout = 30"])).unwrap();
+    let (uid, gid) = (nobody.0.to_string(), nobody.1.to_string());
+    let as_nobody = ["--reuid", &uid, "--regid", &gid, "--clear-groups", "--"];
+    let mut cmd = Command::new("setpriv");
+    scrub_env(&mut cmd).args(as_nobody).arg(BIN).arg("--config").arg(&cfg).current_dir(dir.path());
+    let mut server = Proc::spawn(&mut cmd);
+    let addr = server.wait_listeners(0, 1)[0];
+    let (conn, child) = child_after_a_response(server.pid(), addr);
+
+    let mut cmd = Command::new("setpriv");
+    let control = Proc::spawn(scrub_env(&mut cmd).args(as_nobody).args(["sleep", "30"]));
+    if let Err(e) = open_mem_as(nobody, control.pid()) {
+        eprintln!("skipped: this kernel forbids opening the memory of any process of the same uid: {e}");
+        return;
+    }
+    for (what, pid) in [("parent", server.pid()), ("child", child)] {
+        match open_mem_as(nobody, pid) {
+            Ok(()) => {
+                panic!("a process of the serving account opened the {what}'s /proc/{pid}/mem read-write")
+            }
+            Err(e) => assert!(e.contains("Permission denied"), "opening the {what}'s memory: {e}"),
+        }
+    }
     drop(conn);
 }

@@ -76,6 +76,9 @@ fn a_file_made_unreadable_removed_or_linked_away_is_refused() {
 /// once; the two others cost an `fstatat` each.
 #[test]
 fn a_file_asked_for_again_is_not_opened_again() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
     if !have_tool("strace") {
         eprintln!("skipped: strace is not installed");
         return;

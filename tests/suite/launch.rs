@@ -100,6 +100,9 @@ fn launcher_mask_and_ignored_signals_do_not_make_it_deaf() {
 /// as a reload once the accept loop runs, instead of killing the process.
 #[test]
 fn sighup_during_start_up_is_a_reload_not_a_death() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
     if !have_tool("strace") {
         eprintln!("skipped: strace is not installed");
         return;
@@ -133,6 +136,61 @@ fn sighup_during_start_up_is_a_reload_not_a_death() {
         reloaded.is_some() && proc.is_running(),
         "a SIGHUP during start-up must become a reload (running: {}); stderr:\n{}",
         proc.is_running(),
+        proc.log.text()
+    );
+    send_signal(server, "TERM");
+    let status = proc.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "stopped with {status:?}; stderr:\n{}", proc.log.text());
+}
+
+/// A `SIGHUP` that arrives after `exec` but before `main` (here: while the
+/// Rust runtime sets up its stack-overflow handler, whose first
+/// `sigaltstack` call strace holds up) is handled as a reload once the
+/// accept loop runs: the binary's constructor blocked it before the
+/// runtime started. Without the constructor this start died of it.
+#[test]
+fn sighup_before_main_is_a_reload_not_a_death() {
+    if !have_tool("strace") {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let dir = TempDir::new("launch_hup_before_main");
+    let cfg = write_config(&dir);
+    let trace = dir.path().join("trace.txt");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-qq", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=sigaltstack",
+            "-e",
+            "inject=sigaltstack:delay_exit=2000000:when=1",
+            BIN,
+            "--config",
+        ])
+        .arg(&cfg)
+        .current_dir(dir.path());
+    let mut proc = Proc::spawn(scrub_env(&mut cmd));
+    let mut server = None;
+    let held = poll_until(Duration::from_secs(10), || {
+        server = children_of(proc.pid()).first().map(|p| p.pid);
+        server.is_some() && fs::read_to_string(&trace).is_ok_and(|t| t.contains("DELAYED"))
+    });
+    assert!(
+        held,
+        "the server under strace never called sigaltstack before main; trace:\n{}\nstderr:\n{}",
+        fs::read_to_string(&trace).unwrap_or_default(),
+        proc.log.text()
+    );
+    let server = server.unwrap();
+    // Held up in the runtime's set-up: before main's first line.
+    send_signal(server, "HUP");
+
+    let reloaded = proc.wait_line(Duration::from_secs(15), |l| l.contains("configuration reloaded"));
+    assert!(
+        matches!(reloaded, Ok(Some(_))) && proc.is_running(),
+        "a SIGHUP before main must become a reload (got {reloaded:?}); trace:\n{}\nstderr:\n{}",
+        fs::read_to_string(&trace).unwrap_or_default(),
         proc.log.text()
     );
     send_signal(server, "TERM");

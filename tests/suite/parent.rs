@@ -405,6 +405,9 @@ fn backlog_default_and_configured() {
 /// outlive their child and the parent leaks a descriptor per connection).
 #[test]
 fn child_holds_no_listener_and_parent_no_client_socket() {
+    if cannot_inspect_server() {
+        return;
+    }
     let s = TestServer::start();
     s.write_file("a.txt", b"fd check\n");
     let (c, _) = get_keepalive(s.addr(), "/a.txt");
@@ -536,7 +539,7 @@ fn max_children_cap_holds_connections_in_backlog() {
 /// socket right after fork, so it never holds more than one extra.)
 #[test]
 fn accept_emfile_backs_off_and_recovers() {
-    if missing_tool("prlimit") {
+    if missing_tool("prlimit") || cannot_inspect_server() {
         return;
     }
     let mut s = TestServer::start();

@@ -1,6 +1,6 @@
 //! systemd integration without systemd: socket activation (`LISTEN_FDS`,
 //! `LISTEN_PID`) through a python3 launcher that execs the server, and
-//! `sd_notify` messages on a test `NOTIFY_SOCKET`.
+//! `sd_notify` messages on a test `NOTIFY_SOCKET`, the watchdog's among them.
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 
 use crate::common::{
     BIN, Lines, STARTUP_TIMEOUT, TempDir, TestServer, config_text, get_close, kill_tree, make_root,
-    parse_listening_line, scrub_env,
+    parse_listening_line, poll_until, proc_stat, scrub_env,
 };
 
 // ---------------------------------------------------------------------------
@@ -269,4 +269,61 @@ fn notify_socket_abstract_namespace() {
         panic!("no READY=1 on the abstract socket @{name}; got {m:?}; stderr:\n{}", srv.stderr())
     });
     assert_eq!(srv.get("/x.txt").status, 200);
+}
+
+/// The `WATCHDOG=1` datagrams received on `sock` within `window` (each
+/// wait for one bounded by the window; other states are skipped).
+fn watchdog_pings(sock: &UnixDatagram, window: Duration) -> usize {
+    let deadline = Instant::now() + window;
+    let mut buf = vec![0u8; 4096];
+    let mut pings = 0;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        sock.set_read_timeout(Some(left)).unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) => pings += usize::from(buf[..n].split(|&b| b == b'\n').any(|l| l == b"WATCHDOG=1")),
+            Err(e) if crate::common::is_timeout(&e) => break,
+            Err(e) => panic!("recv on the notify socket: {e}"),
+        }
+    }
+    pings
+}
+
+/// With `WATCHDOG_USEC` (systemd's `WatchdogSec=`; 400 ms here), the
+/// parent's loop sends `WATCHDOG=1` every 200 ms (half the timeout), and
+/// none while the parent is stopped, so that systemd notices and restarts
+/// it; once continued, it pings again.
+#[test]
+fn watchdog_pings_while_the_loop_runs_and_not_while_stopped() {
+    let dir = TempDir::new("notify_watchdog");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let mut srv = TestServer::builder()
+        .config("error_log = \"stderr\"")
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "400000")
+        .start();
+    recv_until(&sock, "WATCHDOG=1", Duration::from_secs(5)).unwrap_or_else(|m| {
+        panic!("no WATCHDOG=1 within 5 s of start; got {m:?}; stderr:\n{}", srv.stderr())
+    });
+    // Every 200 ms: about ten in two seconds, and never more than one per
+    // interval (late wake-ups only make fewer).
+    let pings = watchdog_pings(&sock, Duration::from_secs(2));
+    assert!((3..=11).contains(&pings), "{pings} WATCHDOG=1 in 2 s, every 200 ms expected");
+
+    srv.signal(Signal::SIGSTOP);
+    let pid = srv.pid();
+    assert!(
+        poll_until(Duration::from_secs(5), || proc_stat(pid).is_some_and(|s| s.state == 'T')),
+        "the server did not stop"
+    );
+    // What it sent before it stopped.
+    sock.set_nonblocking(true).unwrap();
+    while sock.recv(&mut [0u8; 4096]).is_ok() {}
+    sock.set_nonblocking(false).unwrap();
+    let pings = watchdog_pings(&sock, Duration::from_secs(1));
+    assert_eq!(pings, 0, "a stopped parent's pings must stop: {pings} in 1 s, over twice the timeout");
+
+    srv.signal(Signal::SIGCONT);
+    recv_until(&sock, "WATCHDOG=1", Duration::from_secs(5))
+        .unwrap_or_else(|m| panic!("no WATCHDOG=1 after SIGCONT; got {m:?}; stderr:\n{}", srv.stderr()));
 }
