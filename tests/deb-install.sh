@@ -229,7 +229,7 @@ kept_log=/var/log/forkhttpd/access.log.1
 by_hand() {
     [ "$(grep -c . <<<"$manual_lines")" = 2 ] || { echo "README.md: want the useradd and log directory lines, found: '$manual_lines'"; return 1; }
     # The account the first purge left goes first: these are new, by hand.
-    ct userdel forkhttpd || return 1
+    ! ct getent passwd forkhttpd >/dev/null || ct userdel forkhttpd || return 1
     ! ct getent group forkhttpd >/dev/null || ct groupdel forkhttpd || return 1
     ct bash -euxo pipefail -c "$manual_lines" || return 1
     ct sh -c "echo 'a log written before the package came' > $kept_log && chown forkhttpd:forkhttpd $kept_log"

@@ -152,18 +152,15 @@ rotation() {
 }
 check "logrotate -f with the installed snippet rotates; the server reopens both logs" rotation
 
+server_header() { ct curl -sS --max-time 5 -o /dev/null -D - http://127.0.0.1/ | tr -d '\r' | sed -n 's/^Server: //Ip'; }
+server_header_is() { [ "$(server_header)" = "$1" ]; }
 reload() {
-    local before
+    local before want
     before=$(parent) || return 1
     ct sed -i 's/^server_version = false/server_version = true/' "$conf"
     run_operation reload || return 1
-    local want got
     want="forkhttpd/$(ct forkhttpd --version | awk '{ print $2 }')"
-    server_is() {
-        got=$(ct curl -sS --max-time 5 -o /dev/null -D - http://127.0.0.1/ | tr -d '\r' | sed -n 's/^Server: //Ip')
-        [ "$got" = "$want" ]
-    }
-    within 5 server_is || { echo "new config not in effect: Server: $got"; return 1; }
+    within 5 server_header_is "$want" || { echo "new config not in effect: Server: $(server_header)"; return 1; }
     echo "main pid before $before, after $(parent)"
     [ "$(parent)" = "$before" ]
 }
