@@ -7,8 +7,11 @@
 # the README promises: the files, the conffiles, the user, the config
 # check, the units enabled and serving on port 80 at once, log rotation,
 # reload; then that `apt-get remove` stops the units and keeps the config,
-# logs and user, and that `apt-get purge` removes them, sparing files the
-# administrator added to the document root.
+# logs and user, and that `apt-get purge` removes what the package created,
+# sparing files the administrator added to the document root and the
+# system account (Debian's policy). Then the same again over a manual
+# install's account and log directory (the README's own lines), which a
+# purge must leave as they were.
 #
 # Runs as root (CI does). Skips, saying why, only where the container itself
 # cannot boot (not root, no nspawn, systemd does not come up).
@@ -20,6 +23,8 @@ top=$PWD
 test_name=deb-install
 # shellcheck source=tests/lib/nspawn.sh
 . "$top/tests/lib/nspawn.sh"
+# shellcheck source=tests/lib/readme.sh
+. "$top/tests/lib/readme.sh"
 
 # --- build and lint, on the build machine -----------------------------------
 [ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, mounts)"
@@ -53,6 +58,15 @@ check "cargo deb builds $deb" build
 # package only.)
 lint() { lintian --fail-on error,warning --info "$deb"; }
 check "lintian reports no error or warning" lint
+
+# The snippet in /etc/logrotate.d does nothing without logrotate.
+recommends() {
+    local field
+    field=$(dpkg-deb -f "$deb" Recommends)
+    echo "Recommends: $field"
+    grep -qw logrotate <<<"$field"
+}
+check "the package recommends logrotate" recommends
 
 # --- installed in the container -------------------------------------------
 conf=/etc/forkhttpd/forkhttpd.toml
@@ -193,15 +207,54 @@ purged() {
     for p in /var/www/forkhttpd/mine.html /var/www/forkhttpd/index.html; do
         ct test -f "$p" || { echo "purge removed the administrator's $p"; rc=1; }
     done
-    ct getent passwd forkhttpd && { echo "user left after purge"; rc=1; }
-    ct getent group forkhttpd && { echo "group left after purge"; rc=1; }
+    # Debian's policy: a system account stays (files it owns may remain,
+    # and a new account given its uid would own them).
+    ct getent passwd forkhttpd || { echo "purge removed the user forkhttpd"; rc=1; }
+    ct getent group forkhttpd || { echo "purge removed the group forkhttpd"; rc=1; }
+    not_installed || rc=1
+    return "$rc"
+}
+not_installed() {
     local status
     status=$(ct dpkg-query -W -f='${Status}' forkhttpd 2>/dev/null || true)
     echo "dpkg status after purge: ${status:-none}"
-    case "$status" in "" | *not-installed) ;; *) rc=1 ;; esac
+    case "$status" in "" | *not-installed) ;; *) return 1 ;; esac
+}
+check "apt-get purge removes the config, the logs and unchanged default site it made; the user stays" purged
+
+# --- over a manual install's account and log directory --------------------
+# The README's lines that make them (install-steps 2 and 4), as written.
+manual_lines=$(readme_commands install-steps | grep -E '^(useradd .* forkhttpd$|install -d .* /var/log/forkhttpd$)' || true)
+kept_log=/var/log/forkhttpd/access.log.1
+by_hand() {
+    [ "$(grep -c . <<<"$manual_lines")" = 2 ] || { echo "README.md: want the useradd and log directory lines, found: '$manual_lines'"; return 1; }
+    # The account the first purge left goes first: these are new, by hand.
+    ! ct getent passwd forkhttpd >/dev/null || ct userdel forkhttpd || return 1
+    ! ct getent group forkhttpd >/dev/null || ct groupdel forkhttpd || return 1
+    ct bash -euxo pipefail -c "$manual_lines" || return 1
+    ct sh -c "echo 'a log written before the package came' > $kept_log && chown forkhttpd:forkhttpd $kept_log"
+    install_deb || return 1
+    expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/ || return 1
+    within 5 logged
+}
+check "installed over the README's hand-made account and log directory; serving" by_hand
+
+purged_after_hand() {
+    local before after rc=0
+    before=$(ct getent passwd forkhttpd)
+    ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y forkhttpd || return 1
+    after=$(ct getent passwd forkhttpd) || { echo "purge removed the user forkhttpd"; rc=1; }
+    echo "user before purge: $before; after: $after"
+    [ "$after" = "$before" ] || rc=1
+    ct getent group forkhttpd || { echo "purge removed the group forkhttpd"; rc=1; }
+    ct test -d /var/log/forkhttpd || { echo "purge removed /var/log/forkhttpd"; return 1; }
+    ct grep -x 'a log written before the package came' "$kept_log" || { echo "purge removed $kept_log"; rc=1; }
+    ct test -s "$log" || { echo "purge removed $log"; rc=1; }
+    ct test ! -e /etc/forkhttpd || { echo "left after purge: /etc/forkhttpd"; rc=1; }
+    not_installed || rc=1
     return "$rc"
 }
-check "apt-get purge removes the config, logs, user and unchanged default site" purged
+check "apt-get purge leaves the hand-made account and log directory, logs and all" purged_after_hand
 
 echo "$test_name: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

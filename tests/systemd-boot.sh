@@ -35,11 +35,9 @@ fresh_start() {
 }
 
 # The README's steps, as written.
-# A command line is indented 7 spaces (a code block inside a numbered
-# step); one indented otherwise would be skipped silently, so it fails.
-readme_steps=$(awk '/<!-- install-steps: begin/ { on = 1; next } /<!-- install-steps: end/ { on = 0 }
-                    on && /^       / { print substr($0, 8); next }
-                    on && /^    / { print "README.md:" NR ": a command indented other than 7 spaces" > "/dev/stderr"; exit 1 }' README.md)
+# shellcheck source=tests/lib/readme.sh
+. "$top/tests/lib/readme.sh"
+readme_steps=$(readme_commands install-steps)
 host_steps=$(grep -E '^cargo ' <<<"$readme_steps" || true)
 ct_steps=$(grep -vE '^cargo ' <<<"$readme_steps" || true)
 install_readme() {

@@ -1,11 +1,15 @@
 # shellcheck shell=bash
 # A Debian 12 container booted with systemd as PID 1 (systemd-nspawn), and
-# the helpers the container tests share; sourced by tests/systemd-boot.sh
-# and tests/deb-install.sh.
+# the helpers the container tests share; sourced by tests/systemd-boot.sh,
+# tests/deb-install.sh and tests/nosystemd.sh.
 #
 # Before sourcing, set:
 #   test_name  the prefix of the script's own lines ("systemd-boot: ...")
 #   top        the checkout, bound read-only at /src in the container
+# and, for a Debian without systemd (not installed, let alone PID 1) and
+# without syslog, nspawn_init=none: its PID 1 is then nspawn's stub init,
+# which only reaps orphans, $leader a process inside it, and the container
+# is killed at exit rather than powered off.
 # Then call nspawn_boot, which skips the whole test (printing why, and the
 # "TEST: 0 passed, 0 failed" line) where no container can boot: not root, no
 # nspawn, no overlay, systemd does not come up. After it: $leader is the
@@ -28,6 +32,10 @@ skip() {
 # The packages of the cached root file system: systemd and what the tests
 # run inside (curl, logrotate, ps/pgrep, ss, useradd; adduser comes with them).
 nspawn_packages=systemd,systemd-sysv,dbus,curl,logrotate,procps,iproute2,passwd
+# Those of the one without systemd (nspawn_init=none): what the README's
+# "Without systemd" steps assume and the test runs inside (logrotate, which
+# then brings cron, not systemd; curl, ps/pgrep, ss). No syslog daemon.
+nspawn_plain_packages=curl,logrotate,procps,iproute2,passwd
 
 nspawn_boot() {
     [ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, mounts)"
@@ -44,6 +52,7 @@ nspawn_boot() {
 
     local suite=bookworm
     local packages=$nspawn_packages
+    [ "${nspawn_init:-systemd}" = none ] && packages=$nspawn_plain_packages
     local hosts=$'127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
     local key
     key=$(printf '%s\n%s\n%s\n%s' "$suite" "$packages" "$hosts" "minbase-v1" | sha256sum | cut -c1-16)
@@ -76,6 +85,10 @@ nspawn_boot() {
     if ! mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$run/upper,workdir=$run/work" "$run/root"; then
         echo "$test_name: no overlay of $rootfs here; booting a copy"
         cp -a "$rootfs/." "$run/root/"
+    fi
+    if [ "${nspawn_init:-systemd}" = none ]; then
+        nspawn_start_plain
+        return
     fi
 
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet -D "$run/root" --boot --machine="$machine" \
@@ -110,10 +123,38 @@ nspawn_boot() {
     echo "$test_name: booted $(ct systemctl --version | head -n 1) as PID 1 in $machine"
 }
 
+# The container without systemd (nspawn_init=none), on the overlay ready.
+nspawn_start_plain() {
+    # No --boot: nspawn's stub init is PID 1 (--as-pid2) and reaps what a
+    # daemon's double fork orphans; `sleep` is the process ct enters.
+    systemd-nspawn --quiet -D "$run/root" --as-pid2 --machine="$machine" \
+        --private-network --register=no --keep-unit --console=passive --bind-ro="$top:/src" \
+        /bin/sleep infinity >"$run/console.log" 2>&1 &
+    npid=$!
+    local pid up
+    for _ in $(seq 300); do
+        for pid in $(pgrep -x sleep || true); do
+            # Ours if nspawn is among its ancestors (other containers may run).
+            up=$pid
+            while [ "${up:-0}" -gt 1 ] && [ "$up" != "$npid" ]; do
+                up=$(awk '/^PPid:/ { print $2 }' "/proc/$up/status" 2>/dev/null || true)
+            done
+            [ "${up:-0}" = "$npid" ] && leader=$pid
+        done
+        [ -n "$leader" ] && break
+        kill -0 "$npid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$leader" ] || { cat "$run/console.log"; skip "systemd-nspawn did not start a container"; }
+    echo "$test_name: started $machine without systemd (PID 1: $(ct cat /proc/1/comm))"
+}
+
 # Powers the container off (or kills it) and removes the overlay.
 nspawn_cleanup() {
     set +e
     if [ -n "$npid" ] && kill -0 "$npid" 2>/dev/null; then
+        # Without --boot, nspawn answers SIGTERM by killing the container.
+        [ "${nspawn_init:-systemd}" = none ] && kill -TERM "$npid"
         [ -n "${leader:-}" ] && nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1
         for _ in $(seq 60); do kill -0 "$npid" 2>/dev/null || break; sleep 0.5; done
         kill -0 "$npid" 2>/dev/null && kill -KILL "$npid"
