@@ -168,21 +168,12 @@ pub fn daemon_syslog(
     if want_syslog {
         match SyslogConn::connect() {
             Ok(conn) => return Ok(Some(conn)),
-            Err(e) if detaching => {
-                return Err(StartupError::Daemon(format!(
-                    "refusing to detach: {e}, and every later daemon message would be lost; set \
-                     error_log to a file, or run in the foreground"
-                )));
-            }
+            Err(e) if detaching => return Err(StartupError::DetachWithoutSyslog(e)),
             Err(e) => log::warn!("{e}; daemon messages stay on stderr"),
         }
     }
     if detaching && *target == ErrorLogTarget::Stderr {
-        return Err(StartupError::Daemon(
-            "refusing to detach with error_log = \"stderr\": stderr is /dev/null once detached; \
-             set error_log to \"syslog\" or a file"
-                .to_string(),
-        ));
+        return Err(StartupError::DetachToStderr);
     }
     Ok(None)
 }
