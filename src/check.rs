@@ -124,7 +124,7 @@ fn log_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
 /// The lock is not tried: a check before a reload runs while the server
 /// holds it.
 fn pid_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
-    let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", path.display()));
+    let fail = |source: io::Error| StartupError::PidFile { path: path.to_path_buf(), source };
     match fs::symlink_metadata(path) {
         Ok(meta) => {
             regular_file(meta.file_type(), "pid files").map_err(fail)?;

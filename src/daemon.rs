@@ -55,7 +55,7 @@ impl PidFile {
     /// holds the lock, naming its pid. Nothing is written yet: call
     /// `write` once the pid is final (after detaching).
     pub fn lock(path: &Path, guard: Option<Guard>) -> Result<PidFile, StartupError> {
-        let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", path.display()));
+        let fail = |source: io::Error| StartupError::PidFile { path: path.to_path_buf(), source };
         for _ in 0..PID_LOCK_TRIES {
             let file = safeopen::open_for_writing(path, Access::ReadWrite, guard).map_err(fail)?;
             let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -63,13 +63,10 @@ impl PidFile {
                 Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
                     let mut text = String::new();
                     let holder = match file.read_to_string(&mut text) {
-                        Ok(_) if !text.trim().is_empty() => format!(" (pid {})", text.trim()),
-                        _ => String::new(),
+                        Ok(_) if !text.trim().is_empty() => Some(text.trim().to_string()),
+                        _ => None,
                     };
-                    return Err(StartupError::Daemon(format!(
-                        "pid file {} is locked by a running forkhttpd{holder}; stop it first",
-                        path.display()
-                    )));
+                    return Err(StartupError::PidFileLocked { path: path.to_path_buf(), holder });
                 }
                 Err((_, e)) => return Err(fail(e.into())),
             };
@@ -91,7 +88,7 @@ impl PidFile {
     /// file. Readers may see it empty for an instant, never a mix of pids.
     pub fn write(&mut self) -> Result<(), StartupError> {
         let pid = std::process::id();
-        let fail = |e: io::Error| StartupError::Daemon(format!("pid file {}: {e}", self.path.display()));
+        let fail = |source: io::Error| StartupError::PidFile { path: self.path.clone(), source };
         let file: &mut File = &mut self.file;
         file.set_len(0).map_err(fail)?;
         file.rewind().map_err(fail)?;
@@ -183,7 +180,7 @@ impl Detached {
 /// mount busy), `umask(027)`, and stdin, stdout and stderr to `/dev/null`.
 /// Returns only in the daemon.
 pub fn detach() -> Result<Detached, StartupError> {
-    let fail = |what: &str, e: nix::Error| StartupError::Daemon(format!("cannot detach: {what}: {e}"));
+    let fail = |step: &'static str, source: nix::Error| StartupError::Detach { step, source };
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| fail("pipe", e))?;
     match sys::fork().map_err(|e| fail("fork", e))? {
         Forked::Parent(child) => {

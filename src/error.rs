@@ -59,8 +59,40 @@ pub enum StartupError {
     },
     /// Sockets passed by systemd (`LISTEN_FDS`) are unusable.
     Activation(String),
-    /// Detaching into the background (`--daemon`) or the pid file failed.
-    Daemon(String),
+    /// The pid file could not be opened, checked, locked or written.
+    PidFile {
+        /// The pid file's path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another server holds the pid file's lock.
+    PidFileLocked {
+        /// The pid file's path.
+        path: PathBuf,
+        /// The pid written in the file, if it holds one.
+        holder: Option<String>,
+    },
+    /// Detaching into the background (`--daemon`) failed.
+    Detach {
+        /// The step that failed (`fork`, `setsid`, `stdin`...).
+        step: &'static str,
+        /// The step's error.
+        source: nix::errno::Errno,
+    },
+    /// `--daemon` with daemon messages meant for syslog, which is not
+    /// reachable: once detached, they would be lost.
+    DetachWithoutSyslog(io::Error),
+    /// `--daemon` with `error_log = "stderr"`, which is `/dev/null` once
+    /// detached.
+    DetachToStderr,
+    /// The capability bounding set could not be emptied.
+    BoundingSet(nix::errno::Errno),
+    /// The lifeline pipe, whose hang-up tells children the parent is gone,
+    /// could not be created.
+    Lifeline(nix::errno::Errno),
+    /// `$NOTIFY_SOCKET` names no socket address that can be used.
+    NotifySocket(io::Error),
     /// The signal handlers or their self-pipe could not be set up.
     Signals(io::Error),
     /// The descriptors inherited from the launcher could not be closed.
@@ -97,7 +129,27 @@ impl fmt::Display for StartupError {
             }
             StartupError::Syslog { key, source } => write!(f, "{key} = \"syslog\": {source}"),
             StartupError::Activation(msg) => write!(f, "socket activation: {msg}"),
-            StartupError::Daemon(msg) => write!(f, "{msg}"),
+            StartupError::PidFile { path, source } => write!(f, "pid file {}: {source}", path.display()),
+            StartupError::PidFileLocked { path, holder } => {
+                write!(f, "pid file {} is locked by a running forkhttpd", path.display())?;
+                if let Some(pid) = holder {
+                    write!(f, " (pid {pid})")?;
+                }
+                f.write_str("; stop it first")
+            }
+            StartupError::Detach { step, source } => write!(f, "cannot detach: {step}: {source}"),
+            StartupError::DetachWithoutSyslog(source) => write!(
+                f,
+                "refusing to detach: {source}, and every later daemon message would be lost; set \
+                 error_log to a file, or run in the foreground"
+            ),
+            StartupError::DetachToStderr => f.write_str(
+                "refusing to detach with error_log = \"stderr\": stderr is /dev/null once detached; \
+                 set error_log to \"syslog\" or a file",
+            ),
+            StartupError::BoundingSet(e) => write!(f, "cannot empty the capability bounding set: {e}"),
+            StartupError::Lifeline(e) => write!(f, "cannot create the lifeline pipe: {e}"),
+            StartupError::NotifySocket(e) => write!(f, "cannot use NOTIFY_SOCKET: {e}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartupError::Descriptors(e) => write!(f, "cannot close inherited descriptors: {e}"),
             StartupError::Dumpable(e) => write!(f, "cannot make the process non-dumpable: {e}"),
@@ -115,10 +167,20 @@ impl std::error::Error for StartupError {
             | StartupError::Openat2 { source, .. }
             | StartupError::Log { source, .. }
             | StartupError::Syslog { source, .. }
+            | StartupError::PidFile { source, .. }
+            | StartupError::DetachWithoutSyslog(source)
+            | StartupError::NotifySocket(source)
             | StartupError::Signals(source)
             | StartupError::Descriptors(source) => Some(source),
-            StartupError::Poll(e) | StartupError::Dumpable(e) => Some(e),
-            StartupError::Config(_) | StartupError::Activation(_) | StartupError::Daemon(_) => None,
+            StartupError::Detach { source: e, .. }
+            | StartupError::BoundingSet(e)
+            | StartupError::Lifeline(e)
+            | StartupError::Poll(e)
+            | StartupError::Dumpable(e) => Some(e),
+            StartupError::Config(_)
+            | StartupError::Activation(_)
+            | StartupError::PidFileLocked { .. }
+            | StartupError::DetachToStderr => None,
         }
     }
 }
@@ -164,5 +226,43 @@ impl fmt::Display for ConfigError {
 impl From<ConfigError> for StartupError {
     fn from(e: ConfigError) -> StartupError {
         StartupError::Config(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn daemon_steps_keep_their_source() {
+        let e = StartupError::PidFile {
+            path: "/run/x.pid".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>()).and_then(io::Error::raw_os_error);
+        assert_eq!(source, Some(libc::EACCES));
+        let e = StartupError::Detach { step: "setsid", source: nix::errno::Errno::EPERM };
+        assert_eq!(
+            e.source().and_then(|s| s.downcast_ref::<nix::errno::Errno>()),
+            Some(&nix::errno::Errno::EPERM)
+        );
+        assert!(e.to_string().starts_with("cannot detach: setsid: "), "{e}");
+        let e = StartupError::DetachWithoutSyslog(io::Error::other("syslog is not reachable"));
+        assert!(
+            e.source().is_some()
+                && e.to_string().starts_with("refusing to detach: syslog is not reachable, ")
+        );
+    }
+
+    #[test]
+    fn locked_pid_file_names_its_holder() {
+        let e = StartupError::PidFileLocked { path: "/run/x.pid".into(), holder: Some("42".into()) };
+        assert_eq!(
+            e.to_string(),
+            "pid file /run/x.pid is locked by a running forkhttpd (pid 42); stop it first"
+        );
+        let e = StartupError::PidFileLocked { path: "/run/x.pid".into(), holder: None };
+        assert_eq!(e.to_string(), "pid file /run/x.pid is locked by a running forkhttpd; stop it first");
     }
 }

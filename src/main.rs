@@ -60,7 +60,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
     };
     let (config, drop_plan) = Config::load_trusted(config_file.as_deref(), &overrides, None)?;
     let roots = server::open_roots(&config)?;
-    let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
+    let notifier = Notifier::from_env().map_err(StartupError::NotifySocket)?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if args.check_config {
         let bind = if args.no_bind { Bind::Skip } else { Bind::Try };

@@ -102,8 +102,7 @@ impl DropPlan {
     /// child can ever regain a capability it gave up. Call once in the
     /// parent, before the first fork (it needs `CAP_SETPCAP`).
     pub fn empty_bounding_set(&self) -> Result<(), StartupError> {
-        sys::drop_bounding_set()
-            .map_err(|e| StartupError::Daemon(format!("emptying the capability bounding set: {e}")))
+        sys::drop_bounding_set().map_err(StartupError::BoundingSet)
     }
 
     /// Gives up root in this (child) process, for good.

@@ -154,8 +154,7 @@ impl Server {
     /// Creates the lifeline. Call with everything the children inherit
     /// already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
-        let (lifeline_read, lifeline_write) =
-            pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Daemon(format!("lifeline pipe: {e}")))?;
+        let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
         let root_paths = child::root_paths(&setup.config, setup.drop_plan.as_ref());
         let server = Server {
             config: setup.config,
