@@ -4,9 +4,10 @@
 # default: about 60 s in all, after the build) from the seeds in
 # fuzz/seeds/ (real requests and every traversal string of
 # tests/suite/traversal.rs) into a scratch corpus. Installs the nightly
-# toolchain and cargo-fuzz if missing, or skips, saying why. A crash leaves
-# its input in fuzz/artifacts/TARGET/ and prints it in hex (a CI log keeps
-# it); keep it as a unit test with the fix.
+# toolchain and cargo-fuzz if missing, or skips, saying why (a failure in
+# CI: tests/lib/skip.sh). A crash leaves its input in fuzz/artifacts/TARGET/
+# and prints it in hex (a CI log keeps it); keep it as a unit test with the
+# fix.
 # Prints one line per target, then "fuzz: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -14,11 +15,9 @@ cd "$(dirname "$0")/../fuzz"
 seconds=${FUZZ_SECONDS:-20}
 targets=(request_head resolve decide)
 
-skip() {
-    echo "fuzz: skipped: $1"
-    echo "fuzz: 0 passed, 0 failed"
-    exit 0
-}
+test_name=fuzz
+# shellcheck source=tests/lib/skip.sh
+. ../tests/lib/skip.sh
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "fuzz: installing the nightly toolchain (rustup toolchain install nightly --profile minimal)"

@@ -21,6 +21,7 @@ mod poll;
 mod process;
 mod procfs;
 mod server;
+mod skip;
 mod tempdir;
 
 pub use clf::*;
@@ -34,6 +35,7 @@ pub use poll::*;
 pub use process::*;
 pub use procfs::*;
 pub use server::*;
+pub use skip::*;
 pub use tempdir::*;
 
 use std::time::Duration;

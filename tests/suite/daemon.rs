@@ -616,7 +616,7 @@ fn daemon_start_failures_reach_the_terminal_and_listening_lines_the_log() {
 #[test]
 fn privilege_drop_children_run_as_nobody() {
     if !is_root() {
-        eprintln!("skipped: privilege drop needs root (geteuid() != 0)");
+        crate::common::skip("privilege drop needs root (geteuid() != 0)");
         return;
     }
     let (nobody_uid, nobody_gid) = passwd_ids("nobody").expect("user nobody in /etc/passwd");
@@ -656,12 +656,12 @@ fn privilege_drop_children_run_as_nobody() {
 #[test]
 fn root_binds_a_low_port_and_children_still_drop() {
     if !is_root() {
-        eprintln!("skipped: binding a port below 1024 needs root");
+        crate::common::skip("binding a port below 1024 needs root");
         return;
     }
     // A free privileged port on loopback (checked, then released for the server).
     let Some(port) = (900..1024u16).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()) else {
-        eprintln!("skipped: no free port in 900..1024 on 127.0.0.1");
+        crate::common::skip("no free port in 900..1024 on 127.0.0.1");
         return;
     };
     let addr = format!("127.0.0.1:{port}");
@@ -685,7 +685,7 @@ fn root_binds_a_low_port_and_children_still_drop() {
 #[test]
 fn chroot_confines_each_child_to_the_document_root() {
     if !is_root() {
-        eprintln!("skipped: chroot needs root");
+        crate::common::skip("chroot needs root");
         return;
     }
     let srv = TestServer::builder()
@@ -708,7 +708,7 @@ fn chroot_confines_each_child_to_the_document_root() {
 #[test]
 fn serving_as_root_without_allow_root_is_refused() {
     if !is_root() {
-        eprintln!("skipped: the allow_root check applies only when started as root");
+        crate::common::skip("the allow_root check applies only when started as root");
         return;
     }
     let mut srv = TestServer::builder()

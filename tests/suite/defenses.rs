@@ -197,7 +197,7 @@ os.execv(sys.argv[1],sys.argv[1:])
 #[test]
 fn ipv4_mapped_clients_count_as_ipv4() {
     if std::net::TcpListener::bind("[::]:0").is_err() {
-        eprintln!("skipped: no IPv6 on this machine (cannot bind [::]:0)");
+        crate::common::skip("no IPv6 on this machine (cannot bind [::]:0)");
         return;
     }
     if missing_tool("python3") {

@@ -387,7 +387,7 @@ fn dotfiles_are_hidden_but_well_known_is_served() {
 #[test]
 fn listen_on_ipv6_loopback() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED listen_on_ipv6_loopback: cannot bind [::1] on this machine");
+        crate::common::skip("cannot bind [::1] on this machine");
         return;
     }
     let s = TestServer::builder().no_config_file().listen("[::1]:0").start();
@@ -501,7 +501,7 @@ fn file_modified_in_year_10000_is_served_without_last_modified() {
     // ext4 clamps such a time to 2446; tmpfs keeps it, so the root is there.
     let shm = std::path::Path::new("/dev/shm");
     if !shm.is_dir() {
-        eprintln!("skipped: no /dev/shm to keep a year-10000 modification time");
+        crate::common::skip("no /dev/shm to keep a year-10000 modification time");
         return;
     }
     let dir = shm.join(format!("forkhttpd-test-{}-y10k", std::process::id()));
@@ -518,7 +518,7 @@ fn file_modified_in_year_10000_is_served_without_last_modified() {
     let path = root.join("future.txt");
     fs::File::options().write(true).open(&path).unwrap().set_modified(future).unwrap();
     if fs::metadata(&path).unwrap().modified().unwrap() < future {
-        eprintln!("skipped: /dev/shm does not keep a year-10000 modification time");
+        crate::common::skip("/dev/shm does not keep a year-10000 modification time");
         return;
     }
     let cfg = dir.join("forkhttpd.toml");

@@ -168,7 +168,7 @@ fn children_cannot_gain_privileges() {
         "a serving child must run with no_new_privs"
     );
     if !is_root() {
-        eprintln!("skipped the bounding-set check: not root, so nothing to drop");
+        crate::common::skip("the bounding-set check: not root, so nothing to drop");
         return;
     }
     assert_eq!(
@@ -200,8 +200,11 @@ fn open_mem_as(id: (u32, u32), pid: u32) -> Result<(), String> {
 /// otherwise allow it (Yama's `ptrace_scope` can forbid it for all).
 #[test]
 fn processes_of_the_same_account_cannot_open_their_memory() {
-    if !is_root() || missing_tool("setpriv") {
-        eprintln!("skipped: needs root and setpriv to run the server and the opener as nobody");
+    if !is_root() {
+        crate::common::skip("needs root to run the server and the opener as nobody");
+        return;
+    }
+    if missing_tool("setpriv") {
         return;
     }
     let nobody = passwd_ids("nobody").expect("user nobody");
@@ -221,7 +224,9 @@ fn processes_of_the_same_account_cannot_open_their_memory() {
     let mut cmd = Command::new("setpriv");
     let control = Proc::spawn(scrub_env(&mut cmd).args(as_nobody).args(["sleep", "30"]));
     if let Err(e) = open_mem_as(nobody, control.pid()) {
-        eprintln!("skipped: this kernel forbids opening the memory of any process of the same uid: {e}");
+        crate::common::skip(&format!(
+            "this kernel forbids opening the memory of any process of the same uid: {e}"
+        ));
         return;
     }
     for (what, pid) in [("parent", server.pid()), ("child", child)] {

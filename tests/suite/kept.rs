@@ -80,7 +80,7 @@ fn a_file_asked_for_again_is_not_opened_again() {
         return;
     }
     if !have_tool("strace") {
-        eprintln!("skipped: strace is not installed");
+        crate::common::skip("strace is not installed");
         return;
     }
     let dir = TempDir::new("kept_strace");

@@ -40,7 +40,7 @@ fn bit(sig: i32) -> u64 {
 #[test]
 fn launcher_mask_and_ignored_signals_do_not_make_it_deaf() {
     if !have_tool("python3") {
-        eprintln!("skipped: python3 is not installed");
+        crate::common::skip("python3 is not installed");
         return;
     }
     let dir = TempDir::new("launch_mask");
@@ -104,7 +104,7 @@ fn sighup_during_start_up_is_a_reload_not_a_death() {
         return;
     }
     if !have_tool("strace") {
-        eprintln!("skipped: strace is not installed");
+        crate::common::skip("strace is not installed");
         return;
     }
     let dir = TempDir::new("launch_early_hup");
@@ -151,7 +151,7 @@ fn sighup_during_start_up_is_a_reload_not_a_death() {
 #[test]
 fn sighup_before_main_is_a_reload_not_a_death() {
     if !have_tool("strace") {
-        eprintln!("skipped: strace is not installed");
+        crate::common::skip("strace is not installed");
         return;
     }
     let dir = TempDir::new("launch_hup_before_main");

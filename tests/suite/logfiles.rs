@@ -211,7 +211,7 @@ fn make_changeable_by_nobody(dir: &std::path::Path, how: usize) {
 #[test]
 fn root_refuses_a_log_directory_the_serving_user_can_change_at_start() {
     if !is_root() {
-        eprintln!("skipped: the log directory check applies only when started as root");
+        crate::common::skip("the log directory check applies only when started as root");
         return;
     }
     for (how, why) in
@@ -242,7 +242,7 @@ fn root_refuses_a_log_directory_the_serving_user_can_change_at_start() {
 #[test]
 fn check_config_refuses_a_log_directory_the_serving_user_can_change() {
     if !is_root() {
-        eprintln!("skipped: the log directory check applies only when started as root");
+        crate::common::skip("the log directory check applies only when started as root");
         return;
     }
     let site = Site::new("log_dir_check_config");
@@ -262,7 +262,7 @@ fn check_config_refuses_a_log_directory_the_serving_user_can_change() {
 #[test]
 fn root_refuses_a_log_directory_the_serving_user_can_change_at_reload() {
     if !is_root() {
-        eprintln!("skipped: the log directory check applies only when started as root");
+        crate::common::skip("the log directory check applies only when started as root");
         return;
     }
     let site = Site::new("log_dir_reload");
@@ -371,8 +371,11 @@ fn children_write_their_warnings_to_the_error_log_file() {
 /// reloads.
 #[test]
 fn unprivileged_server_logs_in_a_directory_it_owns() {
-    if !is_root() || crate::common::missing_tool("setpriv") {
-        eprintln!("skipped: needs root and setpriv to run the server as nobody");
+    if !is_root() {
+        crate::common::skip("needs root to run the server as nobody");
+        return;
+    }
+    if crate::common::missing_tool("setpriv") {
         return;
     }
     let site = Site::new("log_dir_own_user");
@@ -455,7 +458,7 @@ fn start_and_check_refuse(site: &Site, case: &str, needles: &[&str]) {
 #[test]
 fn root_refuses_a_config_the_serving_user_can_change() {
     if !is_root() {
-        eprintln!("skipped: the config ownership check applies only when started as root");
+        crate::common::skip("the config ownership check applies only when started as root");
         return;
     }
     let (uid, gid) = passwd_ids("nobody").expect("user nobody");
@@ -492,7 +495,7 @@ fn root_refuses_a_config_the_serving_user_can_change() {
 #[test]
 fn reload_refuses_a_config_the_serving_user_rewrote() {
     if !is_root() {
-        eprintln!("skipped: the config ownership check applies only when started as root");
+        crate::common::skip("the config ownership check applies only when started as root");
         return;
     }
     let (uid, _) = passwd_ids("nobody").expect("user nobody");

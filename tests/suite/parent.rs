@@ -194,7 +194,7 @@ fn no_arguments_serves_www_on_127_0_0_1_8080() {
     match TcpListener::bind(addr) {
         Ok(l) => drop(l),
         Err(e) => {
-            eprintln!("skipped: 127.0.0.1:8080 is not available ({e})");
+            crate::common::skip(&format!("127.0.0.1:8080 is not available ({e})"));
             return;
         }
     }
@@ -210,7 +210,9 @@ fn no_arguments_serves_www_on_127_0_0_1_8080() {
         Err(st) => {
             let text = p.lines().join("\n");
             if text.contains("in use") {
-                eprintln!("skipped: 127.0.0.1:8080 was taken by another process meanwhile:\n{text}");
+                crate::common::skip(&format!(
+                    "127.0.0.1:8080 was taken by another process meanwhile:\n{text}"
+                ));
                 return;
             }
             panic!("forkhttpd with no arguments exited with {st}; stderr:\n{text}");
@@ -284,7 +286,7 @@ fn listen_localhost_resolves_through_getaddrinfo() {
 #[test]
 fn ipv6_listener_is_v6only() {
     if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: IPv6 loopback unavailable");
+        crate::common::skip("IPv6 loopback unavailable");
         return;
     }
     // Control: does a socket left at the system default take IPv4 too?
@@ -605,7 +607,7 @@ fn accept_emfile_backs_off_and_recovers() {
 #[test]
 fn fork_failure_answers_503_and_recovers() {
     if !is_root() {
-        eprintln!("skipped: needs root to start the server as another uid (geteuid() != 0)");
+        crate::common::skip("needs root to start the server as another uid (geteuid() != 0)");
         return;
     }
     if ["setpriv", "prlimit"].into_iter().any(missing_tool) {
@@ -614,7 +616,7 @@ fn fork_failure_answers_503_and_recovers() {
     // A uid no process uses.
     let base = 40000 + std::process::id() % 20000;
     let Some(uid) = (base..base + 200).find(|&u| tasks_of_uid(u) == 0) else {
-        eprintln!("skipped: found no unused uid");
+        crate::common::skip("found no unused uid");
         return;
     };
 

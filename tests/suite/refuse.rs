@@ -29,7 +29,7 @@ fn per_address_503_is_written_without_reading_the_request() {
         return;
     }
     if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed");
+        crate::common::skip("strace is not installed");
         return;
     }
     let dir = TempDir::new("refuse_no_read");

@@ -110,7 +110,7 @@ fn widening_to_the_wildcard_on_the_same_port_and_back() {
 #[test]
 fn widening_ipv6_loopback_to_the_wildcard() {
     if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback");
+        crate::common::skip("no IPv6 loopback");
         return;
     }
     let mut srv = TestServer::builder()
@@ -141,7 +141,7 @@ fn failed_widening_keeps_the_old_address_and_says_so() {
     // Another socket on the same port, another loopback address: the
     // wildcard cannot be bound beside it.
     let Ok(_blocker) = TcpListener::bind(("127.0.0.2", port)) else {
-        eprintln!("skipped: cannot bind 127.0.0.2:{port}");
+        crate::common::skip(&format!("cannot bind 127.0.0.2:{port}"));
         return;
     };
     let line = reload_with(&mut srv, &[format!("0.0.0.0:{port}")]);
@@ -160,7 +160,7 @@ fn failed_widening_keeps_the_old_address_and_says_so() {
 #[test]
 fn ipv6_scope_may_name_the_interface() {
     if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback");
+        crate::common::skip("no IPv6 loopback");
         return;
     }
     let srv = TestServer::builder()

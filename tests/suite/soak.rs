@@ -207,7 +207,7 @@ fn nofile_storm_leaves_the_parent_unchanged() {
 #[test]
 fn nproc_storm_leaves_the_parent_unchanged() {
     if !is_root() {
-        eprintln!("skipped: needs root to start the server as another uid (geteuid() != 0)");
+        crate::common::skip("needs root to start the server as another uid (geteuid() != 0)");
         return;
     }
     if ["setpriv", "prlimit"].into_iter().any(missing_tool) {
@@ -216,7 +216,7 @@ fn nproc_storm_leaves_the_parent_unchanged() {
     // Not the uid of parent.rs's fork-failure test (40000 + pid % 20000).
     let base = 20000 + std::process::id() % 15000;
     let Some(uid) = (base..base + 200).find(|&u| tasks_of_uid(u) == 0) else {
-        eprintln!("skipped: found no unused uid");
+        crate::common::skip("found no unused uid");
         return;
     };
     let dir = TempDir::new("soak-nproc-storm");

@@ -139,7 +139,7 @@ fn daemon_reload_keeps_relative_paths_against_the_start_directory() {
         assert!(reloaded, "the second reload did not apply");
         assert_eq!(body, b"the start directory's root\n", "a reload switched the root to {decoy:?}");
     } else {
-        eprintln!("skipped the decoy at /: creating a directory at / needs root");
+        crate::common::skip("the decoy at /: creating a directory at / needs root");
     }
 
     signal(pid, Signal::SIGTERM);
@@ -167,7 +167,7 @@ fn relative_root_override_names_the_start_directory() {
 #[test]
 fn group_root_is_refused_without_allow_root() {
     if !is_root() {
-        eprintln!("skipped: user and group apply only when started as root");
+        crate::common::skip("user and group apply only when started as root");
         return;
     }
     let dir = TempDir::new("group_root");
@@ -460,7 +460,7 @@ fn pid_file_is_written_in_the_foreground_too() {
 #[test]
 fn symlinks_inside_the_root_with_and_without_chroot() {
     if !is_root() {
-        eprintln!("skipped: chroot needs root");
+        crate::common::skip("chroot needs root");
         return;
     }
     for chroot in [false, true] {

@@ -31,11 +31,11 @@ impl Fixture {
     /// `None` (with the reason printed) where the namespace trick cannot work.
     fn new(name: &str) -> Option<Fixture> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to mount a fake syslog socket in a private namespace");
+            crate::common::skip("needs root to mount a fake syslog socket in a private namespace");
             return None;
         }
         if Command::new("unshare").arg("--version").output().is_err() {
-            eprintln!("skipped: unshare is not installed");
+            crate::common::skip("unshare is not installed");
             return None;
         }
         let dir = TempDir::new(name);

@@ -16,7 +16,7 @@ const LARGE: usize = 64 * 1024;
 /// stops the server, and returns strace's record of sendto/sendfile calls.
 fn trace_one_request(dir: &TempDir) -> Option<String> {
     if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed");
+        crate::common::skip("strace is not installed");
         return None;
     }
     if crate::common::cannot_inspect_server() {
