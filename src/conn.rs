@@ -10,7 +10,7 @@
 //! arrive together stay in the buffer and are answered in order.
 
 use std::io;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +26,7 @@ use crate::http::status::Status;
 use crate::listener::Kind;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
-use crate::stream::{Client, ReadOutcome, SendLimits};
+use crate::transport::{ReadOutcome, SendLimits, Transport};
 
 /// What the child needs to serve a connection.
 #[derive(Debug)]
@@ -43,16 +43,19 @@ pub struct Context<'a> {
     pub lifeline: BorrowedFd<'a>,
 }
 
-/// Serves requests on `stream` until the client closes, a limit is reached,
+/// How slowly `cfg` lets a client accept a response: what a transport for
+/// one of its connections is built with.
+pub fn send_limits(cfg: &Config) -> SendLimits {
+    SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace }
+}
+
+/// Serves requests on `client` until the client closes, a limit is reached,
 /// or an error ends the connection. From a `Kind::Proxy` listener the
 /// connection must start with a PROXY header from a trusted proxy (see
 /// `read_proxy_header`), and the address it names is the client's. Returns `Err` only for socket
 /// errors (reset, send timeout), which end the connection quietly.
-pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
+pub fn serve(mut client: Transport, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
-    let limits =
-        SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace };
-    let client = Client::new(stream, limits)?;
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let client_ip = if kind == Kind::Proxy {
         if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
@@ -61,7 +64,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
             ));
             return Ok(());
         }
-        match input.read_proxy_header(&client, cfg.proxy_timeout)? {
+        match input.read_proxy_header(&mut client, cfg.proxy_timeout)? {
             Some(source) => source.unwrap_or(peer_ip),
             None => {
                 crate::log::client_warning(format_args!(
@@ -109,7 +112,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
                     Parse::Partial => {}
                 }
             }
-            match input.read_more(&conn.client, cfg.header_timeout)? {
+            match input.read_more(&mut conn.client, cfg.header_timeout)? {
                 More::Read => {}
                 More::Closed => return Ok(()),
                 More::Reject(status) => return conn.reject(status, input.first_line()),
@@ -122,7 +125,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
 
 /// The writing half of a connection.
 struct Conn<'a> {
-    client: Client,
+    client: Transport,
     client_ip: IpAddr,
     /// The connection came through a PROXY listener: `client_ip` is from
     /// its header, and forwarding fields are not read.
@@ -271,10 +274,10 @@ impl Conn<'_> {
     }
 
     /// Sends a reply: the head, coalesced with the first body bytes (one
-    /// buffer with a generated page or a small file, `MSG_MORE` before a
-    /// larger file sent with `sendfile`). A
-    /// multipart body goes part by part: the part head (after the previous
-    /// part's closing line) with `MSG_MORE`, then its range with `sendfile`.
+    /// buffer with a status page; held back for a generated page or a file,
+    /// see `Transport::send_with_file`). A multipart body goes part by
+    /// part: the part head (after the previous part's closing line), then
+    /// its range of the file.
     fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
         self.client.begin_response();
         reply.write_head(&mut self.out);
@@ -290,23 +293,7 @@ impl Conn<'_> {
                 self.client.send(&self.out, true)?;
                 self.client.send(bytes, false)
             }
-            Body::File { file, offset, len } if len <= COPY_BODY_MAX => {
-                // One send for head and body: a small file costs a copy
-                // less than `sendfile`'s page splicing and a second call.
-                let start = self.out.len();
-                self.out.resize(start + len as usize, 0);
-                let got = read_at_most(file, &mut self.out[start..], offset)?;
-                self.out.truncate(start + got);
-                self.client.send(&self.out, false)?;
-                if got < len as usize {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
-                }
-                Ok(())
-            }
-            Body::File { file, offset, len } => {
-                self.client.send(&self.out, true)?;
-                self.client.send_file(file, offset, len)
-            }
+            Body::File { file, offset, len } => self.client.send_with_file(&mut self.out, file, offset, len),
             Body::Multipart(ref parts) => {
                 for (i, range) in parts.parts.iter().enumerate() {
                     parts.write_part_head(i, &mut self.out);
@@ -348,26 +335,6 @@ impl Conn<'_> {
             self.access_log_failed = true;
         }
     }
-}
-
-/// Largest file body copied behind its head into one send rather than
-/// sent with `sendfile`.
-const COPY_BODY_MAX: u64 = 8 * 1024;
-
-/// Reads from `offset` until `buf` is full or the file ends; returns how
-/// many bytes it read.
-fn read_at_most(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// What a configured path (a fallback or an error page), resolved at `r`,
@@ -450,7 +417,7 @@ impl<'a> Input<'a> {
     /// Reads more of the current head. From its first byte the whole head
     /// must arrive within `header_timeout`: the deadline is set once then,
     /// never extended. A full buffer grows up to `max_header_bytes`.
-    fn read_more(&mut self, client: &Client, header_timeout: Duration) -> io::Result<More> {
+    fn read_more(&mut self, client: &mut Transport, header_timeout: Duration) -> io::Result<More> {
         let started = self.filled > 0;
         if self.filled == self.buf.len() {
             if self.buf.len() == self.max {
@@ -493,7 +460,7 @@ impl<'a> Input<'a> {
     /// start of the first request.
     fn read_proxy_header(
         &mut self,
-        client: &Client,
+        client: &mut Transport,
         timeout: Duration,
     ) -> io::Result<Option<Option<IpAddr>>> {
         let deadline = Instant::now() + timeout;
