@@ -17,11 +17,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, RealIpHeader};
 use crate::file::{self, KeptFiles, Root};
-use crate::http::decide::{self, Found, Lookup, Site};
+use crate::http::decide::{self, Found, Lookup};
+use crate::http::host;
 use crate::http::reply::{Body, Reply};
 use crate::http::request::{self, Method, Parse, Request};
-use crate::http::resolve;
-use crate::http::site::{self, ReqPath};
+use crate::http::resolve::{self, Resolved};
+use crate::http::rules::ReqPath;
+use crate::http::site::Site;
 use crate::http::status::Status;
 use crate::listener::Kind;
 use crate::log::{AccessLog, Entry};
@@ -171,11 +173,16 @@ impl Conn<'_> {
         kept
     }
 
-    /// `respond`'s work, for the request's target resolved as `resolved`.
+    /// `respond`'s work, for the request's target resolved as `resolved`,
+    /// as a straight line of steps. Before the file: the health check, then
+    /// the site the host names and its method rules. The file step, with
+    /// the site's fallback for a missing file. After it: the steps of
+    /// `after_file`, which sends. Then the file the request's own path
+    /// named is kept open for the requests that follow.
     fn answer(
         &mut self,
         req: &Request<'_>,
-        resolved: &Result<resolve::Resolved<'_>, Status>,
+        resolved: &Result<Resolved<'_>, Status>,
         request_line: &[u8],
         may_keep: bool,
     ) -> io::Result<bool> {
@@ -186,71 +193,89 @@ impl Conn<'_> {
             self.send(&reply)?;
             return Ok(reply.keep_alive);
         }
-        let sites = &self.ctx.config.sites;
-        let which =
-            site::select(site::request_host(req), sites[1..].iter().map(|s| &s.hosts)).map_or(0, |i| i + 1);
-        let site = sites[which].site(self.site.server, &self.ctx.config.mime);
+        let which = self.site_for(req);
+        let site = self.ctx.config.sites[which].site(self.site.server, &self.ctx.config.mime);
         let root = self.ctx.roots[which];
-        let head_only = req.method == Method::Head;
-        // Declared before the reply, which borrows what they hold.
-        let (fallback, page_path, page): (_, _, Lookup<'_>);
-        // What the file step found, and whether for the request's own path
-        // (not a fallback): such a file is kept for the next requests.
-        let mut found: Option<Lookup<'_>> = None;
-        let mut own = false;
-        // The path whose header rules the reply gets: that of the file it
-        // serves, so a fallback gets the rules of its own path (as nginx's
-        // internal redirect does), never those of the missing path it
-        // stands in for; none for a reply decided without a file (OPTIONS,
-        // 405, 501), which serves no path.
-        let mut served = None;
-        let mut reply = match decide::answer_without_file(req, &site, now, may_keep) {
-            Some(reply) => reply,
-            None => {
-                let lookup = match resolved {
-                    Ok(r) => {
-                        let lookup = self.kept.find(which, root, r, &site, req.fields.accept_encoding);
-                        match decide::fallback_for(&lookup, &site) {
-                            Some(path) => {
-                                fallback = resolve::resolve(path);
-                                served = Some(&fallback);
-                                decide::fallen_back(only_file(root, &site, &fallback))
-                            }
-                            None => {
-                                own = true;
-                                served = Some(resolved);
-                                lookup
-                            }
-                        }
-                    }
-                    Err(status) => Err(*status),
-                };
-                decide::decide(req, &site, found.insert(lookup), now, may_keep)
-            }
-        };
-        if reply.status.code() >= 400
-            && let Some(path) = site.error_page(reply.status)
-        {
-            page_path = resolve::resolve(path);
-            // A missing or refused page leaves the built-in one.
-            page = only_file(root, &site, &page_path).unwrap_or(Err(Status::NotFound));
-            if let Ok(Found::File(opened)) = &page {
-                reply = decide::with_error_page(reply, opened, site.types, head_only);
-            }
+        if let Some(reply) = decide::answer_without_file(req, &site, now, may_keep) {
+            return self.after_file(reply, &site, root, None, req, request_line);
         }
-        // An error page gets no rules either: `apply` gives them to 2xx and
-        // 3xx replies only.
-        let path = served
-            .and_then(|r| r.as_ref().ok())
-            .map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
-        site.headers.apply(&mut reply, path);
-        self.send_logged(&reply, request_line, Some(req))?;
-        let keep_alive = reply.keep_alive;
-        drop(reply);
-        if let (true, Some(found), Ok(r)) = (own, found, resolved) {
+        let (own, fallback) = self.find_file(which, root, &site, resolved, req.fields.accept_encoding);
+        // What the reply serves, and the path that names it.
+        let (found, served) = match &fallback {
+            Some(path) => (decide::fallen_back(only_file(root, &site, path)), path),
+            None => (own, resolved),
+        };
+        let reply = decide::decide(req, &site, &found, now, may_keep);
+        let keep_alive = self.after_file(reply, &site, root, req_path(served), req, request_line)?;
+        if fallback.is_none()
+            && let Ok(r) = resolved
+        {
             self.kept.keep(which, r, found);
         }
         Ok(keep_alive)
+    }
+
+    /// The file step: what the request's own path names beneath `root`,
+    /// the root of site number `which` (from a kept file when it is one),
+    /// and the resolved path of the site's fallback when that is to be
+    /// served in its place (see `decide::fallback_for`). A target that does
+    /// not resolve (400, a dotfile's 404) reaches neither.
+    fn find_file<'r, 's: 'r>(
+        &mut self,
+        which: usize,
+        root: Root<'_>,
+        site: &Site<'s>,
+        resolved: &'r Result<Resolved<'_>, Status>,
+        accept_encoding: Option<&[u8]>,
+    ) -> (Lookup<'r>, Option<Result<Resolved<'s>, Status>>) {
+        match resolved {
+            Ok(r) => {
+                let own = self.kept.find(which, root, r, site, accept_encoding);
+                let fallback = decide::fallback_for(&own, site).map(resolve::resolve);
+                (own, fallback)
+            }
+            Err(status) => (Err(*status), None),
+        }
+    }
+
+    /// The index of the site `req`'s host names (in the order of
+    /// `config.sites`): the default site, first, names no host, so it is
+    /// the one for a host no site names.
+    fn site_for(&self, req: &Request<'_>) -> usize {
+        let sites = &self.ctx.config.sites;
+        host::select(host::request_host(req), sites.iter().map(|s| &s.hosts)).unwrap_or(0)
+    }
+
+    /// The steps after the reply is decided, then the send: the site's
+    /// error page in place of a built-in one, then the site's header
+    /// fields for `path`. `path` is the path of what the reply serves, so a
+    /// fallback gets the rules of its own path (as nginx's internal
+    /// redirect does), never those of the missing path it stands in for;
+    /// `None` for a reply decided without a file (OPTIONS, 405, 501), which
+    /// serves no path. Returns whether the connection stays open.
+    fn after_file(
+        &mut self,
+        reply: Reply<'_>,
+        site: &Site<'_>,
+        root: Root<'_>,
+        path: Option<ReqPath<'_>>,
+        req: &Request<'_>,
+        request_line: &[u8],
+    ) -> io::Result<bool> {
+        let page_path = error_page_path(&reply, site).map(resolve::resolve);
+        // A missing or refused page leaves the built-in one.
+        let page = page_path.as_ref().and_then(|p| only_file(root, site, p));
+        let mut reply = match &page {
+            Some(Ok(Found::File(opened))) => {
+                decide::with_error_page(reply, opened, site.types, req.method == Method::Head)
+            }
+            _ => reply,
+        };
+        // An error page gets no rules either: `apply` gives them to 2xx and
+        // 3xx replies only.
+        site.headers.apply(&mut reply, path);
+        self.send_logged(&reply, request_line, Some(req))?;
+        Ok(reply.keep_alive)
     }
 
     /// Sends a reply and logs it. A send that fails part-way (the client
@@ -337,15 +362,23 @@ impl Conn<'_> {
     }
 }
 
+/// The configured page of `site` for `reply`'s status, when it is an error.
+fn error_page_path<'s>(reply: &Reply<'_>, site: &Site<'s>) -> Option<&'s str> {
+    if reply.status.code() >= 400 { site.error_page(reply.status) } else { None }
+}
+
+/// The path a resolved target names, for header rules; `None` when it did
+/// not resolve.
+fn req_path<'r>(resolved: &'r Result<Resolved<'_>, Status>) -> Option<ReqPath<'r>> {
+    let r = resolved.as_ref().ok()?;
+    Some(ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form))
+}
+
 /// What a configured path (a fallback or an error page), resolved at `r`,
 /// names beneath `root`, when it is a regular file; `None` otherwise (it
 /// does not resolve, or names a directory). Served as it is: no index
 /// names, listing or precompressed sibling of `site` apply to it.
-fn only_file<'n>(
-    root: Root<'_>,
-    site: &Site<'n>,
-    r: &'n Result<resolve::Resolved<'_>, Status>,
-) -> Option<Lookup<'n>> {
+fn only_file<'n>(root: Root<'_>, site: &Site<'n>, r: &'n Result<Resolved<'_>, Status>) -> Option<Lookup<'n>> {
     let r = r.as_ref().ok()?;
     let bare = Site { index: &[], listing: false, precompressed: false, ..*site };
     match file::find(root, r, &bare, None) {

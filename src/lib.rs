@@ -9,7 +9,7 @@
 //!   `safeopen`, `server`, `error` (start-up errors)
 //! - child: `child`, `conn`, `transport`, `stream`, `file`, `proxy`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
-//!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`)
+//!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`, `host`, `rules`)
 //! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
