@@ -246,17 +246,18 @@ impl Conn<'_> {
         host::select(host::request_host(req), sites.iter().map(|s| &s.hosts)).unwrap_or(0)
     }
 
-    /// The steps after the reply is decided, then the send: the site's
-    /// error page in place of a built-in one, then the site's header
-    /// fields for `path`. `path` is the path of what the reply serves, so a
-    /// fallback gets the rules of its own path (as nginx's internal
-    /// redirect does), never those of the missing path it stands in for;
-    /// `None` for a reply decided without a file (OPTIONS, 405, 501), which
-    /// serves no path. Returns whether the connection stays open.
-    fn after_file(
+    /// The steps after the reply is decided: the site's error page in
+    /// place of a built-in one, then the site's header fields for `path`
+    /// and the send (`send_with_rules`). `path` is the path of what the
+    /// reply serves, so a fallback gets the rules of its own path (as
+    /// nginx's internal redirect does), never those of the missing path it
+    /// stands in for; `None` for a reply decided without a file (OPTIONS,
+    /// 405, 501), which serves no path. Returns whether the connection
+    /// stays open.
+    fn after_file<'a>(
         &mut self,
-        reply: Reply<'_>,
-        site: &Site<'_>,
+        mut reply: Reply<'a>,
+        site: &Site<'a>,
         root: Root<'_>,
         path: Option<ReqPath<'_>>,
         req: &Request<'_>,
@@ -265,16 +266,28 @@ impl Conn<'_> {
         let page_path = error_page_path(&reply, site).map(resolve::resolve);
         // A missing or refused page leaves the built-in one.
         let page = page_path.as_ref().and_then(|p| only_file(root, site, p));
-        let mut reply = match &page {
-            Some(Ok(Found::File(opened))) => {
-                decide::with_error_page(reply, opened, site.types, req.method == Method::Head)
-            }
-            _ => reply,
-        };
-        // An error page gets no rules either: `apply` gives them to 2xx and
-        // 3xx replies only.
-        site.headers.apply(&mut reply, path);
-        self.send_logged(&reply, request_line, Some(req))?;
+        if let Some(Ok(Found::File(opened))) = &page {
+            let head_only = req.method == Method::Head;
+            let mut reply = decide::with_error_page(reply, opened, site.types, head_only);
+            return self.send_with_rules(&mut reply, site, path, req, request_line);
+        }
+        // The reply is not moved again: it is a kilobyte of inline fields.
+        self.send_with_rules(&mut reply, site, path, req, request_line)
+    }
+
+    /// The last step, then the send: the site's header fields for `path`
+    /// (an error page gets none either: `apply` gives them to 2xx and 3xx
+    /// replies only). Returns whether the connection stays open.
+    fn send_with_rules<'a>(
+        &mut self,
+        reply: &mut Reply<'a>,
+        site: &Site<'a>,
+        path: Option<ReqPath<'_>>,
+        req: &Request<'_>,
+        request_line: &[u8],
+    ) -> io::Result<bool> {
+        site.headers.apply(reply, path);
+        self.send_logged(reply, request_line, Some(req))?;
         Ok(reply.keep_alive)
     }
 
