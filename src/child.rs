@@ -27,6 +27,7 @@ use crate::log::{self as logging, AccessLog};
 use crate::privileges::DropPlan;
 use crate::signals::Signals;
 use crate::sys::{self, Disposition};
+use crate::transport::Transport;
 
 /// Exit status of a child whose set-up failed before it served anything.
 const EXIT_SETUP: i32 = 71;
@@ -129,7 +130,9 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
-    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), kind, &ctx)));
+    let served = panic::catch_unwind(AssertUnwindSafe(|| {
+        conn::serve(Transport::plain(stream, conn::send_limits(inherited.config))?, peer.ip(), kind, &ctx)
+    }));
     let code = match served {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

@@ -32,10 +32,11 @@ use toml::de::{DeTable, DeValue};
 
 use crate::account::Identity;
 use crate::error::{ConfigError, StartupError};
-use crate::http::decide::Site;
+use crate::http::host::Hosts;
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
-use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
+use crate::http::rules::{Header, HeaderRule, HeaderRules, PathPattern};
+use crate::http::site::Site;
 use crate::listener;
 use crate::privileges::DropPlan;
 use crate::proxy::Cidr;

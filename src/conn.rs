@@ -10,23 +10,25 @@
 //! arrive together stay in the buffer and are answered in order.
 
 use std::io;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, RealIpHeader};
 use crate::file::{self, KeptFiles, Root};
-use crate::http::decide::{self, Found, Lookup, Site};
+use crate::http::decide::{self, Found, Lookup};
+use crate::http::host;
 use crate::http::reply::{Body, Reply};
 use crate::http::request::{self, Method, Parse, Request};
-use crate::http::resolve;
-use crate::http::site::{self, ReqPath};
+use crate::http::resolve::{self, Resolved};
+use crate::http::rules::ReqPath;
+use crate::http::site::Site;
 use crate::http::status::Status;
 use crate::listener::Kind;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
-use crate::stream::{Client, ReadOutcome, SendLimits};
+use crate::transport::{ReadOutcome, SendLimits, Transport};
 
 /// What the child needs to serve a connection.
 #[derive(Debug)]
@@ -43,16 +45,19 @@ pub struct Context<'a> {
     pub lifeline: BorrowedFd<'a>,
 }
 
-/// Serves requests on `stream` until the client closes, a limit is reached,
+/// How slowly `cfg` lets a client accept a response: what a transport for
+/// one of its connections is built with.
+pub fn send_limits(cfg: &Config) -> SendLimits {
+    SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace }
+}
+
+/// Serves requests on `client` until the client closes, a limit is reached,
 /// or an error ends the connection. From a `Kind::Proxy` listener the
 /// connection must start with a PROXY header from a trusted proxy (see
 /// `read_proxy_header`), and the address it names is the client's. Returns `Err` only for socket
 /// errors (reset, send timeout), which end the connection quietly.
-pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
+pub fn serve(mut client: Transport, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
-    let limits =
-        SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace };
-    let client = Client::new(stream, limits)?;
     let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
     let client_ip = if kind == Kind::Proxy {
         if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
@@ -61,7 +66,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
             ));
             return Ok(());
         }
-        match input.read_proxy_header(&client, cfg.proxy_timeout)? {
+        match input.read_proxy_header(&mut client, cfg.proxy_timeout)? {
             Some(source) => source.unwrap_or(peer_ip),
             None => {
                 crate::log::client_warning(format_args!(
@@ -109,7 +114,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
                     Parse::Partial => {}
                 }
             }
-            match input.read_more(&conn.client, cfg.header_timeout)? {
+            match input.read_more(&mut conn.client, cfg.header_timeout)? {
                 More::Read => {}
                 More::Closed => return Ok(()),
                 More::Reject(status) => return conn.reject(status, input.first_line()),
@@ -122,7 +127,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
 
 /// The writing half of a connection.
 struct Conn<'a> {
-    client: Client,
+    client: Transport,
     client_ip: IpAddr,
     /// The connection came through a PROXY listener: `client_ip` is from
     /// its header, and forwarding fields are not read.
@@ -168,11 +173,16 @@ impl Conn<'_> {
         kept
     }
 
-    /// `respond`'s work, for the request's target resolved as `resolved`.
+    /// `respond`'s work, for the request's target resolved as `resolved`,
+    /// as a straight line of steps. Before the file: the health check, then
+    /// the site the host names and its method rules. The file step, with
+    /// the site's fallback for a missing file. After it: the steps of
+    /// `after_file`, which sends. Then the file the request's own path
+    /// named is kept open for the requests that follow.
     fn answer(
         &mut self,
         req: &Request<'_>,
-        resolved: &Result<resolve::Resolved<'_>, Status>,
+        resolved: &Result<Resolved<'_>, Status>,
         request_line: &[u8],
         may_keep: bool,
     ) -> io::Result<bool> {
@@ -183,71 +193,102 @@ impl Conn<'_> {
             self.send(&reply)?;
             return Ok(reply.keep_alive);
         }
-        let sites = &self.ctx.config.sites;
-        let which =
-            site::select(site::request_host(req), sites[1..].iter().map(|s| &s.hosts)).map_or(0, |i| i + 1);
-        let site = sites[which].site(self.site.server, &self.ctx.config.mime);
+        let which = self.site_for(req);
+        let site = self.ctx.config.sites[which].site(self.site.server, &self.ctx.config.mime);
         let root = self.ctx.roots[which];
-        let head_only = req.method == Method::Head;
-        // Declared before the reply, which borrows what they hold.
-        let (fallback, page_path, page): (_, _, Lookup<'_>);
-        // What the file step found, and whether for the request's own path
-        // (not a fallback): such a file is kept for the next requests.
-        let mut found: Option<Lookup<'_>> = None;
-        let mut own = false;
-        // The path whose header rules the reply gets: that of the file it
-        // serves, so a fallback gets the rules of its own path (as nginx's
-        // internal redirect does), never those of the missing path it
-        // stands in for; none for a reply decided without a file (OPTIONS,
-        // 405, 501), which serves no path.
-        let mut served = None;
-        let mut reply = match decide::answer_without_file(req, &site, now, may_keep) {
-            Some(reply) => reply,
-            None => {
-                let lookup = match resolved {
-                    Ok(r) => {
-                        let lookup = self.kept.find(which, root, r, &site, req.fields.accept_encoding);
-                        match decide::fallback_for(&lookup, &site) {
-                            Some(path) => {
-                                fallback = resolve::resolve(path);
-                                served = Some(&fallback);
-                                decide::fallen_back(only_file(root, &site, &fallback))
-                            }
-                            None => {
-                                own = true;
-                                served = Some(resolved);
-                                lookup
-                            }
-                        }
-                    }
-                    Err(status) => Err(*status),
-                };
-                decide::decide(req, &site, found.insert(lookup), now, may_keep)
-            }
-        };
-        if reply.status.code() >= 400
-            && let Some(path) = site.error_page(reply.status)
-        {
-            page_path = resolve::resolve(path);
-            // A missing or refused page leaves the built-in one.
-            page = only_file(root, &site, &page_path).unwrap_or(Err(Status::NotFound));
-            if let Ok(Found::File(opened)) = &page {
-                reply = decide::with_error_page(reply, opened, site.types, head_only);
-            }
+        if let Some(reply) = decide::answer_without_file(req, &site, now, may_keep) {
+            return self.after_file(reply, &site, root, None, req, request_line);
         }
-        // An error page gets no rules either: `apply` gives them to 2xx and
-        // 3xx replies only.
-        let path = served
-            .and_then(|r| r.as_ref().ok())
-            .map(|r| ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form));
-        site.headers.apply(&mut reply, path);
-        self.send_logged(&reply, request_line, Some(req))?;
-        let keep_alive = reply.keep_alive;
-        drop(reply);
-        if let (true, Some(found), Ok(r)) = (own, found, resolved) {
+        let (own, fallback) = self.find_file(which, root, &site, resolved, req.fields.accept_encoding);
+        // What the reply serves, and the path that names it.
+        let (found, served) = match &fallback {
+            Some(path) => (decide::fallen_back(only_file(root, &site, path)), path),
+            None => (own, resolved),
+        };
+        let reply = decide::decide(req, &site, &found, now, may_keep);
+        let keep_alive = self.after_file(reply, &site, root, req_path(served), req, request_line)?;
+        if fallback.is_none()
+            && let Ok(r) = resolved
+        {
             self.kept.keep(which, r, found);
         }
         Ok(keep_alive)
+    }
+
+    /// The file step: what the request's own path names beneath `root`,
+    /// the root of site number `which` (from a kept file when it is one),
+    /// and the resolved path of the site's fallback when that is to be
+    /// served in its place (see `decide::fallback_for`). A target that does
+    /// not resolve (400, a dotfile's 404) reaches neither.
+    fn find_file<'r, 's: 'r>(
+        &mut self,
+        which: usize,
+        root: Root<'_>,
+        site: &Site<'s>,
+        resolved: &'r Result<Resolved<'_>, Status>,
+        accept_encoding: Option<&[u8]>,
+    ) -> (Lookup<'r>, Option<Result<Resolved<'s>, Status>>) {
+        match resolved {
+            Ok(r) => {
+                let own = self.kept.find(which, root, r, site, accept_encoding);
+                let fallback = decide::fallback_for(&own, site).map(resolve::resolve);
+                (own, fallback)
+            }
+            Err(status) => (Err(*status), None),
+        }
+    }
+
+    /// The index of the site `req`'s host names (in the order of
+    /// `config.sites`): the default site, first, names no host, so it is
+    /// the one for a host no site names.
+    fn site_for(&self, req: &Request<'_>) -> usize {
+        let sites = &self.ctx.config.sites;
+        host::select(host::request_host(req), sites.iter().map(|s| &s.hosts)).unwrap_or(0)
+    }
+
+    /// The steps after the reply is decided: the site's error page in
+    /// place of a built-in one, then the site's header fields for `path`
+    /// and the send (`send_with_rules`). `path` is the path of what the
+    /// reply serves, so a fallback gets the rules of its own path (as
+    /// nginx's internal redirect does), never those of the missing path it
+    /// stands in for; `None` for a reply decided without a file (OPTIONS,
+    /// 405, 501), which serves no path. Returns whether the connection
+    /// stays open.
+    fn after_file<'a>(
+        &mut self,
+        mut reply: Reply<'a>,
+        site: &Site<'a>,
+        root: Root<'_>,
+        path: Option<ReqPath<'_>>,
+        req: &Request<'_>,
+        request_line: &[u8],
+    ) -> io::Result<bool> {
+        let page_path = error_page_path(&reply, site).map(resolve::resolve);
+        // A missing or refused page leaves the built-in one.
+        let page = page_path.as_ref().and_then(|p| only_file(root, site, p));
+        if let Some(Ok(Found::File(opened))) = &page {
+            let head_only = req.method == Method::Head;
+            let mut reply = decide::with_error_page(reply, opened, site.types, head_only);
+            return self.send_with_rules(&mut reply, site, path, req, request_line);
+        }
+        // The reply is not moved again: it is a kilobyte of inline fields.
+        self.send_with_rules(&mut reply, site, path, req, request_line)
+    }
+
+    /// The last step, then the send: the site's header fields for `path`
+    /// (an error page gets none either: `apply` gives them to 2xx and 3xx
+    /// replies only). Returns whether the connection stays open.
+    fn send_with_rules<'a>(
+        &mut self,
+        reply: &mut Reply<'a>,
+        site: &Site<'a>,
+        path: Option<ReqPath<'_>>,
+        req: &Request<'_>,
+        request_line: &[u8],
+    ) -> io::Result<bool> {
+        site.headers.apply(reply, path);
+        self.send_logged(reply, request_line, Some(req))?;
+        Ok(reply.keep_alive)
     }
 
     /// Sends a reply and logs it. A send that fails part-way (the client
@@ -271,10 +312,10 @@ impl Conn<'_> {
     }
 
     /// Sends a reply: the head, coalesced with the first body bytes (one
-    /// buffer with a generated page or a small file, `MSG_MORE` before a
-    /// larger file sent with `sendfile`). A
-    /// multipart body goes part by part: the part head (after the previous
-    /// part's closing line) with `MSG_MORE`, then its range with `sendfile`.
+    /// buffer with a status page; held back for a generated page or a file,
+    /// see `Transport::send_with_file`). A multipart body goes part by
+    /// part: the part head (after the previous part's closing line), then
+    /// its range of the file.
     fn send(&mut self, reply: &Reply<'_>) -> io::Result<()> {
         self.client.begin_response();
         reply.write_head(&mut self.out);
@@ -290,23 +331,7 @@ impl Conn<'_> {
                 self.client.send(&self.out, true)?;
                 self.client.send(bytes, false)
             }
-            Body::File { file, offset, len } if len <= COPY_BODY_MAX => {
-                // One send for head and body: a small file costs a copy
-                // less than `sendfile`'s page splicing and a second call.
-                let start = self.out.len();
-                self.out.resize(start + len as usize, 0);
-                let got = read_at_most(file, &mut self.out[start..], offset)?;
-                self.out.truncate(start + got);
-                self.client.send(&self.out, false)?;
-                if got < len as usize {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
-                }
-                Ok(())
-            }
-            Body::File { file, offset, len } => {
-                self.client.send(&self.out, true)?;
-                self.client.send_file(file, offset, len)
-            }
+            Body::File { file, offset, len } => self.client.send_with_file(&mut self.out, file, offset, len),
             Body::Multipart(ref parts) => {
                 for (i, range) in parts.parts.iter().enumerate() {
                     parts.write_part_head(i, &mut self.out);
@@ -350,35 +375,23 @@ impl Conn<'_> {
     }
 }
 
-/// Largest file body copied behind its head into one send rather than
-/// sent with `sendfile`.
-const COPY_BODY_MAX: u64 = 8 * 1024;
+/// The configured page of `site` for `reply`'s status, when it is an error.
+fn error_page_path<'s>(reply: &Reply<'_>, site: &Site<'s>) -> Option<&'s str> {
+    if reply.status.code() >= 400 { site.error_page(reply.status) } else { None }
+}
 
-/// Reads from `offset` until `buf` is full or the file ends; returns how
-/// many bytes it read.
-fn read_at_most(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
+/// The path a resolved target names, for header rules; `None` when it did
+/// not resolve.
+fn req_path<'r>(resolved: &'r Result<Resolved<'_>, Status>) -> Option<ReqPath<'r>> {
+    let r = resolved.as_ref().ok()?;
+    Some(ReqPath::new(r.rel.as_os_str().as_bytes(), r.dir_form))
 }
 
 /// What a configured path (a fallback or an error page), resolved at `r`,
 /// names beneath `root`, when it is a regular file; `None` otherwise (it
 /// does not resolve, or names a directory). Served as it is: no index
 /// names, listing or precompressed sibling of `site` apply to it.
-fn only_file<'n>(
-    root: Root<'_>,
-    site: &Site<'n>,
-    r: &'n Result<resolve::Resolved<'_>, Status>,
-) -> Option<Lookup<'n>> {
+fn only_file<'n>(root: Root<'_>, site: &Site<'n>, r: &'n Result<Resolved<'_>, Status>) -> Option<Lookup<'n>> {
     let r = r.as_ref().ok()?;
     let bare = Site { index: &[], listing: false, precompressed: false, ..*site };
     match file::find(root, r, &bare, None) {
@@ -450,7 +463,7 @@ impl<'a> Input<'a> {
     /// Reads more of the current head. From its first byte the whole head
     /// must arrive within `header_timeout`: the deadline is set once then,
     /// never extended. A full buffer grows up to `max_header_bytes`.
-    fn read_more(&mut self, client: &Client, header_timeout: Duration) -> io::Result<More> {
+    fn read_more(&mut self, client: &mut Transport, header_timeout: Duration) -> io::Result<More> {
         let started = self.filled > 0;
         if self.filled == self.buf.len() {
             if self.buf.len() == self.max {
@@ -493,7 +506,7 @@ impl<'a> Input<'a> {
     /// start of the first request.
     fn read_proxy_header(
         &mut self,
-        client: &Client,
+        client: &mut Transport,
         timeout: Duration,
     ) -> io::Result<Option<Option<IpAddr>>> {
         let deadline = Instant::now() + timeout;

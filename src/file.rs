@@ -20,11 +20,12 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{FileStat, SFlag, fstatat};
 
-use crate::http::decide::{Found, Lookup, Opened, Site};
+use crate::http::decide::{Found, Lookup, Opened};
 use crate::http::encoding::{self, Candidates};
 use crate::http::fileinfo::FileInfo;
 use crate::http::listing::{self, Entry, Listing, Selection};
 use crate::http::resolve::Resolved;
+use crate::http::site::Site;
 use crate::http::status::Status;
 
 /// The document root as a child sees it.

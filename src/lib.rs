@@ -7,9 +7,9 @@
 //!
 //! - parent: `cli`, `config`, `account`, `check`, `listener`, `signals`, `notify`, `daemon`,
 //!   `safeopen`, `server`, `error` (start-up errors)
-//! - child: `child`, `conn`, `stream`, `file`, `proxy`
+//! - child: `child`, `conn`, `transport`, `stream`, `file`, `proxy`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
-//!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`)
+//!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`, `host`, `rules`)
 //! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
@@ -35,3 +35,4 @@ pub mod server;
 pub mod signals;
 pub mod stream;
 pub mod sys;
+pub mod transport;

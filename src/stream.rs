@@ -1,8 +1,9 @@
-//! The client connection as the child sees it: reads bounded by a deadline,
+//! The client's TCP socket as the child sees it: reads bounded by a deadline,
 //! sends that never raise `SIGPIPE`, and file bodies through `sendfile(2)`.
 //!
-//! Runs in: child. All socket I/O of a connection goes through `Client`, so
-//! a TLS stream can later take its place behind the same few methods.
+//! Runs in: child. `Client` is the plain form of `transport::Transport`,
+//! through which all of a connection's I/O goes; a TLS form would keep a
+//! `Client` beneath it for the same deadlines and pacing.
 //!
 //! Reads wait in `poll(2)` for at most the time left before a deadline, and
 //! `poll` is never restarted after a signal, so no read can outlive its

@@ -7,11 +7,12 @@ use std::fs::File;
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
-use forkhttpd::http::decide::{Found, Lookup, Opened, Site, answer_without_file, decide};
+use forkhttpd::http::decide::{Found, Lookup, Opened, answer_without_file, decide};
 use forkhttpd::http::fileinfo::FileInfo;
 use forkhttpd::http::mime::MimeTypes;
 use forkhttpd::http::request::{Parse, parse};
-use forkhttpd::http::site::HeaderRules;
+use forkhttpd::http::rules::HeaderRules;
+use forkhttpd::http::site::Site;
 use forkhttpd::http::status::Status;
 use libfuzzer_sys::fuzz_target;
 

@@ -3,13 +3,23 @@
 //!
 //! Runs in: child, and in the parent for its own `503` (`status_page`).
 //! Pure: no socket, no filesystem, no clock (`now` is an argument). The
-//! child's flow is
+//! child's flow (`conn::Conn::answer`) is one line of steps:
 //!
-//! 1. `answer_without_file`: the method and framing rules (`OPTIONS`, 405,
-//!    501, a body we will not read); `None` means a file is wanted.
-//! 2. The file step (`resolve`, then `file::find`), which opens what the
-//!    target names and `fstat`s it: a `Lookup`.
-//! 3. `decide`: the reply for that `Lookup`.
+//! 1. `health`: a load balancer's health check, answered before any site
+//!    or file (and never logged).
+//! 2. `answer_without_file`, for the site the host names: the method and
+//!    framing rules (`OPTIONS`, 405, 501, a body we will not read); `None`
+//!    means a file is wanted.
+//! 3. The file step (`resolve`, then `file::find`, or a file kept open
+//!    from an earlier request), which opens what the target names and
+//!    `fstat`s it: a `Lookup`. For a missing file, `fallback_for` names the
+//!    site's fallback, and `fallen_back` makes its own lookup the `Lookup`.
+//! 4. `decide`: the reply for that `Lookup`.
+//! 5. `with_error_page`: the site's page for an error status, in place of
+//!    the built-in one.
+//! 6. The site's header fields (`rules::HeaderRules::apply`).
+//!
+//! A head that cannot be parsed takes none of these: `rejection`.
 //!
 //! Every status page comes from `status_page`, every file reply (and its
 //! `304`, `412` and `416`, which the file's validators and length decide)
@@ -26,7 +36,7 @@ use crate::http::mime::MimeTypes;
 use crate::http::range::{self, ContentRange, Multipart, Selection};
 use crate::http::reply::{Body, Fields, Reply, Value};
 use crate::http::request::{Method, Request};
-use crate::http::site::HeaderRules;
+use crate::http::site::Site;
 use crate::http::status::Status;
 
 /// `Allow` for every response that lists our methods (405, OPTIONS).
@@ -35,38 +45,6 @@ pub const ALLOW: &str = "GET, HEAD, OPTIONS";
 pub const RETRY_AFTER_SECS: u64 = 1;
 /// The type of every generated page.
 const PAGE_TYPE: &str = "text/html; charset=utf-8";
-
-/// What one site serves and how it answers: the default site (the
-/// configuration's top-level keys) or a `[[site]]`, borrowed from the
-/// configuration.
-#[derive(Clone, Copy, Debug)]
-pub struct Site<'a> {
-    /// File names tried, in order, for a request naming a directory.
-    pub index: &'a [String],
-    /// The `Server` field's value (see `server_field`).
-    pub server: &'a str,
-    /// Extension → content type.
-    pub types: &'a MimeTypes,
-    /// Whether a directory without an index file is listed (else 403).
-    pub listing: bool,
-    /// Whether precompressed siblings are served (and every file reply
-    /// says `Vary: Accept-Encoding`).
-    pub precompressed: bool,
-    /// The file served with `200` for a `GET`/`HEAD` of a missing path.
-    pub fallback: Option<&'a str>,
-    /// The header fields the site adds (see `HeaderRules::apply`).
-    pub headers: &'a HeaderRules,
-    /// Custom error pages: status code and path beneath the root.
-    pub error_pages: &'a [(u16, String)],
-}
-
-impl<'a> Site<'a> {
-    /// The path (beneath the root) of the custom page for `status`, if any.
-    pub fn error_page(&self, status: Status) -> Option<&'a str> {
-        let code = status.code();
-        self.error_pages.iter().find(|(c, _)| *c == code).map(|(_, p)| p.as_str())
-    }
-}
 
 /// The `Server` value: the version only when asked for, since version
 /// disclosure helps attackers match exploits and no client needs it.
@@ -104,7 +82,7 @@ pub enum Found<'n> {
 /// stopped it (400 and 404 from `resolve`, 403, 404 and 500 from opening).
 pub type Lookup<'n> = Result<Found<'n>, Status>;
 
-/// Step 1: the reply to a request that is answered without any file (its
+/// Step 2: the reply to a request that is answered without any file (its
 /// method, or a body we will not read); `None` when a file is wanted.
 /// `may_keep` says whether the connection could stay open (below the
 /// request cap, the server not stopping).
@@ -125,7 +103,7 @@ pub fn answer_without_file<'a>(
     Some(status_page(status, None, site.server, now, connection(req, keep), req.method == Method::Head))
 }
 
-/// Step 2, after the file step: the path the site falls back to in place
+/// Step 3, after the file step: the path the site falls back to in place
 /// of what was `found`, if any. Only a path that is simply missing falls
 /// back: a refused one (400, 403, a dotfile's 404 from `resolve`) never
 /// reached the file step, and a 403 or 500 from it is kept, as is any
@@ -143,7 +121,7 @@ pub fn fallen_back(found: Option<Lookup<'_>>) -> Lookup<'_> {
     found.filter(Result::is_ok).unwrap_or(Err(Status::NotFound))
 }
 
-/// The reply to a load balancer's health check when `req` asks for
+/// Step 1: the reply to a load balancer's health check when `req` asks for
 /// `health_path` (the path alone, any query ignored) with `GET` or `HEAD`:
 /// `200` with a built-in page, no file looked at. `None` for any other
 /// request, which is served as usual.
@@ -167,7 +145,7 @@ pub fn health<'a>(
     Some(status_page(Status::Ok, None, site.server, now, connection(req, keep), head_only))
 }
 
-/// Step 3: the reply to a `GET` or `HEAD` that `answer_without_file` left
+/// Step 4: the reply to a `GET` or `HEAD` that `answer_without_file` left
 /// to the file step, given what that step found.
 pub fn decide<'a>(
     req: &Request<'_>,
@@ -384,10 +362,10 @@ fn options<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, keep: bool) 
     finish(Status::Ok, fields, Body::None, connection(req, keep))
 }
 
-/// A status page with a custom page file instead of the built-in page: the
-/// original status, every field of `reply`, the page's type and length,
-/// and no validators (the page is not the resource the request named, so a
-/// cache must not revalidate the resource against it).
+/// Step 5: a status page with a custom page file instead of the built-in
+/// page: the original status, every field of `reply`, the page's type and
+/// length, and no validators (the page is not the resource the request
+/// named, so a cache must not revalidate the resource against it).
 pub fn with_error_page<'a>(
     mut reply: Reply<'a>,
     page: &'a Opened<'_>,
@@ -451,6 +429,7 @@ fn connection(req: &Request<'_>, keep: bool) -> Connection {
 mod tests {
     use super::*;
     use crate::http::request::{Parse, parse};
+    use crate::http::rules::HeaderRules;
     use std::time::Duration;
 
     const NOW: Duration = Duration::from_secs(1_700_000_000);

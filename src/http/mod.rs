@@ -16,7 +16,9 @@
 //! - `encoding`: `Accept-Encoding` -> the precompressed siblings to try.
 //! - `listing`: a directory's entries -> a bounded, sorted HTML listing.
 //! - `decide`: request + site + what the file step found -> `Reply`.
-//! - `site`: which site a `Host` names, and its response-header rules.
+//! - `site`: what one site serves and how it answers (`Site`).
+//! - `host`: which site a request's `Host` names.
+//! - `rules`: a site's response-header rules, by path pattern.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
 //! - `civil`: a day count since 1970 -> a calendar date (listings, logs).
 //! - `decimal`: numbers into head bytes without allocating.
@@ -27,11 +29,13 @@ pub mod decide;
 pub mod decimal;
 pub mod encoding;
 pub mod fileinfo;
+pub mod host;
 pub mod listing;
 pub mod mime;
 pub mod range;
 pub mod reply;
 pub mod request;
 pub mod resolve;
+pub mod rules;
 pub mod site;
 pub mod status;

@@ -10,11 +10,12 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use forkhttpd::file::{Root, find};
-use forkhttpd::http::decide::{Found, Site};
+use forkhttpd::http::decide::Found;
 use forkhttpd::http::mime::MimeTypes;
 use forkhttpd::http::request::{Parse, parse};
 use forkhttpd::http::resolve::resolve;
-use forkhttpd::http::site::HeaderRules;
+use forkhttpd::http::rules::HeaderRules;
+use forkhttpd::http::site::Site;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
