@@ -17,9 +17,9 @@ use nix::unistd::{AccessFlags, access};
 
 use crate::config::{AccessLogTarget, Config, ErrorLogTarget};
 use crate::error::StartupError;
+use crate::generation::Generation;
 use crate::listener;
 use crate::log::{self as logging, AccessLog};
-use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
 
 /// Whether `--check-config` binds the listen addresses.
@@ -43,19 +43,16 @@ pub struct Launch {
     pub under_systemd: bool,
 }
 
-/// Runs the checks; the first failure is returned with start-up's own
-/// error for that step. `drop_plan` is start-up's: with it (a root parent
-/// whose children run as another account) a log or pid file must lie in a
-/// directory that account cannot change, as `safeopen` requires. Syslog,
-/// for either log, is connected by start-up's own code and closed.
-pub fn system(
-    config: &Config,
-    drop_plan: Option<&DropPlan>,
-    bind: Bind,
-    launch: Launch,
-) -> Result<(), StartupError> {
+/// Runs the checks on the generation start-up built; the first failure is
+/// returned with start-up's own error for that step. With a privilege plan
+/// (a root parent whose children run as another account) a log or pid file
+/// must lie in a directory that account cannot change, as `safeopen`
+/// requires. Syslog, for either log, is connected by start-up's own code
+/// and closed.
+pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(), StartupError> {
+    let config = &generation.config;
     listen(config, bind)?;
-    let guard = DropPlan::guard(drop_plan);
+    let guard = generation.guard();
     match &config.access_log {
         AccessLogTarget::File(path) => log_file(path, guard)?,
         AccessLogTarget::Syslog => drop(AccessLog::open(&config.access_log, guard)?),

@@ -37,7 +37,6 @@ use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::http::resolve;
 use crate::http::site::{Header, HeaderRule, HeaderRules, Hosts, PathPattern};
 use crate::listener;
-use crate::privileges::DropPlan;
 use crate::proxy::Cidr;
 use crate::safeopen::{self, Guard};
 
@@ -150,17 +149,11 @@ pub struct Config {
     pub proxy_timeout: Duration,
     /// The field a trusted proxy on a plain listener names the client in.
     pub real_ip_header: RealIpHeader,
-    /// The default site's document root, canonical (absolute, symlinks
-    /// resolved); the same as `sites[0].root`.
-    pub root: PathBuf,
-    /// The sites: `sites[0]` is the default site (the top-level keys, no
-    /// hosts), then each `[[site]]` in file order.
-    pub sites: Vec<SiteConfig>,
     /// Extension → content type (built-in, `mime_types` files, `mime`),
     /// shared by every site.
     pub mime: MimeTypes,
     /// The `mime_types` files read into `mime` (absolute), held to the
-    /// config file's own rules (`Config::load_trusted`).
+    /// config file's own rules (`generation`).
     pub mime_files: Vec<PathBuf>,
     /// The account children switch to when the server starts as root.
     pub identity: Identity,
@@ -508,50 +501,19 @@ impl Default for RawConfig {
 }
 
 impl Config {
-    /// Reads `path` (or nothing: the built-in defaults) and the privilege
-    /// plan it makes, for start-up, `--check-config` and every reload
-    /// alike. The config decides what children run as, so the account
-    /// children run as must not be able to change it or a `mime_types`
-    /// file (see `safeopen`): `running` is the guard of the server already
-    /// running (on a reload; `None` at start), checked before a byte is
-    /// read; the guard of the plan read is checked after, before anything
-    /// is done with it. The rule is the log files' rule: without a guard
-    /// (a parent that is not root, or children that stay root) only links
-    /// and non-regular files are refused.
-    pub fn load_trusted(
-        path: Option<&Path>,
-        overrides: &Overrides,
-        running: Option<Guard>,
-    ) -> Result<(Config, Option<DropPlan>), StartupError> {
-        let config = Config::load(path, overrides, running)?;
-        let plan = DropPlan::for_config(&config)?;
-        let guard = DropPlan::guard(plan.as_ref());
-        if guard.is_some() && guard != running {
-            if let Some(p) = &config.source {
-                safeopen::open_for_reading(p, guard).map_err(|e| unreadable(p, e))?;
-            }
-            for p in &config.mime_files {
-                safeopen::open_for_reading(p, guard).map_err(|e| ConfigError {
-                    file: config.source.clone(),
-                    line: None,
-                    site: None,
-                    key: Some("mime_types".to_string()),
-                    what: format!("cannot read {}: {e}", p.display()),
-                })?;
-            }
-        }
-        Ok((config, plan))
-    }
-
     /// Reads `path` (or nothing: the built-in defaults), applies the
     /// command-line overrides and validates the result. The file and every
     /// `mime_types` file are read by `safeopen` under `guard`. Returns the
     /// error naming the file, line and key of the first problem found.
-    fn load(
+    /// Returns the configuration and, apart, its sites: `sites[0]` is the
+    /// default site (the top-level keys, no hosts), then each `[[site]]`
+    /// in file order. The privilege plan and the trust checks on what was
+    /// read are the caller's (`generation`).
+    pub fn load(
         path: Option<&Path>,
         overrides: &Overrides,
         guard: Option<Guard>,
-    ) -> Result<Config, StartupError> {
+    ) -> Result<(Config, Vec<SiteConfig>), StartupError> {
         let (raw, text) = match path {
             Some(p) => {
                 // Never fs::read_to_string: a FIFO in its place would block
@@ -568,7 +530,7 @@ impl Config {
 }
 
 /// The error for a config file `path` that could not be read.
-fn unreadable(path: &Path, e: std::io::Error) -> ConfigError {
+pub fn unreadable(path: &Path, e: std::io::Error) -> ConfigError {
     ConfigError {
         file: Some(path.to_path_buf()),
         line: None,
@@ -703,7 +665,7 @@ impl Place<'_> {
 }
 
 impl Checker<'_> {
-    fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, StartupError> {
+    fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<(Config, Vec<SiteConfig>), StartupError> {
         let (mime, mime_files) = self.mime(&raw, ov)?;
         let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
         let listen = if ov.listen.is_empty() { raw.listen.into_inner() } else { ov.listen.clone() };
@@ -824,7 +786,6 @@ impl Checker<'_> {
             let site = self.site(name.clone(), hosts, keys, root_at, ov)?;
             sites.push(site);
         }
-        let root = sites[0].root.clone();
 
         let user_at = Place::top(&raw.user);
         let group_at = Place::top(&raw.group);
@@ -936,7 +897,7 @@ impl Checker<'_> {
             ),
         };
 
-        Ok(Config {
+        let config = Config {
             source: self.path.map(|p| ov.resolve(p)).transpose().map_err(|e| ConfigError {
                 file: self.path.map(Path::to_path_buf),
                 line: None,
@@ -950,8 +911,6 @@ impl Checker<'_> {
             trusted_proxies,
             proxy_timeout,
             real_ip_header,
-            root,
-            sites,
             mime,
             mime_files,
             identity,
@@ -974,7 +933,8 @@ impl Checker<'_> {
             error_log,
             server_version: raw.server_version,
             health_path,
-        })
+        };
+        Ok((config, sites))
     }
 
     /// The content-type table: the built-in one, then each `mime_types`
@@ -1247,6 +1207,11 @@ mod tests {
     use std::io::Write;
 
     fn load_str(text: &str) -> Result<Config, StartupError> {
+        load_str_with_sites(text).map(|(config, _)| config)
+    }
+
+    /// `load_str`, with the sites.
+    fn load_str_with_sites(text: &str) -> Result<(Config, Vec<SiteConfig>), StartupError> {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let file = dir.join("c.toml");
@@ -1344,28 +1309,29 @@ mod tests {
         fs::write(&file, "root = \"site\"\naccess_log = \"logs/a.log\"\npid_file = \"p.pid\"\n").unwrap();
         let ov = Overrides { base_dir: Some(base.clone()), ..Overrides::default() };
         // The process's own working directory plays no part.
-        let c = Config::load(Some(&file), &ov, None).unwrap();
-        assert_eq!(c.root, fs::canonicalize(base.join("site")).unwrap());
+        let (c, sites) = Config::load(Some(&file), &ov, None).unwrap();
+        assert_eq!(sites[0].root, fs::canonicalize(base.join("site")).unwrap());
         assert_eq!(c.access_log, AccessLogTarget::File(base.join("logs/a.log")));
         assert_eq!(c.pid_file, Some(base.join("p.pid")));
         let ov = Overrides { root: Some(PathBuf::from("site")), ..ov };
-        assert_eq!(Config::load(None, &ov, None).unwrap().root, fs::canonicalize(base.join("site")).unwrap());
+        let (_, sites) = Config::load(None, &ov, None).unwrap();
+        assert_eq!(sites[0].root, fs::canonicalize(base.join("site")).unwrap());
     }
 
     #[test]
     fn default_index_names_and_site_keys() {
-        let c = load_str("").unwrap();
-        assert_eq!(c.sites.len(), 1);
-        let d = &c.sites[0];
+        let (_, sites) = load_str_with_sites("").unwrap();
+        assert_eq!(sites.len(), 1);
+        let d = &sites[0];
         assert_eq!(d.index, ["index.html", "index.htm"]);
-        assert_eq!(d.root, c.root);
+        assert!(d.root.is_absolute(), "{}", d.root.display());
         assert!(!d.listing && d.fallback.is_none() && d.error_pages.is_empty());
         assert!(d.headers.nosniff && d.headers.always.is_empty() && d.headers.rules.is_empty());
     }
 
     /// Writes `text` (after a `root` line, as `load_str`) with `{dir}`
     /// replaced by a temporary directory holding `a/` and `b/`.
-    fn load_sites(text: &str) -> Result<Config, StartupError> {
+    fn load_sites(text: &str) -> Result<Vec<SiteConfig>, StartupError> {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         fs::create_dir_all(dir.join("a")).unwrap();
@@ -1373,12 +1339,12 @@ mod tests {
         let file = dir.join("c.toml");
         let text = text.replace("{dir}", dir.to_str().unwrap());
         fs::write(&file, format!("root = {:?}\n{text}", dir.display().to_string())).unwrap();
-        Config::load(Some(&file), &Overrides::default(), None)
+        Config::load(Some(&file), &Overrides::default(), None).map(|(_, sites)| sites)
     }
 
     #[test]
     fn sites_are_read_in_order_with_their_own_keys() {
-        let c = load_sites(
+        let sites = load_sites(
             "index = [\"home.html\"]\nheaders = { \"X-Top\" = \"1\" }\n\
              [[site]]\nhosts = [\"A.example\", \"*.a.example\"]\nroot = \"{dir}/a\"\nfallback = \"/index.html\"\n\
              error_pages = { 404 = \"/404.html\" }\nnosniff = false\nlisting = true\n\
@@ -1386,8 +1352,8 @@ mod tests {
              [[site]]\nhosts = [\"b.example\"]\nroot = \"{dir}/b\"\n",
         )
         .unwrap();
-        assert_eq!(c.sites.len(), 3);
-        let (d, a, b) = (&c.sites[0], &c.sites[1], &c.sites[2]);
+        assert_eq!(sites.len(), 3);
+        let (d, a, b) = (&sites[0], &sites[1], &sites[2]);
         assert_eq!(d.index, ["home.html"]);
         assert_eq!(d.headers.always, [Header::new("X-Top", "1").unwrap()]);
         assert_eq!(a.hosts.exact(), ["a.example"]);

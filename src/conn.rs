@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, RealIpHeader};
 use crate::file::{self, KeptFiles, Root};
+use crate::generation::ServedSite;
 use crate::http::decide::{self, Found, Lookup, Site};
 use crate::http::reply::{Body, Reply};
 use crate::http::request::{self, Method, Parse, Request};
@@ -33,9 +34,9 @@ use crate::stream::{Client, ReadOutcome, SendLimits};
 pub struct Context<'a> {
     /// The configuration in force when the connection was accepted.
     pub config: &'a Config,
-    /// Each site's document root (in the order of `config.sites`): a
-    /// request's path is resolved beneath its site's root.
-    pub roots: Vec<Root<'a>>,
+    /// The sites, each with its document root: a request's path is
+    /// resolved beneath its site's root.
+    pub sites: &'a [ServedSite],
     /// Where access-log lines go.
     pub access_log: &'a AccessLog,
     /// Read end of the parent's lifeline pipe; it hangs up when the server
@@ -78,7 +79,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
         client_ip,
         proxied: kind == Kind::Proxy,
         ctx,
-        site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
+        site: ctx.sites[0].config.site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),
         head_len: 0,
         scratch: Vec::with_capacity(512),
@@ -183,11 +184,11 @@ impl Conn<'_> {
             self.send(&reply)?;
             return Ok(reply.keep_alive);
         }
-        let sites = &self.ctx.config.sites;
-        let which =
-            site::select(site::request_host(req), sites[1..].iter().map(|s| &s.hosts)).map_or(0, |i| i + 1);
-        let site = sites[which].site(self.site.server, &self.ctx.config.mime);
-        let root = self.ctx.roots[which];
+        let sites = self.ctx.sites;
+        let which = site::select(site::request_host(req), sites[1..].iter().map(|s| &s.config.hosts))
+            .map_or(0, |i| i + 1);
+        let site = sites[which].config.site(self.site.server, &self.ctx.config.mime);
+        let root = sites[which].root();
         let head_only = req.method == Method::Head;
         // Declared before the reply, which borrows what they hold.
         let (fallback, page_path, page): (_, _, Lookup<'_>);

@@ -17,13 +17,13 @@ use clap::Parser;
 
 use forkhttpd::check::{self, Bind, Launch};
 use forkhttpd::cli::Args;
-use forkhttpd::config::{AccessLogTarget, Config};
+use forkhttpd::config::AccessLogTarget;
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::{ConfigError, StartupError};
+use forkhttpd::generation::Generation;
 use forkhttpd::listener::{self, Kind};
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
-use forkhttpd::privileges::DropPlan;
 use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
@@ -58,23 +58,23 @@ fn run(args: &Args) -> Result<(), StartupError> {
         })?),
         None => None,
     };
-    let (config, drop_plan) = Config::load_trusted(config_file.as_deref(), &overrides, None)?;
-    let roots = server::open_roots(&config)?;
+    let generation = Generation::build(config_file.as_deref(), &overrides, None)?;
     let notifier = Notifier::from_env().map_err(|e| StartupError::Daemon(format!("NOTIFY_SOCKET: {e}")))?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if args.check_config {
         let bind = if args.no_bind { Bind::Skip } else { Bind::Try };
         let launch = Launch { detaching: args.daemon, under_systemd };
-        check::system(&config, drop_plan.as_ref(), bind, launch)?;
+        check::system(&generation, bind, launch)?;
         println!("configuration OK");
         return Ok(());
     }
     let signals = Signals::install(&server::SIGNALS).map_err(StartupError::Signals)?;
-    if let Some(plan) = &drop_plan {
+    if let Some(plan) = &generation.drop_plan {
         plan.empty_bounding_set()?;
     }
 
-    let guard = DropPlan::guard(drop_plan.as_ref());
+    let config = &generation.config;
+    let guard = generation.guard();
     // First, so that every later step's message reaches the log too.
     logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
@@ -99,13 +99,11 @@ fn run(args: &Args) -> Result<(), StartupError> {
 
     let detached = if args.daemon { Some(daemon::detach()?) } else { None };
     let started = start(Setup {
-        config,
+        generation,
         overrides,
         listeners,
         socket_activated,
-        roots,
         access_log,
-        drop_plan,
         notifier,
         signals,
         pid_file,
@@ -134,7 +132,7 @@ fn start(mut setup: Setup) -> Result<Server, StartupError> {
         p.write()?;
     }
     let addrs: Vec<String> = setup.listeners.iter().map(|l| l.addr.to_string()).collect();
-    let who = match &setup.drop_plan {
+    let who = match &setup.generation.drop_plan {
         Some(p) => format!(
             "children run as {} (uid {}, gid {}){}",
             p.identity.user,
@@ -150,7 +148,7 @@ fn start(mut setup: Setup) -> Result<Server, StartupError> {
         std::process::id(),
         addrs.join(", "),
         if setup.socket_activated { " (from systemd)" } else { "" },
-        setup.config.root.display(),
+        setup.generation.default_root().display(),
     );
     let server = Server::new(setup)?;
     log::info!("{line}");

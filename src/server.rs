@@ -12,15 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::prctl::set_dumpable;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, pipe2};
 
@@ -28,7 +26,7 @@ use crate::child::{self, Inherited};
 use crate::config::{Config, ErrorLogTarget, Overrides};
 use crate::daemon::PidFile;
 use crate::error::StartupError;
-use crate::file;
+use crate::generation::Generation;
 use crate::http::decide::{self, Connection};
 use crate::http::reply::Body;
 use crate::http::request;
@@ -36,7 +34,6 @@ use crate::http::status::Status;
 use crate::listener::{self, Listener};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
-use crate::privileges::DropPlan;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 
@@ -88,21 +85,18 @@ impl Ready {
 /// Everything the parent starts the accept loop with.
 #[derive(Debug)]
 pub struct Setup {
-    /// The validated configuration.
-    pub config: Config,
+    /// The configuration, its sites (their roots opened and probed before
+    /// anything was bound, so that a root the server cannot serve fails
+    /// first) and how children give up root.
+    pub generation: Generation,
     /// The command-line values, re-applied on every reload.
     pub overrides: Overrides,
     /// Bound (or inherited) listening sockets.
     pub listeners: Vec<Listener>,
     /// Whether the listeners came from systemd (a reload then keeps them).
     pub socket_activated: bool,
-    /// Each site's document root, opened and probed (`open_roots`) before
-    /// anything was bound, so that a root the server cannot serve fails first.
-    pub roots: Vec<OwnedFd>,
     /// The opened access log.
     pub access_log: AccessLog,
-    /// How children give up root, if the parent has it.
-    pub drop_plan: Option<DropPlan>,
     /// systemd's notification socket, if started by systemd.
     pub notifier: Option<Notifier>,
     /// The handlers for `SIGNALS`, installed as early as possible so that
@@ -115,19 +109,14 @@ pub struct Setup {
 /// The parent's state: listeners, signals, and the table of live children.
 #[derive(Debug)]
 pub struct Server {
-    config: Config,
+    /// The generation new children are forked with.
+    generation: Generation,
     overrides: Overrides,
     listeners: Vec<Listener>,
     socket_activated: bool,
     signals: Signals,
     access_log: AccessLog,
-    drop_plan: Option<DropPlan>,
     notifier: Option<Notifier>,
-    /// Each site's document root (in the order of `config.sites`), opened
-    /// once; children resolve every path beneath its site's root.
-    roots: Vec<OwnedFd>,
-    /// The same roots' paths as children see them (`child::root_paths`).
-    root_paths: Vec<PathBuf>,
     /// This process's pid, for children to check that it is still theirs.
     pid: Pid,
     /// Children hold the read end; when the parent closes the write end
@@ -156,19 +145,15 @@ impl Server {
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| StartupError::Daemon(format!("lifeline pipe: {e}")))?;
-        let root_paths = child::root_paths(&setup.config, setup.drop_plan.as_ref());
         let server = Server {
-            config: setup.config,
+            generation: setup.generation,
             overrides: setup.overrides,
             listeners: setup.listeners,
             socket_activated: setup.socket_activated,
             signals: setup.signals,
             access_log: setup.access_log,
-            drop_plan: setup.drop_plan,
             notifier: setup.notifier,
             _pid_file: setup.pid_file,
-            roots: setup.roots,
-            root_paths,
             pid: getpid(),
             lifeline_read,
             lifeline_write: Some(lifeline_write),
@@ -212,7 +197,7 @@ impl Server {
                             return Ok(());
                         }
                         _ => {
-                            self.stop(sig, self.config.shutdown_grace);
+                            self.stop(sig, self.config().shutdown_grace);
                             return Ok(());
                         }
                     }
@@ -234,13 +219,13 @@ impl Server {
             }
             self.paused_until = None;
         }
-        if self.children.len() < self.config.max_children {
+        if self.children.len() < self.config().max_children {
             return true;
         }
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
                 "max_children ({}) reached: not accepting until a child exits",
-                self.config.max_children
+                self.config().max_children
             );
             self.cap_logged = Some(Instant::now());
         }
@@ -292,7 +277,7 @@ impl Server {
     /// Accepts what is waiting on listener `i`, forking a child for each.
     fn accept_from(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.children.len() >= self.config.max_children || self.paused_until.is_some() {
+            if self.children.len() >= self.config().max_children || self.paused_until.is_some() {
                 return;
             }
             match self.listeners[i].accept() {
@@ -332,9 +317,9 @@ impl Server {
     /// From a `Kind::Proxy` listener, `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
-        let limit = self.config.max_children_per_ip;
+        let limit = self.config().max_children_per_ip;
         if limit > 0
-            && self.children.len() >= self.config.per_ip_cap_from
+            && self.children.len() >= self.config().per_ip_cap_from
             && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit)
         {
             log::debug!(
@@ -348,12 +333,9 @@ impl Server {
             Ok(Forked::Child) => {
                 let inherited = Inherited {
                     signals: &self.signals,
-                    config: &self.config,
+                    generation: &self.generation,
                     access_log: &self.access_log,
-                    roots: &self.roots,
-                    drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
-                    root_paths: &self.root_paths,
                     parent: self.pid,
                 };
                 child::run(stream, peer, kind, &inherited)
@@ -379,7 +361,7 @@ impl Server {
     /// line: none was read). The client's bytes are never read: the socket
     /// is kept, unread, for `REFUSED_LINGER` and closed by the loop.
     fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let delivered = answer_503(&stream, self.config.server_version);
+        let delivered = answer_503(&stream, self.config().server_version);
         self.log_refusal(peer, *delivered.as_ref().unwrap_or(&0));
         if let Err(e) = delivered {
             log::debug!("503 to {peer} not delivered: {e}");
@@ -464,14 +446,13 @@ impl Server {
     /// files are reopened either way.
     fn reload(&mut self) {
         self.notify("RELOADING=1");
-        let source = self.config.source.clone();
+        let source = self.config().source.clone();
         log::info!(
             "reloading configuration from {}",
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
-        let running = DropPlan::guard(self.drop_plan.as_ref());
-        let loaded = Config::load_trusted(source.as_deref(), &self.overrides, running);
-        let status = match self.apply_reload(loaded) {
+        let built = Generation::build(source.as_deref(), &self.overrides, self.generation.guard());
+        let status = match self.apply_reload(built) {
             Ok(None) => {
                 log::info!("configuration reloaded; listeners from systemd kept");
                 "STATUS=serving; configuration reloaded"
@@ -496,34 +477,31 @@ impl Server {
         self.notify(&format!("READY=1\n{status}"));
     }
 
-    /// Applies a loaded config; returns what changed in the listeners
+    /// Applies a built generation; returns what changed in the listeners
     /// (`None` when they come from systemd and are kept as they are).
     fn apply_reload(
         &mut self,
-        loaded: Result<(Config, Option<DropPlan>), StartupError>,
+        built: Result<Generation, StartupError>,
     ) -> Result<Option<listener::Changes>, StartupError> {
-        let (config, drop_plan) = loaded?;
-        let roots = open_roots(&config)?;
-        let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
+        let generation = built?;
+        let config = &generation.config;
+        let access_log = AccessLog::open(&config.access_log, generation.guard())?;
         let changes = if self.socket_activated {
             listener::require_trusted(
                 self.listeners.iter().any(|l| l.kind == listener::Kind::Proxy),
                 &config.trusted_proxies,
             )?;
-            if config.all_listen() != self.config.all_listen() {
+            if config.all_listen() != self.config().all_listen() {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"
                 );
             }
             None
         } else {
-            Some(self.rebind(&config))
+            Some(self.rebind(config))
         };
-        warn_restart_needed(&self.config, &config);
-        self.root_paths = child::root_paths(&config, drop_plan.as_ref());
-        self.config = config;
-        self.drop_plan = drop_plan;
-        self.roots = roots;
+        warn_restart_needed(self.config(), config);
+        self.generation = generation;
         self.access_log = access_log;
         Ok(changes)
     }
@@ -547,12 +525,12 @@ impl Server {
         let mut accepted = 0;
         // The kernel queues at most `backlog` connections; a few more may
         // arrive meanwhile, but not without bound.
-        let most = usize::try_from(self.config.backlog).unwrap_or(0) + ACCEPT_BATCH;
+        let most = usize::try_from(self.config().backlog).unwrap_or(0) + ACCEPT_BATCH;
         for _ in 0..most {
             match l.accept() {
                 Ok((stream, peer)) => {
                     accepted += 1;
-                    if self.children.len() < self.config.max_children && self.paused_until.is_none() {
+                    if self.children.len() < self.config().max_children && self.paused_until.is_none() {
                         self.spawn(stream, peer, l.kind);
                     } else {
                         self.refuse(stream, peer);
@@ -573,9 +551,9 @@ impl Server {
     /// `error_log` file) by its path, so that after logrotate renames the
     /// file new lines go to a new one. On failure the old file stays in use.
     fn reopen_logs(&mut self) {
-        let guard = DropPlan::guard(self.drop_plan.as_ref());
-        logging::reopen_error_log(&self.config.error_log, guard);
-        match AccessLog::open(&self.config.access_log, guard) {
+        let guard = self.generation.guard();
+        logging::reopen_error_log(&self.config().error_log, guard);
+        match AccessLog::open(&self.config().access_log, guard) {
             Ok(log) => {
                 self.access_log = log;
                 log::info!("reopened log files");
@@ -641,6 +619,11 @@ impl Server {
         self.per_ip.clear();
     }
 
+    /// The configuration in force.
+    fn config(&self) -> &Config {
+        &self.generation.config
+    }
+
     fn notify(&self, state: &str) {
         if let Some(n) = &self.notifier {
             n.notify(state);
@@ -671,24 +654,6 @@ fn warn_restart_needed(old: &Config, new: &Config) {
             new.error_log
         );
     }
-}
-
-/// Opens every site's document root (`O_PATH`: the descriptor grants
-/// lookups, not reads; children open files beneath it), in the order of
-/// `config.sites`, and probes `openat2(2)` on each: without that call
-/// nothing could be served, and a seccomp filter that refuses it must stop
-/// the server at start (and `--check-config`), not leave it listening and
-/// failing every request.
-pub fn open_roots(config: &Config) -> Result<Vec<OwnedFd>, StartupError> {
-    config.sites.iter().map(|site| open_root(&site.root)).collect()
-}
-
-fn open_root(path: &std::path::Path) -> Result<OwnedFd, StartupError> {
-    let root = open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| StartupError::Root { path: path.to_path_buf(), source: e.into() })?;
-    file::probe(root.as_fd())
-        .map_err(|e| StartupError::Openat2 { path: path.to_path_buf(), source: e.into() })?;
-    Ok(root)
 }
 
 /// Writes a `503` on `stream` without blocking and shuts down its write
