@@ -53,12 +53,12 @@ pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(),
     let config = &generation.config;
     listen(config, bind)?;
     let guard = generation.guard();
-    match &config.access_log {
+    match &config.logging.access_log {
         AccessLogTarget::File(path) => log_file(path, guard)?,
-        AccessLogTarget::Syslog => drop(AccessLog::open(&config.access_log, guard)?),
+        AccessLogTarget::Syslog => drop(AccessLog::open(&config.logging.access_log, guard)?),
         AccessLogTarget::Stderr | AccessLogTarget::Off => {}
     }
-    match &config.error_log {
+    match &config.logging.error_log {
         ErrorLogTarget::File(path) => log_file(path, guard)?,
         target => drop(logging::daemon_syslog(target, launch.detaching, launch.under_systemd)?),
     }
@@ -72,7 +72,7 @@ pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(),
 /// unless told not to or handed sockets by systemd (then neither key
 /// applies), binds them all with start-up's own code and closes them.
 fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
-    listener::require_trusted(listener::proxy_inherited(), &config.trusted_proxies)?;
+    listener::require_trusted(listener::proxy_inherited(), &config.proxy.trusted)?;
     let specs = config.all_listen();
     if bind == Bind::Skip || socket_activated() {
         for spec in &specs {

@@ -51,18 +51,21 @@ pub struct Context<'a> {
 /// errors (reset, send timeout), which end the connection quietly.
 pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
-    let limits =
-        SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace };
+    let limits = SendLimits {
+        timeout: cfg.limits.send_timeout,
+        min_rate: cfg.limits.min_send_rate,
+        grace: cfg.limits.min_send_rate_grace,
+    };
     let client = Client::new(stream, limits)?;
-    let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
+    let mut input = Input::new(cfg.limits.max_header_bytes, ctx.lifeline);
     let client_ip = if kind == Kind::Proxy {
-        if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
+        if !proxy::trusted(&cfg.proxy.trusted, peer_ip) {
             crate::log::client_warning(format_args!(
                 "{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed"
             ));
             return Ok(());
         }
-        match input.read_proxy_header(&client, cfg.proxy_timeout)? {
+        match input.read_proxy_header(&client, cfg.proxy.timeout)? {
             Some(source) => source.unwrap_or(peer_ip),
             None => {
                 crate::log::client_warning(format_args!(
@@ -87,16 +90,16 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
         access_log_failed: false,
         kept: KeptFiles::default(),
     };
-    let mut idle = cfg.header_timeout;
-    for served in 1..=cfg.max_requests_per_connection {
-        input.begin_head(idle, cfg.header_timeout);
+    let mut idle = cfg.limits.header_timeout;
+    for served in 1..=cfg.limits.max_requests_per_connection {
+        input.begin_head(idle, cfg.limits.header_timeout);
         // Parse what has arrived; read more only while the head is partial.
         // Each head is parsed once complete, and answered from that parse.
         loop {
             if input.filled > 0 {
                 match request::parse(input.received()) {
                     Parse::Complete(req, len) => {
-                        let may_keep = served < cfg.max_requests_per_connection && !input.draining;
+                        let may_keep = served < cfg.limits.max_requests_per_connection && !input.draining;
                         let kept = conn.respond(&req, first_line(input.received()), may_keep)?;
                         let linger = req.has_body;
                         input.consume(len);
@@ -110,13 +113,13 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
                     Parse::Partial => {}
                 }
             }
-            match input.read_more(&conn.client, cfg.header_timeout)? {
+            match input.read_more(&conn.client, cfg.limits.header_timeout)? {
                 More::Read => {}
                 More::Closed => return Ok(()),
                 More::Reject(status) => return conn.reject(status, input.first_line()),
             }
         }
-        idle = cfg.keepalive_timeout;
+        idle = cfg.limits.keepalive_timeout;
     }
     Ok(())
 }
@@ -326,10 +329,10 @@ impl Conn<'_> {
         // Per request: a proxy's kept-alive connection carries many clients.
         // Nothing is scanned (or allocated) unless the peer is trusted.
         let client = match req {
-            Some(r) if !self.proxied && proxy::trusted(&cfg.trusted_proxies, self.client_ip) => {
-                let forwarded = cfg.real_ip_header == RealIpHeader::Forwarded;
+            Some(r) if !self.proxied && proxy::trusted(&cfg.proxy.trusted, self.client_ip) => {
+                let forwarded = cfg.proxy.real_ip_header == RealIpHeader::Forwarded;
                 let name = if forwarded { "forwarded" } else { "x-forwarded-for" };
-                proxy::forwarded_client(r.field_lines(name), forwarded, &cfg.trusted_proxies, self.client_ip)
+                proxy::forwarded_client(r.field_lines(name), forwarded, &cfg.proxy.trusted, self.client_ip)
             }
             _ => self.client_ip,
         };

@@ -76,7 +76,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
     let config = &generation.config;
     let guard = generation.guard();
     // First, so that every later step's message reaches the log too.
-    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
+    logging::route_daemon_messages(&config.logging.error_log, args.daemon, under_systemd, guard)?;
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();
@@ -88,12 +88,12 @@ fn run(args: &Args) -> Result<(), StartupError> {
             bound
         }
     };
-    listener::require_trusted(listeners.iter().any(|l| l.kind == Kind::Proxy), &config.trusted_proxies)?;
+    listener::require_trusted(listeners.iter().any(|l| l.kind == Kind::Proxy), &config.proxy.trusted)?;
     for l in &listeners {
         log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
     }
-    let access_log = AccessLog::open(&config.access_log, guard)?;
-    if args.daemon && config.access_log == AccessLogTarget::Stderr {
+    let access_log = AccessLog::open(&config.logging.access_log, guard)?;
+    if args.daemon && config.logging.access_log == AccessLogTarget::Stderr {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");
     }
 

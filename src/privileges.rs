@@ -87,15 +87,15 @@ impl DropPlan {
         if !geteuid().is_root() {
             return Ok(None);
         }
-        if !config.allow_root
-            && let Err((key, what)) = config.identity.refuse_root(config.group_given)
+        if !config.privileges.allow_root
+            && let Err((key, what)) = config.privileges.identity.refuse_root(config.privileges.group_given)
         {
             let file = config.source.clone();
             return Err(ConfigError { file, line: None, site: None, key: Some(key.to_string()), what }.into());
         }
         Ok(Some(DropPlan {
-            identity: config.identity.clone(),
-            chroot: config.chroot.then(|| default_root.to_path_buf()),
+            identity: config.privileges.identity.clone(),
+            chroot: config.privileges.chroot.then(|| default_root.to_path_buf()),
         }))
     }
 

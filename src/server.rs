@@ -197,7 +197,7 @@ impl Server {
                             return Ok(());
                         }
                         _ => {
-                            self.stop(sig, self.config().shutdown_grace);
+                            self.stop(sig, self.config().limits.shutdown_grace);
                             return Ok(());
                         }
                     }
@@ -219,13 +219,13 @@ impl Server {
             }
             self.paused_until = None;
         }
-        if self.children.len() < self.config().max_children {
+        if self.children.len() < self.config().limits.max_children {
             return true;
         }
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
                 "max_children ({}) reached: not accepting until a child exits",
-                self.config().max_children
+                self.config().limits.max_children
             );
             self.cap_logged = Some(Instant::now());
         }
@@ -277,7 +277,7 @@ impl Server {
     /// Accepts what is waiting on listener `i`, forking a child for each.
     fn accept_from(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.children.len() >= self.config().max_children || self.paused_until.is_some() {
+            if self.children.len() >= self.config().limits.max_children || self.paused_until.is_some() {
                 return;
             }
             match self.listeners[i].accept() {
@@ -317,9 +317,9 @@ impl Server {
     /// From a `Kind::Proxy` listener, `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
-        let limit = self.config().max_children_per_ip;
+        let limit = self.config().limits.max_children_per_ip;
         if limit > 0
-            && self.children.len() >= self.config().per_ip_cap_from
+            && self.children.len() >= self.config().limits.per_ip_cap_from
             && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit)
         {
             log::debug!(
@@ -485,11 +485,11 @@ impl Server {
     ) -> Result<Option<listener::Changes>, StartupError> {
         let generation = built?;
         let config = &generation.config;
-        let access_log = AccessLog::open(&config.access_log, generation.guard())?;
+        let access_log = AccessLog::open(&config.logging.access_log, generation.guard())?;
         let changes = if self.socket_activated {
             listener::require_trusted(
                 self.listeners.iter().any(|l| l.kind == listener::Kind::Proxy),
-                &config.trusted_proxies,
+                &config.proxy.trusted,
             )?;
             if config.all_listen() != self.config().all_listen() {
                 log::warn!(
@@ -530,7 +530,8 @@ impl Server {
             match l.accept() {
                 Ok((stream, peer)) => {
                     accepted += 1;
-                    if self.children.len() < self.config().max_children && self.paused_until.is_none() {
+                    if self.children.len() < self.config().limits.max_children && self.paused_until.is_none()
+                    {
                         self.spawn(stream, peer, l.kind);
                     } else {
                         self.refuse(stream, peer);
@@ -552,8 +553,8 @@ impl Server {
     /// file new lines go to a new one. On failure the old file stays in use.
     fn reopen_logs(&mut self) {
         let guard = self.generation.guard();
-        logging::reopen_error_log(&self.config().error_log, guard);
-        match AccessLog::open(&self.config().access_log, guard) {
+        logging::reopen_error_log(&self.config().logging.error_log, guard);
+        match AccessLog::open(&self.config().logging.access_log, guard) {
             Ok(log) => {
                 self.access_log = log;
                 log::info!("reopened log files");
@@ -645,13 +646,15 @@ fn warn_restart_needed(old: &Config, new: &Config) {
             name(&new.pid_file)
         );
     }
-    let both_files =
-        matches!((&old.error_log, &new.error_log), (ErrorLogTarget::File(_), ErrorLogTarget::File(_)));
-    if new.error_log != old.error_log && !both_files {
+    let both_files = matches!(
+        (&old.logging.error_log, &new.logging.error_log),
+        (ErrorLogTarget::File(_), ErrorLogTarget::File(_))
+    );
+    if new.logging.error_log != old.logging.error_log && !both_files {
         log::warn!(
             "error_log changed from {} to {}: daemon messages keep their target until a restart",
-            old.error_log,
-            new.error_log
+            old.logging.error_log,
+            new.logging.error_log
         );
     }
 }
