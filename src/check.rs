@@ -73,14 +73,13 @@ pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(),
 /// applies), binds them all with start-up's own code and closes them.
 fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
     listener::require_trusted(listener::proxy_inherited(), &config.proxy.trusted)?;
-    let specs = config.all_listen();
     if bind == Bind::Skip || socket_activated() {
-        for spec in &specs {
-            listener::resolve(spec)?;
+        for spec in &config.listeners {
+            listener::resolve(&spec.addr)?;
         }
         return Ok(());
     }
-    listener::bind_all(&specs, config.backlog).map(drop)
+    listener::bind_all(&config.listeners, config.backlog).map(drop)
 }
 
 /// Whether systemd passed listening sockets to this very process. They

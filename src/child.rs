@@ -20,7 +20,7 @@ use nix::unistd::{Pid, getppid};
 
 use crate::conn::{self, Context};
 use crate::generation::Generation;
-use crate::listener::Kind;
+use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
 use crate::signals::Signals;
 use crate::sys::{self, Disposition};
@@ -62,10 +62,10 @@ pub struct Inherited<'a> {
     pub parent: Pid,
 }
 
-/// Serves the connection `stream` from `peer` (which, from a
-/// `Kind::Proxy` listener, must first send a PROXY header) and exits the
+/// Serves the connection `stream` from `peer` (which, from a PROXY
+/// listener, `wire.proxy`, must first send a PROXY header) and exits the
 /// process.
-pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherited<'_>) -> ! {
+pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherited<'_>) -> ! {
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
             log::error!("child: cannot set {sig} disposition: {e}");
@@ -115,7 +115,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
-    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), kind, &ctx)));
+    let served = panic::catch_unwind(AssertUnwindSafe(|| conn::serve(stream, peer.ip(), wire, &ctx)));
     let code = match served {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

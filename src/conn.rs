@@ -24,7 +24,7 @@ use crate::http::request::{self, Method, Parse, Request};
 use crate::http::resolve;
 use crate::http::site::{self, ReqPath};
 use crate::http::status::Status;
-use crate::listener::Kind;
+use crate::listener::Wire;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
 use crate::stream::{Client, ReadOutcome, SendLimits};
@@ -45,11 +45,11 @@ pub struct Context<'a> {
 }
 
 /// Serves requests on `stream` until the client closes, a limit is reached,
-/// or an error ends the connection. From a `Kind::Proxy` listener the
+/// or an error ends the connection. From a PROXY listener (`wire.proxy`) the
 /// connection must start with a PROXY header from a trusted proxy (see
 /// `read_proxy_header`), and the address it names is the client's. Returns `Err` only for socket
 /// errors (reset, send timeout), which end the connection quietly.
-pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
+pub fn serve(stream: TcpStream, peer_ip: IpAddr, wire: Wire, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
     let limits = SendLimits {
         timeout: cfg.limits.send_timeout,
@@ -58,7 +58,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
     };
     let client = Client::new(stream, limits)?;
     let mut input = Input::new(cfg.limits.max_header_bytes, ctx.lifeline);
-    let client_ip = if kind == Kind::Proxy {
+    let client_ip = if wire.proxy {
         if !proxy::trusted(&cfg.proxy.trusted, peer_ip) {
             crate::log::client_warning(format_args!(
                 "{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed"
@@ -80,7 +80,7 @@ pub fn serve(stream: TcpStream, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) 
     let mut conn = Conn {
         client,
         client_ip,
-        proxied: kind == Kind::Proxy,
+        proxied: wire.proxy,
         ctx,
         site: ctx.sites[0].config.site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),

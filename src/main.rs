@@ -21,7 +21,7 @@ use forkhttpd::config::AccessLogTarget;
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::{ConfigError, StartupError};
 use forkhttpd::generation::Generation;
-use forkhttpd::listener::{self, Kind};
+use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
 use forkhttpd::server::{self, Server, Setup};
@@ -82,15 +82,11 @@ fn run(args: &Args) -> Result<(), StartupError> {
     let socket_activated = inherited.is_some();
     let listeners = match inherited {
         Some(l) => l,
-        None => {
-            let mut bound = listener::bind_all(&config.all_listen(), config.backlog)?;
-            listener::mark_proxy(&mut bound, &config.proxy_listen);
-            bound
-        }
+        None => listener::bind_all(&config.listeners, config.backlog)?,
     };
-    listener::require_trusted(listeners.iter().any(|l| l.kind == Kind::Proxy), &config.proxy.trusted)?;
+    listener::require_trusted(listeners.iter().any(|l| l.wire.proxy), &config.proxy.trusted)?;
     for l in &listeners {
-        log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
+        log::info!("listening on {}{}", l.addr, if l.wire.proxy { " (PROXY protocol)" } else { "" });
     }
     let access_log = AccessLog::open(&config.logging.access_log, guard)?;
     if args.daemon && config.logging.access_log == AccessLogTarget::Stderr {

@@ -31,7 +31,7 @@ use crate::http::decide::{self, Connection};
 use crate::http::reply::Body;
 use crate::http::request;
 use crate::http::status::Status;
-use crate::listener::{self, Listener};
+use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::signals::{self, Signals};
@@ -282,8 +282,8 @@ impl Server {
             }
             match self.listeners[i].accept() {
                 Ok((stream, peer)) => {
-                    let kind = self.listeners[i].kind;
-                    self.spawn(stream, peer, kind)
+                    let wire = self.listeners[i].wire;
+                    self.spawn(stream, peer, wire)
                 }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
@@ -314,9 +314,9 @@ impl Server {
     /// may hold any number; so it tops out at `per_ip_cap_from` or
     /// `max_children_per_ip`, whichever is larger, and the rest of the
     /// server stays for the others.
-    /// From a `Kind::Proxy` listener, `peer` is the proxy,
+    /// From a PROXY listener (`wire.proxy`), `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
-    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
+    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
         let limit = self.config().limits.max_children_per_ip;
         if limit > 0
             && self.children.len() >= self.config().limits.per_ip_cap_from
@@ -338,7 +338,7 @@ impl Server {
                     lifeline: self.lifeline_read.as_fd(),
                     parent: self.pid,
                 };
-                child::run(stream, peer, kind, &inherited)
+                child::run(stream, peer, wire, &inherited)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
@@ -487,11 +487,8 @@ impl Server {
         let config = &generation.config;
         let access_log = AccessLog::open(&config.logging.access_log, generation.guard())?;
         let changes = if self.socket_activated {
-            listener::require_trusted(
-                self.listeners.iter().any(|l| l.kind == listener::Kind::Proxy),
-                &config.proxy.trusted,
-            )?;
-            if config.all_listen() != self.config().all_listen() {
+            listener::require_trusted(self.listeners.iter().any(|l| l.wire.proxy), &config.proxy.trusted)?;
+            if config.listeners != self.config().listeners {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"
                 );
@@ -506,14 +503,13 @@ impl Server {
         Ok(changes)
     }
 
-    /// Makes the listeners match `config.listen` (see `listener::rebind`);
+    /// Makes the listeners match `config.listeners` (see `listener::rebind`);
     /// what is queued on a listener that goes is handed over first.
     fn rebind(&mut self, config: &Config) -> listener::Changes {
         let old = std::mem::take(&mut self.listeners);
         let (new, changes) =
-            listener::rebind(old, &config.all_listen(), config.backlog, &mut |l| self.hand_over(l));
+            listener::rebind(old, &config.listeners, config.backlog, &mut |l| self.hand_over(l));
         self.listeners = new;
-        listener::mark_proxy(&mut self.listeners, &config.proxy_listen);
         changes
     }
 
@@ -532,7 +528,7 @@ impl Server {
                     accepted += 1;
                     if self.children.len() < self.config().limits.max_children && self.paused_until.is_none()
                     {
-                        self.spawn(stream, peer, l.kind);
+                        self.spawn(stream, peer, l.wire);
                     } else {
                         self.refuse(stream, peer);
                     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::listener::{ListenSpec, Wire};
 
 /// Loads `text` after a `root` line naming a temporary directory.
 pub(super) fn load_str(text: &str) -> Result<Config, StartupError> {
@@ -26,7 +27,8 @@ pub(super) fn load_str_with_sites(text: &str) -> Result<(Config, Vec<SiteConfig>
 #[test]
 fn empty_file_gives_defaults() {
     let c = load_str("").unwrap();
-    assert_eq!(c.listen, vec![DEFAULT_LISTEN.to_string()]);
+    let plain = ListenSpec { addr: DEFAULT_LISTEN.to_string(), wire: Wire::default() };
+    assert_eq!(c.listeners, [plain]);
     assert_eq!(c.backlog, DEFAULT_BACKLOG);
     assert_eq!(c.limits.max_children, DEFAULT_MAX_CHILDREN);
     assert_eq!(c.limits.header_timeout, Duration::from_secs(10));

@@ -13,7 +13,7 @@ use nix::unistd::geteuid;
 use crate::account::Identity;
 use crate::error::{ConfigError, StartupError};
 use crate::http::mime::{self, MimeBuilder, MimeTypes};
-use crate::listener;
+use crate::listener::{self, ListenSpec, Wire};
 use crate::proxy::Cidr;
 use crate::safeopen;
 
@@ -45,8 +45,8 @@ impl Checker<'_> {
         ov: &Overrides,
     ) -> Result<(Config, Vec<SiteConfig>), StartupError> {
         let (mime, mime_files) = self.mime(&raw, ov)?;
-        let (listen, proxy_listen) = self.listeners(&raw, ov)?;
-        let proxy = self.proxy(&raw, &proxy_listen)?;
+        let listeners = self.listeners(&raw, ov)?;
+        let proxy = self.proxy(&raw, &listeners)?;
         let backlog = i32::try_from(*raw.backlog.get_ref())
             .ok()
             .filter(|b| *b > 0)
@@ -79,9 +79,8 @@ impl Checker<'_> {
                 key: None,
                 what: e.to_string(),
             })?,
-            listen,
+            listeners,
             backlog,
-            proxy_listen,
             proxy,
             mime,
             mime_files,
@@ -95,9 +94,9 @@ impl Checker<'_> {
         Ok((config, sites))
     }
 
-    /// `listen` (or `--listen`) and `proxy_listen`: each address
-    /// HOST:PORT, and no socket both plain and PROXY.
-    fn listeners(&self, raw: &RawConfig, ov: &Overrides) -> Result<(Vec<String>, Vec<String>), StartupError> {
+    /// `listen` (or `--listen`) and `proxy_listen`, in that order, as one
+    /// list: each address HOST:PORT, and no socket both plain and PROXY.
+    fn listeners(&self, raw: &RawConfig, ov: &Overrides) -> Result<Vec<ListenSpec>, StartupError> {
         let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
         let listen = if ov.listen.is_empty() { raw.listen.get_ref().clone() } else { ov.listen.clone() };
         // A PROXY-only instance (behind a balancer) may have no plain listener.
@@ -128,12 +127,13 @@ impl Checker<'_> {
                 ),
             ));
         }
-        Ok((listen, proxy_listen))
+        let spec = |proxy: bool| move |addr: String| ListenSpec { addr, wire: Wire { proxy } };
+        Ok(listen.into_iter().map(spec(false)).chain(proxy_listen.into_iter().map(spec(true))).collect())
     }
 
     /// `trusted_proxies`, `proxy_timeout` and `real_ip_header`; a PROXY
     /// listener needs a trusted proxy.
-    fn proxy(&self, raw: &RawConfig, proxy_listen: &[String]) -> Result<Proxy, StartupError> {
+    fn proxy(&self, raw: &RawConfig, listeners: &[ListenSpec]) -> Result<Proxy, StartupError> {
         let trusted_at = Place::top(&raw.trusted_proxies);
         let trusted = raw
             .trusted_proxies
@@ -142,7 +142,7 @@ impl Checker<'_> {
             .map(|c| c.parse::<Cidr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.error("trusted_proxies", trusted_at, &e))?;
-        if !proxy_listen.is_empty() && trusted.is_empty() {
+        if listeners.iter().any(|l| l.wire.proxy) && trusted.is_empty() {
             return Err(self.error(
                 "proxy_listen",
                 Place::top(&raw.proxy_listen),
@@ -418,7 +418,7 @@ mod tests {
 
     use crate::config::DEFAULT_MAX_CHILDREN;
     use crate::config::tests::load_str;
-    use crate::listener;
+    use crate::listener::{self, ListenSpec, Wire};
 
     #[test]
     fn a_proxy_only_instance_needs_no_plain_listener() {
@@ -427,7 +427,8 @@ mod tests {
         let c =
             load_str("listen = []\nproxy_listen = [\"127.0.0.1:0\"]\ntrusted_proxies = [\"127.0.0.1\"]\n")
                 .unwrap();
-        assert!(c.listen.is_empty() && c.proxy_listen == ["127.0.0.1:0"]);
+        let proxy = ListenSpec { addr: "127.0.0.1:0".to_string(), wire: Wire { proxy: true } };
+        assert_eq!(c.listeners, [proxy]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::account::Identity;
 use crate::http::decide::Site;
 use crate::http::mime::MimeTypes;
 use crate::http::site::{HeaderRules, Hosts};
+use crate::listener::ListenSpec;
 use crate::proxy::Cidr;
 
 /// Where access-log lines go.
@@ -57,13 +58,12 @@ impl std::fmt::Display for ErrorLogTarget {
 pub struct Config {
     /// Where the config was read from, if a file was given.
     pub source: Option<PathBuf>,
-    /// Listen addresses as written (`host:port`, `[v6]:port`).
-    pub listen: Vec<String>,
+    /// The addresses to listen on, each with what its connections carry:
+    /// `listen` (plain), then `proxy_listen` (a PROXY protocol header
+    /// first, v1 or v2).
+    pub listeners: Vec<ListenSpec>,
     /// `listen(2)` backlog per listener.
     pub backlog: i32,
-    /// Addresses to listen on whose connections start with a PROXY
-    /// protocol header (v1 or v2); bound beside `listen`.
-    pub proxy_listen: Vec<String>,
     /// Which proxies are believed, and how.
     pub proxy: Proxy,
     /// Extension → content type (built-in, `mime_types` files, `mime`),
@@ -164,13 +164,6 @@ pub enum RealIpHeader {
     XForwardedFor,
     /// `Forwarded: for=client, for=proxy1, ...` (RFC 7239)
     Forwarded,
-}
-
-impl Config {
-    /// Every address to listen on: `listen`, then `proxy_listen`.
-    pub fn all_listen(&self) -> Vec<String> {
-        self.listen.iter().chain(&self.proxy_listen).cloned().collect()
-    }
 }
 
 /// One site: which hosts it answers and what it serves. Owned by the
