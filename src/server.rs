@@ -7,12 +7,14 @@
 //! `SIGCHLD` wakes the loop). For each connection the parent forks; the
 //! child serves it (`child::run`, which never returns) and the parent
 //! closes its copy of the socket at once and records the child's pid.
+//! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
+//! and `SIGUSR1` are in `reload`.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -23,19 +25,19 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
-use crate::config::{Config, ErrorLogTarget, Overrides};
+use crate::config::{Config, Overrides};
 use crate::daemon::PidFile;
 use crate::error::StartupError;
 use crate::generation::Generation;
-use crate::http::decide::{self, Connection};
-use crate::http::reply::Body;
 use crate::http::request;
-use crate::http::status::Status;
 use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
+
+mod refuse;
+mod reload;
 
 /// Connections accepted from one listener per wake-up before the others
 /// get a turn.
@@ -45,14 +47,6 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after `fork` fails (`EAGAIN`: process limit or memory).
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
-/// How long the parent holds a connection it answered `503` itself before
-/// closing it: time for the client to read the answer. The parent never
-/// reads the request, and closing a socket with unread input sends a reset
-/// that can destroy the answer in flight; a second later the client has it.
-const REFUSED_LINGER: Duration = Duration::from_secs(1);
-/// Most such connections held at once (a descriptor each); under a flood
-/// the oldest is closed early.
-const MAX_REFUSED: usize = 64;
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The signals the parent handles: children exiting, graceful stop (TERM,
@@ -355,49 +349,6 @@ impl Server {
         }
     }
 
-    /// The parent's own answer when it cannot or will not fork: a `503`,
-    /// written without blocking (a new socket's send buffer is empty), then
-    /// the write side shut down, and an access-log line (with no request
-    /// line: none was read). The client's bytes are never read: the socket
-    /// is kept, unread, for `REFUSED_LINGER` and closed by the loop.
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let delivered = answer_503(&stream, self.config().server_version);
-        self.log_refusal(peer, *delivered.as_ref().unwrap_or(&0));
-        if let Err(e) = delivered {
-            log::debug!("503 to {peer} not delivered: {e}");
-            return;
-        }
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.pop_front();
-        }
-        self.refused.push_back((stream, Instant::now() + REFUSED_LINGER));
-    }
-
-    /// Logs a `503` the parent answered itself, `bytes` of body sent. This
-    /// never blocks: a log file is a regular file opened `O_APPEND`, and
-    /// the stderr and syslog paths never wait in the parent.
-    fn log_refusal(&self, peer: SocketAddr, bytes: u64) {
-        let entry = logging::Entry {
-            client: peer.ip(),
-            request_line: b"",
-            status: Status::ServiceUnavailable.code(),
-            bytes,
-            referer: None,
-            user_agent: None,
-        };
-        if let Err(e) = self.access_log.record(&mut Vec::new(), &entry) {
-            log::warn!("access log: {e}");
-        }
-    }
-
-    /// Closes the refused connections whose time is up.
-    fn close_refused(&mut self) {
-        let now = Instant::now();
-        while self.refused.front().is_some_and(|r| r.1 <= now) {
-            self.refused.pop_front();
-        }
-    }
-
     /// Collects every child that has exited, without blocking.
     fn reap(&mut self) {
         loop {
@@ -436,126 +387,6 @@ impl Server {
             if *n == 0 {
                 self.per_ip.remove(&ip);
             }
-        }
-    }
-
-    /// `SIGHUP`: reads the config again. A bad config is logged and the
-    /// old one stays. A good one applies to connections accepted from now
-    /// on (existing children keep the one they were forked with): new sites and roots,
-    /// limits and timeouts, listeners rebound where the list changed. Log
-    /// files are reopened either way.
-    fn reload(&mut self) {
-        self.notify("RELOADING=1");
-        let source = self.config().source.clone();
-        log::info!(
-            "reloading configuration from {}",
-            source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
-        );
-        let built = Generation::build(source.as_deref(), &self.overrides, self.generation.guard());
-        let status = match self.apply_reload(built) {
-            Ok(None) => {
-                log::info!("configuration reloaded; listeners from systemd kept");
-                "STATUS=serving; configuration reloaded"
-            }
-            Ok(Some(c)) if c.failed.is_empty() => {
-                log::info!("configuration reloaded; {c}");
-                "STATUS=serving; configuration reloaded"
-            }
-            Ok(Some(c)) => {
-                log::warn!(
-                    "configuration reloaded, but {} listen address(es) could not be bound; {c}",
-                    c.failed.len()
-                );
-                "STATUS=serving; configuration reloaded, some listen addresses not bound (see the log)"
-            }
-            Err(e) => {
-                log::error!("reload failed: {e}; keeping the previous configuration");
-                "STATUS=serving the previous configuration: reload failed (see the log)"
-            }
-        };
-        self.reopen_logs();
-        self.notify(&format!("READY=1\n{status}"));
-    }
-
-    /// Applies a built generation; returns what changed in the listeners
-    /// (`None` when they come from systemd and are kept as they are).
-    fn apply_reload(
-        &mut self,
-        built: Result<Generation, StartupError>,
-    ) -> Result<Option<listener::Changes>, StartupError> {
-        let generation = built?;
-        let config = &generation.config;
-        let access_log = AccessLog::open(&config.logging.access_log, generation.guard())?;
-        let changes = if self.socket_activated {
-            listener::require_trusted(self.listeners.iter().any(|l| l.wire.proxy), &config.proxy.trusted)?;
-            if config.listeners != self.config().listeners {
-                log::warn!(
-                    "listen addresses come from systemd socket activation; the changed list is ignored"
-                );
-            }
-            None
-        } else {
-            Some(self.rebind(config))
-        };
-        warn_restart_needed(self.config(), config);
-        self.generation = generation;
-        self.access_log = access_log;
-        Ok(changes)
-    }
-
-    /// Makes the listeners match `config.listeners` (see `listener::rebind`);
-    /// what is queued on a listener that goes is handed over first.
-    fn rebind(&mut self, config: &Config) -> listener::Changes {
-        let old = std::mem::take(&mut self.listeners);
-        let (new, changes) =
-            listener::rebind(old, &config.listeners, config.backlog, &mut |l| self.hand_over(l));
-        self.listeners = new;
-        changes
-    }
-
-    /// Accepts every connection queued on `l`, a listener a reload
-    /// removes, before it closes (closing would reset them): each is served
-    /// under the configuration in force when it connected, or answered
-    /// `503` at `max_children`. Returns how many there were.
-    fn hand_over(&mut self, l: Listener) -> usize {
-        let mut accepted = 0;
-        // The kernel queues at most `backlog` connections; a few more may
-        // arrive meanwhile, but not without bound.
-        let most = usize::try_from(self.config().backlog).unwrap_or(0) + ACCEPT_BATCH;
-        for _ in 0..most {
-            match l.accept() {
-                Ok((stream, peer)) => {
-                    accepted += 1;
-                    if self.children.len() < self.config().limits.max_children && self.paused_until.is_none()
-                    {
-                        self.spawn(stream, peer, l.wire);
-                    } else {
-                        self.refuse(stream, peer);
-                    }
-                }
-                Err(e) if skip_accept_error(&e) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    log::error!("accept on {} while closing it: {e}", l.addr);
-                    break;
-                }
-            }
-        }
-        accepted
-    }
-
-    /// `SIGUSR1` (and every reload): reopens the access log (and an
-    /// `error_log` file) by its path, so that after logrotate renames the
-    /// file new lines go to a new one. On failure the old file stays in use.
-    fn reopen_logs(&mut self) {
-        let guard = self.generation.guard();
-        logging::reopen_error_log(&self.config().logging.error_log, guard);
-        match AccessLog::open(&self.config().logging.access_log, guard) {
-            Ok(log) => {
-                self.access_log = log;
-                log::info!("reopened log files");
-            }
-            Err(e) => log::error!("{e}; still writing to the previous access log"),
         }
     }
 
@@ -626,56 +457,6 @@ impl Server {
             n.notify(state);
         }
     }
-}
-
-/// Warns, naming the key, about each change from `old` to `new` that a
-/// reload does not apply: the pid file stays where it was written, and
-/// daemon messages keep their target (a reload only reopens an `error_log`
-/// file, by its new path). A restart applies them.
-fn warn_restart_needed(old: &Config, new: &Config) {
-    if new.pid_file != old.pid_file {
-        let name =
-            |p: &Option<std::path::PathBuf>| p.as_ref().map_or("none".into(), |p| p.display().to_string());
-        log::warn!(
-            "pid_file changed from {} to {}: a reload does not move the pid file; restart to apply it",
-            name(&old.pid_file),
-            name(&new.pid_file)
-        );
-    }
-    let both_files = matches!(
-        (&old.logging.error_log, &new.logging.error_log),
-        (ErrorLogTarget::File(_), ErrorLogTarget::File(_))
-    );
-    if new.logging.error_log != old.logging.error_log && !both_files {
-        log::warn!(
-            "error_log changed from {} to {}: daemon messages keep their target until a restart",
-            old.logging.error_log,
-            new.logging.error_log
-        );
-    }
-}
-
-/// Writes a `503` on `stream` without blocking and shuts down its write
-/// side. Returns the length of the body sent.
-fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<u64> {
-    stream.set_nonblocking(true)?;
-    let server = decide::server_field(server_version);
-    let reply = decide::status_page(
-        Status::ServiceUnavailable,
-        None,
-        server,
-        SystemTime::now(),
-        Connection::Close,
-        false,
-    );
-    let mut out = Vec::new();
-    reply.write_head(&mut out);
-    if let Body::Page(page) = reply.body {
-        out.extend_from_slice(page.as_bytes());
-    }
-    (&*stream).write_all(&out)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    Ok(reply.body_len())
 }
 
 /// Whether an `accept` error concerns only the connection it was for: the
