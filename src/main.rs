@@ -1,6 +1,7 @@
 //! The forkhttpd binary: the start-up recipe, in privilege order.
 //!
-//! config → privilege plan → every site's document root (opened, `openat2` probed) →
+//! one generation (`Generation::build`: config → privilege plan → every
+//! site's document root, opened and `openat2` probed) →
 //! (check only? then the system checks, and exit) → signal handlers →
 //! daemon messages routed → pid-file lock → listeners (bound while root, or
 //! inherited from systemd) → access log → (detach) → pid written → the
