@@ -17,9 +17,9 @@ use nix::unistd::{AccessFlags, access};
 
 use crate::config::{AccessLogTarget, Config, ErrorLogTarget};
 use crate::error::StartupError;
+use crate::generation::Generation;
 use crate::listener;
 use crate::log::{self as logging, AccessLog};
-use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
 
 /// Whether `--check-config` binds the listen addresses.
@@ -43,25 +43,22 @@ pub struct Launch {
     pub under_systemd: bool,
 }
 
-/// Runs the checks; the first failure is returned with start-up's own
-/// error for that step. `drop_plan` is start-up's: with it (a root parent
-/// whose children run as another account) a log or pid file must lie in a
-/// directory that account cannot change, as `safeopen` requires. Syslog,
-/// for either log, is connected by start-up's own code and closed.
-pub fn system(
-    config: &Config,
-    drop_plan: Option<&DropPlan>,
-    bind: Bind,
-    launch: Launch,
-) -> Result<(), StartupError> {
+/// Runs the checks on the generation start-up built; the first failure is
+/// returned with start-up's own error for that step. With a privilege plan
+/// (a root parent whose children run as another account) a log or pid file
+/// must lie in a directory that account cannot change, as `safeopen`
+/// requires. Syslog, for either log, is connected by start-up's own code
+/// and closed.
+pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(), StartupError> {
+    let config = &generation.config;
     listen(config, bind)?;
-    let guard = DropPlan::guard(drop_plan);
-    match &config.access_log {
+    let guard = generation.guard();
+    match &config.logging.access_log {
         AccessLogTarget::File(path) => log_file(path, guard)?,
-        AccessLogTarget::Syslog => drop(AccessLog::open(&config.access_log, guard)?),
+        AccessLogTarget::Syslog => drop(AccessLog::open(&config.logging.access_log, guard)?),
         AccessLogTarget::Stderr | AccessLogTarget::Off => {}
     }
-    match &config.error_log {
+    match &config.logging.error_log {
         ErrorLogTarget::File(path) => log_file(path, guard)?,
         target => drop(logging::daemon_syslog(target, launch.detaching, launch.under_systemd)?),
     }
@@ -75,15 +72,14 @@ pub fn system(
 /// unless told not to or handed sockets by systemd (then neither key
 /// applies), binds them all with start-up's own code and closes them.
 fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
-    listener::require_trusted(listener::proxy_inherited(), &config.trusted_proxies)?;
-    let specs = config.all_listen();
+    listener::require_trusted(listener::proxy_inherited(), &config.proxy.trusted)?;
     if bind == Bind::Skip || socket_activated() {
-        for spec in &specs {
-            listener::resolve(spec)?;
+        for spec in &config.listeners {
+            listener::resolve(&spec.addr)?;
         }
         return Ok(());
     }
-    listener::bind_all(&specs, config.backlog).map(drop)
+    listener::bind_all(&config.listeners, config.backlog).map(drop)
 }
 
 /// Whether systemd passed listening sockets to this very process. They

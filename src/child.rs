@@ -10,21 +10,18 @@
 //! back into the parent's accept loop.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 
 use nix::sys::prctl::{set_dumpable, set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
 
-use crate::config::Config;
 use crate::conn::{self, Context};
-use crate::file::Root;
-use crate::listener::Kind;
+use crate::generation::Generation;
+use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
-use crate::privileges::DropPlan;
 use crate::signals::Signals;
 use crate::sys::{self, Disposition};
 use crate::transport::Transport;
@@ -52,30 +49,24 @@ const CHILD_SIGNALS: [(Signal, Disposition); 6] = [
 /// What the child takes from the parent at the fork.
 #[derive(Debug)]
 pub struct Inherited<'a> {
-    /// The configuration in force.
-    pub config: &'a Config,
+    /// The generation in force: configuration, sites with their roots,
+    /// and how to give up root.
+    pub generation: &'a Generation,
     /// The parent's signal handling, whose mask the child undoes.
     pub signals: &'a Signals,
     /// The access log.
     pub access_log: &'a AccessLog,
-    /// Each site's document root, open, in the order of `config.sites`.
-    pub roots: &'a [OwnedFd],
-    /// How to give up root, if the parent has it.
-    pub drop_plan: Option<&'a DropPlan>,
     /// The read end of the parent's lifeline pipe.
     pub lifeline: BorrowedFd<'a>,
-    /// Each site's root path as the child sees it (`root_paths`), worked
-    /// out by the parent once per configuration rather than by every child.
-    pub root_paths: &'a [PathBuf],
     /// The parent's pid, known before the fork: a child that finds another
     /// parent has been orphaned already.
     pub parent: Pid,
 }
 
-/// Serves the connection `stream` from `peer` (which, from a
-/// `Kind::Proxy` listener, must first send a PROXY header) and exits the
+/// Serves the connection `stream` from `peer` (which, from a PROXY
+/// listener, `wire.proxy`, must first send a PROXY header) and exits the
 /// process.
-pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherited<'_>) -> ! {
+pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherited<'_>) -> ! {
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
             log::error!("child: cannot set {sig} disposition: {e}");
@@ -92,7 +83,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
     // Borrowed, not collected: nothing is allocated before the connection.
     let keep = [stream.as_raw_fd(), inherited.lifeline.as_raw_fd()]
         .into_iter()
-        .chain(inherited.roots.iter().map(AsRawFd::as_raw_fd))
+        .chain(inherited.generation.sites.iter().map(|s| s.root.as_raw_fd()))
         .chain(inherited.access_log.raw_fd())
         .chain(logging::syslog_fd())
         .chain(logging::error_file_fd());
@@ -104,7 +95,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
         log::error!("child: cannot set no_new_privs: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);
     }
-    if let Some(plan) = inherited.drop_plan
+    if let Some(plan) = &inherited.generation.drop_plan
         && let Err(e) = plan.apply()
     {
         log::error!("child: cannot drop privileges: {e}; connection from {peer} not served");
@@ -120,18 +111,18 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
     }
     guard_against_orphaning(inherited.parent);
     let ctx = Context {
-        config: inherited.config,
-        roots: inherited
-            .roots
-            .iter()
-            .zip(inherited.root_paths)
-            .map(|(fd, path)| Root { fd: fd.as_fd(), path })
-            .collect(),
+        config: &inherited.generation.config,
+        sites: &inherited.generation.sites,
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
-        conn::serve(Transport::plain(stream, conn::send_limits(inherited.config))?, peer.ip(), kind, &ctx)
+        conn::serve(
+            Transport::plain(stream, conn::send_limits(&inherited.generation.config))?,
+            peer.ip(),
+            wire,
+            &ctx,
+        )
     }));
     let code = match served {
         Ok(Ok(())) => 0,
@@ -143,27 +134,6 @@ pub fn run(stream: TcpStream, peer: SocketAddr, kind: Kind, inherited: &Inherite
         Err(_) => EXIT_PANIC,
     };
     sys::exit_child(code)
-}
-
-/// Each site's root path as a child sees it, in the order of
-/// `config.sites`: after a `chroot` into the default site's root (`drop_plan`
-/// with `chroot`), that root is `/` and a root beneath it is `/REST`.
-pub fn root_paths(config: &Config, drop_plan: Option<&DropPlan>) -> Vec<PathBuf> {
-    let chrooted = drop_plan.is_some_and(|p| p.chroot.is_some());
-    config.sites.iter().map(|s| root_path(&s.root, &config.root, chrooted)).collect()
-}
-
-/// A site root's path as a child sees it: after a `chroot` into the
-/// default site's root, that root is `/` and a root beneath it is `/REST`.
-/// A root elsewhere keeps its host path, which no longer names it: only the
-/// absolute-symlink fallback of `file::find` uses the path, and everything
-/// it finds is still opened beneath the root's descriptor, so such a site
-/// refuses absolute symlinks rather than serving outside its root.
-fn root_path(root: &Path, default_root: &Path, chrooted: bool) -> PathBuf {
-    match root.strip_prefix(default_root) {
-        Ok(rest) if chrooted => Path::new("/").join(rest),
-        _ => root.to_path_buf(),
-    }
 }
 
 /// Makes the kernel kill this child when the parent dies. A parent that may

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, RealIpHeader};
 use crate::file::{self, KeptFiles, Root};
+use crate::generation::ServedSite;
 use crate::http::decide::{self, Found, Lookup};
 use crate::http::host;
 use crate::http::reply::{Body, Reply};
@@ -25,7 +26,7 @@ use crate::http::resolve::{self, Resolved};
 use crate::http::rules::ReqPath;
 use crate::http::site::Site;
 use crate::http::status::Status;
-use crate::listener::Kind;
+use crate::listener::Wire;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
 use crate::transport::{ReadOutcome, SendLimits, Transport};
@@ -35,9 +36,9 @@ use crate::transport::{ReadOutcome, SendLimits, Transport};
 pub struct Context<'a> {
     /// The configuration in force when the connection was accepted.
     pub config: &'a Config,
-    /// Each site's document root (in the order of `config.sites`): a
-    /// request's path is resolved beneath its site's root.
-    pub roots: Vec<Root<'a>>,
+    /// The sites, each with its document root: a request's path is
+    /// resolved beneath its site's root.
+    pub sites: &'a [ServedSite],
     /// Where access-log lines go.
     pub access_log: &'a AccessLog,
     /// Read end of the parent's lifeline pipe; it hangs up when the server
@@ -48,25 +49,29 @@ pub struct Context<'a> {
 /// How slowly `cfg` lets a client accept a response: what a transport for
 /// one of its connections is built with.
 pub fn send_limits(cfg: &Config) -> SendLimits {
-    SendLimits { timeout: cfg.send_timeout, min_rate: cfg.min_send_rate, grace: cfg.min_send_rate_grace }
+    SendLimits {
+        timeout: cfg.limits.send_timeout,
+        min_rate: cfg.limits.min_send_rate,
+        grace: cfg.limits.min_send_rate_grace,
+    }
 }
 
 /// Serves requests on `client` until the client closes, a limit is reached,
-/// or an error ends the connection. From a `Kind::Proxy` listener the
+/// or an error ends the connection. From a PROXY listener (`wire.proxy`) the
 /// connection must start with a PROXY header from a trusted proxy (see
 /// `read_proxy_header`), and the address it names is the client's. Returns `Err` only for socket
 /// errors (reset, send timeout), which end the connection quietly.
-pub fn serve(mut client: Transport, peer_ip: IpAddr, kind: Kind, ctx: &Context<'_>) -> io::Result<()> {
+pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
-    let mut input = Input::new(cfg.max_header_bytes, ctx.lifeline);
-    let client_ip = if kind == Kind::Proxy {
-        if !proxy::trusted(&cfg.trusted_proxies, peer_ip) {
+    let mut input = Input::new(cfg.limits.max_header_bytes, ctx.lifeline);
+    let client_ip = if wire.proxy {
+        if !proxy::trusted(&cfg.proxy.trusted, peer_ip) {
             crate::log::client_warning(format_args!(
                 "{peer_ip} is not in trusted_proxies but connected to a PROXY listener; closed"
             ));
             return Ok(());
         }
-        match input.read_proxy_header(&mut client, cfg.proxy_timeout)? {
+        match input.read_proxy_header(&mut client, cfg.proxy.timeout)? {
             Some(source) => source.unwrap_or(peer_ip),
             None => {
                 crate::log::client_warning(format_args!(
@@ -81,9 +86,9 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, kind: Kind, ctx: &Context<'
     let mut conn = Conn {
         client,
         client_ip,
-        proxied: kind == Kind::Proxy,
+        proxied: wire.proxy,
         ctx,
-        site: cfg.sites[0].site(decide::server_field(cfg.server_version), &cfg.mime),
+        site: ctx.sites[0].config.site(decide::server_field(cfg.server_version), &cfg.mime),
         out: Vec::with_capacity(512),
         head_len: 0,
         scratch: Vec::with_capacity(512),
@@ -91,16 +96,16 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, kind: Kind, ctx: &Context<'
         access_log_failed: false,
         kept: KeptFiles::default(),
     };
-    let mut idle = cfg.header_timeout;
-    for served in 1..=cfg.max_requests_per_connection {
-        input.begin_head(idle, cfg.header_timeout);
+    let mut idle = cfg.limits.header_timeout;
+    for served in 1..=cfg.limits.max_requests_per_connection {
+        input.begin_head(idle, cfg.limits.header_timeout);
         // Parse what has arrived; read more only while the head is partial.
         // Each head is parsed once complete, and answered from that parse.
         loop {
             if input.filled > 0 {
                 match request::parse(input.received()) {
                     Parse::Complete(req, len) => {
-                        let may_keep = served < cfg.max_requests_per_connection && !input.draining;
+                        let may_keep = served < cfg.limits.max_requests_per_connection && !input.draining;
                         let kept = conn.respond(&req, first_line(input.received()), may_keep)?;
                         let linger = req.has_body;
                         input.consume(len);
@@ -114,13 +119,13 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, kind: Kind, ctx: &Context<'
                     Parse::Partial => {}
                 }
             }
-            match input.read_more(&mut conn.client, cfg.header_timeout)? {
+            match input.read_more(&mut conn.client, cfg.limits.header_timeout)? {
                 More::Read => {}
                 More::Closed => return Ok(()),
                 More::Reject(status) => return conn.reject(status, input.first_line()),
             }
         }
-        idle = cfg.keepalive_timeout;
+        idle = cfg.limits.keepalive_timeout;
     }
     Ok(())
 }
@@ -194,8 +199,8 @@ impl Conn<'_> {
             return Ok(reply.keep_alive);
         }
         let which = self.site_for(req);
-        let site = self.ctx.config.sites[which].site(self.site.server, &self.ctx.config.mime);
-        let root = self.ctx.roots[which];
+        let site = self.ctx.sites[which].config.site(self.site.server, &self.ctx.config.mime);
+        let root = self.ctx.sites[which].root();
         if let Some(reply) = decide::answer_without_file(req, &site, now, may_keep) {
             return self.after_file(reply, &site, root, None, req, request_line);
         }
@@ -239,11 +244,11 @@ impl Conn<'_> {
     }
 
     /// The index of the site `req`'s host names (in the order of
-    /// `config.sites`): the default site, first, names no host, so it is
+    /// `Context::sites`): the default site, first, names no host, so it is
     /// the one for a host no site names.
     fn site_for(&self, req: &Request<'_>) -> usize {
-        let sites = &self.ctx.config.sites;
-        host::select(host::request_host(req), sites.iter().map(|s| &s.hosts)).unwrap_or(0)
+        let sites = self.ctx.sites;
+        host::select(host::request_host(req), sites.iter().map(|s| &s.config.hosts)).unwrap_or(0)
     }
 
     /// The steps after the reply is decided: the site's error page in
@@ -350,10 +355,10 @@ impl Conn<'_> {
         // Per request: a proxy's kept-alive connection carries many clients.
         // Nothing is scanned (or allocated) unless the peer is trusted.
         let client = match req {
-            Some(r) if !self.proxied && proxy::trusted(&cfg.trusted_proxies, self.client_ip) => {
-                let forwarded = cfg.real_ip_header == RealIpHeader::Forwarded;
+            Some(r) if !self.proxied && proxy::trusted(&cfg.proxy.trusted, self.client_ip) => {
+                let forwarded = cfg.proxy.real_ip_header == RealIpHeader::Forwarded;
                 let name = if forwarded { "forwarded" } else { "x-forwarded-for" };
-                proxy::forwarded_client(r.field_lines(name), forwarded, &cfg.trusted_proxies, self.client_ip)
+                proxy::forwarded_client(r.field_lines(name), forwarded, &cfg.proxy.trusted, self.client_ip)
             }
             _ => self.client_ip,
         };

@@ -5,8 +5,8 @@
 //! child per connection; the child (`child`, `conn`) serves that connection's
 //! requests and exits. The modules, by the process they run in:
 //!
-//! - parent: `cli`, `config`, `account`, `check`, `listener`, `signals`, `notify`, `daemon`,
-//!   `safeopen`, `server`, `error` (start-up errors)
+//! - parent: `cli`, `config`, `generation`, `account`, `check`, `listener`, `signals`,
+//!   `notify`, `daemon`, `safeopen`, `server`, `error` (start-up errors)
 //! - child: `child`, `conn`, `transport`, `stream`, `file`, `proxy`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
 //!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`, `host`, `rules`)
@@ -24,6 +24,7 @@ pub mod conn;
 pub mod daemon;
 pub mod error;
 pub mod file;
+pub mod generation;
 pub mod http;
 pub mod listener;
 pub mod log;

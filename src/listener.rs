@@ -31,8 +31,9 @@ pub struct Listener {
     /// The configured address it came from; `None` for a socket inherited
     /// from systemd. A reload keeps the listeners whose spec is unchanged.
     pub spec: Option<String>,
-    /// What its connections start with (see `mark_proxy`).
-    pub kind: Kind,
+    /// What its connections carry besides HTTP: its spec's, or for an
+    /// inherited socket, what its name says (see `inherited`).
+    pub wire: Wire,
 }
 
 impl Listener {
@@ -47,21 +48,23 @@ impl Listener {
     }
 }
 
-/// What a listener's connections start with, which decides what the child
-/// reads before the first request. (A TLS listener would be a third kind.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// HTTP from the first byte.
-    Plain,
-    /// A PROXY protocol header (v1 or v2) from a trusted proxy, then HTTP.
-    Proxy,
+/// What a listener's connections carry besides HTTP, which decides what
+/// the child reads before the first request: flags that combine, not
+/// kinds (TLS, when it comes, is a flag beside `proxy`: PROXY then TLS).
+/// All off: HTTP from the first byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wire {
+    /// A PROXY protocol header (v1 or v2) from a trusted proxy comes first.
+    pub proxy: bool,
 }
 
-impl Kind {
-    /// The kind of a listener marked (`true`) as PROXY or not.
-    fn proxy_if(marked: bool) -> Kind {
-        if marked { Kind::Proxy } else { Kind::Plain }
-    }
+/// One address to listen on, as the configuration asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// The address as written (`host:port`, `[v6]:port`).
+    pub addr: String,
+    /// What its connections carry besides HTTP.
+    pub wire: Wire,
 }
 
 /// The `FileDescriptorName=` (in `LISTEN_FDNAMES`) that marks a socket
@@ -97,24 +100,13 @@ fn fd_names() -> String {
     std::env::var("LISTEN_FDNAMES").unwrap_or_default()
 }
 
-/// Marks as PROXY listeners those bound for one of `proxy_specs` (the
-/// `proxy_listen` list), and every other one as plain. Inherited sockets
-/// (no spec) keep the mark `inherited` gave them.
-pub fn mark_proxy(listeners: &mut [Listener], proxy_specs: &[String]) {
-    for l in listeners {
-        if let Some(spec) = &l.spec {
-            l.kind = Kind::proxy_if(proxy_specs.contains(spec));
-        }
-    }
-}
-
 /// Resolves each of `specs` (`host:port`, `[v6]:port`; names through
 /// `getaddrinfo`) and binds every address it yields. An address reached
 /// through two specs is bound once.
-pub fn bind_all(specs: &[String], backlog: i32) -> Result<Vec<Listener>, StartupError> {
+pub fn bind_all(specs: &[ListenSpec], backlog: i32) -> Result<Vec<Listener>, StartupError> {
     let mut listeners: Vec<Listener> = Vec::new();
     for spec in specs {
-        for addr in resolve(spec)? {
+        for addr in resolve(&spec.addr)? {
             if !listeners.iter().any(|l| l.addr == addr) {
                 listeners.push(bind_spec_addr(spec, addr, backlog)?);
             }
@@ -156,10 +148,11 @@ fn scope_as_index(spec: &str) -> io::Result<Cow<'_, str>> {
     Ok(Cow::Owned(format!("[{ip}%{index}]{port}")))
 }
 
-fn bind_spec_addr(spec: &str, addr: SocketAddr, backlog: i32) -> Result<Listener, StartupError> {
+fn bind_spec_addr(spec: &ListenSpec, addr: SocketAddr, backlog: i32) -> Result<Listener, StartupError> {
     let mut l =
         bind_one(addr, backlog).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?;
-    l.spec = Some(spec.to_string());
+    l.spec = Some(spec.addr.clone());
+    l.wire = spec.wire;
     Ok(l)
 }
 
@@ -194,7 +187,7 @@ pub fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
     sys::listen(fd.as_fd(), backlog)?;
     let socket = TcpListener::from(fd);
     let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr, spec: None, kind: Kind::Plain })
+    Ok(Listener { socket, addr, spec: None, wire: Wire::default() })
 }
 
 /// Most descriptors accepted from systemd; more is a misconfiguration.
@@ -246,7 +239,7 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
         .map(|i| {
             let fd = FIRST_INHERITED_FD + i as RawFd;
             let mut l = adopt(fd).map_err(|e| bad(format!("inherited descriptor {fd}: {e}")))?;
-            l.kind = Kind::proxy_if(names.get(i) == Some(&PROXY_FD_NAME));
+            l.wire = Wire { proxy: names.get(i) == Some(&PROXY_FD_NAME) };
             Ok(l)
         })
         .collect::<Result<Vec<_>, _>>()
@@ -265,7 +258,7 @@ fn adopt(fd: RawFd) -> io::Result<Listener> {
     let socket = TcpListener::from(owned);
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr, spec: None, kind: Kind::Plain })
+    Ok(Listener { socket, addr, spec: None, wire: Wire::default() })
 }
 
 /// What a reload did to the listeners, as the reload's log line says it.
@@ -323,9 +316,9 @@ impl fmt::Display for Changes {
 }
 
 /// For a reload: the listeners `specs` asks for, reusing `old` ones where
-/// possible. A listener is kept when its spec is spelled the same (so
+/// possible. A listener is kept when its address is spelled the same (so
 /// `127.0.0.1:0` keeps its port) or when a spec resolves to the very address
-/// it is bound to; its backlog is updated. Other addresses are bound anew;
+/// it is bound to; its backlog is updated, and it takes the spec's wire. Other addresses are bound anew;
 /// one that cannot be is logged and skipped, never fatal. When a new address
 /// collides with an old one on the same port (widening `127.0.0.1:P` to
 /// `0.0.0.0:P`, or narrowing it back), the old one is closed first, and bound
@@ -336,22 +329,22 @@ impl fmt::Display for Changes {
 /// list and what changed.
 pub fn rebind(
     mut old: Vec<Listener>,
-    specs: &[String],
+    specs: &[ListenSpec],
     backlog: i32,
     hand_over: &mut dyn FnMut(Listener) -> usize,
 ) -> (Vec<Listener>, Changes) {
     let mut changes = Changes::default();
     let mut new: Vec<Listener> = Vec::new();
-    let mut wanted: Vec<(&str, SocketAddr)> = Vec::new();
+    let mut wanted: Vec<(&ListenSpec, SocketAddr)> = Vec::new();
     for spec in specs {
         let mut kept: Vec<Listener> =
-            old.extract_if(.., |l| l.spec.as_deref() == Some(spec.as_str())).collect();
+            old.extract_if(.., |l| l.spec.as_deref() == Some(spec.addr.as_str())).collect();
         if kept.is_empty() {
-            let addrs = match resolve(spec) {
+            let addrs = match resolve(&spec.addr) {
                 Ok(a) => a,
                 Err(e) => {
                     log::error!("{e}; continuing without it");
-                    changes.failed.push((spec.clone(), e.to_string()));
+                    changes.failed.push((spec.addr.clone(), e.to_string()));
                     continue;
                 }
             };
@@ -366,7 +359,8 @@ pub fn rebind(
             }
         }
         for l in &mut kept {
-            l.spec = Some(spec.clone());
+            l.spec = Some(spec.addr.clone());
+            l.wire = spec.wire;
             if let Err(e) = sys::listen(l.socket.as_fd(), backlog) {
                 log::warn!("cannot update the backlog of {}: {e}", l.addr);
             }
@@ -410,18 +404,21 @@ pub fn rebind(
 
 /// Binds `want` after handing over and closing the old listeners on the
 /// same port, which the kernel would not let it share; if it still cannot
-/// be bound, binds those old addresses again (into `new`).
+/// be bound, binds those old addresses again (into `new`), each with the
+/// wire it had.
 fn make_room(
     old: &mut Vec<Listener>,
     new: &mut Vec<Listener>,
     changes: &mut Changes,
-    (spec, addr): (&str, SocketAddr),
+    (spec, addr): (&ListenSpec, SocketAddr),
     backlog: i32,
     hand_over: &mut dyn FnMut(Listener) -> usize,
 ) -> Result<Listener, StartupError> {
     let mut closed = Vec::new();
     for l in old.extract_if(.., |l| same_port(l.addr, addr)) {
-        closed.push((l.spec.clone().unwrap_or_else(|| l.addr.to_string()), l.addr));
+        let old_spec =
+            ListenSpec { addr: l.spec.clone().unwrap_or_else(|| l.addr.to_string()), wire: l.wire };
+        closed.push((old_spec, l.addr));
         changes.handed_over += hand_over(l);
     }
     let bound = bind_spec_addr(spec, addr, backlog);
@@ -480,11 +477,26 @@ mod tests {
         sys::listen(fd.as_fd(), 8).unwrap();
         let socket = TcpListener::from(fd);
         let addr = socket.local_addr().unwrap();
-        let l = Listener { socket, addr, spec: None, kind: Kind::Plain };
+        let l = Listener { socket, addr, spec: None, wire: Wire::default() };
         let client = TcpStream::connect(("127.0.0.1", addr.port())).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap(), "an IPv4 client accepted as {peer}");
         assert!(peer.is_ipv4());
+    }
+
+    /// A listener takes its spec's wire when bound, and a reload that
+    /// keeps it under a spec with another wire (the address moved from
+    /// `listen` to `proxy_listen`, or back) gives it the new one.
+    #[test]
+    fn a_listener_carries_its_specs_wire() {
+        let proxy = ListenSpec { addr: "127.0.0.1:0".to_string(), wire: Wire { proxy: true } };
+        let bound = bind_all(std::slice::from_ref(&proxy), 8).unwrap();
+        assert!(bound.len() == 1 && bound[0].wire.proxy);
+        let addr = bound[0].addr;
+        let plain = ListenSpec { wire: Wire::default(), ..proxy };
+        let (kept, changes) = rebind(bound, &[plain], 8, &mut |_| 0);
+        assert_eq!(changes.kept, [addr]);
+        assert!(kept.len() == 1 && !kept[0].wire.proxy);
     }
 
     #[test]

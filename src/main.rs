@@ -1,6 +1,7 @@
 //! The forkhttpd binary: the start-up recipe, in privilege order.
 //!
-//! config → privilege plan → every site's document root (opened, `openat2` probed) →
+//! one generation (`Generation::build`: config → privilege plan → every
+//! site's document root, opened and `openat2` probed) →
 //! (check only? then the system checks, and exit) → signal handlers →
 //! daemon messages routed → pid-file lock → listeners (bound while root, or
 //! inherited from systemd) → access log → (detach) → pid written → the
@@ -17,13 +18,13 @@ use clap::Parser;
 
 use forkhttpd::check::{self, Bind, Launch};
 use forkhttpd::cli::Args;
-use forkhttpd::config::{AccessLogTarget, Config};
+use forkhttpd::config::AccessLogTarget;
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::{ConfigError, StartupError};
-use forkhttpd::listener::{self, Kind};
+use forkhttpd::generation::Generation;
+use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
-use forkhttpd::privileges::DropPlan;
 use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
@@ -58,54 +59,48 @@ fn run(args: &Args) -> Result<(), StartupError> {
         })?),
         None => None,
     };
-    let (config, drop_plan) = Config::load_trusted(config_file.as_deref(), &overrides, None)?;
-    let roots = server::open_roots(&config)?;
+    let generation = Generation::build(config_file.as_deref(), &overrides, None)?;
     let notifier = Notifier::from_env().map_err(StartupError::NotifySocket)?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if args.check_config {
         let bind = if args.no_bind { Bind::Skip } else { Bind::Try };
         let launch = Launch { detaching: args.daemon, under_systemd };
-        check::system(&config, drop_plan.as_ref(), bind, launch)?;
+        check::system(&generation, bind, launch)?;
         println!("configuration OK");
         return Ok(());
     }
     let signals = Signals::install(&server::SIGNALS).map_err(StartupError::Signals)?;
-    if let Some(plan) = &drop_plan {
+    if let Some(plan) = &generation.drop_plan {
         plan.empty_bounding_set()?;
     }
 
-    let guard = DropPlan::guard(drop_plan.as_ref());
+    let config = &generation.config;
+    let guard = generation.guard();
     // First, so that every later step's message reaches the log too.
-    logging::route_daemon_messages(&config.error_log, args.daemon, under_systemd, guard)?;
+    logging::route_daemon_messages(&config.logging.error_log, args.daemon, under_systemd, guard)?;
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();
     let listeners = match inherited {
         Some(l) => l,
-        None => {
-            let mut bound = listener::bind_all(&config.all_listen(), config.backlog)?;
-            listener::mark_proxy(&mut bound, &config.proxy_listen);
-            bound
-        }
+        None => listener::bind_all(&config.listeners, config.backlog)?,
     };
-    listener::require_trusted(listeners.iter().any(|l| l.kind == Kind::Proxy), &config.trusted_proxies)?;
+    listener::require_trusted(listeners.iter().any(|l| l.wire.proxy), &config.proxy.trusted)?;
     for l in &listeners {
-        log::info!("listening on {}{}", l.addr, if l.kind == Kind::Proxy { " (PROXY protocol)" } else { "" });
+        log::info!("listening on {}{}", l.addr, if l.wire.proxy { " (PROXY protocol)" } else { "" });
     }
-    let access_log = AccessLog::open(&config.access_log, guard)?;
-    if args.daemon && config.access_log == AccessLogTarget::Stderr {
+    let access_log = AccessLog::open(&config.logging.access_log, guard)?;
+    if args.daemon && config.logging.access_log == AccessLogTarget::Stderr {
         log::warn!("access_log = \"stderr\" is discarded once the server detaches");
     }
 
     let detached = if args.daemon { Some(daemon::detach()?) } else { None };
     let started = start(Setup {
-        config,
+        generation,
         overrides,
         listeners,
         socket_activated,
-        roots,
         access_log,
-        drop_plan,
         notifier,
         signals,
         pid_file,
@@ -134,7 +129,7 @@ fn start(mut setup: Setup) -> Result<Server, StartupError> {
         p.write()?;
     }
     let addrs: Vec<String> = setup.listeners.iter().map(|l| l.addr.to_string()).collect();
-    let who = match &setup.drop_plan {
+    let who = match &setup.generation.drop_plan {
         Some(p) => format!(
             "children run as {} (uid {}, gid {}){}",
             p.identity.user,
@@ -150,7 +145,7 @@ fn start(mut setup: Setup) -> Result<Server, StartupError> {
         std::process::id(),
         addrs.join(", "),
         if setup.socket_activated { " (from systemd)" } else { "" },
-        setup.config.root.display(),
+        setup.generation.default_root().display(),
     );
     let server = Server::new(setup)?;
     log::info!("{line}");

@@ -17,7 +17,7 @@
 //! `setuid` last, and then checks that root cannot be regained.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::unistd::{Uid, chdir, chroot, geteuid, setgid, setgroups, setuid};
@@ -77,24 +77,25 @@ impl DropPlan {
         Guard::for_account(id.uid, id.gid)
     }
 
-    /// The plan for `config` in this process: `None` when not running as
+    /// The plan for `config` in this process, whose `chroot` is into
+    /// `default_root` (the default site's): `None` when not running as
     /// root (there is nothing to give up, and `user`, `group` and `chroot`
     /// do not apply). Refuses a plan that would serve with uid or gid 0
     /// unless `allow_root` says so. (`Config::load` refuses it first, naming
     /// the line; this is the gate where the plan is made, for any `Config`.)
-    pub fn for_config(config: &Config) -> Result<Option<DropPlan>, StartupError> {
+    pub fn for_config(config: &Config, default_root: &Path) -> Result<Option<DropPlan>, StartupError> {
         if !geteuid().is_root() {
             return Ok(None);
         }
-        if !config.allow_root
-            && let Err((key, what)) = config.identity.refuse_root(config.group_given)
+        if !config.privileges.allow_root
+            && let Err((key, what)) = config.privileges.identity.refuse_root(config.privileges.group_given)
         {
             let file = config.source.clone();
             return Err(ConfigError { file, line: None, site: None, key: Some(key.to_string()), what }.into());
         }
         Ok(Some(DropPlan {
-            identity: config.identity.clone(),
-            chroot: config.chroot.then(|| config.root.clone()),
+            identity: config.privileges.identity.clone(),
+            chroot: config.privileges.chroot.then(|| default_root.to_path_buf()),
         }))
     }
 

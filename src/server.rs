@@ -7,38 +7,37 @@
 //! `SIGCHLD` wakes the loop). For each connection the parent forks; the
 //! child serves it (`child::run`, which never returns) and the parent
 //! closes its copy of the socket at once and records the child's pid.
+//! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
+//! and `SIGUSR1` are in `reload`.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::prctl::set_dumpable;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
-use crate::config::{Config, ErrorLogTarget, Overrides};
+use crate::config::{Config, Overrides};
 use crate::daemon::PidFile;
 use crate::error::StartupError;
-use crate::file;
-use crate::http::decide::{self, Connection};
-use crate::http::reply::Body;
+use crate::generation::Generation;
 use crate::http::request;
-use crate::http::status::Status;
-use crate::listener::{self, Listener};
+use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
-use crate::privileges::DropPlan;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
+
+mod refuse;
+mod reload;
 
 /// Connections accepted from one listener per wake-up before the others
 /// get a turn.
@@ -48,14 +47,6 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after `fork` fails (`EAGAIN`: process limit or memory).
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
-/// How long the parent holds a connection it answered `503` itself before
-/// closing it: time for the client to read the answer. The parent never
-/// reads the request, and closing a socket with unread input sends a reset
-/// that can destroy the answer in flight; a second later the client has it.
-const REFUSED_LINGER: Duration = Duration::from_secs(1);
-/// Most such connections held at once (a descriptor each); under a flood
-/// the oldest is closed early.
-const MAX_REFUSED: usize = 64;
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The signals the parent handles: children exiting, graceful stop (TERM,
@@ -88,21 +79,18 @@ impl Ready {
 /// Everything the parent starts the accept loop with.
 #[derive(Debug)]
 pub struct Setup {
-    /// The validated configuration.
-    pub config: Config,
+    /// The configuration, its sites (their roots opened and probed before
+    /// anything was bound, so that a root the server cannot serve fails
+    /// first) and how children give up root.
+    pub generation: Generation,
     /// The command-line values, re-applied on every reload.
     pub overrides: Overrides,
     /// Bound (or inherited) listening sockets.
     pub listeners: Vec<Listener>,
     /// Whether the listeners came from systemd (a reload then keeps them).
     pub socket_activated: bool,
-    /// Each site's document root, opened and probed (`open_roots`) before
-    /// anything was bound, so that a root the server cannot serve fails first.
-    pub roots: Vec<OwnedFd>,
     /// The opened access log.
     pub access_log: AccessLog,
-    /// How children give up root, if the parent has it.
-    pub drop_plan: Option<DropPlan>,
     /// systemd's notification socket, if started by systemd.
     pub notifier: Option<Notifier>,
     /// The handlers for `SIGNALS`, installed as early as possible so that
@@ -115,19 +103,14 @@ pub struct Setup {
 /// The parent's state: listeners, signals, and the table of live children.
 #[derive(Debug)]
 pub struct Server {
-    config: Config,
+    /// The generation new children are forked with.
+    generation: Generation,
     overrides: Overrides,
     listeners: Vec<Listener>,
     socket_activated: bool,
     signals: Signals,
     access_log: AccessLog,
-    drop_plan: Option<DropPlan>,
     notifier: Option<Notifier>,
-    /// Each site's document root (in the order of `config.sites`), opened
-    /// once; children resolve every path beneath its site's root.
-    roots: Vec<OwnedFd>,
-    /// The same roots' paths as children see them (`child::root_paths`).
-    root_paths: Vec<PathBuf>,
     /// This process's pid, for children to check that it is still theirs.
     pid: Pid,
     /// Children hold the read end; when the parent closes the write end
@@ -155,19 +138,15 @@ impl Server {
     /// already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
-        let root_paths = child::root_paths(&setup.config, setup.drop_plan.as_ref());
         let server = Server {
-            config: setup.config,
+            generation: setup.generation,
             overrides: setup.overrides,
             listeners: setup.listeners,
             socket_activated: setup.socket_activated,
             signals: setup.signals,
             access_log: setup.access_log,
-            drop_plan: setup.drop_plan,
             notifier: setup.notifier,
             _pid_file: setup.pid_file,
-            roots: setup.roots,
-            root_paths,
             pid: getpid(),
             lifeline_read,
             lifeline_write: Some(lifeline_write),
@@ -211,7 +190,7 @@ impl Server {
                             return Ok(());
                         }
                         _ => {
-                            self.stop(sig, self.config.shutdown_grace);
+                            self.stop(sig, self.config().limits.shutdown_grace);
                             return Ok(());
                         }
                     }
@@ -233,13 +212,13 @@ impl Server {
             }
             self.paused_until = None;
         }
-        if self.children.len() < self.config.max_children {
+        if self.children.len() < self.config().limits.max_children {
             return true;
         }
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
                 "max_children ({}) reached: not accepting until a child exits",
-                self.config.max_children
+                self.config().limits.max_children
             );
             self.cap_logged = Some(Instant::now());
         }
@@ -291,13 +270,13 @@ impl Server {
     /// Accepts what is waiting on listener `i`, forking a child for each.
     fn accept_from(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.children.len() >= self.config.max_children || self.paused_until.is_some() {
+            if self.children.len() >= self.config().limits.max_children || self.paused_until.is_some() {
                 return;
             }
             match self.listeners[i].accept() {
                 Ok((stream, peer)) => {
-                    let kind = self.listeners[i].kind;
-                    self.spawn(stream, peer, kind)
+                    let wire = self.listeners[i].wire;
+                    self.spawn(stream, peer, wire)
                 }
                 Err(e) => match e.raw_os_error().map(Errno::from_raw) {
                     Some(Errno::EAGAIN) => return,
@@ -328,12 +307,12 @@ impl Server {
     /// may hold any number; so it tops out at `per_ip_cap_from` or
     /// `max_children_per_ip`, whichever is larger, and the rest of the
     /// server stays for the others.
-    /// From a `Kind::Proxy` listener, `peer` is the proxy,
+    /// From a PROXY listener (`wire.proxy`), `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
-    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, kind: listener::Kind) {
-        let limit = self.config.max_children_per_ip;
+    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
+        let limit = self.config().limits.max_children_per_ip;
         if limit > 0
-            && self.children.len() >= self.config.per_ip_cap_from
+            && self.children.len() >= self.config().limits.per_ip_cap_from
             && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit)
         {
             log::debug!(
@@ -347,15 +326,12 @@ impl Server {
             Ok(Forked::Child) => {
                 let inherited = Inherited {
                     signals: &self.signals,
-                    config: &self.config,
+                    generation: &self.generation,
                     access_log: &self.access_log,
-                    roots: &self.roots,
-                    drop_plan: self.drop_plan.as_ref(),
                     lifeline: self.lifeline_read.as_fd(),
-                    root_paths: &self.root_paths,
                     parent: self.pid,
                 };
-                child::run(stream, peer, kind, &inherited)
+                child::run(stream, peer, wire, &inherited)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
@@ -369,49 +345,6 @@ impl Server {
                 self.refuse(stream, peer);
                 self.paused_until = Some(Instant::now() + FORK_BACKOFF);
             }
-        }
-    }
-
-    /// The parent's own answer when it cannot or will not fork: a `503`,
-    /// written without blocking (a new socket's send buffer is empty), then
-    /// the write side shut down, and an access-log line (with no request
-    /// line: none was read). The client's bytes are never read: the socket
-    /// is kept, unread, for `REFUSED_LINGER` and closed by the loop.
-    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let delivered = answer_503(&stream, self.config.server_version);
-        self.log_refusal(peer, *delivered.as_ref().unwrap_or(&0));
-        if let Err(e) = delivered {
-            log::debug!("503 to {peer} not delivered: {e}");
-            return;
-        }
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.pop_front();
-        }
-        self.refused.push_back((stream, Instant::now() + REFUSED_LINGER));
-    }
-
-    /// Logs a `503` the parent answered itself, `bytes` of body sent. This
-    /// never blocks: a log file is a regular file opened `O_APPEND`, and
-    /// the stderr and syslog paths never wait in the parent.
-    fn log_refusal(&self, peer: SocketAddr, bytes: u64) {
-        let entry = logging::Entry {
-            client: peer.ip(),
-            request_line: b"",
-            status: Status::ServiceUnavailable.code(),
-            bytes,
-            referer: None,
-            user_agent: None,
-        };
-        if let Err(e) = self.access_log.record(&mut Vec::new(), &entry) {
-            log::warn!("access log: {e}");
-        }
-    }
-
-    /// Closes the refused connections whose time is up.
-    fn close_refused(&mut self) {
-        let now = Instant::now();
-        while self.refused.front().is_some_and(|r| r.1 <= now) {
-            self.refused.pop_front();
         }
     }
 
@@ -453,133 +386,6 @@ impl Server {
             if *n == 0 {
                 self.per_ip.remove(&ip);
             }
-        }
-    }
-
-    /// `SIGHUP`: reads the config again. A bad config is logged and the
-    /// old one stays. A good one applies to connections accepted from now
-    /// on (existing children keep the one they were forked with): new sites and roots,
-    /// limits and timeouts, listeners rebound where the list changed. Log
-    /// files are reopened either way.
-    fn reload(&mut self) {
-        self.notify("RELOADING=1");
-        let source = self.config.source.clone();
-        log::info!(
-            "reloading configuration from {}",
-            source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
-        );
-        let running = DropPlan::guard(self.drop_plan.as_ref());
-        let loaded = Config::load_trusted(source.as_deref(), &self.overrides, running);
-        let status = match self.apply_reload(loaded) {
-            Ok(None) => {
-                log::info!("configuration reloaded; listeners from systemd kept");
-                "STATUS=serving; configuration reloaded"
-            }
-            Ok(Some(c)) if c.failed.is_empty() => {
-                log::info!("configuration reloaded; {c}");
-                "STATUS=serving; configuration reloaded"
-            }
-            Ok(Some(c)) => {
-                log::warn!(
-                    "configuration reloaded, but {} listen address(es) could not be bound; {c}",
-                    c.failed.len()
-                );
-                "STATUS=serving; configuration reloaded, some listen addresses not bound (see the log)"
-            }
-            Err(e) => {
-                log::error!("reload failed: {e}; keeping the previous configuration");
-                "STATUS=serving the previous configuration: reload failed (see the log)"
-            }
-        };
-        self.reopen_logs();
-        self.notify(&format!("READY=1\n{status}"));
-    }
-
-    /// Applies a loaded config; returns what changed in the listeners
-    /// (`None` when they come from systemd and are kept as they are).
-    fn apply_reload(
-        &mut self,
-        loaded: Result<(Config, Option<DropPlan>), StartupError>,
-    ) -> Result<Option<listener::Changes>, StartupError> {
-        let (config, drop_plan) = loaded?;
-        let roots = open_roots(&config)?;
-        let access_log = AccessLog::open(&config.access_log, DropPlan::guard(drop_plan.as_ref()))?;
-        let changes = if self.socket_activated {
-            listener::require_trusted(
-                self.listeners.iter().any(|l| l.kind == listener::Kind::Proxy),
-                &config.trusted_proxies,
-            )?;
-            if config.all_listen() != self.config.all_listen() {
-                log::warn!(
-                    "listen addresses come from systemd socket activation; the changed list is ignored"
-                );
-            }
-            None
-        } else {
-            Some(self.rebind(&config))
-        };
-        warn_restart_needed(&self.config, &config);
-        self.root_paths = child::root_paths(&config, drop_plan.as_ref());
-        self.config = config;
-        self.drop_plan = drop_plan;
-        self.roots = roots;
-        self.access_log = access_log;
-        Ok(changes)
-    }
-
-    /// Makes the listeners match `config.listen` (see `listener::rebind`);
-    /// what is queued on a listener that goes is handed over first.
-    fn rebind(&mut self, config: &Config) -> listener::Changes {
-        let old = std::mem::take(&mut self.listeners);
-        let (new, changes) =
-            listener::rebind(old, &config.all_listen(), config.backlog, &mut |l| self.hand_over(l));
-        self.listeners = new;
-        listener::mark_proxy(&mut self.listeners, &config.proxy_listen);
-        changes
-    }
-
-    /// Accepts every connection queued on `l`, a listener a reload
-    /// removes, before it closes (closing would reset them): each is served
-    /// under the configuration in force when it connected, or answered
-    /// `503` at `max_children`. Returns how many there were.
-    fn hand_over(&mut self, l: Listener) -> usize {
-        let mut accepted = 0;
-        // The kernel queues at most `backlog` connections; a few more may
-        // arrive meanwhile, but not without bound.
-        let most = usize::try_from(self.config.backlog).unwrap_or(0) + ACCEPT_BATCH;
-        for _ in 0..most {
-            match l.accept() {
-                Ok((stream, peer)) => {
-                    accepted += 1;
-                    if self.children.len() < self.config.max_children && self.paused_until.is_none() {
-                        self.spawn(stream, peer, l.kind);
-                    } else {
-                        self.refuse(stream, peer);
-                    }
-                }
-                Err(e) if skip_accept_error(&e) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    log::error!("accept on {} while closing it: {e}", l.addr);
-                    break;
-                }
-            }
-        }
-        accepted
-    }
-
-    /// `SIGUSR1` (and every reload): reopens the access log (and an
-    /// `error_log` file) by its path, so that after logrotate renames the
-    /// file new lines go to a new one. On failure the old file stays in use.
-    fn reopen_logs(&mut self) {
-        let guard = DropPlan::guard(self.drop_plan.as_ref());
-        logging::reopen_error_log(&self.config.error_log, guard);
-        match AccessLog::open(&self.config.access_log, guard) {
-            Ok(log) => {
-                self.access_log = log;
-                log::info!("reopened log files");
-            }
-            Err(e) => log::error!("{e}; still writing to the previous access log"),
         }
     }
 
@@ -640,77 +446,16 @@ impl Server {
         self.per_ip.clear();
     }
 
+    /// The configuration in force.
+    fn config(&self) -> &Config {
+        &self.generation.config
+    }
+
     fn notify(&self, state: &str) {
         if let Some(n) = &self.notifier {
             n.notify(state);
         }
     }
-}
-
-/// Warns, naming the key, about each change from `old` to `new` that a
-/// reload does not apply: the pid file stays where it was written, and
-/// daemon messages keep their target (a reload only reopens an `error_log`
-/// file, by its new path). A restart applies them.
-fn warn_restart_needed(old: &Config, new: &Config) {
-    if new.pid_file != old.pid_file {
-        let name =
-            |p: &Option<std::path::PathBuf>| p.as_ref().map_or("none".into(), |p| p.display().to_string());
-        log::warn!(
-            "pid_file changed from {} to {}: a reload does not move the pid file; restart to apply it",
-            name(&old.pid_file),
-            name(&new.pid_file)
-        );
-    }
-    let both_files =
-        matches!((&old.error_log, &new.error_log), (ErrorLogTarget::File(_), ErrorLogTarget::File(_)));
-    if new.error_log != old.error_log && !both_files {
-        log::warn!(
-            "error_log changed from {} to {}: daemon messages keep their target until a restart",
-            old.error_log,
-            new.error_log
-        );
-    }
-}
-
-/// Opens every site's document root (`O_PATH`: the descriptor grants
-/// lookups, not reads; children open files beneath it), in the order of
-/// `config.sites`, and probes `openat2(2)` on each: without that call
-/// nothing could be served, and a seccomp filter that refuses it must stop
-/// the server at start (and `--check-config`), not leave it listening and
-/// failing every request.
-pub fn open_roots(config: &Config) -> Result<Vec<OwnedFd>, StartupError> {
-    config.sites.iter().map(|site| open_root(&site.root)).collect()
-}
-
-fn open_root(path: &std::path::Path) -> Result<OwnedFd, StartupError> {
-    let root = open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| StartupError::Root { path: path.to_path_buf(), source: e.into() })?;
-    file::probe(root.as_fd())
-        .map_err(|e| StartupError::Openat2 { path: path.to_path_buf(), source: e.into() })?;
-    Ok(root)
-}
-
-/// Writes a `503` on `stream` without blocking and shuts down its write
-/// side. Returns the length of the body sent.
-fn answer_503(stream: &TcpStream, server_version: bool) -> io::Result<u64> {
-    stream.set_nonblocking(true)?;
-    let server = decide::server_field(server_version);
-    let reply = decide::status_page(
-        Status::ServiceUnavailable,
-        None,
-        server,
-        SystemTime::now(),
-        Connection::Close,
-        false,
-    );
-    let mut out = Vec::new();
-    reply.write_head(&mut out);
-    if let Body::Page(page) = reply.body {
-        out.extend_from_slice(page.as_bytes());
-    }
-    (&*stream).write_all(&out)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    Ok(reply.body_len())
 }
 
 /// Whether an `accept` error concerns only the connection it was for: the

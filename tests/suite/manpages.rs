@@ -279,7 +279,7 @@ fn config_page_documents_every_key_in_order_with_its_default() {
         });
         if !named {
             problems.push(format!(
-                "key `{k}` of a header_rules entry: accepted by the server (src/config.rs RawRule) but the type of the header_rules entry of {CONFIG_PAGE} does not name it (\".I {k}\" before \"Default:\")"
+                "key `{k}` of a header_rules entry: accepted by the server (src/config/raw.rs RawRule) but the type of the header_rules entry of {CONFIG_PAGE} does not name it (\".I {k}\" before \"Default:\")"
             ));
         }
     }
@@ -287,7 +287,7 @@ fn config_page_documents_every_key_in_order_with_its_default() {
     for k in code.iter().filter(|k| !is_table(k)) {
         if !documented_names.contains(&k.as_str()) {
             problems.push(format!(
-                "key `{k}`: accepted by the server (src/config.rs) but has no entry in {CONFIG_PAGE} (add \".TP\" \".B {k}\" under .SH KEYS)"
+                "key `{k}`: accepted by the server (src/config/raw.rs) but has no entry in {CONFIG_PAGE} (add \".TP\" \".B {k}\" under .SH KEYS)"
             ));
         }
     }
@@ -299,7 +299,7 @@ fn config_page_documents_every_key_in_order_with_its_default() {
     for k in &documented_names {
         if !code.iter().any(|c| c == k) {
             problems.push(format!(
-                "key `{k}`: has an entry in {CONFIG_PAGE} but the server does not accept it (not in src/config.rs)"
+                "key `{k}`: has an entry in {CONFIG_PAGE} but the server does not accept it (not in src/config/raw.rs)"
             ));
         }
         if !shipped_order.iter().any(|s| s == k) {
