@@ -79,7 +79,7 @@ fn units_pass_systemd_analyze_verify() {
 
     let out = run_tool(
         // --man=no: the pages Documentation= names are installed with the
-        // package (or the README's steps), not on the machine running this.
+        // package (or the steps of docs/install.md), not on the machine running this.
         Command::new("systemd-analyze").arg("verify").arg("--man=no").args(&paths).current_dir(tmp.path()),
         Duration::from_secs(60),
     );
