@@ -13,7 +13,9 @@
 //! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
-//! dispositions, `_exit` and adopting inherited descriptors.
+//! dispositions, `_exit`, adopting inherited descriptors and closing them by
+//! range, emptying the capability bounding set, counters shared across
+//! forks, `listen` and two socket options, and the binary's constructor.
 
 pub mod account;
 pub mod check;

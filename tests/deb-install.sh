@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The Debian package, installed the way an administrator installs it: builds
-# it with the README's command (cargo deb, on the build machine), runs
-# lintian on it, then boots Debian 12 with systemd as PID 1 in a container
+# it with the install guide's command (docs/install.md: cargo deb, on the
+# build machine), runs lintian on it, then boots Debian 12 with systemd as PID 1 in a container
 # (tests/lib/nspawn.sh), installs it there with `apt-get install ./FILE.deb`
 # (offline: its dependencies are in the container already) and checks what
-# the README promises: the files, the conffiles, the user, the config
+# the guide promises: the files, the conffiles, the user, the config
 # check, the units enabled and serving on port 80 at once, log rotation,
 # reload; then that `apt-get remove` stops the units and keeps the config,
 # logs and user, and that `apt-get purge` removes what the package created,
 # sparing files the administrator added to the document root and the
 # system account (Debian's policy). Then the same again over a manual
-# install's account and log directory (the README's own lines), which a
+# install's account and log directory (the guide's own lines), which a
 # purge must leave as they were.
 #
 # Runs as root (CI does). Skips, saying why, only where the container itself
@@ -223,11 +223,11 @@ not_installed() {
 check "apt-get purge removes the config, the logs and unchanged default site it made; the user stays" purged
 
 # --- over a manual install's account and log directory --------------------
-# The README's lines that make them (install-steps 2 and 4), as written.
+# The guide's lines that make them (install-steps 2 and 4), as written.
 manual_lines=$(readme_commands install-steps | grep -E '^(useradd .* forkhttpd$|install -d .* /var/log/forkhttpd$)' || true)
 kept_log=/var/log/forkhttpd/access.log.1
 by_hand() {
-    [ "$(grep -c . <<<"$manual_lines")" = 2 ] || { echo "README.md: want the useradd and log directory lines, found: '$manual_lines'"; return 1; }
+    [ "$(grep -c . <<<"$manual_lines")" = 2 ] || { echo "docs/install.md: want the useradd and log directory lines, found: '$manual_lines'"; return 1; }
     # The account the first purge left goes first: these are new, by hand.
     ! ct getent passwd forkhttpd >/dev/null || ct userdel forkhttpd || return 1
     ! ct getent group forkhttpd >/dev/null || ct groupdel forkhttpd || return 1
@@ -237,7 +237,7 @@ by_hand() {
     expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/ || return 1
     within 5 logged
 }
-check "installed over the README's hand-made account and log directory; serving" by_hand
+check "installed over the guide's hand-made account and log directory; serving" by_hand
 
 purged_after_hand() {
     local before after rc=0

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Scale-out behind the real HAProxy (the README's "Running several
-# instances"): two forkhttpd instances with PROXY-only listeners behind one
-# HAProxy that sends PROXY v2 and checks the health path, with the README's
+# Scale-out behind the real HAProxy (docs/haproxy.md): two forkhttpd
+# instances with PROXY-only listeners behind one HAProxy that sends PROXY v2 and checks the health path, with the guide's
 # own configuration (between its haproxy-config marks). Checks that the
 # access logs record the clients (127.0.0.2 and 127.0.0.3), not HAProxy;
 # that a graceful stop (SIGTERM) of one instance during a stream of
@@ -71,7 +70,7 @@ access_log = "$W/$name.log"
 error_log = "stderr"
 health_path = "/healthz"
 # Every connection comes from HAProxy's address: the per-address cap
-# would count the balancer (see the README).
+# would count the balancer (see docs/haproxy.md).
 max_children_per_ip = 0
 shutdown_grace = 5
 EOF
@@ -88,22 +87,22 @@ start b 0
 port_a=$(port_of a)
 port_b=$(port_of b)
 
-# The README's configuration, as written, with only this test's addresses
-# and ports: each substitution must apply, or the README and this test
+# The guide's configuration, as written, with only this test's addresses
+# and ports: each substitution must apply, or the guide and this test
 # have drifted apart.
 front=$(free_port)
 awk '/<!-- haproxy-config: begin/ { on = 1; next } /<!-- haproxy-config: end/ { on = 0 }
-     on && !/^```/ { print }' README.md >"$W/haproxy.cfg"
-[ -s "$W/haproxy.cfg" ] || { echo "no HAProxy configuration found in README.md"; exit 1; }
+     on && !/^```/ { print }' docs/haproxy.md >"$W/haproxy.cfg"
+[ -s "$W/haproxy.cfg" ] || { echo "no HAProxy configuration found in docs/haproxy.md"; exit 1; }
 # subst FROM TO: replaces the line start FROM by TO, then requires TO.
 subst() {
     sed -i "s|^$1|$2|" "$W/haproxy.cfg"
-    grep -q "^$2" "$W/haproxy.cfg" || { echo "README's HAProxy configuration has no line starting '$1'"; exit 1; }
+    grep -q "^$2" "$W/haproxy.cfg" || { echo "docs/haproxy.md's HAProxy configuration has no line starting '$1'"; exit 1; }
 }
 subst '    bind :80$' "    bind 127.0.0.1:$front"
 subst '    server a 10\.0\.0\.5:8081 ' "    server a 127.0.0.1:$port_a "
 subst '    server b 10\.0\.0\.6:8081 ' "    server b 127.0.0.1:$port_b "
-! grep -n '10\.0\.0\.' "$W/haproxy.cfg" || { echo "an address of the README's configuration is left"; exit 1; }
+! grep -n '10\.0\.0\.' "$W/haproxy.cfg" || { echo "an address of docs/haproxy.md's configuration is left"; exit 1; }
 haproxy -c -q -f "$W/haproxy.cfg"
 haproxy -db -f "$W/haproxy.cfg" >"$W/haproxy.out" 2>&1 &
 pids+=("$!")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Without systemd" section, followed literally where neither
+# The install guide's "Without systemd" section (docs/install.md), followed literally where neither
 # systemd nor syslog runs: starts a Debian 12 container without systemd
 # (not installed; PID 1 is nspawn's stub init) and without a syslog daemon
 # (tests/lib/nspawn.sh, nspawn_init=none), runs the section's numbered steps
@@ -31,7 +31,7 @@ conf=/etc/forkhttpd/forkhttpd.toml
 log=/var/log/forkhttpd/access.log
 errlog=/var/log/forkhttpd/error.log
 pidfile=/run/forkhttpd.pid
-# What the server and logrotate alike must create (README step 3 and 6).
+# What the server and logrotate alike must create (the guide's steps 3 and 6).
 log_owner="640 root adm"
 
 # --- the machine the section is for ---------------------------------------
@@ -49,23 +49,23 @@ bare() {
 }
 check "the container: no systemd, no syslog" bare
 
-# --- the README's steps, as written ---------------------------------------
+# --- the guide's steps, as written ----------------------------------------
 steps=$(readme_commands nosystemd-steps)
 host_steps=$(grep -E '^cargo ' <<<"$steps" || true)
 ct_steps=$(grep -vE '^cargo ' <<<"$steps" || true)
 install_readme() {
-    [ -n "$host_steps" ] && [ -n "$ct_steps" ] || { echo "no nosystemd-steps found in README.md"; return 1; }
+    [ -n "$host_steps" ] && [ -n "$ct_steps" ] || { echo "no nosystemd-steps found in docs/install.md"; return 1; }
     bash -euxo pipefail -c "$host_steps"
     ct bash -euxo pipefail -c "cd /src && $ct_steps"
 }
-check "README \"Without systemd\" steps, line by line, without systemd or syslog" install_readme
+check "docs/install.md \"Without systemd\" steps, line by line, without systemd or syslog" install_readme
 
 # The operation line whose comment starts with $1 (exactly one).
 operations=$(readme_commands nosystemd-operations 4)
 operation() {
     local lines
     lines=$(grep -E "# $1" <<<"$operations" || true)
-    [ "$(grep -c . <<<"$lines")" = 1 ] || { echo "README.md: want one operation line commented '# $1', found: '$lines'" >&2; return 1; }
+    [ "$(grep -c . <<<"$lines")" = 1 ] || { echo "docs/install.md: want one operation line commented '# $1', found: '$lines'" >&2; return 1; }
     printf '%s\n' "$lines"
 }
 run_operation() {
@@ -164,7 +164,7 @@ reload() {
     echo "main pid before $before, after $(parent)"
     [ "$(parent)" = "$before" ]
 }
-check "the README's reload line applies a changed config; same pid" reload
+check "the guide's reload line applies a changed config; same pid" reload
 
 reopen() {
     # The server creates the log file itself, as logrotate's `create` does.
@@ -176,7 +176,7 @@ reopen() {
     fetch http://127.0.0.1/after-reopen >/dev/null
     within 5 logged /after-reopen
 }
-check "the README's reopen line: the server recreates the log, $log_owner, and writes to it" reopen
+check "the guide's reopen line: the server recreates the log, $log_owner, and writes to it" reopen
 
 stop() {
     local pid rc=0 curl_rc=0
@@ -193,7 +193,7 @@ stop() {
         || { echo "no stop lines in $errlog:"; ct tail -n 5 "$errlog"; rc=1; }
     return "$rc"
 }
-check "the README's stop line ends the server; the pid file is removed; port 80 refused" stop
+check "the guide's stop line ends the server; the pid file is removed; port 80 refused" stop
 
 echo "$test_name: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

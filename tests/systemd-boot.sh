@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The shipped units under a real systemd: boots Debian 12 with systemd as
 # PID 1 in a container (systemd-nspawn), installs forkhttpd there by running
-# the README's own install steps (the indented lines between its
+# the install guide's own steps (docs/install.md: the indented lines between its
 # "install-steps" marks: `cargo` lines here, on the build machine, every
 # other line inside the container, from a read-only view of this checkout),
 # then checks what an administrator relies on: start, IPv4 and IPv6,
 # socket activation, reload (good and bad), readiness, log rotation,
 # the watchdog, journal priorities, the start limit, stop, and the
-# security score the README states.
+# security score the guide states.
 #
 # Runs as root (CI does). The container (tests/lib/nspawn.sh) has only its
 # own loopback; every request goes to 127.0.0.1 or ::1 inside it. Skips,
@@ -34,18 +34,18 @@ fresh_start() {
     ct systemctl start forkhttpd.socket forkhttpd.service
 }
 
-# The README's steps, as written.
+# The guide's steps, as written.
 # shellcheck source=tests/lib/readme.sh
 . "$top/tests/lib/readme.sh"
 readme_steps=$(readme_commands install-steps)
 host_steps=$(grep -E '^cargo ' <<<"$readme_steps" || true)
 ct_steps=$(grep -vE '^cargo ' <<<"$readme_steps" || true)
 install_readme() {
-    [ -n "$host_steps" ] && [ -n "$ct_steps" ] || { echo "no install steps found in README.md"; return 1; }
+    [ -n "$host_steps" ] && [ -n "$ct_steps" ] || { echo "no install steps found in docs/install.md"; return 1; }
     bash -euxo pipefail -c "$host_steps"
     ct bash -euxo pipefail -c "cd /src && $ct_steps"
 }
-check "README install steps, line by line, under systemd as PID 1" install_readme
+check "docs/install.md install steps, line by line, under systemd as PID 1" install_readme
 
 check "curl over IPv4 gets the site" expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
 check "curl over IPv6 gets the site" expect_fetch "200 text/css; charset=utf-8" "http://[::1]/style.css"
@@ -61,11 +61,11 @@ score_of() { ct systemd-analyze security forkhttpd.service --no-pager | sed -n '
 security_score() {
     local live stated
     live=$(score_of)
-    stated=$(sed -n 's/.*rates it \([0-9.]*\) ("SAFE").*/\1/p' "$top/README.md" | head -n 1)
-    echo "live score: $live, README states: $stated"
+    stated=$(sed -n 's/.*rates it \([0-9.]*\) ("SAFE").*/\1/p' "$top/docs/install.md" | head -n 1)
+    echo "live score: $live, docs/install.md states: $stated"
     [ -n "$live" ] && [ "$live" = "$stated" ] && awk -v s="$live" 'BEGIN { exit !(s <= 1.0) }'
 }
-check "systemd-analyze security: the README's score, at most 1.0" security_score
+check "systemd-analyze security: the guide's score, at most 1.0" security_score
 
 socket_activation() {
     ct systemctl stop forkhttpd.service

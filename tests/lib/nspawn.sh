@@ -29,8 +29,8 @@
 # The packages of the cached root file system: systemd and what the tests
 # run inside (curl, logrotate, ps/pgrep, ss, useradd; adduser comes with them).
 nspawn_packages=systemd,systemd-sysv,dbus,curl,logrotate,procps,iproute2,passwd
-# Those of the one without systemd (nspawn_init=none): what the README's
-# "Without systemd" steps assume and the test runs inside (logrotate, which
+# Those of the one without systemd (nspawn_init=none): what the install
+# guide's "Without systemd" steps assume and the test runs inside (logrotate, which
 # then brings cron, not systemd; curl, ps/pgrep, ss). No syslog daemon.
 nspawn_plain_packages=curl,logrotate,procps,iproute2,passwd
 

@@ -432,6 +432,9 @@ fn server_page_documents_every_option_and_variable() {
     }
     for path in sources {
         let text = fs::read_to_string(path).unwrap();
+        // The server's own reads: a module's unit tests (its last item)
+        // may read the test run's variables, such as `CI`.
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
         for (i, _) in text.match_indices("env::var") {
             let rest = &text[i..];
             if let Some(name) = rest.split_once("(\"").and_then(|(head, tail)| {

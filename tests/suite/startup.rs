@@ -434,7 +434,7 @@ fn check_config_refuses_a_pid_file_start_up_refuses() {
 }
 
 /// The pid file is written in the foreground too (the config comment and
-/// the README say so), and removed at a graceful stop.
+/// forkhttpd.toml(5) say so), and removed at a graceful stop.
 #[test]
 fn pid_file_is_written_in_the_foreground_too() {
     let dir = TempDir::new("pid_fg");
@@ -451,7 +451,7 @@ fn pid_file_is_written_in_the_foreground_too() {
     assert!(!pid_file.exists(), "the pid file outlived the server");
 }
 
-/// Symlinks inside the root mean what the README says, with and without
+/// Symlinks inside the root mean what forkhttpd(8) says, with and without
 /// `chroot`: without it an absolute target is a path on the host (served
 /// only if it lies inside the root) and a relative one that climbs out is
 /// refused; in a chroot the root is `/`, so an absolute target is read

@@ -1,6 +1,6 @@
 //! The shipped files: the systemd units (`systemd/`) as systemd itself
 //! judges them, the annotated example config (`config/forkhttpd.toml`), and
-//! statements of the README and the config that once contradicted the code.
+//! statements of the documentation and the config that once contradicted the code.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ fn units_pass_systemd_analyze_verify() {
 
     let out = run_tool(
         // --man=no: the pages Documentation= names are installed with the
-        // package (or the README's steps), not on the machine running this.
+        // package (or the steps of docs/install.md), not on the machine running this.
         Command::new("systemd-analyze").arg("verify").arg("--man=no").args(&paths).current_dir(tmp.path()),
         Duration::from_secs(60),
     );
@@ -211,7 +211,7 @@ fn comment_above(text: &str, key: &str) -> String {
 /// Two statements that were wrong (issue 16, 12c and 12d) and are pinned
 /// now: the pid file is written in the foreground too, not with `--daemon`
 /// only (the server does; see `startup::pid_file_is_written_in_the_foreground_too`),
-/// and the README says how an absolute symlink inside the root resolves
+/// and forkhttpd(8) says how an absolute symlink inside the root resolves
 /// with and without `chroot` (see `startup::symlinks_inside_the_root_with_and_without_chroot`).
 #[test]
 fn shipped_docs_say_where_the_pid_file_is_written_and_how_absolute_links_resolve() {
@@ -226,16 +226,20 @@ fn shipped_docs_say_where_the_pid_file_is_written_and_how_absolute_links_resolve
         "the pid_file comment says --daemon only: {pid_comment:?}"
     );
 
-    // The README wraps its lines: compare with all whitespace runs as one space.
-    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
-    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The page wraps its lines and marks fonts inline: compare its text
+    // without the font escapes, with all whitespace runs as one space.
+    let page = fs::read_to_string(repo().join("man/forkhttpd.8")).unwrap();
+    let page = ["\\fB", "\\fI", "\\fR", "\\fP", "\\&"]
+        .iter()
+        .fold(page.replace("\\-", "-"), |text, escape| text.replace(escape, ""));
+    let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
     for sentence in [
-        "Without `chroot`, an absolute target is a path on the host, served only if it lies inside the root",
-        "With `chroot`, each child sees the root as `/`, so the same absolute target is looked up beneath \
-         the root (`/srv/www/a.html` means `ROOT/srv/www/a.html`, usually `404`)",
+        "Without chroot, an absolute target is a path on the host, served only if it lies inside the root",
+        "With chroot, each child sees the root as /, so the same absolute target is looked up beneath \
+         the root (/srv/www/a.html means ROOT/srv/www/a.html, usually 404)",
         "Use relative links to mean the same thing in both.",
     ] {
-        assert!(readme.contains(sentence), "README.md no longer says: {sentence:?}");
+        assert!(page.contains(sentence), "man/forkhttpd.8 no longer says: {sentence:?}");
     }
 }
 
@@ -255,19 +259,20 @@ fn package_copies_match_their_sources() {
 }
 
 /// The documented commands that signal a server by its pid file: the
-/// README's and forkhttpd(8)'s lines and the logrotate snippet's fallback,
-/// as written, with the pid file's path replaced by the test's.
+/// install guide's (docs/install.md) and forkhttpd(8)'s lines and the
+/// logrotate snippet's fallback, as written, with the pid file's path
+/// replaced by the test's.
 fn pid_file_commands(pid_file: &Path) -> Vec<(String, String)> {
     let pid_file = pid_file.to_str().unwrap();
     let mut found = Vec::new();
     for (doc, roff) in
-        [("README.md", false), ("man/forkhttpd.8", true), ("config/forkhttpd.logrotate", false)]
+        [("docs/install.md", false), ("man/forkhttpd.8", true), ("config/forkhttpd.logrotate", false)]
     {
         let text = fs::read_to_string(repo().join(doc)).unwrap();
         for line in text.lines().filter(|l| l.contains("kill") && l.contains("/run/forkhttpd.pid")) {
             let line = if roff { line.replace("\\-", "-") } else { line.to_string() };
-            // The snippet's fallback after `systemctl kill ... ||`; a
-            // README line without its comment.
+            // The snippet's fallback after `systemctl kill ... ||`; the
+            // guide's line without its comment.
             let line = line.trim().trim_start_matches("|| ").trim_end_matches(" \\");
             let line = line.split("  #").next().unwrap().trim();
             found.push((doc.to_string(), line.replace("/run/forkhttpd.pid", pid_file)));
@@ -289,7 +294,7 @@ fn documented_pid_file_commands_signal_only_a_server_holding_the_lock() {
     let stale = dir.path().join("stale.pid");
     let commands = pid_file_commands(&stale);
     let docs: Vec<&str> = commands.iter().map(|(d, _)| d.as_str()).collect();
-    for doc in ["README.md", "man/forkhttpd.8", "config/forkhttpd.logrotate"] {
+    for doc in ["docs/install.md", "man/forkhttpd.8", "config/forkhttpd.logrotate"] {
         assert!(docs.contains(&doc), "no command signalling by the pid file found in {doc}: {commands:?}");
     }
     // Any of HUP, USR1 and TERM ends a sleep.
