@@ -223,6 +223,14 @@ fn processes_of_the_same_account_cannot_open_their_memory() {
 
     let mut cmd = Command::new("setpriv");
     let control = Proc::spawn(scrub_env(&mut cmd).args(as_nobody).args(["sleep", "30"]));
+    // Until it has exec'd `sleep`, the control is setpriv after its uid
+    // change, which the kernel makes non-dumpable: opening it then would
+    // fail for that reason, not for the kernel's.
+    let comm = format!("/proc/{}/comm", control.pid());
+    assert!(
+        poll_until(Duration::from_secs(10), || fs::read_to_string(&comm).is_ok_and(|c| c == "sleep\n")),
+        "the control never became sleep"
+    );
     if let Err(e) = open_mem_as(nobody, control.pid()) {
         crate::common::skip(&format!(
             "this kernel forbids opening the memory of any process of the same uid: {e}"
