@@ -21,6 +21,9 @@ use ppp::{HeaderResult, PartialResult, v1, v2};
 /// Longer is not a proxy we want to talk to.
 pub const MAX_HEADER_BYTES: usize = 1024;
 
+/// Longest v1 header line, its `\r\n` included (the specification's 107).
+const V1_MAX_BYTES: usize = 107;
+
 /// An address range: a network address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -109,9 +112,13 @@ pub fn forwarded_client<'a>(
 /// for `Forwarded` the (possibly quoted) value of its `for=` parameter.
 fn entry_address(entry: &str, forwarded: bool) -> Option<IpAddr> {
     let value = if forwarded {
-        let pair =
-            entry.split(';').map(str::trim).find(|p| p.len() > 4 && p[..4].eq_ignore_ascii_case("for="))?;
-        pair[4..].trim_matches('"')
+        // Split, not sliced at a byte count: a hostile pair may put a
+        // multibyte character across any byte offset.
+        let (_, value) = entry
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(name, value)| name.eq_ignore_ascii_case("for") && !value.is_empty())?;
+        value.trim_matches('"')
     } else {
         entry
     };
@@ -143,18 +150,24 @@ pub enum Header {
 
 /// Parses the PROXY header (v1 or v2) at the start of `bytes`.
 pub fn parse(bytes: &[u8]) -> Header {
+    // A v1 header is one line, judged once it is whole: `ppp` refuses a
+    // part ending in a separator (`PROXY TCP4 A B 1 `, an empty port) though
+    // the rest of a valid line may be in the next read.
+    if bytes.starts_with(b"PROXY ") && bytes.len() < V1_MAX_BYTES && !bytes.contains(&b'\n') {
+        return Header::Partial;
+    }
     let parsed = HeaderResult::parse(bytes);
     if parsed.is_incomplete() {
         return if bytes.len() < MAX_HEADER_BYTES { Header::Partial } else { Header::Invalid };
     }
-    match parsed {
+    let (len, source) = match parsed {
         HeaderResult::V1(Ok(h)) => {
             let source = match h.addresses {
                 v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
                 v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
                 v1::Addresses::Unknown => None,
             };
-            Header::Complete { len: h.header.len(), source }
+            (h.header.len(), source)
         }
         HeaderResult::V2(Ok(h)) => {
             let source = match (h.command, h.addresses) {
@@ -162,10 +175,13 @@ pub fn parse(bytes: &[u8]) -> Header {
                 (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(IpAddr::V6(a.source_address)),
                 _ => None,
             };
-            Header::Complete { len: h.len(), source: source.map(|ip| ip.to_canonical()) }
+            (h.len(), source)
         }
-        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Header::Invalid,
-    }
+        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => return Header::Invalid,
+    };
+    // Both versions alike: an IPv4 client a dual-stack proxy names as
+    // `::ffff:a.b.c.d` is logged and matched as the IPv4 address it is.
+    Header::Complete { len, source: source.map(|ip| ip.to_canonical()) }
 }
 
 #[cfg(test)]
@@ -209,6 +225,53 @@ mod tests {
         assert_eq!(fwd(&["for=192.0.2.60;proto=http;by=10.0.0.2"]), ip("192.0.2.60"));
         assert_eq!(fwd(&["for=1.1.1.1, For=\"[2001:db8:cafe::17]:4711\""]), ip("2001:db8:cafe::17"));
         assert_eq!(fwd(&["for=unknown"]), peer);
+    }
+
+    /// A pair may put a multibyte character across any byte: the walk ends
+    /// at an entry it cannot read, and a `for=` after such a pair is read.
+    #[test]
+    fn forwarded_pairs_with_multibyte_text_do_not_panic() {
+        let ranges: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap()];
+        let peer = ip("127.0.0.1");
+        let fwd = |lines: &[&str]| forwarded_client(lines.iter().map(|l| l.as_bytes()), true, &ranges, peer);
+        assert_eq!(fwd(&["abcé"]), peer);
+        assert_eq!(fwd(&["é"]), peer);
+        assert_eq!(fwd(&["foré=192.0.2.1"]), peer);
+        assert_eq!(fwd(&["for=é"]), peer);
+        assert_eq!(fwd(&["abcé;for=192.0.2.1"]), ip("192.0.2.1"));
+        assert_eq!(fwd(&["for=192.0.2.1, abcé"]), peer);
+    }
+
+    /// A v1 source `::ffff:a.b.c.d` is the IPv4 client, as in v2.
+    #[test]
+    fn v1_ipv4_mapped_source_is_the_ipv4_address() {
+        let h = b"PROXY TCP6 ::ffff:9.9.9.8 ::1 4711 80\r\n";
+        assert_eq!(parse(h), Header::Complete { len: h.len(), source: Some(ip("9.9.9.8")) });
+        let h = b"PROXY TCP6 2001:db8::8 ::1 4711 80\r\n";
+        assert_eq!(parse(h), Header::Complete { len: h.len(), source: Some(ip("2001:db8::8")) });
+    }
+
+    /// A header may arrive split at any byte: each part of it is a valid
+    /// beginning (the fuzz target's first find: a part ending after the
+    /// source port's space was refused for its empty destination port).
+    #[test]
+    fn every_part_of_a_header_is_partial() {
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        v2.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 9, 127, 0, 0, 1, 0x12, 0x67, 0, 80]);
+        let v1: [&[u8]; 3] = [
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n",
+            b"PROXY TCP6 ::ffff:9.9.9.8 ::1 4711 80\r\n",
+            b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n",
+        ];
+        for h in v1.into_iter().chain([v2.as_slice()]) {
+            assert!(matches!(parse(h), Header::Complete { len, .. } if len == h.len()));
+            for k in 0..h.len() {
+                assert_eq!(parse(&h[..k]), Header::Partial, "{:?}", String::from_utf8_lossy(&h[..k]));
+            }
+        }
+        // A line that ends is judged.
+        assert_eq!(parse(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 \r\n"), Header::Invalid);
+        assert_eq!(parse(&[b"PROXY ".as_slice(), &[b'x'; 120]].concat()), Header::Invalid);
     }
 
     #[test]
