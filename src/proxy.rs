@@ -14,12 +14,15 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use ppp::{HeaderResult, PartialResult, v1, v2};
+use ppp::{PartialResult, v1, v2};
 
 /// Longest PROXY header read: a v1 line is at most 107 bytes; a v2 header
 /// is 16 bytes plus its addresses and TLVs, a few hundred from HAProxy.
 /// Longer is not a proxy we want to talk to.
 pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// How a v1 header starts; a connection that does not is taken as v2.
+const V1_START: &[u8] = b"PROXY ";
 
 /// Longest v1 header line, its `\r\n` included (the specification's 107).
 const V1_MAX_BYTES: usize = 107;
@@ -150,34 +153,38 @@ pub enum Header {
 
 /// Parses the PROXY header (v1 or v2) at the start of `bytes`.
 pub fn parse(bytes: &[u8]) -> Header {
-    // A v1 header is one line, judged once it is whole: `ppp` refuses a
-    // part ending in a separator (`PROXY TCP4 A B 1 `, an empty port) though
-    // the rest of a valid line may be in the next read.
-    if bytes.starts_with(b"PROXY ") && bytes.len() < V1_MAX_BYTES && !bytes.contains(&b'\n') {
-        return Header::Partial;
-    }
-    let parsed = HeaderResult::parse(bytes);
-    if parsed.is_incomplete() {
-        return if bytes.len() < MAX_HEADER_BYTES { Header::Partial } else { Header::Invalid };
-    }
-    let (len, source) = match parsed {
-        HeaderResult::V1(Ok(h)) => {
-            let source = match h.addresses {
-                v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
-                v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
-                v1::Addresses::Unknown => None,
-            };
-            (h.header.len(), source)
+    let (len, source) = if bytes.starts_with(V1_START) || V1_START.starts_with(bytes) {
+        // A v1 header is one line, judged once its CRLF is in, and then for
+        // good. Parts of a line are not given to `ppp`: it refuses one that
+        // ends in a separator (`PROXY TCP4 A B 1 `, an empty port) or inside
+        // a character (`UNKNOWN` takes any text) though the rest of a valid
+        // line may be in the next read, and takes some lines that can never
+        // be one (`PROXY T\rT`) for a beginning.
+        if !bytes.windows(2).any(|w| w == b"\r\n") {
+            return if bytes.len() < V1_MAX_BYTES { Header::Partial } else { Header::Invalid };
         }
-        HeaderResult::V2(Ok(h)) => {
-            let source = match (h.command, h.addresses) {
-                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(IpAddr::V4(a.source_address)),
-                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(IpAddr::V6(a.source_address)),
-                _ => None,
-            };
-            (h.len(), source)
+        let Ok(h) = v1::Header::try_from(bytes) else {
+            return Header::Invalid;
+        };
+        let source = match h.addresses {
+            v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
+            v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
+            v1::Addresses::Unknown => None,
+        };
+        (h.header.len(), source)
+    } else {
+        match v2::Header::try_from(bytes) {
+            Ok(h) => {
+                let source = match (h.command, h.addresses) {
+                    (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(IpAddr::V4(a.source_address)),
+                    (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(IpAddr::V6(a.source_address)),
+                    _ => None,
+                };
+                (h.len(), source)
+            }
+            Err(e) if e.is_incomplete() && bytes.len() < MAX_HEADER_BYTES => return Header::Partial,
+            Err(_) => return Header::Invalid,
         }
-        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => return Header::Invalid,
     };
     // Both versions alike: an IPv4 client a dual-stack proxy names as
     // `::ffff:a.b.c.d` is logged and matched as the IPv4 address it is.
@@ -252,16 +259,19 @@ mod tests {
     }
 
     /// A header may arrive split at any byte: each part of it is a valid
-    /// beginning (the fuzz target's first find: a part ending after the
-    /// source port's space was refused for its empty destination port).
+    /// beginning, and what is not one is refused at once (the fuzz target's
+    /// finds: a part ending after the source port's space was refused for
+    /// its empty destination port, a part of an `UNKNOWN` line ending inside
+    /// a character for its UTF-8, and a line starting `P ` was partial).
     #[test]
     fn every_part_of_a_header_is_partial() {
         let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
         v2.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 9, 127, 0, 0, 1, 0x12, 0x67, 0, 80]);
-        let v1: [&[u8]; 3] = [
+        let v1: [&[u8]; 4] = [
             b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n",
             b"PROXY TCP6 ::ffff:9.9.9.8 ::1 4711 80\r\n",
             b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n",
+            "PROXY UNKNOWN \n é\r\n".as_bytes(),
         ];
         for h in v1.into_iter().chain([v2.as_slice()]) {
             assert!(matches!(parse(h), Header::Complete { len, .. } if len == h.len()));
@@ -269,9 +279,12 @@ mod tests {
                 assert_eq!(parse(&h[..k]), Header::Partial, "{:?}", String::from_utf8_lossy(&h[..k]));
             }
         }
-        // A line that ends is judged.
+        // A line that ends is judged, and for good.
         assert_eq!(parse(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 \r\n"), Header::Invalid);
+        assert_eq!(parse(b"PROXY T\rT\r\n"), Header::Invalid);
         assert_eq!(parse(&[b"PROXY ".as_slice(), &[b'x'; 120]].concat()), Header::Invalid);
+        // Neither version's beginning (`ppp` took this for a part of `PROXY`).
+        assert_eq!(parse(b"P YX\rP"), Header::Invalid);
     }
 
     #[test]
