@@ -174,6 +174,9 @@ pub fn parse(bytes: &[u8]) -> Header {
         (h.header.len(), source)
     } else {
         match v2::Header::try_from(bytes) {
+            // Longer than a connection's reads may grow: refused whole as
+            // its parts are.
+            Ok(h) if h.len() > MAX_HEADER_BYTES => return Header::Invalid,
             Ok(h) => {
                 let source = match (h.command, h.addresses) {
                     (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(IpAddr::V4(a.source_address)),
@@ -308,5 +311,11 @@ mod tests {
         let mut local = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
         local.extend_from_slice(&[0x20, 0x00, 0, 0]);
         assert_eq!(parse(&local), Header::Complete { len: 16, source: None });
+        // Longer than MAX_HEADER_BYTES, as its parts are.
+        let mut long = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        long.extend_from_slice(&[0x20, 0x00, 0x04, 0x00]);
+        long.resize(16 + 0x400, 0);
+        assert_eq!(parse(&long[..MAX_HEADER_BYTES]), Header::Invalid);
+        assert_eq!(parse(&long), Header::Invalid);
     }
 }
