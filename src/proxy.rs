@@ -154,16 +154,20 @@ pub enum Header {
 /// Parses the PROXY header (v1 or v2) at the start of `bytes`.
 pub fn parse(bytes: &[u8]) -> Header {
     let (len, source) = if bytes.starts_with(V1_START) || V1_START.starts_with(bytes) {
-        // A v1 header is one line, judged once its CRLF is in, and then for
-        // good. Parts of a line are not given to `ppp`: it refuses one that
-        // ends in a separator (`PROXY TCP4 A B 1 `, an empty port) or inside
-        // a character (`UNKNOWN` takes any text) though the rest of a valid
-        // line may be in the next read, and takes some lines that can never
-        // be one (`PROXY T\rT`) for a beginning.
-        if !bytes.windows(2).any(|w| w == b"\r\n") {
+        // A v1 header is one line up to its first CRLF, judged once that is
+        // in, and then for good; `ppp` is given that line only and must take
+        // all of it. Parts of a line are not given to `ppp`: it refuses one
+        // that ends in a separator (`PROXY TCP4 A B 1 `, an empty port) or
+        // inside a character (`UNKNOWN` takes any text) though the rest of a
+        // valid line may be in the next read, and takes some lines that can
+        // never be one (`PROXY T\rT`) for a beginning. It ends a line at its
+        // first CR, even one that no LF follows.
+        let Some(end) = bytes.windows(2).position(|w| w == b"\r\n").map(|at| at + 2) else {
             return if bytes.len() < V1_MAX_BYTES { Header::Partial } else { Header::Invalid };
-        }
-        let Ok(h) = v1::Header::try_from(bytes) else {
+        };
+        let line = bytes.get(..end).filter(|l| l.len() <= V1_MAX_BYTES);
+        let Some(h) = line.and_then(|l| v1::Header::try_from(l).ok()).filter(|h| h.header.len() == end)
+        else {
             return Header::Invalid;
         };
         let source = match h.addresses {
@@ -265,7 +269,8 @@ mod tests {
     /// beginning, and what is not one is refused at once (the fuzz target's
     /// finds: a part ending after the source port's space was refused for
     /// its empty destination port, a part of an `UNKNOWN` line ending inside
-    /// a character for its UTF-8, and a line starting `P ` was partial).
+    /// a character for its UTF-8, a line starting `P ` was partial, and a
+    /// line with a lone CR was taken to end there).
     #[test]
     fn every_part_of_a_header_is_partial() {
         let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -286,6 +291,8 @@ mod tests {
         assert_eq!(parse(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 \r\n"), Header::Invalid);
         assert_eq!(parse(b"PROXY T\rT\r\n"), Header::Invalid);
         assert_eq!(parse(&[b"PROXY ".as_slice(), &[b'x'; 120]].concat()), Header::Invalid);
+        // A CR that no LF follows ends no line (`ppp` took the first 21 bytes).
+        assert_eq!(parse(b"PROXY UNKNOWN \x01 x \n\rx\r\n"), Header::Invalid);
         // Neither version's beginning (`ppp` took this for a part of `PROXY`).
         assert_eq!(parse(b"P YX\rP"), Header::Invalid);
     }
