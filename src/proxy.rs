@@ -14,12 +14,18 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use ppp::{HeaderResult, PartialResult, v1, v2};
+use ppp::{PartialResult, v1, v2};
 
 /// Longest PROXY header read: a v1 line is at most 107 bytes; a v2 header
 /// is 16 bytes plus its addresses and TLVs, a few hundred from HAProxy.
 /// Longer is not a proxy we want to talk to.
 pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// How a v1 header starts; a connection that does not is taken as v2.
+const V1_START: &[u8] = b"PROXY ";
+
+/// Longest v1 header line, its `\r\n` included (the specification's 107).
+const V1_MAX_BYTES: usize = 107;
 
 /// An address range: a network address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +115,13 @@ pub fn forwarded_client<'a>(
 /// for `Forwarded` the (possibly quoted) value of its `for=` parameter.
 fn entry_address(entry: &str, forwarded: bool) -> Option<IpAddr> {
     let value = if forwarded {
-        let pair =
-            entry.split(';').map(str::trim).find(|p| p.len() > 4 && p[..4].eq_ignore_ascii_case("for="))?;
-        pair[4..].trim_matches('"')
+        // Split, not sliced at a byte count: a hostile pair may put a
+        // multibyte character across any byte offset.
+        let (_, value) = entry
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(name, value)| name.eq_ignore_ascii_case("for") && !value.is_empty())?;
+        value.trim_matches('"')
     } else {
         entry
     };
@@ -143,29 +153,49 @@ pub enum Header {
 
 /// Parses the PROXY header (v1 or v2) at the start of `bytes`.
 pub fn parse(bytes: &[u8]) -> Header {
-    let parsed = HeaderResult::parse(bytes);
-    if parsed.is_incomplete() {
-        return if bytes.len() < MAX_HEADER_BYTES { Header::Partial } else { Header::Invalid };
-    }
-    match parsed {
-        HeaderResult::V1(Ok(h)) => {
-            let source = match h.addresses {
-                v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
-                v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
-                v1::Addresses::Unknown => None,
-            };
-            Header::Complete { len: h.header.len(), source }
+    let (len, source) = if bytes.starts_with(V1_START) || V1_START.starts_with(bytes) {
+        // A v1 header is one line up to its first CRLF, judged once that is
+        // in, and then for good; `ppp` is given that line only and must take
+        // all of it. Parts of a line are not given to `ppp`: it refuses one
+        // that ends in a separator (`PROXY TCP4 A B 1 `, an empty port) or
+        // inside a character (`UNKNOWN` takes any text) though the rest of a
+        // valid line may be in the next read, and takes some lines that can
+        // never be one (`PROXY T\rT`) for a beginning. It ends a line at its
+        // first CR, even one that no LF follows.
+        let Some(end) = bytes.windows(2).position(|w| w == b"\r\n").map(|at| at + 2) else {
+            return if bytes.len() < V1_MAX_BYTES { Header::Partial } else { Header::Invalid };
+        };
+        let line = bytes.get(..end).filter(|l| l.len() <= V1_MAX_BYTES);
+        let Some(h) = line.and_then(|l| v1::Header::try_from(l).ok()).filter(|h| h.header.len() == end)
+        else {
+            return Header::Invalid;
+        };
+        let source = match h.addresses {
+            v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
+            v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
+            v1::Addresses::Unknown => None,
+        };
+        (h.header.len(), source)
+    } else {
+        match v2::Header::try_from(bytes) {
+            // Longer than a connection's reads may grow: refused whole as
+            // its parts are.
+            Ok(h) if h.len() > MAX_HEADER_BYTES => return Header::Invalid,
+            Ok(h) => {
+                let source = match (h.command, h.addresses) {
+                    (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(IpAddr::V4(a.source_address)),
+                    (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(IpAddr::V6(a.source_address)),
+                    _ => None,
+                };
+                (h.len(), source)
+            }
+            Err(e) if e.is_incomplete() && bytes.len() < MAX_HEADER_BYTES => return Header::Partial,
+            Err(_) => return Header::Invalid,
         }
-        HeaderResult::V2(Ok(h)) => {
-            let source = match (h.command, h.addresses) {
-                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(IpAddr::V4(a.source_address)),
-                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(IpAddr::V6(a.source_address)),
-                _ => None,
-            };
-            Header::Complete { len: h.len(), source: source.map(|ip| ip.to_canonical()) }
-        }
-        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Header::Invalid,
-    }
+    };
+    // Both versions alike: an IPv4 client a dual-stack proxy names as
+    // `::ffff:a.b.c.d` is logged and matched as the IPv4 address it is.
+    Header::Complete { len, source: source.map(|ip| ip.to_canonical()) }
 }
 
 #[cfg(test)]
@@ -211,6 +241,62 @@ mod tests {
         assert_eq!(fwd(&["for=unknown"]), peer);
     }
 
+    /// A pair may put a multibyte character across any byte: the walk ends
+    /// at an entry it cannot read, and a `for=` after such a pair is read.
+    #[test]
+    fn forwarded_pairs_with_multibyte_text_do_not_panic() {
+        let ranges: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap()];
+        let peer = ip("127.0.0.1");
+        let fwd = |lines: &[&str]| forwarded_client(lines.iter().map(|l| l.as_bytes()), true, &ranges, peer);
+        assert_eq!(fwd(&["abcé"]), peer);
+        assert_eq!(fwd(&["é"]), peer);
+        assert_eq!(fwd(&["foré=192.0.2.1"]), peer);
+        assert_eq!(fwd(&["for=é"]), peer);
+        assert_eq!(fwd(&["abcé;for=192.0.2.1"]), ip("192.0.2.1"));
+        assert_eq!(fwd(&["for=192.0.2.1, abcé"]), peer);
+    }
+
+    /// A v1 source `::ffff:a.b.c.d` is the IPv4 client, as in v2.
+    #[test]
+    fn v1_ipv4_mapped_source_is_the_ipv4_address() {
+        let h = b"PROXY TCP6 ::ffff:9.9.9.8 ::1 4711 80\r\n";
+        assert_eq!(parse(h), Header::Complete { len: h.len(), source: Some(ip("9.9.9.8")) });
+        let h = b"PROXY TCP6 2001:db8::8 ::1 4711 80\r\n";
+        assert_eq!(parse(h), Header::Complete { len: h.len(), source: Some(ip("2001:db8::8")) });
+    }
+
+    /// A header may arrive split at any byte: each part of it is a valid
+    /// beginning, and what is not one is refused at once (the fuzz target's
+    /// finds: a part ending after the source port's space was refused for
+    /// its empty destination port, a part of an `UNKNOWN` line ending inside
+    /// a character for its UTF-8, a line starting `P ` was partial, and a
+    /// line with a lone CR was taken to end there).
+    #[test]
+    fn every_part_of_a_header_is_partial() {
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        v2.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 9, 127, 0, 0, 1, 0x12, 0x67, 0, 80]);
+        let v1: [&[u8]; 4] = [
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n",
+            b"PROXY TCP6 ::ffff:9.9.9.8 ::1 4711 80\r\n",
+            b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n",
+            "PROXY UNKNOWN \n é\r\n".as_bytes(),
+        ];
+        for h in v1.into_iter().chain([v2.as_slice()]) {
+            assert!(matches!(parse(h), Header::Complete { len, .. } if len == h.len()));
+            for k in 0..h.len() {
+                assert_eq!(parse(&h[..k]), Header::Partial, "{:?}", String::from_utf8_lossy(&h[..k]));
+            }
+        }
+        // A line that ends is judged, and for good.
+        assert_eq!(parse(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 \r\n"), Header::Invalid);
+        assert_eq!(parse(b"PROXY T\rT\r\n"), Header::Invalid);
+        assert_eq!(parse(&[b"PROXY ".as_slice(), &[b'x'; 120]].concat()), Header::Invalid);
+        // A CR that no LF follows ends no line (`ppp` took the first 21 bytes).
+        assert_eq!(parse(b"PROXY UNKNOWN \x01 x \n\rx\r\n"), Header::Invalid);
+        // Neither version's beginning (`ppp` took this for a part of `PROXY`).
+        assert_eq!(parse(b"P YX\rP"), Header::Invalid);
+    }
+
     #[test]
     fn v1_headers() {
         let h = b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\nGET / HTTP/1.1\r\n";
@@ -232,5 +318,11 @@ mod tests {
         let mut local = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
         local.extend_from_slice(&[0x20, 0x00, 0, 0]);
         assert_eq!(parse(&local), Header::Complete { len: 16, source: None });
+        // Longer than MAX_HEADER_BYTES, as its parts are.
+        let mut long = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        long.extend_from_slice(&[0x20, 0x00, 0x04, 0x00]);
+        long.resize(16 + 0x400, 0);
+        assert_eq!(parse(&long[..MAX_HEADER_BYTES]), Header::Invalid);
+        assert_eq!(parse(&long), Header::Invalid);
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The cargo fuzz targets in fuzz/ (request-head parsing, target-to-path
-# resolution, the reply decision), each run for FUZZ_SECONDS (20 s by
-# default: about 60 s in all, after the build) from the seeds in
-# fuzz/seeds/ (real requests and every traversal string of
-# tests/suite/traversal.rs) into a scratch corpus. Installs the nightly
+# resolution, the reply decision, the PROXY header and forwarding-field
+# walk), each run for FUZZ_SECONDS (15 s by default: about 60 s in all,
+# after the build) from the seeds in fuzz/seeds/ (real requests, every
+# traversal string of tests/suite/traversal.rs, PROXY headers and
+# forwarding fields) into a scratch corpus. Installs the nightly
 # toolchain and cargo-fuzz if missing, or skips, saying why (a failure in
 # CI: tests/lib/skip.sh). A crash leaves its input in fuzz/artifacts/TARGET/
 # and prints it in hex (a CI log keeps it); keep it as a unit test with the
@@ -12,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-seconds=${FUZZ_SECONDS:-20}
-targets=(request_head resolve decide)
+seconds=${FUZZ_SECONDS:-15}
+targets=(request_head resolve decide proxy)
 
 test_name=fuzz
 # shellcheck source=tests/lib/skip.sh

@@ -113,6 +113,43 @@ fn proxy_header_v1_and_v2_name_the_logged_client() {
     assert_eq!(logged_hosts(&s, 4), ["192.0.2.7", "198.51.100.9", "127.0.0.1", "127.0.0.1"]);
 }
 
+/// An IPv4 client that a dual-stack proxy names as `::ffff:a.b.c.d` is
+/// logged as that IPv4 address, from a v1 header as from a v2 one.
+#[test]
+fn proxy_header_ipv4_mapped_source_is_logged_as_ipv4() {
+    let s = proxy_server("127.0.0.1", &[]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    c.send(&[b"PROXY TCP6 ::ffff:9.9.9.8 ::1 4711 80\r\n".as_slice(), GET_A].concat());
+    assert_eq!(c.read_response().status, 200);
+    c.expect_closed();
+
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend_from_slice(&"::ffff:9.9.9.7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    v2.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    v2.extend_from_slice(&[0x12, 0x67, 0, 80]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    c.send(&[v2.as_slice(), GET_A].concat());
+    assert_eq!(c.read_response().status, 200);
+    c.expect_closed();
+
+    assert_eq!(logged_hosts(&s, 2), ["9.9.9.8", "9.9.9.7"]);
+}
+
+/// A v1 header split across reads is read whole, wherever it is split:
+/// after the source port's space, what has come reads as an empty
+/// destination port, and the connection must wait for the rest, not close.
+#[test]
+fn proxy_header_v1_split_after_a_separator_is_read_whole() {
+    let s = proxy_server("127.0.0.1", &[]);
+    let mut c = Conn::connect(proxy_addr(&s));
+    c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 ");
+    c.expect_open_and_quiet(Duration::from_millis(500));
+    c.send(&[b"80\r\n".as_slice(), GET_A].concat());
+    assert_eq!(c.read_response().status, 200);
+    c.expect_closed();
+    assert_eq!(logged_hosts(&s, 1), ["192.0.2.7"]);
+}
+
 /// From an address outside `trusted_proxies`, and for a connection that does
 /// not start with a PROXY header, the connection is closed unanswered.
 #[test]
@@ -242,4 +279,32 @@ fn forwarding_fields_are_believed_only_from_trusted_proxies() {
     c.send_request("GET", "/a.txt", &["X-Forwarded-For: 203.0.113.5"]);
     assert_eq!(c.read_response().status, 200);
     assert_eq!(logged_hosts(&s, 1), ["127.0.0.1"]);
+}
+
+/// A `Forwarded` pair with a multibyte character across its fifth byte
+/// (`abcé`) ends the walk, so the peer is logged; it used to abort the child
+/// while logging. The requests pipelined behind it are answered and logged.
+#[test]
+fn forwarded_multibyte_pair_keeps_the_connection_and_its_log() {
+    let s = TestServer::builder()
+        .config("trusted_proxies = [\"127.0.0.1\"]")
+        .config("real_ip_header = \"Forwarded\"")
+        .start();
+    s.write_file("a.txt", b"a");
+    let request = |forwarded: &str, close: &str| {
+        format!("GET /a.txt HTTP/1.1\r\nHost: x\r\nForwarded: {forwarded}\r\n{close}\r\n")
+    };
+    let pipelined = [
+        request("abcé", ""),
+        request("for=192.0.2.60", ""),
+        request("abcé;for=192.0.2.61", "Connection: close\r\n"),
+    ]
+    .concat();
+    let mut c = s.connect();
+    c.send(pipelined.as_bytes());
+    for i in 0..3 {
+        assert_eq!(c.read_response().status, 200, "response {i}");
+    }
+    c.expect_closed();
+    assert_eq!(logged_hosts(&s, 3), ["127.0.0.1", "192.0.2.60", "192.0.2.61"]);
 }
