@@ -12,10 +12,11 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::SystemTime;
 
 use nix::unistd::{AccessFlags, access};
 
-use crate::config::{AccessLogTarget, Config, ErrorLogTarget};
+use crate::config::{AccessLogTarget, ErrorLogTarget};
 use crate::error::StartupError;
 use crate::generation::Generation;
 use crate::listener;
@@ -51,7 +52,8 @@ pub struct Launch {
 /// and closed.
 pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(), StartupError> {
     let config = &generation.config;
-    listen(config, bind)?;
+    listen(generation, bind)?;
+    certificates(generation)?;
     let guard = generation.guard();
     match &config.logging.access_log {
         AccessLogTarget::File(path) => log_file(path, guard)?,
@@ -71,8 +73,11 @@ pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(),
 /// Resolves every listen address, `listen` and `proxy_listen` alike, and,
 /// unless told not to or handed sockets by systemd (then neither key
 /// applies), binds them all with start-up's own code and closes them.
-fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
-    listener::require_trusted(listener::proxy_inherited(), &config.proxy.trusted)?;
+fn listen(generation: &Generation, bind: Bind) -> Result<(), StartupError> {
+    let config = &generation.config;
+    let inherited = listener::inherited_wire();
+    listener::require_trusted(inherited.proxy, &config.proxy.trusted)?;
+    listener::require_certificate(inherited.tls, generation.tls.is_some())?;
     if bind == Bind::Skip || socket_activated() {
         for spec in &config.listeners {
             listener::resolve(&spec.addr)?;
@@ -80,6 +85,17 @@ fn listen(config: &Config, bind: Bind) -> Result<(), StartupError> {
         return Ok(());
     }
     listener::bind_all(&config.listeners, config.backlog).map(drop)
+}
+
+/// Every certificate is in force: loading checked each key against its
+/// chain's leaf and warned about one near its end (`tls::load`); a check
+/// refuses one already expired (a running server serves it, with a
+/// warning, rather than nothing).
+fn certificates(generation: &Generation) -> Result<(), StartupError> {
+    let Some(tls) = &generation.tls else {
+        return Ok(());
+    };
+    tls.refuse_expired(SystemTime::now())
 }
 
 /// Whether systemd passed listening sockets to this very process. They

@@ -115,6 +115,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
         sites: &inherited.generation.sites,
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
+        tls: inherited.generation.tls.as_ref(),
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
         conn::serve(

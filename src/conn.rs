@@ -13,6 +13,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, RealIpHeader};
@@ -29,6 +30,7 @@ use crate::http::status::Status;
 use crate::listener::Wire;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
+use crate::tls::{self, Tls};
 use crate::transport::{ReadOutcome, SendLimits, Transport};
 
 /// What the child needs to serve a connection.
@@ -44,6 +46,9 @@ pub struct Context<'a> {
     /// Read end of the parent's lifeline pipe; it hangs up when the server
     /// stops, and the connection then closes after the response in flight.
     pub lifeline: BorrowedFd<'a>,
+    /// The certificates and TLS configuration, for an HTTPS listener's
+    /// connection.
+    pub tls: Option<&'a Tls>,
 }
 
 /// How slowly `cfg` lets a client accept a response: what a transport for
@@ -59,8 +64,10 @@ pub fn send_limits(cfg: &Config) -> SendLimits {
 /// Serves requests on `client` until the client closes, a limit is reached,
 /// or an error ends the connection. From a PROXY listener (`wire.proxy`) the
 /// connection must start with a PROXY header from a trusted proxy (see
-/// `read_proxy_header`), and the address it names is the client's. Returns `Err` only for socket
-/// errors (reset, send timeout), which end the connection quietly.
+/// `read_proxy_header`), and the address it names is the client's. From an
+/// HTTPS listener (`wire.tls`), the plain `client` then becomes a TLS one
+/// whose handshake must end within `header_timeout`. Returns `Err` only for
+/// socket errors (reset, send timeout), which end the connection quietly.
 pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'_>) -> io::Result<()> {
     let cfg = ctx.config;
     let mut input = Input::new(cfg.limits.max_header_bytes, ctx.lifeline);
@@ -83,9 +90,24 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'
     } else {
         peer_ip
     };
+    if wire.tls {
+        let Some(tls) = ctx.tls else {
+            // Start-up and reloads refuse an HTTPS listener without a certificate.
+            return Ok(());
+        };
+        client = client.into_tls(Arc::clone(&tls.config), input.received())?;
+        input.consume(input.filled);
+        if !handshake(&mut client, client_ip, Instant::now() + cfg.limits.header_timeout, ctx)? {
+            return Ok(());
+        }
+    }
+    let sni_site = client
+        .server_name()
+        .map(|name| tls::sni_site(Some(name), ctx.sites.iter().map(|s| &s.config.hosts)).unwrap_or(0));
     let mut conn = Conn {
         client,
         client_ip,
+        sni_site,
         proxied: wire.proxy,
         ctx,
         site: ctx.sites[0].config.site(decide::server_field(cfg.server_version), &cfg.mime),
@@ -130,10 +152,43 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'
     Ok(())
 }
 
+/// Runs the TLS handshake of `client` (from `client_ip`) within
+/// `deadline`: the handshake is part of the first head, and is bounded by
+/// its clock. Returns whether it completed; a client that failed it (one
+/// speaking plain HTTP, sending garbage, or too slow) is reported through
+/// the rate-limited client warning, and its connection is to be closed
+/// without an HTTP reply.
+fn handshake(
+    client: &mut Transport,
+    client_ip: IpAddr,
+    deadline: Instant,
+    ctx: &Context<'_>,
+) -> io::Result<bool> {
+    match client.handshake(deadline, Some(ctx.lifeline)) {
+        Ok(ReadOutcome::Data(_)) => Ok(true),
+        Ok(ReadOutcome::Timeout) => {
+            crate::log::client_warning(format_args!(
+                "{client_ip} did not complete its TLS handshake within header_timeout; closed"
+            ));
+            Ok(false)
+        }
+        Ok(ReadOutcome::Eof | ReadOutcome::Drain) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            crate::log::client_warning(format_args!("{client_ip}: TLS handshake failed: {e}; closed"));
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The writing half of a connection.
 struct Conn<'a> {
     client: Transport,
     client_ip: IpAddr,
+    /// Over HTTPS with SNI, the site the handshake named (the default site
+    /// for a name no site answers): a request for another site's host is
+    /// misdirected.
+    sni_site: Option<usize>,
     /// The connection came through a PROXY listener: `client_ip` is from
     /// its header, and forwarding fields are not read.
     proxied: bool,
@@ -199,6 +254,14 @@ impl Conn<'_> {
             return Ok(reply.keep_alive);
         }
         let which = self.site_for(req);
+        if let Some(sni) = self.sni_site
+            && which != 0
+            && which != sni
+        {
+            let reply = decide::misdirected(req, &self.site, now, may_keep);
+            self.send_logged(&reply, request_line, Some(req))?;
+            return Ok(reply.keep_alive);
+        }
         let site = self.ctx.sites[which].config.site(self.site.server, &self.ctx.config.mime);
         let root = self.ctx.sites[which].root();
         if let Some(reply) = decide::answer_without_file(req, &site, now, may_keep) {

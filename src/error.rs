@@ -43,6 +43,16 @@ pub enum StartupError {
         /// The call's error.
         source: io::Error,
     },
+    /// A site's TLS certificate or key could not be read, does not match,
+    /// or (for `--check-config`) has expired.
+    Certificate {
+        /// The site's name.
+        site: String,
+        /// The file at fault, when one is.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        what: String,
+    },
     /// A log file could not be opened.
     Log {
         /// The file's path.
@@ -111,6 +121,12 @@ impl fmt::Display for StartupError {
                 write!(f, "cannot resolve listen address {addr}: {source}")
             }
             StartupError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartupError::Certificate { site, path: Some(path), what } => {
+                write!(f, "TLS certificate of {site}: {}: {what}", path.display())
+            }
+            StartupError::Certificate { site, path: None, what } => {
+                write!(f, "TLS certificate of {site}: {what}")
+            }
             StartupError::Root { path, source } => {
                 write!(f, "document root {}: {source}", path.display())
             }
@@ -178,6 +194,7 @@ impl std::error::Error for StartupError {
             | StartupError::Poll(e)
             | StartupError::Dumpable(e) => Some(e),
             StartupError::Config(_)
+            | StartupError::Certificate { .. }
             | StartupError::Activation(_)
             | StartupError::PidFileLocked { .. }
             | StartupError::DetachToStderr => None,

@@ -2,7 +2,8 @@
 //! before a single connection is served under it, built by one builder for
 //! start-up, `--check-config` and every reload alike: the validated
 //! configuration, the privilege plan, the trust checks on the files that
-//! decided it, and each site with its document root opened.
+//! decided it, each site with its document root opened, and the sites'
+//! TLS certificates.
 //!
 //! Runs in: parent, once at start (or `--check-config`) and again on each
 //! `SIGHUP`, as root when started so. A new generation replaces the old one
@@ -19,6 +20,7 @@ use crate::error::{ConfigError, StartupError};
 use crate::file::{self, Root};
 use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
+use crate::tls::Tls;
 
 /// One site as children serve it: its validated keys, its document root
 /// opened, and that root's path as a child sees it.
@@ -52,6 +54,9 @@ pub struct Generation {
     /// The sites: `sites[0]` is the default site (the top-level keys, no
     /// hosts), then each `[[site]]` in file order.
     pub sites: Vec<ServedSite>,
+    /// The sites' certificates and the TLS configuration, when the
+    /// default site has a certificate (every HTTPS listener needs one).
+    pub tls: Option<Tls>,
 }
 
 impl Generation {
@@ -70,7 +75,10 @@ impl Generation {
         let (config, site_configs) = Config::load(path, overrides, running)?;
         let drop_plan = DropPlan::for_config(&config, &site_configs[0].root)?;
         trusted(&config, DropPlan::guard(drop_plan.as_ref()), running)?;
-        // Certificates and access rules load here, as root, before any fork.
+        // Certificates (and, later, access rules) load here, as root,
+        // before any fork, by the config file's rule: the account children
+        // run as must not be able to change them.
+        let tls = Tls::load(&site_configs, DropPlan::guard(drop_plan.as_ref()))?;
         let chroot = drop_plan.as_ref().and_then(|p| p.chroot.as_deref());
         let sites = site_configs
             .into_iter()
@@ -80,7 +88,7 @@ impl Generation {
                 Ok(ServedSite { config: site, root, child_root })
             })
             .collect::<Result<_, StartupError>>()?;
-        Ok(Generation { config, drop_plan, sites })
+        Ok(Generation { config, drop_plan, sites, tls })
     }
 
     /// The guard for what the parent opens by path under this generation

@@ -10,7 +10,9 @@
 //! - child: `child`, `conn`, `transport`, `stream`, `file`, `proxy`
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
 //!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`, `host`, `rules`)
-//! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`
+//! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`,
+//!   `tls` (certificates loaded by the parent; the handshake and the
+//!   encrypted connection in the child)
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
 //! dispositions, `_exit`, adopting inherited descriptors and closing them by
@@ -38,4 +40,5 @@ pub mod server;
 pub mod signals;
 pub mod stream;
 pub mod sys;
+pub mod tls;
 pub mod transport;

@@ -50,12 +50,14 @@ impl Listener {
 
 /// What a listener's connections carry besides HTTP, which decides what
 /// the child reads before the first request: flags that combine, not
-/// kinds (TLS, when it comes, is a flag beside `proxy`: PROXY then TLS).
-/// All off: HTTP from the first byte.
+/// kinds (with both, the PROXY header comes first, then the TLS
+/// handshake). All off: HTTP from the first byte.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wire {
     /// A PROXY protocol header (v1 or v2) from a trusted proxy comes first.
     pub proxy: bool,
+    /// HTTP runs over TLS (HTTPS): a handshake comes first.
+    pub tls: bool,
 }
 
 /// One address to listen on, as the configuration asks for it.
@@ -68,10 +70,26 @@ pub struct ListenSpec {
 }
 
 /// The `FileDescriptorName=` (in `LISTEN_FDNAMES`) that marks a socket
-/// passed by systemd as a PROXY listener; any other name is plain.
+/// passed by systemd as a PROXY listener; any name but those of this
+/// group is plain.
 pub const PROXY_FD_NAME: &str = "proxy";
+/// The `FileDescriptorName=` that marks an HTTPS listener.
+pub const TLS_FD_NAME: &str = "tls";
+/// The `FileDescriptorName=` that marks a PROXY listener whose
+/// connections then speak TLS.
+pub const PROXY_TLS_FD_NAME: &str = "proxy-tls";
 
-/// Refuses PROXY listeners passed by systemd (sockets named `proxy`)
+/// What a socket passed by systemd carries, by its name.
+fn wire_named(name: Option<&&str>) -> Wire {
+    match name.copied() {
+        Some(PROXY_FD_NAME) => Wire { proxy: true, tls: false },
+        Some(TLS_FD_NAME) => Wire { proxy: false, tls: true },
+        Some(PROXY_TLS_FD_NAME) => Wire { proxy: true, tls: true },
+        _ => Wire::default(),
+    }
+}
+
+/// Refuses PROXY listeners passed by systemd (sockets named `proxy` or `proxy-tls`)
 /// when `trusted` (`trusted_proxies`) is empty: each of their connections
 /// would be closed. Loading the configuration checks only `proxy_listen`;
 /// inherited sockets are known later, to start-up, a reload and
@@ -86,13 +104,32 @@ pub fn require_trusted(proxy_inherited: bool, trusted: &[Cidr]) -> Result<(), St
     Ok(())
 }
 
-/// Whether systemd passes this process a socket named `proxy`, read from
+/// What the sockets systemd passes this process carry, all flags joined
+/// (`proxy` if any is a PROXY listener, `tls` if any is HTTPS), read from
 /// the environment alone: nothing is adopted.
-pub fn proxy_inherited() -> bool {
+pub fn inherited_wire() -> Wire {
     let Some((_, Some(count))) = activation_env() else {
-        return false;
+        return Wire::default();
     };
-    fd_names().split(':').take(count).any(|n| n == PROXY_FD_NAME)
+    let names = fd_names();
+    names
+        .split(':')
+        .take(count)
+        .map(|n| wire_named(Some(&n)))
+        .fold(Wire::default(), |a, w| Wire { proxy: a.proxy || w.proxy, tls: a.tls || w.tls })
+}
+
+/// Refuses HTTPS listeners (`any_tls`: configured, or passed by systemd
+/// as `tls` or `proxy-tls`) when no certificate is loaded (`certified`):
+/// no handshake could complete.
+pub fn require_certificate(any_tls: bool, certified: bool) -> Result<(), StartupError> {
+    if any_tls && !certified {
+        return Err(StartupError::Activation(format!(
+            "a socket named {TLS_FD_NAME:?} or {PROXY_TLS_FD_NAME:?} is an HTTPS listener and needs \
+             tls_certificate and tls_key (the default site's certificate)"
+        )));
+    }
+    Ok(())
 }
 
 /// The sockets' `FileDescriptorName=` values, which systemd joins with ':'.
@@ -239,7 +276,7 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, StartupError> {
         .map(|i| {
             let fd = FIRST_INHERITED_FD + i as RawFd;
             let mut l = adopt(fd).map_err(|e| bad(format!("inherited descriptor {fd}: {e}")))?;
-            l.wire = Wire { proxy: names.get(i) == Some(&PROXY_FD_NAME) };
+            l.wire = wire_named(names.get(i));
             Ok(l)
         })
         .collect::<Result<Vec<_>, _>>()
@@ -489,7 +526,7 @@ mod tests {
     /// `listen` to `proxy_listen`, or back) gives it the new one.
     #[test]
     fn a_listener_carries_its_specs_wire() {
-        let proxy = ListenSpec { addr: "127.0.0.1:0".to_string(), wire: Wire { proxy: true } };
+        let proxy = ListenSpec { addr: "127.0.0.1:0".to_string(), wire: Wire { proxy: true, tls: false } };
         let bound = bind_all(std::slice::from_ref(&proxy), 8).unwrap();
         assert!(bound.len() == 1 && bound[0].wire.proxy);
         let addr = bound[0].addr;

@@ -86,8 +86,15 @@ fn run(args: &Args) -> Result<(), StartupError> {
         None => listener::bind_all(&config.listeners, config.backlog)?,
     };
     listener::require_trusted(listeners.iter().any(|l| l.wire.proxy), &config.proxy.trusted)?;
+    listener::require_certificate(listeners.iter().any(|l| l.wire.tls), generation.tls.is_some())?;
     for l in &listeners {
-        log::info!("listening on {}{}", l.addr, if l.wire.proxy { " (PROXY protocol)" } else { "" });
+        let what = match (l.wire.proxy, l.wire.tls) {
+            (false, false) => "",
+            (true, false) => " (PROXY protocol)",
+            (false, true) => " (HTTPS)",
+            (true, true) => " (PROXY protocol, HTTPS)",
+        };
+        log::info!("listening on {}{what}", l.addr);
     }
     let access_log = AccessLog::open(&config.logging.access_log, guard)?;
     if args.daemon && config.logging.access_log == AccessLogTarget::Stderr {

@@ -319,7 +319,7 @@ impl Server {
                 "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
                 self.children.len()
             );
-            self.refuse(stream, peer);
+            self.refuse(stream, peer, wire);
             return;
         }
         match sys::fork() {
@@ -342,7 +342,7 @@ impl Server {
             }
             Err(e) => {
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
-                self.refuse(stream, peer);
+                self.refuse(stream, peer, wire);
                 self.paused_until = Some(Instant::now() + FORK_BACKOFF);
             }
         }

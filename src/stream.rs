@@ -2,8 +2,9 @@
 //! sends that never raise `SIGPIPE`, and file bodies through `sendfile(2)`.
 //!
 //! Runs in: child. `Client` is the plain form of `transport::Transport`,
-//! through which all of a connection's I/O goes; a TLS form would keep a
-//! `Client` beneath it for the same deadlines and pacing.
+//! through which all of a connection's I/O goes; the TLS form
+//! (`tls::stream`) keeps a `Client` beneath it for the same deadlines and
+//! pacing.
 //!
 //! Reads wait in `poll(2)` for at most the time left before a deadline, and
 //! `poll` is never restarted after a signal, so no read can outlive its
@@ -164,6 +165,19 @@ impl Client {
         deadline: Instant,
         lifeline: Option<BorrowedFd<'_>>,
     ) -> io::Result<ReadOutcome> {
+        self.read_with(deadline, lifeline, |mut s| s.read(buf))
+    }
+
+    /// Waits as `read_before` does, then reads with `read` (which reads
+    /// the socket once, non-blocking, and returns how many bytes it took,
+    /// 0 at the end): a TLS form hands the socket to its record layer this
+    /// way, with no buffer between them.
+    pub fn read_with(
+        &self,
+        deadline: Instant,
+        lifeline: Option<BorrowedFd<'_>>,
+        mut read: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> io::Result<ReadOutcome> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -186,7 +200,7 @@ impl Client {
             if fds[0].any() != Some(true) {
                 return Ok(ReadOutcome::Drain);
             }
-            match (&self.stream).read(buf) {
+            match read(&self.stream) {
                 Ok(0) => return Ok(ReadOutcome::Eof),
                 Ok(n) => return Ok(ReadOutcome::Data(n)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,13 +1,15 @@
 //! The connection's byte pipe as the request loop sees it: read before a
 //! deadline (bytes already held first), send, send a file range (alone, or
 //! behind a head), and finish with a lingering close. `conn` speaks only to
-//! this; the plain TCP socket (`stream::Client`) is its first form.
+//! this; the plain TCP socket (`stream::Client`) is its first form, TLS
+//! over that socket (`tls::stream::TlsClient`) its second.
 //!
 //! Runs in: child.
 //!
-//! An enum, not a trait: a TLS form becomes one more variant (holding a
-//! `stream::Client` for its deadlines and pacing, and the TLS state), and
-//! the child picks the variant once, at the top. Each call is a `match` on
+//! An enum, not a trait: the TLS form is one more variant (holding a
+//! `stream::Client` for its deadlines and pacing, and the TLS state,
+//! boxed so that the plain form stays small), and the connection takes it
+//! once, before its first request. Each call is a `match` on
 //! a variant that never changes for the connection, a branch the CPU
 //! predicts, with no vtable, no `Box` and no allocation; a trait object
 //! would add an indirect call to every read and send of the keep-alive
@@ -16,33 +18,76 @@
 //!
 //! Which form decides how a file goes out: the plain socket copies a small
 //! file behind its head into one send and hands a larger one to
-//! `sendfile(2)` (see `send_with_file`); a TLS form, which must encrypt
-//! every byte in user space, would read the file in records.
+//! `sendfile(2)` (see `send_with_file`); the TLS form, which must encrypt
+//! every byte in user space, reads the file into a buffer and encrypts it
+//! in records, and copies a body of up to a record behind its head.
 
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 use std::time::Instant;
+
+use rustls::ServerConfig;
 
 use crate::stream::Client;
 pub use crate::stream::{ReadOutcome, SendLimits};
+use crate::tls::stream::TlsClient;
 
 /// Largest file body the plain form copies behind its head into one send
 /// rather than sending with `sendfile`: below it, a copy costs less than
 /// `sendfile`'s page splicing and a second call.
 const COPY_BODY_MAX: u64 = 8 * 1024;
+/// Largest file body the TLS form copies behind its head: what fits in
+/// one record with a typical head, so both are encrypted and sent at once.
+const TLS_COPY_BODY_MAX: u64 = 15 * 1024;
 
 /// One client connection, in whichever form it arrived.
 pub enum Transport {
     /// A plain TCP socket.
     Plain(Client),
+    /// TLS over a TCP socket.
+    Tls(Box<TlsClient>),
 }
 
 impl Transport {
     /// The plain form of an accepted socket, sending within `limits`.
     pub fn plain(stream: TcpStream, limits: SendLimits) -> io::Result<Transport> {
         Client::new(stream, limits).map(Transport::Plain)
+    }
+
+    /// This plain connection, from now on over TLS under `config`:
+    /// `early` holds the start of the client's handshake if some was read
+    /// already (behind a PROXY header). The handshake itself is
+    /// `handshake`'s.
+    pub fn into_tls(self, config: Arc<ServerConfig>, early: &[u8]) -> io::Result<Transport> {
+        match self {
+            Transport::Plain(c) => Ok(Transport::Tls(Box::new(TlsClient::new(c, config, early)?))),
+            tls @ Transport::Tls(_) => Ok(tls),
+        }
+    }
+
+    /// Runs the TLS handshake, waiting no later than `deadline` (see
+    /// `TlsClient::handshake`); a plain connection has none: `Data(0)`.
+    pub fn handshake(
+        &mut self,
+        deadline: Instant,
+        lifeline: Option<BorrowedFd<'_>>,
+    ) -> io::Result<ReadOutcome> {
+        match self {
+            Transport::Plain(_) => Ok(ReadOutcome::Data(0)),
+            Transport::Tls(t) => t.handshake(deadline, lifeline),
+        }
+    }
+
+    /// The name the client asked for in its TLS handshake (SNI); `None`
+    /// over plain TCP.
+    pub fn server_name(&self) -> Option<&str> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(t) => t.server_name(),
+        }
     }
 
     /// Reads into `buf`, waiting no later than `deadline`; `Timeout` once
@@ -59,6 +104,7 @@ impl Transport {
     ) -> io::Result<ReadOutcome> {
         match self {
             Transport::Plain(c) => c.read_before(buf, deadline, lifeline),
+            Transport::Tls(t) => t.read_before(buf, deadline, lifeline),
         }
     }
 
@@ -66,6 +112,7 @@ impl Transport {
     pub fn begin_response(&mut self) {
         match self {
             Transport::Plain(c) => c.begin_response(),
+            Transport::Tls(t) => t.begin_response(),
         }
     }
 
@@ -74,6 +121,7 @@ impl Transport {
     pub fn sent(&self) -> u64 {
         match self {
             Transport::Plain(c) => c.sent(),
+            Transport::Tls(t) => t.sent(),
         }
     }
 
@@ -82,6 +130,7 @@ impl Transport {
     pub fn send(&mut self, bytes: &[u8], more: bool) -> io::Result<()> {
         match self {
             Transport::Plain(c) => c.send(bytes, more),
+            Transport::Tls(t) => t.send(bytes, more),
         }
     }
 
@@ -91,6 +140,7 @@ impl Transport {
     pub fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         match self {
             Transport::Plain(c) => c.send_file(file, offset, len),
+            Transport::Tls(t) => t.send_file(file, offset, len),
         }
     }
 
@@ -123,6 +173,21 @@ impl Transport {
                 c.send(head, true)?;
                 c.send_file(file, offset, len)
             }
+            Transport::Tls(t) if len <= TLS_COPY_BODY_MAX => {
+                let start = head.len();
+                head.resize(start + len as usize, 0);
+                let got = read_at_most(file, &mut head[start..], offset)?;
+                head.truncate(start + got);
+                t.send(head, false)?;
+                if got < len as usize {
+                    return Err(shrank());
+                }
+                Ok(())
+            }
+            Transport::Tls(t) => {
+                t.send(head, true)?;
+                t.send_file(file, offset, len)
+            }
         }
     }
 
@@ -134,13 +199,14 @@ impl Transport {
     pub fn finish(&mut self, linger: bool) {
         match self {
             Transport::Plain(c) => c.finish(linger),
+            Transport::Tls(t) => t.finish(linger),
         }
     }
 }
 
 /// Reads from `offset` until `buf` is full or the file ends; returns how
 /// many bytes it read.
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     use std::os::unix::fs::FileExt;
     let mut got = 0;
     while got < buf.len() {
@@ -154,7 +220,8 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(got)
 }
 
-fn shrank() -> io::Error {
+/// The error of a file that ended before the length promised for it.
+pub(crate) fn shrank() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
 }
 

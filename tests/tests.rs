@@ -72,6 +72,8 @@ mod storms;
 mod syslog;
 #[path = "suite/systemd.rs"]
 mod systemd;
+#[path = "suite/tls.rs"]
+mod tls;
 #[path = "suite/traversal.rs"]
 mod traversal;
 #[path = "suite/units.rs"]

@@ -45,7 +45,7 @@ pub use raw::{
 };
 pub use value::{
     AccessLogTarget, Config, ErrorLogTarget, Limits, Logging, Overrides, Privileges, Proxy, RealIpHeader,
-    SiteConfig,
+    SiteConfig, TlsFiles,
 };
 
 use place::{Checker, describe_toml_error};

@@ -129,6 +129,8 @@ pub(super) struct RawSiteKeys {
     pub(super) headers: RawHeaders,
     pub(super) header_rules: Vec<At<RawRule>>,
     pub(super) error_pages: RawHeaders,
+    pub(super) tls_certificate: At<PathBuf>,
+    pub(super) tls_key: At<PathBuf>,
 }
 
 /// A `[[site]]` table as written.
@@ -153,6 +155,15 @@ pub(super) struct RawSite {
     pub(super) header_rules: Vec<At<RawRule>>,
     #[serde(default)]
     pub(super) error_pages: RawHeaders,
+    #[serde(default = "no_path")]
+    pub(super) tls_certificate: At<PathBuf>,
+    #[serde(default = "no_path")]
+    pub(super) tls_key: At<PathBuf>,
+}
+
+/// An unset path key: empty, written nowhere.
+pub(super) fn no_path() -> At<PathBuf> {
+    dflt(PathBuf::new())
 }
 
 fn default_index() -> At<Vec<String>> {
@@ -174,6 +185,10 @@ pub(super) struct RawConfig {
     pub(super) listen: At<Vec<String>>,
     pub(super) backlog: At<i64>,
     pub(super) proxy_listen: At<Vec<String>>,
+    pub(super) tls_listen: At<Vec<String>>,
+    pub(super) proxy_tls_listen: At<Vec<String>>,
+    pub(super) tls_certificate: At<PathBuf>,
+    pub(super) tls_key: At<PathBuf>,
     pub(super) trusted_proxies: At<Vec<String>>,
     pub(super) proxy_timeout: At<Seconds>,
     pub(super) real_ip_header: At<String>,
@@ -219,6 +234,10 @@ impl Default for RawConfig {
             listen: dflt(vec![DEFAULT_LISTEN.to_string()]),
             backlog: dflt(i64::from(DEFAULT_BACKLOG)),
             proxy_listen: dflt(Vec::new()),
+            tls_listen: dflt(Vec::new()),
+            proxy_tls_listen: dflt(Vec::new()),
+            tls_certificate: no_path(),
+            tls_key: no_path(),
             trusted_proxies: dflt(Vec::new()),
             proxy_timeout: dflt(Seconds::Float(DEFAULT_PROXY_TIMEOUT)),
             real_ip_header: dflt("X-Forwarded-For".to_string()),

@@ -1,5 +1,6 @@
 //! A site's content keys (`root`, `index`, `listing`, `fallback`,
-//! `nosniff`, `headers`, `header_rules`, `error_pages`), validated into a
+//! `nosniff`, `headers`, `header_rules`, `error_pages`, `tls_certificate`,
+//! `tls_key`), validated into a
 //! `SiteConfig`: the top level's for the default site, and each
 //! `[[site]]`'s, with its `hosts`.
 //!
@@ -7,6 +8,7 @@
 
 use std::fs;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use crate::error::StartupError;
 use crate::http::host::Hosts;
@@ -17,7 +19,7 @@ use toml::Spanned;
 
 use super::place::{Checker, Place, site_name};
 use super::raw::{RawConfig, RawHeaders, RawSiteKeys};
-use super::value::{Overrides, SiteConfig};
+use super::value::{Overrides, SiteConfig, TlsFiles};
 
 impl Checker<'_> {
     /// Every site: the default one (the top-level keys, or `--root`),
@@ -38,6 +40,8 @@ impl Checker<'_> {
             headers: raw.headers.clone(),
             header_rules: raw.header_rules.clone(),
             error_pages: raw.error_pages.clone(),
+            tls_certificate: raw.tls_certificate.clone(),
+            tls_key: raw.tls_key.clone(),
         };
         let mut sites =
             vec![self.site("default site".to_string(), Hosts::default(), default_site, root_at, ov)?];
@@ -76,8 +80,18 @@ impl Checker<'_> {
                 headers: raw_site.headers,
                 header_rules: raw_site.header_rules,
                 error_pages: raw_site.error_pages,
+                tls_certificate: raw_site.tls_certificate,
+                tls_key: raw_site.tls_key,
             };
             let site = self.site(name.clone(), hosts, keys, root_at, ov)?;
+            if site.tls.is_some() && sites[0].tls.is_none() {
+                return Err(self.error(
+                    "tls_certificate",
+                    here(raw.site[i].get_ref().tls_certificate.span()),
+                    "needs a default certificate too: set tls_certificate and tls_key at the top level \
+                     (it answers clients that name no site)",
+                ));
+            }
             sites.push(site);
         }
         Ok(sites)
@@ -154,6 +168,8 @@ impl Checker<'_> {
             error_pages.push((status, path.to_string()));
         }
 
+        let tls = self.tls_files(&raw.tls_certificate, &raw.tls_key, site, ov)?;
+
         Ok(SiteConfig {
             name,
             hosts,
@@ -164,7 +180,31 @@ impl Checker<'_> {
             fallback,
             headers,
             error_pages,
+            tls,
         })
+    }
+
+    /// `tls_certificate` and `tls_key`: both or neither, made absolute.
+    fn tls_files(
+        &self,
+        cert: &Spanned<PathBuf>,
+        key: &Spanned<PathBuf>,
+        site: Option<&str>,
+        ov: &Overrides,
+    ) -> Result<Option<TlsFiles>, StartupError> {
+        let here = |at: Range<usize>| Place { span: (at.start, at.end), site };
+        let (cert_at, key_at) = (here(cert.span()), here(key.span()));
+        match (cert.get_ref().as_os_str().is_empty(), key.get_ref().as_os_str().is_empty()) {
+            (true, true) => Ok(None),
+            (false, true) => Err(self.error("tls_certificate", cert_at, "needs tls_key beside it")),
+            (true, false) => Err(self.error("tls_key", key_at, "needs tls_certificate beside it")),
+            (false, false) => Ok(Some(TlsFiles {
+                certificate: ov
+                    .resolve(cert.get_ref())
+                    .map_err(|e| self.error("tls_certificate", cert_at, &e.to_string()))?,
+                key: ov.resolve(key.get_ref()).map_err(|e| self.error("tls_key", key_at, &e.to_string()))?,
+            })),
+        }
     }
 
     /// Validates a header map (`key` is where it is written).

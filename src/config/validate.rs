@@ -52,6 +52,19 @@ impl Checker<'_> {
             .filter(|b| *b > 0)
             .ok_or_else(|| self.error("backlog", Place::top(&raw.backlog), "must be a positive integer"))?;
         let sites = self.sites(&raw, ov)?;
+        if listeners.iter().any(|l| l.wire.tls) && sites[0].tls.is_none() {
+            let (key, at) = if raw.tls_listen.get_ref().is_empty() {
+                ("proxy_tls_listen", Place::top(&raw.proxy_tls_listen))
+            } else {
+                ("tls_listen", Place::top(&raw.tls_listen))
+            };
+            return Err(self.error(
+                key,
+                at,
+                "needs a certificate: set tls_certificate and tls_key at the top level (the default \
+                 site's, for clients that name no site)",
+            ));
+        }
         let privileges = self.privileges(&raw)?;
         let pid_file_at = Place::top(&raw.pid_file);
         let pid_file = raw.pid_file.get_ref();
@@ -94,41 +107,59 @@ impl Checker<'_> {
         Ok((config, sites))
     }
 
-    /// `listen` (or `--listen`) and `proxy_listen`, in that order, as one
-    /// list: each address HOST:PORT, and no socket both plain and PROXY.
+    /// `listen` (or `--listen`), `proxy_listen`, `tls_listen` and
+    /// `proxy_tls_listen`, in that order, as one list: each address
+    /// HOST:PORT, and no socket in two of them.
     fn listeners(&self, raw: &RawConfig, ov: &Overrides) -> Result<Vec<ListenSpec>, StartupError> {
         let listen_at = if ov.listen.is_empty() { Place::top(&raw.listen) } else { Place::nowhere() };
         let listen = if ov.listen.is_empty() { raw.listen.get_ref().clone() } else { ov.listen.clone() };
-        // A PROXY-only instance (behind a balancer) may have no plain listener.
-        if listen.is_empty() && raw.proxy_listen.get_ref().is_empty() {
-            return Err(self.error("listen", listen_at, "needs at least one address (or proxy_listen some)"));
-        }
-        for addr in &listen {
-            self.listen_address("listen", listen_at, addr)?;
-        }
-        let proxy_listen_at = Place::top(&raw.proxy_listen);
-        let proxy_listen = raw.proxy_listen.get_ref().clone();
-        for addr in &proxy_listen {
-            self.listen_address("proxy_listen", proxy_listen_at, addr)?;
-            if listen.contains(addr) {
-                return Err(self.error(
-                    "proxy_listen",
-                    proxy_listen_at,
-                    &format!("{addr:?} is also in listen; a listener is either plain or PROXY"),
-                ));
-            }
-        }
-        if let Some((proxy, plain, both)) = same_socket(&listen, &proxy_listen) {
-            return Err(self.error(
+        let wire = |proxy, tls| Wire { proxy, tls };
+        let lists = [
+            ("listen", listen_at, listen, wire(false, false)),
+            (
                 "proxy_listen",
-                proxy_listen_at,
-                &format!(
-                    "{proxy:?} is {both}, as listen's {plain:?} is; a listener is either plain or PROXY"
-                ),
+                Place::top(&raw.proxy_listen),
+                raw.proxy_listen.get_ref().clone(),
+                wire(true, false),
+            ),
+            ("tls_listen", Place::top(&raw.tls_listen), raw.tls_listen.get_ref().clone(), wire(false, true)),
+            (
+                "proxy_tls_listen",
+                Place::top(&raw.proxy_tls_listen),
+                raw.proxy_tls_listen.get_ref().clone(),
+                wire(true, true),
+            ),
+        ];
+        // A PROXY-only or HTTPS-only instance may have no plain listener.
+        if lists.iter().all(|(_, _, addrs, _)| addrs.is_empty()) {
+            return Err(self.error(
+                "listen",
+                listen_at,
+                "needs at least one address (or proxy_listen, tls_listen or proxy_tls_listen some)",
             ));
         }
-        let spec = |proxy: bool| move |addr: String| ListenSpec { addr, wire: Wire { proxy } };
-        Ok(listen.into_iter().map(spec(false)).chain(proxy_listen.into_iter().map(spec(true))).collect())
+        for (i, (key, at, addrs, _)) in lists.iter().enumerate() {
+            for addr in addrs {
+                self.listen_address(key, *at, addr)?;
+                if let Some((other, ..)) = lists[..i].iter().find(|(_, _, earlier, _)| earlier.contains(addr))
+                {
+                    return Err(self.error(key, *at, &format!("{addr:?} is also in {other}; {ONE_KIND}")));
+                }
+            }
+            for (other, _, earlier, _) in &lists[..i] {
+                if let Some((this, that, both)) = same_socket(earlier, addrs) {
+                    return Err(self.error(
+                        key,
+                        *at,
+                        &format!("{this:?} is {both}, as {other}'s {that:?} is; {ONE_KIND}"),
+                    ));
+                }
+            }
+        }
+        Ok(lists
+            .into_iter()
+            .flat_map(|(_, _, addrs, wire)| addrs.into_iter().map(move |addr| ListenSpec { addr, wire }))
+            .collect())
     }
 
     /// `trusted_proxies`, `proxy_timeout` and `real_ip_header`; a PROXY
@@ -143,9 +174,14 @@ impl Checker<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.error("trusted_proxies", trusted_at, &e))?;
         if listeners.iter().any(|l| l.wire.proxy) && trusted.is_empty() {
+            let (key, at) = if raw.proxy_listen.get_ref().is_empty() {
+                ("proxy_tls_listen", Place::top(&raw.proxy_tls_listen))
+            } else {
+                ("proxy_listen", Place::top(&raw.proxy_listen))
+            };
             return Err(self.error(
-                "proxy_listen",
-                Place::top(&raw.proxy_listen),
+                key,
+                at,
                 "needs trusted_proxies: a PROXY header is accepted only from a trusted proxy",
             ));
         }
@@ -391,21 +427,25 @@ fn share_of(n: usize, percent: u8) -> usize {
     usize::try_from(share).unwrap_or(usize::MAX)
 }
 
-/// The first address of `proxy_listen` written differently from one of
-/// `listen` (`localhost:80` beside `127.0.0.1:80`, `127.0.0.1:080`) that
-/// resolves to the same socket address: the one listener would be bound
-/// once, plain. Returns the two as written and the address. Port 0 is
+/// Why an address may be in one listen list only.
+const ONE_KIND: &str = "a listener is either plain or PROXY, over TLS or not, and in one list only";
+
+/// The first address of `later` (`proxy_listen`, say) written differently
+/// from one of `earlier` (`listen`: `localhost:80` beside `127.0.0.1:80`,
+/// `127.0.0.1:080`) that resolves to the same socket address: the one
+/// listener would be bound once, as the earlier list's. Returns the two as
+/// written (the later one first) and the address. Port 0 is
 /// left out (each spec gets a port of its own), and so is a spec that
 /// does not resolve: binding it says why.
-fn same_socket(listen: &[String], proxy_listen: &[String]) -> Option<(String, String, SocketAddr)> {
-    if proxy_listen.is_empty() {
+fn same_socket(earlier: &[String], later: &[String]) -> Option<(String, String, SocketAddr)> {
+    if later.is_empty() || earlier.is_empty() {
         return None;
     }
     let resolved =
         |spec: &String| listener::resolve(spec).unwrap_or_default().into_iter().filter(|a| a.port() != 0);
     let plain: Vec<(&String, SocketAddr)> =
-        listen.iter().flat_map(|s| resolved(s).map(move |a| (s, a))).collect();
-    proxy_listen.iter().find_map(|proxy| {
+        earlier.iter().flat_map(|s| resolved(s).map(move |a| (s, a))).collect();
+    later.iter().find_map(|proxy| {
         resolved(proxy).find_map(|a| {
             plain.iter().find(|(_, p)| *p == a).map(|(spec, _)| (proxy.clone(), (*spec).clone(), a))
         })
@@ -427,8 +467,55 @@ mod tests {
         let c =
             load_str("listen = []\nproxy_listen = [\"127.0.0.1:0\"]\ntrusted_proxies = [\"127.0.0.1\"]\n")
                 .unwrap();
-        let proxy = ListenSpec { addr: "127.0.0.1:0".to_string(), wire: Wire { proxy: true } };
+        let proxy = ListenSpec { addr: "127.0.0.1:0".to_string(), wire: Wire { proxy: true, tls: false } };
         assert_eq!(c.listeners, [proxy]);
+    }
+
+    #[test]
+    fn https_listeners_carry_their_wire_and_need_the_default_certificate() {
+        let certs = "tls_certificate = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        let text = format!(
+            "listen = []\ntls_listen = [\"127.0.0.1:0\"]\nproxy_tls_listen = [\"127.0.0.1:1\"]\n\
+             trusted_proxies = [\"127.0.0.1\"]\n{certs}"
+        );
+        let c = load_str(&text).unwrap();
+        let spec = |addr: &str, proxy| ListenSpec { addr: addr.to_string(), wire: Wire { proxy, tls: true } };
+        assert_eq!(c.listeners, [spec("127.0.0.1:0", false), spec("127.0.0.1:1", true)]);
+        let e = load_str("tls_listen = [\"127.0.0.1:0\"]\n").unwrap_err().to_string();
+        assert!(e.contains("tls_listen") && e.contains("line 2") && e.contains("tls_certificate"), "{e}");
+        let e = load_str("proxy_tls_listen = [\"127.0.0.1:0\"]\n").unwrap_err().to_string();
+        assert!(e.contains("proxy_tls_listen") && e.contains("trusted_proxies"), "{e}");
+    }
+
+    #[test]
+    fn an_address_is_in_one_listen_list_only() {
+        let certs = "tls_certificate = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        let e =
+            load_str(&format!("listen = [\"127.0.0.1:8080\"]\ntls_listen = [\"127.0.0.1:8080\"]\n{certs}"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("tls_listen") && e.contains("also in listen") && e.contains("either plain"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key_and_a_site_certificate_the_default() {
+        let e = load_str("tls_certificate = \"c.pem\"\n").unwrap_err().to_string();
+        assert!(e.contains("tls_certificate") && e.contains("tls_key"), "{e}");
+        let e = load_str("tls_key = \"k.pem\"\n").unwrap_err().to_string();
+        assert!(e.contains("tls_key") && e.contains("tls_certificate beside"), "{e}");
+        let site = "[[site]]\nhosts = [\"a.test\"]\nroot = \"/\"\ntls_certificate = \"a.pem\"\ntls_key = \"a.key\"\n";
+        let e = load_str(site).unwrap_err().to_string();
+        assert!(e.contains("a.test") && e.contains("default certificate"), "{e}");
+        let (_, sites) = crate::config::tests::load_str_with_sites(&format!(
+            "tls_certificate = \"/c.pem\"\ntls_key = \"/k.pem\"\n{site}"
+        ))
+        .unwrap();
+        let files = sites[1].tls.as_ref().expect("the site's certificate");
+        assert!(files.certificate.is_absolute() && files.certificate.ends_with("a.pem"), "{files:?}");
+        assert_eq!(sites[0].tls.as_ref().map(|f| f.key.as_path()), Some(std::path::Path::new("/k.pem")));
     }
 
     #[test]

@@ -60,8 +60,9 @@ pub struct Config {
     /// Where the config was read from, if a file was given.
     pub source: Option<PathBuf>,
     /// The addresses to listen on, each with what its connections carry:
-    /// `listen` (plain), then `proxy_listen` (a PROXY protocol header
-    /// first, v1 or v2).
+    /// `listen` (plain), `proxy_listen` (a PROXY protocol header first,
+    /// v1 or v2), `tls_listen` (HTTPS), then `proxy_tls_listen` (a PROXY
+    /// header, then HTTPS).
     pub listeners: Vec<ListenSpec>,
     /// `listen(2)` backlog per listener.
     pub backlog: i32,
@@ -191,6 +192,18 @@ pub struct SiteConfig {
     pub headers: HeaderRules,
     /// Custom error pages: status code and path beneath the root.
     pub error_pages: Vec<(u16, String)>,
+    /// Its certificate for HTTPS (`tls_certificate`, `tls_key`), if any.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A site's certificate chain and private key files (PEM), absolute. The
+/// parent reads them (`tls::load`) before any child runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The chain: the site's certificate first, then its intermediates.
+    pub certificate: PathBuf,
+    /// The private key of the chain's first certificate.
+    pub key: PathBuf,
 }
 
 impl SiteConfig {

@@ -1,7 +1,8 @@
 //! Calendar dates from day counts, without a time-zone database: a chrooted
 //! child cannot read one, and listings and logs are in UTC anyway.
 //!
-//! Runs in: child (listings, access-log lines) and parent (its own lines).
+//! Runs in: child (listings, access-log lines) and parent (its own lines,
+//! certificate dates).
 //! Pure.
 
 /// The proleptic Gregorian `(year, month 1-12, day 1-31)` of the day `days`
@@ -21,9 +22,31 @@ pub fn from_days(days: i64) -> (i64, u32, u32) {
     (year, month as u32, day as u32)
 }
 
+/// The day count since 1970-01-01 of the proleptic Gregorian date
+/// `year`, `month` (1-12), `day` (1-31): the inverse of `from_days`.
+pub fn to_days(year: i64, month: u32, day: u32) -> i64 {
+    // [->] Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    // [<-]
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
-    use super::from_days;
+    use super::{from_days, to_days};
+
+    #[test]
+    fn days_round_trip() {
+        for days in [-1, 0, 11_016, 2_932_896, 20_000] {
+            let (y, m, d) = from_days(days);
+            assert_eq!(to_days(y, m, d), days);
+        }
+    }
 
     #[test]
     fn known_days() {

@@ -145,6 +145,15 @@ pub fn health<'a>(
     Some(status_page(Status::Ok, None, site.server, now, connection(req, keep), head_only))
 }
 
+/// The `421` for a request over HTTPS whose host names another site than
+/// the connection's handshake did: the client may retry on a connection
+/// of its own for that host, so this one stays open if it may.
+pub fn misdirected<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, may_keep: bool) -> Reply<'a> {
+    let keep = keeps_open(req, may_keep);
+    let head_only = req.method == Method::Head;
+    status_page(Status::MisdirectedRequest, None, site.server, now, connection(req, keep), head_only)
+}
+
 /// Step 4: the reply to a `GET` or `HEAD` that `answer_without_file` left
 /// to the file step, given what that step found.
 pub fn decide<'a>(

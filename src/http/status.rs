@@ -31,6 +31,10 @@ pub enum Status {
     RequestTimeout,
     /// 414: the request line alone exceeds `max_header_bytes`.
     UriTooLong,
+    /// 421: over HTTPS, the request's host names another site than the
+    /// one the connection's TLS handshake named (SNI): its certificate
+    /// may not cover this host (RFC 9110 15.5.20).
+    MisdirectedRequest,
     /// 412: an `If-Match` or `If-Unmodified-Since` precondition is false.
     PreconditionFailed,
     /// 416: no range of a `Range` field overlaps the file.
@@ -99,6 +103,7 @@ impl Status {
             Status::UriTooLong => status!(414, "URI Too Long"),
             Status::PreconditionFailed => status!(412, "Precondition Failed"),
             Status::RangeNotSatisfiable => status!(416, "Range Not Satisfiable"),
+            Status::MisdirectedRequest => status!(421, "Misdirected Request"),
             Status::HeaderFieldsTooLarge => status!(431, "Request Header Fields Too Large"),
             Status::InternalError => status!(500, "Internal Server Error"),
             Status::NotImplemented => status!(501, "Not Implemented"),
@@ -138,6 +143,8 @@ mod tests {
              <body><h1>404 Not Found</h1><hr><p>forkhttpd</p></body></html>\n"
         );
         assert_eq!((Status::UriTooLong.code(), Status::UriTooLong.reason()), (414, "URI Too Long"));
+        let misdirected = Status::MisdirectedRequest;
+        assert_eq!((misdirected.code(), misdirected.reason()), (421, "Misdirected Request"));
     }
 
     #[test]

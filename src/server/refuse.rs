@@ -1,6 +1,8 @@
 //! The parent's own `503`, for a connection it will not or cannot fork a
 //! child for: written without blocking, logged, and the socket held
-//! unread a moment before it closes.
+//! unread a moment before it closes. An HTTPS connection is closed
+//! instead: the parent never speaks TLS, and plaintext on it would be
+//! taken for a broken handshake.
 //!
 //! Runs in: parent only, from the accept loop.
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::http::decide::{self, Connection};
 use crate::http::reply::Body;
 use crate::http::status::Status;
+use crate::listener::Wire;
 use crate::log as logging;
 
 use super::Server;
@@ -29,8 +32,14 @@ impl Server {
     /// written without blocking (a new socket's send buffer is empty), then
     /// the write side shut down, and an access-log line (with no request
     /// line: none was read). The client's bytes are never read: the socket
-    /// is kept, unread, for `REFUSED_LINGER` and closed by the loop.
-    pub(super) fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// is kept, unread, for `REFUSED_LINGER` and closed by the loop. From
+    /// an HTTPS listener (`wire.tls`) nothing is written: the connection
+    /// is closed at once, and logged as a `503` of no bytes.
+    pub(super) fn refuse(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
+        if wire.tls {
+            self.log_refusal(peer, 0);
+            return;
+        }
         let delivered = answer_503(&stream, self.config().server_version);
         self.log_refusal(peer, *delivered.as_ref().unwrap_or(&0));
         if let Err(e) = delivered {

@@ -65,6 +65,10 @@ impl Server {
         let access_log = AccessLog::open(&config.logging.access_log, generation.guard())?;
         let changes = if self.socket_activated {
             listener::require_trusted(self.listeners.iter().any(|l| l.wire.proxy), &config.proxy.trusted)?;
+            listener::require_certificate(
+                self.listeners.iter().any(|l| l.wire.tls),
+                generation.tls.is_some(),
+            )?;
             if config.listeners != self.config().listeners {
                 log::warn!(
                     "listen addresses come from systemd socket activation; the changed list is ignored"
@@ -107,7 +111,7 @@ impl Server {
                     {
                         self.spawn(stream, peer, l.wire);
                     } else {
-                        self.refuse(stream, peer);
+                        self.refuse(stream, peer, l.wire);
                     }
                 }
                 Err(e) if skip_accept_error(&e) => continue,

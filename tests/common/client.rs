@@ -45,6 +45,86 @@ impl Response {
     }
 }
 
+/// Reads one response from `buf`, calling `fill` to append more bytes to it
+/// (returning 0 at the end of the stream), whatever the stream is (a TCP
+/// socket, a TLS session); `None` if the stream ended before any byte of a
+/// response. The bytes after the response stay in `buf`.
+pub fn read_response_from(
+    buf: &mut Vec<u8>,
+    mut fill: impl FnMut(&mut Vec<u8>) -> io::Result<usize>,
+    head_request: bool,
+) -> io::Result<Option<Response>> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io::Error::other("response head too large"));
+        }
+        if fill(buf)? == 0 {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed in the middle of a response head",
+            ));
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end - 4]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("").to_string();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line: {status_line:?}")))?;
+    if !version.starts_with("HTTP/1.") {
+        return Err(io::Error::other(format!("bad status line: {status_line:?}")));
+    }
+    let reason = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    for line in lines {
+        let (n, v) =
+            line.split_once(':').ok_or_else(|| io::Error::other(format!("bad header line: {line:?}")))?;
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    buf.drain(..head_end);
+    let mut resp = Response { version, status, reason, headers, body: Vec::new() };
+
+    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    if no_body {
+        return Ok(Some(resp));
+    }
+    if resp.header("transfer-encoding").is_some() {
+        return Err(io::Error::other(
+            "unexpected Transfer-Encoding in response (server never sends chunked)",
+        ));
+    }
+    match resp.header("content-length") {
+        Some(cl) => {
+            let len: usize =
+                cl.parse().map_err(|_| io::Error::other(format!("bad Content-Length {cl:?}")))?;
+            while buf.len() < len {
+                if fill(buf)? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("connection closed after {} of {len} body bytes", buf.len()),
+                    ));
+                }
+            }
+            resp.body = buf.drain(..len).collect();
+        }
+        None => {
+            // Delimited by close.
+            while fill(buf)? > 0 {}
+            resp.body = std::mem::take(buf);
+        }
+    }
+    Ok(Some(resp))
+}
+
 /// A client connection that buffers received bytes, so pipelined responses
 /// can be read one at a time.
 pub struct Conn {
@@ -140,75 +220,23 @@ impl Conn {
     /// Read one response, or `None` if the connection was closed before any
     /// byte of a response arrived.
     pub fn try_read_response(&mut self, head_request: bool) -> io::Result<Option<Response>> {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err(io::Error::other("response head too large"));
-            }
-            if self.fill()? == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed in the middle of a response head",
-                ));
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end - 4]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("").to_string();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line: {status_line:?}")))?;
-        if !version.starts_with("HTTP/1.") {
-            return Err(io::Error::other(format!("bad status line: {status_line:?}")));
-        }
-        let reason = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        for line in lines {
-            let (n, v) =
-                line.split_once(':').ok_or_else(|| io::Error::other(format!("bad header line: {line:?}")))?;
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-        self.buf.drain(..head_end);
-        let mut resp = Response { version, status, reason, headers, body: Vec::new() };
-
-        let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
-        if no_body {
-            return Ok(Some(resp));
-        }
-        if resp.header("transfer-encoding").is_some() {
-            return Err(io::Error::other(
-                "unexpected Transfer-Encoding in response (server never sends chunked)",
-            ));
-        }
-        match resp.header("content-length") {
-            Some(cl) => {
-                let len: usize =
-                    cl.parse().map_err(|_| io::Error::other(format!("bad Content-Length {cl:?}")))?;
-                while self.buf.len() < len {
-                    if self.fill()? == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("connection closed after {} of {len} body bytes", self.buf.len()),
-                        ));
+        let Conn { stream, buf, received } = self;
+        read_response_from(
+            buf,
+            |buf| {
+                let mut tmp = [0u8; 16384];
+                match stream.read_retrying(&mut tmp) {
+                    Ok(n) => {
+                        buf.extend_from_slice(&tmp[..n]);
+                        received.extend_from_slice(&tmp[..n]);
+                        Ok(n)
                     }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+                    Err(e) => Err(e),
                 }
-                resp.body = self.buf.drain(..len).collect();
-            }
-            None => {
-                // Delimited by close.
-                while self.fill()? > 0 {}
-                resp.body = std::mem::take(&mut self.buf);
-            }
-        }
-        Ok(Some(resp))
+            },
+            head_request,
+        )
     }
 
     /// Assert that the server closes the connection without sending any

@@ -23,6 +23,7 @@ mod procfs;
 mod server;
 mod skip;
 mod tempdir;
+mod tls;
 
 pub use clf::*;
 pub use client::*;
@@ -37,6 +38,7 @@ pub use procfs::*;
 pub use server::*;
 pub use skip::*;
 pub use tempdir::*;
+pub use tls::*;
 
 use std::time::Duration;
 

@@ -1,0 +1,238 @@
+//! HTTPS: each site's certificate chain and private key, read and checked
+//! by the parent; the one rustls server configuration a generation's HTTPS
+//! connections share; and the pick of a certificate by the name a client
+//! asks for (SNI).
+//!
+//! Runs in: parent (loading, once per generation, as root when started
+//! so, before any child exists) and child (the pick, during its handshake,
+//! and the connection itself: `stream`). Children inherit what the parent
+//! loaded through `fork`; none of them opens a key file.
+//!
+//! rustls with the `ring` provider: Rust and C built by the C compiler
+//! alone (aws-lc-rs may need cmake), TLS 1.3 and 1.2 with rustls's
+//! defaults, ALPN `http/1.1`, no 0-RTT. Sessions are not resumed yet:
+//! rustls's session cache and ticketer live in one process, and every
+//! connection is a new one, so both are off rather than filled for
+//! nothing (tickets whose keys the parent owns are the way to resumption).
+
+mod der;
+pub mod stream;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, ServerConfig};
+
+use crate::config::{SiteConfig, TlsFiles};
+use crate::error::StartupError;
+use crate::http::host::{self, Hosts};
+use crate::safeopen::{self, Guard};
+
+/// The only application protocol offered: HTTP/1.1 (RFC 7301).
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// How close to its end a certificate is warned about.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// One site's certificate, loaded.
+#[derive(Debug)]
+pub struct Pair {
+    /// The site's name, for messages.
+    pub site: String,
+    /// The files it came from.
+    pub files: TlsFiles,
+    /// The chain with its signing key.
+    pub certified: Arc<CertifiedKey>,
+    /// When the chain's first certificate stops being valid.
+    pub not_after: SystemTime,
+}
+
+/// The TLS half of a generation: every site's certificate, and the
+/// server configuration that picks among them.
+#[derive(Debug)]
+pub struct Tls {
+    /// What every HTTPS connection of this generation is served with.
+    pub config: Arc<ServerConfig>,
+    /// The loaded certificates, the default site's first.
+    pub pairs: Vec<Pair>,
+}
+
+impl Tls {
+    /// Reads every site's certificate and key under `guard` (the rule the
+    /// config file is read by), checks each key against its chain's first
+    /// certificate, warns about a certificate expired or within
+    /// `EXPIRY_WARNING` of its end, and builds the server configuration.
+    /// `None` when no site has a certificate (validation made sure the
+    /// default site has one when any site does).
+    pub fn load(sites: &[SiteConfig], guard: Option<Guard>) -> Result<Option<Tls>, StartupError> {
+        if sites.first().and_then(|s| s.tls.as_ref()).is_none() {
+            return Ok(None);
+        }
+        // Deprecated in rustls 0.23.48 because ring offers no post-quantum
+        // key exchange (X25519MLKEM768); aws-lc-rs does, but its build
+        // wants cmake. The classical groups (X25519, P-256, P-384) remain.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut pairs = Vec::new();
+        let mut keys = Vec::with_capacity(sites.len());
+        for site in sites {
+            let Some(files) = &site.tls else {
+                keys.push(None);
+                continue;
+            };
+            let pair = load_pair(&site.name, files, guard, &provider)?;
+            warn_if_ending(&pair, SystemTime::now());
+            keys.push(Some(Arc::clone(&pair.certified)));
+            pairs.push(pair);
+        }
+        let resolver = BySni {
+            default: Arc::clone(&pairs[0].certified),
+            hosts: sites.iter().map(|s| s.hosts.clone()).collect(),
+            keys,
+        };
+        let fail = |e: rustls::Error| StartupError::Certificate {
+            site: sites[0].name.clone(),
+            path: None,
+            what: format!("cannot build the TLS configuration: {e}"),
+        };
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(fail)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(resolver));
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        config.max_early_data_size = 0;
+        Ok(Some(Tls { config: Arc::new(config), pairs }))
+    }
+
+    /// Refuses a certificate already expired at `now` (`--check-config`).
+    pub fn refuse_expired(&self, now: SystemTime) -> Result<(), StartupError> {
+        match self.pairs.iter().find(|p| p.not_after <= now) {
+            Some(p) => Err(StartupError::Certificate {
+                site: p.site.clone(),
+                path: Some(p.files.certificate.clone()),
+                what: format!("expired {}", Date(p.not_after)),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads and checks one site's chain and key.
+fn load_pair(
+    site: &str,
+    files: &TlsFiles,
+    guard: Option<Guard>,
+    provider: &CryptoProvider,
+) -> Result<Pair, StartupError> {
+    let fail = |path: &Path, what: String| StartupError::Certificate {
+        site: site.to_string(),
+        path: Some(path.to_path_buf()),
+        what,
+    };
+    let cert_path = files.certificate.as_path();
+    let key_path = files.key.as_path();
+    let chain_pem = safeopen::read_trusted(cert_path, guard).map_err(|e| fail(cert_path, e.to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(cert_path, format!("not a PEM certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(fail(cert_path, "holds no CERTIFICATE block".to_string()));
+    }
+    let key_pem = safeopen::read_trusted(key_path, guard).map_err(|e| fail(key_path, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| fail(key_path, format!("holds no PEM private key: {e}")))?;
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| fail(key_path, format!("not a usable private key: {e}")))?;
+    let not_after = der::not_after(&chain[0])
+        .ok_or_else(|| fail(cert_path, "its first certificate cannot be read".to_string()))?;
+    let certified = CertifiedKey::new(chain, key);
+    match certified.keys_match() {
+        // A key type whose public half rustls cannot derive is not judged.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            return Err(fail(
+                key_path,
+                format!("does not match the first certificate of {}", cert_path.display()),
+            ));
+        }
+        Err(e) => return Err(fail(cert_path, e.to_string())),
+    }
+    Ok(Pair { site: site.to_string(), files: files.clone(), certified: Arc::new(certified), not_after })
+}
+
+/// Warns about a certificate that has expired by `now`, or will within
+/// `EXPIRY_WARNING`.
+fn warn_if_ending(pair: &Pair, now: SystemTime) {
+    let path = pair.files.certificate.display();
+    if pair.not_after <= now {
+        log::warn!("certificate {path} of {} expired {}", pair.site, Date(pair.not_after));
+    } else if pair.not_after.duration_since(now).is_ok_and(|left| left <= EXPIRY_WARNING) {
+        log::warn!("certificate {path} of {} expires {}: renew it", pair.site, Date(pair.not_after));
+    }
+}
+
+/// A time shown as its UTC date and time.
+struct Date(SystemTime);
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", httpdate::fmt_http_date(self.0))
+    }
+}
+
+/// The certificate for a client's name: the site the name picks (as a
+/// request's `Host` picks one, wildcards included), if it has one, else
+/// the default site's. A client that names no site, or one no site
+/// answers, gets the default.
+#[derive(Debug)]
+struct BySni {
+    default: Arc<CertifiedKey>,
+    /// Each site's hosts, in the generation's order.
+    hosts: Vec<Hosts>,
+    /// Each site's certificate, in the same order.
+    keys: Vec<Option<Arc<CertifiedKey>>>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let site = sni_site(hello.server_name(), self.hosts.iter());
+        Some(site.and_then(|i| self.keys[i].clone()).unwrap_or_else(|| Arc::clone(&self.default)))
+    }
+}
+
+/// The site (its index among `sites`) a client's SNI name picks, as the
+/// `Host` field would; `None` for no name or one no site answers.
+pub fn sni_site<'s>(name: Option<&str>, sites: impl Iterator<Item = &'s Hosts> + Clone) -> Option<usize> {
+    host::select(name.map(str::as_bytes), sites)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_picks_as_host_does() {
+        let mut a = Hosts::default();
+        a.add("a.test").unwrap();
+        let mut b = Hosts::default();
+        b.add("*.b.test").unwrap();
+        let sites = [Hosts::default(), a, b];
+        assert_eq!(sni_site(Some("a.test"), sites.iter()), Some(1));
+        assert_eq!(sni_site(Some("A.TEST"), sites.iter()), Some(1));
+        assert_eq!(sni_site(Some("www.b.test"), sites.iter()), Some(2));
+        assert_eq!(sni_site(Some("b.test"), sites.iter()), None);
+        assert_eq!(sni_site(None, sites.iter()), None);
+    }
+}
