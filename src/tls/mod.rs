@@ -23,10 +23,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::client::verify_server_name;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, NoServerSessionStorage, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
 
@@ -68,7 +69,8 @@ impl Tls {
     /// Reads every site's certificate and key under `guard` (the rule the
     /// config file is read by), checks each key against its chain's first
     /// certificate, warns about a certificate expired or within
-    /// `EXPIRY_WARNING` of its end, and builds the server configuration.
+    /// `EXPIRY_WARNING` of its end or not naming one of its site's hosts,
+    /// and builds the server configuration.
     /// `None` when no site has a certificate (validation made sure the
     /// default site has one when any site does).
     pub fn load(sites: &[SiteConfig], guard: Option<Guard>) -> Result<Option<Tls>, StartupError> {
@@ -89,6 +91,7 @@ impl Tls {
             };
             let pair = load_pair(&site.name, files, guard, &provider)?;
             warn_if_ending(&pair, SystemTime::now());
+            warn_if_uncovered(&pair, &site.hosts);
             keys.push(Some(Arc::clone(&pair.certified)));
             pairs.push(pair);
         }
@@ -180,6 +183,32 @@ fn warn_if_ending(pair: &Pair, now: SystemTime) {
         log::warn!("certificate {path} of {} expired {}", pair.site, Date(pair.not_after));
     } else if pair.not_after.duration_since(now).is_ok_and(|left| left <= EXPIRY_WARNING) {
         log::warn!("certificate {path} of {} expires {}: renew it", pair.site, Date(pair.not_after));
+    }
+}
+
+/// Warns about each of `hosts` that `pair`'s certificate does not name
+/// (in its subjectAltName): a client asking for that host would refuse it.
+/// A wildcard host is checked with a name of one label beneath its
+/// suffix, as a client would ask for.
+fn warn_if_uncovered(pair: &Pair, hosts: &Hosts) {
+    let Some(leaf) = pair.certified.cert.first() else {
+        return;
+    };
+    let Ok(parsed) = ParsedCertificate::try_from(leaf) else {
+        return;
+    };
+    let exact = hosts.exact().iter().map(|h| (h.clone(), h.clone()));
+    let wild = hosts.wildcards().iter().map(|w| (format!("*{w}"), format!("forkhttpd-check{w}")));
+    for (host, name) in exact.chain(wild) {
+        let name = name.trim_start_matches('[').trim_end_matches(']').to_string();
+        let covered = ServerName::try_from(name).is_ok_and(|n| verify_server_name(&parsed, &n).is_ok());
+        if !covered {
+            log::warn!(
+                "certificate {} of {} does not name its host {host:?}: clients asking for it will refuse it",
+                pair.files.certificate.display(),
+                pair.site
+            );
+        }
     }
 }
 

@@ -260,6 +260,33 @@ fn check_config_refuses_a_mismatched_key_and_an_expired_certificate_and_warns_of
 }
 
 #[test]
+fn check_config_warns_of_a_site_certificate_that_does_not_name_its_hosts() {
+    let dir = TempDir::new("tls_names");
+    let ca = TestCa::new();
+    let default = ca.issue(dir.path(), "default", &["default.test"], VALID);
+    let wrong = ca.issue(dir.path(), "wrong", &["other.test", "*.b.test"], VALID);
+    let root = make_root(&dir.path().join("root"), &[("x.txt", b"x")]);
+    let [cert, key] = default.config_lines();
+    let [site_cert, site_key] = wrong.config_lines();
+    let root = toml_str(root.to_str().unwrap());
+    let text = format!(
+        "listen = []\ntls_listen = [\"127.0.0.1:0\"]\nroot = {root}\n{cert}\n{key}\n\
+         [[site]]\nhosts = [\"a.test\", \"*.b.test\", \"*.c.test\"]\nroot = {root}\n{site_cert}\n{site_key}\n"
+    );
+    let cfg = dir.path().join("forkhttpd.toml");
+    fs::write(&cfg, text).unwrap();
+    let out = run(
+        server_command().arg("--check-config").arg("--no-bind").arg("--config").arg(&cfg),
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "a warning, not an error: {}", out.describe());
+    for host in ["\"a.test\"", "\"*.c.test\""] {
+        assert!(out.stderr.contains(&format!("does not name its host {host}")), "{host}: {}", out.describe());
+    }
+    assert!(!out.stderr.contains("\"*.b.test\""), "a wildcard the certificate has: {}", out.describe());
+}
+
+#[test]
 fn an_https_listener_needs_a_certificate() {
     let dir = TempDir::new("tls_nocert");
     let root = dir.path().join("root");
