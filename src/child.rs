@@ -84,6 +84,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
     let keep = [stream.as_raw_fd(), inherited.lifeline.as_raw_fd()]
         .into_iter()
         .chain(inherited.generation.sites.iter().map(|s| s.root.as_raw_fd()))
+        .chain(inherited.generation.acme_webroot.as_ref().map(|fd| fd.as_raw_fd()))
         .chain(inherited.access_log.raw_fd())
         .chain(logging::syslog_fd())
         .chain(logging::error_file_fd());
@@ -116,6 +117,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
         tls: inherited.generation.tls.as_ref(),
+        acme_webroot: inherited.generation.acme_webroot.as_ref().map(std::os::fd::AsFd::as_fd),
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
         conn::serve(

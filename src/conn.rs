@@ -13,6 +13,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +22,7 @@ use crate::file::{self, KeptFiles, Root};
 use crate::generation::ServedSite;
 use crate::http::decide::{self, Found, Lookup};
 use crate::http::host;
+use crate::http::https;
 use crate::http::reply::{Body, Reply};
 use crate::http::request::{self, Method, Parse, Request};
 use crate::http::resolve::{self, Resolved};
@@ -49,6 +51,9 @@ pub struct Context<'a> {
     /// The certificates and TLS configuration, for an HTTPS listener's
     /// connection.
     pub tls: Option<&'a Tls>,
+    /// The ACME webroot (`acme_webroot`), when one is configured: challenge
+    /// tokens are looked up beneath it for every site.
+    pub acme_webroot: Option<BorrowedFd<'a>>,
 }
 
 /// How slowly `cfg` lets a client accept a response: what a transport for
@@ -108,6 +113,7 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'
         client,
         client_ip,
         sni_site,
+        over_tls: wire.tls,
         proxied: wire.proxy,
         ctx,
         site: ctx.sites[0].config.site(decide::server_field(cfg.server_version), &cfg.mime),
@@ -189,6 +195,9 @@ struct Conn<'a> {
     /// for a name no site answers): a request for another site's host is
     /// misdirected.
     sni_site: Option<usize>,
+    /// The connection is HTTPS: `Strict-Transport-Security` goes out on
+    /// it, and no site redirects it.
+    over_tls: bool,
     /// The connection came through a PROXY listener: `client_ip` is from
     /// its header, and forwarding fields are not read.
     proxied: bool,
@@ -214,6 +223,7 @@ impl Conn<'_> {
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
         let mut reply = decide::rejection(status, &self.site, SystemTime::now());
         self.site.headers.apply(&mut reply, None);
+        https::add_hsts(&mut reply, self.site.hsts, self.over_tls);
         self.send_logged(&reply, request_line, None)?;
         self.client.finish(true);
         Ok(())
@@ -263,6 +273,32 @@ impl Conn<'_> {
             return Ok(reply.keep_alive);
         }
         let site = self.ctx.sites[which].config.site(self.site.server, &self.ctx.config.mime);
+        if let Some(webroot) = self.ctx.acme_webroot
+            && let Ok(r) = resolved
+            && let Some(token) = https::challenge(&r.rel, r.dir_form)
+        {
+            return self.challenge(
+                webroot,
+                token.map(|()| r.rel.as_path()),
+                &site,
+                req,
+                request_line,
+                may_keep,
+            );
+        }
+        if let Some(port) = site.https_redirect
+            && !self.over_tls
+        {
+            // No host to name (an HTTP/1.0 request without `Host`): the
+            // client cannot be sent anywhere, and is not served in plain.
+            let location = host::request_host(req).and_then(|h| https::location(h, port, req.target));
+            let no_host: Lookup<'_> = Err(Status::BadRequest);
+            let mut reply = match &location {
+                Some(location) => decide::https_redirect(req, &site, location, now, may_keep),
+                None => decide::decide(req, &site, &no_host, now, may_keep),
+            };
+            return self.send_with_rules(&mut reply, &site, None, req, request_line);
+        }
         let root = self.ctx.sites[which].root();
         if let Some(reply) = decide::answer_without_file(req, &site, now, may_keep) {
             return self.after_file(reply, &site, root, None, req, request_line);
@@ -281,6 +317,30 @@ impl Conn<'_> {
             self.kept.keep(which, r, found);
         }
         Ok(keep_alive)
+    }
+
+    /// The answer to an ACME challenge request, for any site, over plain
+    /// HTTP or HTTPS: the token `rel` (or the 404 of a name that is not
+    /// one) beneath `webroot`. Before the site's redirect, fallback and
+    /// error pages, none of which applies: the CA must read the token
+    /// itself, over plain HTTP, and a 404 page of the site would be taken
+    /// for a wrong key authorization. The method rules still apply.
+    fn challenge(
+        &mut self,
+        webroot: BorrowedFd<'_>,
+        rel: Result<&Path, Status>,
+        site: &Site<'_>,
+        req: &Request<'_>,
+        request_line: &[u8],
+        may_keep: bool,
+    ) -> io::Result<bool> {
+        let now = SystemTime::now();
+        if let Some(mut reply) = decide::answer_without_file(req, site, now, may_keep) {
+            return self.send_with_rules(&mut reply, site, None, req, request_line);
+        }
+        let found = rel.and_then(|rel| file::challenge(webroot, rel));
+        let mut reply = decide::challenge(req, site, &found, now, may_keep);
+        self.send_with_rules(&mut reply, site, None, req, request_line)
     }
 
     /// The file step: what the request's own path names beneath `root`,
@@ -355,6 +415,7 @@ impl Conn<'_> {
         request_line: &[u8],
     ) -> io::Result<bool> {
         site.headers.apply(reply, path);
+        https::add_hsts(reply, site.hsts, self.over_tls);
         self.send_logged(reply, request_line, Some(req))?;
         Ok(reply.keep_alive)
     }

@@ -414,6 +414,22 @@ fn follow_link_inside(root: Root<'_>, rel: &Path) -> Result<File, Status> {
     Err(refused(&rel))
 }
 
+/// Opens the ACME challenge token the resolved path `rel` names (see
+/// `https::challenge`, which checked it is a plain token name in the
+/// challenge directory) beneath the ACME webroot `webroot`: a regular file
+/// only, and no symlink followed at all (`openat_beneath` would follow one
+/// that stays beneath the webroot; ACME clients write plain files). No
+/// index, listing or sibling: a token is a file or it is missing (404).
+pub fn challenge<'n>(webroot: BorrowedFd<'_>, rel: &'n Path) -> Lookup<'n> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let file = openat2(webroot, rel, how).map(File::from).map_err(|e| Status::from_io(&e.into()))?;
+    let meta = file.metadata().map_err(|e| Status::from_io(&e))?;
+    let name = rel.file_name().map_or(&b""[..], |n| n.as_bytes());
+    regular(file, meta, name)
+}
+
 /// Checks that `openat2` with `RESOLVE_BENEATH` works here (Linux 5.6 or
 /// later, and not filtered) by opening the root itself through it.
 pub fn probe(root: BorrowedFd<'_>) -> Result<(), Errno> {

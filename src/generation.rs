@@ -57,6 +57,11 @@ pub struct Generation {
     /// The sites' certificates and the TLS configuration, when the
     /// default site has a certificate (every HTTPS listener needs one).
     pub tls: Option<Tls>,
+    /// The ACME webroot (`acme_webroot`) opened (`O_PATH`, like a site
+    /// root), when one is configured: children look challenge tokens up
+    /// beneath it. Its path is `config.acme_webroot`, which a sandbox must
+    /// let children read beneath.
+    pub acme_webroot: Option<OwnedFd>,
 }
 
 impl Generation {
@@ -88,7 +93,10 @@ impl Generation {
                 Ok(ServedSite { config: site, root, child_root })
             })
             .collect::<Result<_, StartupError>>()?;
-        Ok(Generation { config, drop_plan, sites, tls })
+        // Like a root, it must exist at start: an ACME client creates
+        // `.well-known/acme-challenge/` beneath it, not the webroot itself.
+        let acme_webroot = config.acme_webroot.as_deref().map(open_root).transpose()?;
+        Ok(Generation { config, drop_plan, sites, tls, acme_webroot })
     }
 
     /// The guard for what the parent opens by path under this generation

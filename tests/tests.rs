@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "suite/acme.rs"]
+mod acme;
 #[path = "suite/concurrency.rs"]
 mod concurrency;
 #[path = "suite/conditional.rs"]

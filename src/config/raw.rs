@@ -131,7 +131,22 @@ pub(super) struct RawSiteKeys {
     pub(super) error_pages: RawHeaders,
     pub(super) tls_certificate: At<PathBuf>,
     pub(super) tls_key: At<PathBuf>,
+    pub(super) https_redirect: bool,
+    pub(super) https_port: At<i64>,
+    pub(super) hsts: At<RawHsts>,
 }
+
+/// `hsts` as written: a number of seconds (`max-age`), or the whole
+/// field value; `""` (the default) is off.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub(super) enum RawHsts {
+    Seconds(i64),
+    Value(String),
+}
+
+/// The `https_port` a redirect names when none is written.
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
 
 /// A `[[site]]` table as written.
 #[derive(Deserialize, Debug, Clone)]
@@ -159,6 +174,20 @@ pub(super) struct RawSite {
     pub(super) tls_certificate: At<PathBuf>,
     #[serde(default = "no_path")]
     pub(super) tls_key: At<PathBuf>,
+    #[serde(default)]
+    pub(super) https_redirect: bool,
+    #[serde(default = "default_https_port")]
+    pub(super) https_port: At<i64>,
+    #[serde(default = "no_hsts")]
+    pub(super) hsts: At<RawHsts>,
+}
+
+pub(super) fn default_https_port() -> At<i64> {
+    dflt(i64::from(DEFAULT_HTTPS_PORT))
+}
+
+pub(super) fn no_hsts() -> At<RawHsts> {
+    dflt(RawHsts::Value(String::new()))
 }
 
 /// An unset path key: empty, written nowhere.
@@ -189,6 +218,10 @@ pub(super) struct RawConfig {
     pub(super) proxy_tls_listen: At<Vec<String>>,
     pub(super) tls_certificate: At<PathBuf>,
     pub(super) tls_key: At<PathBuf>,
+    pub(super) https_redirect: bool,
+    pub(super) https_port: At<i64>,
+    pub(super) hsts: At<RawHsts>,
+    pub(super) acme_webroot: At<PathBuf>,
     pub(super) trusted_proxies: At<Vec<String>>,
     pub(super) proxy_timeout: At<Seconds>,
     pub(super) real_ip_header: At<String>,
@@ -238,6 +271,10 @@ impl Default for RawConfig {
             proxy_tls_listen: dflt(Vec::new()),
             tls_certificate: no_path(),
             tls_key: no_path(),
+            https_redirect: false,
+            https_port: default_https_port(),
+            hsts: no_hsts(),
+            acme_webroot: no_path(),
             trusted_proxies: dflt(Vec::new()),
             proxy_timeout: dflt(Seconds::Float(DEFAULT_PROXY_TIMEOUT)),
             real_ip_header: dflt("X-Forwarded-For".to_string()),

@@ -1,6 +1,6 @@
 //! A site's content keys (`root`, `index`, `listing`, `fallback`,
 //! `nosniff`, `headers`, `header_rules`, `error_pages`, `tls_certificate`,
-//! `tls_key`), validated into a
+//! `tls_key`, `https_redirect`, `https_port`, `hsts`), validated into a
 //! `SiteConfig`: the top level's for the default site, and each
 //! `[[site]]`'s, with its `hosts`.
 //!
@@ -18,7 +18,7 @@ use crate::http::rules::{Header, HeaderRule, HeaderRules, PathPattern};
 use toml::Spanned;
 
 use super::place::{Checker, Place, site_name};
-use super::raw::{RawConfig, RawHeaders, RawSiteKeys};
+use super::raw::{RawConfig, RawHeaders, RawHsts, RawSiteKeys};
 use super::value::{Overrides, SiteConfig, TlsFiles};
 
 impl Checker<'_> {
@@ -42,6 +42,9 @@ impl Checker<'_> {
             error_pages: raw.error_pages.clone(),
             tls_certificate: raw.tls_certificate.clone(),
             tls_key: raw.tls_key.clone(),
+            https_redirect: raw.https_redirect,
+            https_port: raw.https_port.clone(),
+            hsts: raw.hsts.clone(),
         };
         let mut sites =
             vec![self.site("default site".to_string(), Hosts::default(), default_site, root_at, ov)?];
@@ -82,6 +85,9 @@ impl Checker<'_> {
                 error_pages: raw_site.error_pages,
                 tls_certificate: raw_site.tls_certificate,
                 tls_key: raw_site.tls_key,
+                https_redirect: raw_site.https_redirect,
+                https_port: raw_site.https_port,
+                hsts: raw_site.hsts,
             };
             let site = self.site(name.clone(), hosts, keys, root_at, ov)?;
             if site.tls.is_some() && sites[0].tls.is_none() {
@@ -169,6 +175,12 @@ impl Checker<'_> {
         }
 
         let tls = self.tls_files(&raw.tls_certificate, &raw.tls_key, site, ov)?;
+        let https_port =
+            u16::try_from(*raw.https_port.get_ref()).ok().filter(|p| *p > 0).ok_or_else(|| {
+                self.error("https_port", here(raw.https_port.span()), "must be a port, 1 to 65535")
+            })?;
+        let hsts =
+            hsts_value(raw.hsts.get_ref()).map_err(|why| self.error("hsts", here(raw.hsts.span()), &why))?;
 
         Ok(SiteConfig {
             name,
@@ -181,6 +193,9 @@ impl Checker<'_> {
             headers,
             error_pages,
             tls,
+            https_redirect: raw.https_redirect,
+            https_port,
+            hsts,
         })
     }
 
@@ -221,6 +236,26 @@ impl Checker<'_> {
     }
 }
 
+/// The `Strict-Transport-Security` value `hsts` asks for: `max-age=N`
+/// for a number of seconds, the text as written for a string that starts
+/// with `max-age=` (RFC 6797 6.1.1: the one directive required), `None`
+/// for `""` (off). Returns why anything else is refused.
+fn hsts_value(raw: &RawHsts) -> Result<Option<String>, String> {
+    match raw {
+        RawHsts::Seconds(secs) if *secs >= 0 => Ok(Some(format!("max-age={secs}"))),
+        RawHsts::Seconds(secs) => Err(format!("{secs} is not a number of seconds (0 or more)")),
+        RawHsts::Value(v) if v.is_empty() => Ok(None),
+        RawHsts::Value(v) => {
+            let starts = v.get(..8).is_some_and(|h| h.eq_ignore_ascii_case("max-age="));
+            if !starts {
+                return Err(format!("{v:?} must start with \"max-age=\" (or be a number of seconds)"));
+            }
+            Header::new("Strict-Transport-Security", v).map_err(|e| format!("{v:?} {e}"))?;
+            Ok(Some(v.clone()))
+        }
+    }
+}
+
 /// A path beneath a site's root that the server itself serves (a fallback
 /// or an error page): absolute, resolving without climbing out, not a
 /// dotfile and not a directory. Returns it, or why it is refused.
@@ -252,6 +287,32 @@ mod tests {
         assert!(d.root.is_absolute(), "{}", d.root.display());
         assert!(!d.listing && d.fallback.is_none() && d.error_pages.is_empty());
         assert!(d.headers.nosniff && d.headers.always.is_empty() && d.headers.rules.is_empty());
+    }
+
+    #[test]
+    fn https_keys() {
+        let sites = load_sites(
+            "https_redirect = true\nhsts = 600\n\
+             [[site]]\nhosts = [\"a.example\"]\nroot = \"{dir}/a\"\nhttps_port = 8443\n\
+             hsts = \"max-age=63072000; includeSubDomains\"\n",
+        )
+        .unwrap();
+        let (d, a) = (&sites[0], &sites[1]);
+        assert!(d.https_redirect && !a.https_redirect);
+        assert_eq!((d.https_port, a.https_port), (443, 8443));
+        assert_eq!(d.hsts.as_deref(), Some("max-age=600"));
+        assert_eq!(a.hsts.as_deref(), Some("max-age=63072000; includeSubDomains"));
+        let site = "[[site]]\nhosts = [\"a.example\"]\nroot = \"{dir}/a\"\n";
+        for (text, key, what) in [
+            (format!("{site}hsts = -1\n"), "hsts", "0 or more"),
+            (format!("{site}hsts = \"includeSubDomains\"\n"), "hsts", "max-age="),
+            (format!("{site}hsts = \"max-age=1\\r\\nX: y\"\n"), "hsts", "control character"),
+            (format!("{site}https_port = 0\n"), "https_port", "1 to 65535"),
+            (format!("{site}https_port = 65536\n"), "https_port", "1 to 65535"),
+        ] {
+            let e = load_sites(&text).unwrap_err().to_string();
+            assert!(e.contains(&format!("key `{key}`")) && e.contains(what), "{text}\n=> {e}");
+        }
     }
 
     #[test]

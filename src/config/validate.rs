@@ -83,6 +83,21 @@ impl Checker<'_> {
                 "must be \"\" (off) or a path starting with \"/\", without \"?\", \"#\" or spaces",
             ));
         }
+        let acme_at = Place::top(&raw.acme_webroot);
+        let acme_webroot = match raw.acme_webroot.get_ref() {
+            p if p.as_os_str().is_empty() => None,
+            p => {
+                let p = ov.resolve(p).map_err(|e| self.error("acme_webroot", acme_at, &e.to_string()))?;
+                if !p.is_dir() {
+                    let why = format!(
+                        "{} is not a directory (create it: ACME clients write beneath it)",
+                        p.display()
+                    );
+                    return Err(self.error("acme_webroot", acme_at, &why));
+                }
+                Some(p)
+            }
+        };
         let logging = self.logging(&raw, ov)?;
         let config = Config {
             source: self.path.map(|p| ov.resolve(p)).transpose().map_err(|e| ConfigError {
@@ -103,6 +118,7 @@ impl Checker<'_> {
             logging,
             server_version: raw.server_version,
             health_path,
+            acme_webroot,
         };
         Ok((config, sites))
     }

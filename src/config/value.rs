@@ -88,6 +88,9 @@ pub struct Config {
     /// The path a load balancer's health check asks for (answered `200`
     /// without the document root or an access-log line); empty: off.
     pub health_path: String,
+    /// The ACME webroot (`acme_webroot`): its `.well-known/acme-challenge/`
+    /// is served for every site, over plain HTTP and HTTPS; `None`: off.
+    pub acme_webroot: Option<PathBuf>,
 }
 
 /// The proxies in front of the server (`trusted_proxies`,
@@ -194,6 +197,13 @@ pub struct SiteConfig {
     pub error_pages: Vec<(u16, String)>,
     /// Its certificate for HTTPS (`tls_certificate`, `tls_key`), if any.
     pub tls: Option<TlsFiles>,
+    /// Whether a request over plain HTTP is redirected to HTTPS (the ACME
+    /// challenge excepted).
+    pub https_redirect: bool,
+    /// The port that redirect names (left out of it when 443).
+    pub https_port: u16,
+    /// The `Strict-Transport-Security` value sent over HTTPS, if any.
+    pub hsts: Option<String>,
 }
 
 /// A site's certificate chain and private key files (PEM), absolute. The
@@ -219,6 +229,8 @@ impl SiteConfig {
             fallback: self.fallback.as_deref(),
             headers: &self.headers,
             error_pages: &self.error_pages,
+            https_redirect: self.https_redirect.then_some(self.https_port),
+            hsts: self.hsts.as_deref(),
         }
     }
 }

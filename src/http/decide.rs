@@ -154,6 +154,45 @@ pub fn misdirected<'a>(req: &Request<'_>, site: &Site<'a>, now: SystemTime, may_
     status_page(Status::MisdirectedRequest, None, site.server, now, connection(req, keep), head_only)
 }
 
+/// The `308` that sends a plain-HTTP request for an HTTPS-only site to
+/// `location` (see `https::location`). 308, as Caddy sends, rather than
+/// nginx's usual 301: a 301 lets a client turn a `POST` into a `GET`, a
+/// 308 must not, and every client that speaks HTTPS knows it (RFC 9110
+/// 15.4.9). Permanent, since `hsts` says the same for longer anyway.
+pub fn https_redirect<'a>(
+    req: &Request<'_>,
+    site: &Site<'a>,
+    location: &'a str,
+    now: SystemTime,
+    may_keep: bool,
+) -> Reply<'a> {
+    let keep = keeps_open(req, may_keep);
+    let head_only = req.method == Method::Head;
+    status_page(Status::PermanentRedirect, Some(location), site.server, now, connection(req, keep), head_only)
+}
+
+/// The reply to an ACME challenge request (`https::challenge`) that
+/// `answer_without_file` left to the file step, given what the lookup of
+/// its token found: `decide`'s reply, with the key authorization's type,
+/// `text/plain`, whatever the content-type table says of a name without
+/// an extension (RFC 8555 8.3 asks for no type, certbot's own server and
+/// Caddy send this one).
+pub fn challenge<'a>(
+    req: &Request<'_>,
+    site: &Site<'a>,
+    found: &'a Lookup<'_>,
+    now: SystemTime,
+    may_keep: bool,
+) -> Reply<'a> {
+    let mut reply = decide(req, site, found, now, may_keep);
+    // A file's whole body or one range of it; a multipart body keeps its own type.
+    let file_body = matches!(reply.status, Status::Ok | Status::PartialContent);
+    if file_body && matches!(reply.fields.get("Content-Type"), Some(Value::Str(_))) {
+        reply.fields.set("Content-Type", Value::Str("text/plain"));
+    }
+    reply
+}
+
 /// Step 4: the reply to a `GET` or `HEAD` that `answer_without_file` left
 /// to the file step, given what that step found.
 pub fn decide<'a>(
@@ -469,6 +508,8 @@ mod tests {
             fallback: None,
             headers: &NO_HEADERS,
             error_pages: &[],
+            https_redirect: None,
+            hsts: None,
         }
     }
 

@@ -17,6 +17,7 @@
 //! - `listing`: a directory's entries -> a bounded, sorted HTML listing.
 //! - `decide`: request + site + what the file step found -> `Reply`.
 //! - `site`: what one site serves and how it answers (`Site`).
+//! - `https`: the ACME challenge path, and the redirect of HTTPS-only sites.
 //! - `host`: which site a request's `Host` names.
 //! - `rules`: a site's response-header rules, by path pattern.
 //! - `reply`: the `Reply` (status, header fields, body plan) and its head bytes.
@@ -30,6 +31,7 @@ pub mod decimal;
 pub mod encoding;
 pub mod fileinfo;
 pub mod host;
+pub mod https;
 pub mod listing;
 pub mod mime;
 pub mod range;

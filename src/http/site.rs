@@ -31,6 +31,11 @@ pub struct Site<'a> {
     pub headers: &'a HeaderRules,
     /// Custom error pages: status code and path beneath the root.
     pub error_pages: &'a [(u16, String)],
+    /// With `https_redirect`, the HTTPS port a plain-HTTP request is sent
+    /// to (see `https::location`); `None`: served over plain HTTP too.
+    pub https_redirect: Option<u16>,
+    /// The `Strict-Transport-Security` value sent over HTTPS, if any.
+    pub hsts: Option<&'a str>,
 }
 
 impl<'a> Site<'a> {

@@ -16,6 +16,9 @@ pub enum Status {
     PartialContent,
     /// 301: a directory named without its trailing slash.
     MovedPermanently,
+    /// 308: a site served over HTTPS only (`https_redirect`), asked over
+    /// plain HTTP: unlike 301, the client must repeat the method and body.
+    PermanentRedirect,
     /// 304: the client's copy is current (`If-None-Match`, `If-Modified-Since`).
     NotModified,
     /// 400: malformed request, a path that climbs out, or a body we will not read.
@@ -95,6 +98,7 @@ impl Status {
             Status::PartialContent => status!(206, "Partial Content"),
             Status::MovedPermanently => status!(301, "Moved Permanently"),
             Status::NotModified => status!(304, "Not Modified"),
+            Status::PermanentRedirect => status!(308, "Permanent Redirect"),
             Status::BadRequest => status!(400, "Bad Request"),
             Status::Forbidden => status!(403, "Forbidden"),
             Status::NotFound => status!(404, "Not Found"),

@@ -117,6 +117,8 @@ fn no_decoded_target_opens_anything_outside_the_root() {
         fallback: None,
         headers: &headers,
         error_pages: &[],
+        https_redirect: None,
+        hsts: None,
     };
     runner(3000)
         .run(&targets(), |target| {
