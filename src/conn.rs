@@ -245,7 +245,8 @@ impl Conn<'_> {
 
     /// `respond`'s work, for the request's target resolved as `resolved`,
     /// as a straight line of steps. Before the file: the health check, then
-    /// the site the host names and its method rules. The file step, with
+    /// the site the host names, an ACME challenge (served for any site),
+    /// the site's redirect to HTTPS over plain HTTP, and its method rules. The file step, with
     /// the site's fallback for a missing file. After it: the steps of
     /// `after_file`, which sends. Then the file the request's own path
     /// named is kept open for the requests that follow.

@@ -7,6 +7,10 @@
 //!
 //! 1. `health`: a load balancer's health check, answered before any site
 //!    or file (and never logged).
+//! 1b. For the site the host names, before anything else of it: an ACME
+//!    challenge (`https::challenge`), answered by `challenge` from the
+//!    ACME webroot with no fallback or error page; then, over plain HTTP,
+//!    the site's `https_redirect`.
 //! 2. `answer_without_file`, for the site the host names: the method and
 //!    framing rules (`OPTIONS`, 405, 501, a body we will not read); `None`
 //!    means a file is wanted.
@@ -18,6 +22,7 @@
 //! 5. `with_error_page`: the site's page for an error status, in place of
 //!    the built-in one.
 //! 6. The site's header fields (`rules::HeaderRules::apply`).
+//!    Over HTTPS, the site's `Strict-Transport-Security` (`https::add_hsts`).
 //!
 //! A head that cannot be parsed takes none of these: `rejection`.
 //!

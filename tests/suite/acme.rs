@@ -41,11 +41,18 @@ fn challenge_is_served_before_redirect_fallback_and_error_pages() {
         .config("error_pages = { 404 = \"/404.html\" }")
         .file("index.html", b"the app\n")
         .file("404.html", b"custom 404\n")
+        .dir("sites/b")
+        .config("[[site]]\nhosts = [\"b.test\"]\nroot = \"sites/b\"\nhttps_redirect = true")
         .start();
-    let r = get_with_host(&s, &format!("/.well-known/acme-challenge/{TOKEN}"), "a.test");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body_str(), format!("{TOKEN}.thumbprint"));
-    assert_eq!(r.header("content-type"), Some("text/plain"));
+    // The same token for the default site and for a [[site]] of its own root.
+    for host in ["a.test", "b.test"] {
+        let r = get_with_host(&s, &format!("/.well-known/acme-challenge/{TOKEN}"), host);
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+        assert_eq!(r.body_str(), format!("{TOKEN}.thumbprint"));
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        let r = get_with_host(&s, "/", host);
+        assert_eq!((r.status, r.header("location")), (308, Some(format!("https://{host}/").as_str())));
+    }
     // A missing token, a name that is not one, and the directory itself:
     // the built-in 404, neither the fallback, the site's page nor a redirect.
     for target in [
