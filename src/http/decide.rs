@@ -6,11 +6,10 @@
 //! child's flow (`conn::Conn::answer`) is one line of steps:
 //!
 //! 1. `health`: a load balancer's health check, answered before any site
-//!    or file (and never logged).
-//! 1b. For the site the host names, before anything else of it: an ACME
-//!    challenge (`https::challenge`), answered by `challenge` from the
-//!    ACME webroot with no fallback or error page; then, over plain HTTP,
-//!    the site's `https_redirect`.
+//!    or file (and never logged). Then, for the site the host names, an
+//!    ACME challenge (`https::challenge`), answered by `challenge` from
+//!    the ACME webroot with no fallback or error page; then, over plain
+//!    HTTP, the site's `https_redirect`.
 //! 2. `answer_without_file`, for the site the host names: the method and
 //!    framing rules (`OPTIONS`, 405, 501, a body we will not read); `None`
 //!    means a file is wanted.
