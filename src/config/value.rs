@@ -88,6 +88,9 @@ pub struct Config {
     /// The path a load balancer's health check asks for (answered `200`
     /// without the document root or an access-log line); empty: off.
     pub health_path: String,
+    /// How often the parent looks at the certificate and key files for a
+    /// change and reloads when one changed (`tls_watch_interval`); `None`: off.
+    pub tls_watch_interval: Option<Duration>,
 }
 
 /// The proxies in front of the server (`trusted_proxies`,
