@@ -1,8 +1,8 @@
 //! Certificates that renew themselves: a certificate and key replaced on
 //! disk (written beside, renamed over, as ACME clients do) are served
-//! without a signal; a broken replacement keeps the previous pair and is
-//! reported once; a certificate near its end is warned about in systemd's
-//! `STATUS=`.
+//! without a signal; a broken replacement keeps the previous pair, is
+//! reported once, and the next good one is loaded; a certificate near its
+//! end is warned about in systemd's `STATUS=`.
 
 use std::fs;
 use std::os::unix::net::UnixDatagram;
@@ -67,6 +67,12 @@ fn a_broken_renewal_keeps_the_certificate_and_is_reported_once() {
     let failures = s.lines().iter().filter(|l| l.contains("reload failed")).count();
     assert_eq!(failures, 1, "reported once, not at every look; stderr:\n{}", s.stderr());
     assert!(served(s.addr(), &ca) == first, "the previous certificate is served");
+    // The next change, a whole pair, is loaded.
+    let fixed = ca.issue(certs.path(), "fixed", &["default.test"], VALID);
+    let want = der_of(&fixed);
+    rename_over(&fixed, &cert);
+    let seen = poll_until(Duration::from_secs(10), || served(s.addr(), &ca) == want);
+    assert!(seen, "a good pair after a broken one is served; stderr:\n{}", s.stderr());
 }
 
 #[test]
