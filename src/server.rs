@@ -8,7 +8,7 @@
 //! child serves it (`child::run`, which never returns) and the parent
 //! closes its copy of the socket at once and records the child's pid.
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
-//! and `SIGUSR1` are in `reload`.
+//! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -38,6 +38,7 @@ use crate::sys::{self, Forked};
 
 mod refuse;
 mod reload;
+mod watch;
 
 /// Connections accepted from one listener per wake-up before the others
 /// get a turn.
@@ -131,6 +132,8 @@ pub struct Server {
     paused_until: Option<Instant>,
     /// When reaching the cap was last logged.
     cap_logged: Option<Instant>,
+    /// The certificate and key files watched for a renewal.
+    watch: watch::Watch,
 }
 
 impl Server {
@@ -139,6 +142,7 @@ impl Server {
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
         let server = Server {
+            watch: watch::Watch::new(&setup.generation),
             generation: setup.generation,
             overrides: setup.overrides,
             listeners: setup.listeners,
@@ -166,9 +170,11 @@ impl Server {
     pub fn run(mut self) -> Result<(), StartupError> {
         // STATUS= travels in READY's datagram, so `systemctl status` shows
         // it from the moment systemd reports the service started.
-        self.notify("READY=1\nSTATUS=serving");
+        let status = self.watch.status("STATUS=serving", &self.generation);
+        self.notify(&format!("READY=1\n{status}"));
         loop {
             self.close_refused();
+            self.watch_certificates();
             if let Some(n) = &mut self.notifier {
                 n.feed_watchdog();
             }
@@ -250,6 +256,7 @@ impl Server {
         let watchdog = self.notifier.as_ref().and_then(Notifier::watchdog_due);
         let wake_at =
             self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).chain(watchdog).min();
+        let wake_at = wake_at.into_iter().chain(self.watch.due()).min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
             Ok(_) => {}

@@ -58,6 +58,8 @@ mod ranges;
 mod refuse;
 #[path = "suite/reload.rs"]
 mod reload;
+#[path = "suite/renewal.rs"]
+mod renewal;
 #[path = "suite/sending.rs"]
 mod sending;
 #[path = "suite/signals.rs"]

@@ -49,6 +49,9 @@ pub const DEFAULT_MIN_SEND_RATE: u64 = 1024;
 pub const DEFAULT_MIN_SEND_RATE_GRACE: f64 = 10.0;
 /// Default time a graceful stop lets responses in flight finish (seconds).
 pub const DEFAULT_SHUTDOWN_GRACE: f64 = 10.0;
+/// Seconds between looks at the certificate and key files for a change
+/// (an ACME client's renewal): a minute, a few `lstat`s each time.
+pub const DEFAULT_TLS_WATCH_INTERVAL: f64 = 60.0;
 /// Default largest request head in bytes; larger → 431 (or 414).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
 /// Default number of requests served on one connection before it is closed.
@@ -258,6 +261,7 @@ pub(super) struct RawConfig {
     pub(super) error_log: At<String>,
     pub(super) server_version: bool,
     pub(super) health_path: At<String>,
+    pub(super) tls_watch_interval: At<Seconds>,
     pub(super) site: Vec<At<RawSite>>,
 }
 
@@ -311,6 +315,7 @@ impl Default for RawConfig {
             error_log: dflt("auto".to_string()),
             server_version: false,
             health_path: dflt(String::new()),
+            tls_watch_interval: dflt(Seconds::Float(DEFAULT_TLS_WATCH_INTERVAL)),
             site: Vec::new(),
         }
     }

@@ -99,6 +99,10 @@ impl Checker<'_> {
             }
         };
         let logging = self.logging(&raw, ov)?;
+        let tls_watch_interval = match raw.tls_watch_interval.get_ref().as_f64() {
+            0.0 => None,
+            _ => Some(self.seconds("tls_watch_interval", &raw.tls_watch_interval)?),
+        };
         let config = Config {
             source: self.path.map(|p| ov.resolve(p)).transpose().map_err(|e| ConfigError {
                 file: self.path.map(Path::to_path_buf),
@@ -119,6 +123,7 @@ impl Checker<'_> {
             server_version: raw.server_version,
             health_path,
             acme_webroot,
+            tls_watch_interval,
         };
         Ok((config, sites))
     }
@@ -573,6 +578,17 @@ mod tests {
             ];
             assert!(d.contains(&Duration::from_millis(1)), "{key}: {d:?}");
         }
+    }
+
+    /// A minute unless set; 0 turns the watch off; the timeouts' range otherwise.
+    #[test]
+    fn tls_watch_interval_is_seconds_or_off() {
+        assert_eq!(load_str("").unwrap().tls_watch_interval, Some(Duration::from_secs(60)));
+        assert_eq!(load_str("tls_watch_interval = 0\n").unwrap().tls_watch_interval, None);
+        let c = load_str("tls_watch_interval = 0.25\n").unwrap();
+        assert_eq!(c.tls_watch_interval, Some(Duration::from_millis(250)));
+        let e = load_str("tls_watch_interval = -5\n").unwrap_err().to_string();
+        assert!(e.contains("tls_watch_interval") && e.contains("line 2"), "{e}");
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct Config {
     /// The ACME webroot (`acme_webroot`): its `.well-known/acme-challenge/`
     /// is served for every site, over plain HTTP and HTTPS; `None`: off.
     pub acme_webroot: Option<PathBuf>,
+    /// How often the parent looks at the certificate and key files for a
+    /// change and reloads when one changed (`tls_watch_interval`); `None`: off.
+    pub tls_watch_interval: Option<Duration>,
 }
 
 /// The proxies in front of the server (`trusted_proxies`,

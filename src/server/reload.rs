@@ -28,6 +28,7 @@ impl Server {
             "reloading configuration from {}",
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
+        self.watch.restamp();
         let built = Generation::build(source.as_deref(), &self.overrides, self.generation.guard());
         let status = match self.apply_reload(built) {
             Ok(None) => {
@@ -51,6 +52,8 @@ impl Server {
             }
         };
         self.reopen_logs();
+        self.watch.follow(&self.generation);
+        let status = self.watch.status(status, &self.generation);
         self.notify(&format!("READY=1\n{status}"));
     }
 

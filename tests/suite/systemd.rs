@@ -165,7 +165,11 @@ fn socket_activation_ignores_fds_meant_for_another_pid() {
 
 /// Receives datagrams until one has a line equal to `want`, for up to
 /// `timeout`. Returns every message received (Ok if `want` was seen).
-fn recv_until(sock: &UnixDatagram, want: &str, timeout: Duration) -> Result<Vec<String>, Vec<String>> {
+pub(crate) fn recv_until(
+    sock: &UnixDatagram,
+    want: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, Vec<String>> {
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
