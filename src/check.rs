@@ -110,7 +110,7 @@ fn log_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail)?,
         Err(e) => return Err(fail(e)),
     }
-    safeopen::check_directory(path, guard).map_err(fail)
+    safeopen::check_for_writing(path, guard).map_err(fail)
 }
 
 /// The pid file is opened in place (created if missing), locked, and
@@ -130,7 +130,7 @@ fn pid_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail)?,
         Err(e) => return Err(fail(e)),
     }
-    safeopen::check_directory(path, guard).map_err(fail)
+    safeopen::check_for_writing(path, guard).map_err(fail)
 }
 
 /// Refuses, as start-up's open does, a path that is a symbolic link, a
