@@ -44,10 +44,9 @@ pub struct Launch {
 }
 
 /// Runs the checks on the generation start-up built; the first failure is
-/// returned with start-up's own error for that step. With a privilege plan
-/// (a root parent whose children run as another account) a log or pid file
-/// must lie in a directory that account cannot change, as `safeopen`
-/// requires. Syslog, for either log, is connected by start-up's own code
+/// returned with start-up's own error for that step. A log or pid file,
+/// and its directories, must be unchangeable by any account but root and
+/// this one, as `safeopen` requires. Syslog, for either log, is connected by start-up's own code
 /// and closed.
 pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(), StartupError> {
     let config = &generation.config;
