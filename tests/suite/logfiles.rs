@@ -416,6 +416,58 @@ fn unprivileged_server_logs_in_a_directory_it_owns() {
     assert_alive_and_stoppable(&mut p, addr);
 }
 
+/// Started as an ordinary account (nobody, as the shipped unit starts it
+/// as its own), the server still refuses a log directory, or a config
+/// directory, that another unprivileged user owns: that user could swap
+/// the log for a link or rewrite the config as surely as under a root
+/// parent.
+#[test]
+fn unprivileged_server_refuses_directories_another_user_owns() {
+    if !is_root() {
+        crate::common::skip("needs root to run the server as nobody");
+        return;
+    }
+    if crate::common::missing_tool("setpriv") {
+        return;
+    }
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    let as_nobody = |site: &Site| {
+        let mut cmd = std::process::Command::new("setpriv");
+        crate::common::scrub_env(&mut cmd)
+            .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
+            .arg(crate::common::BIN)
+            .arg("--config")
+            .arg(&site.cfg)
+            .current_dir(site.dir.path());
+        let mut p = Proc::spawn(&mut cmd);
+        let st = p.wait_exit(STOP_BOUND);
+        p.log.wait_eof(Duration::from_secs(1));
+        (st, p.lines().join("\n"))
+    };
+    let owner = format!("owned by uid {OTHER}, neither root nor this server's own uid {uid}");
+    // The log exists, nobody's: nobody could append to it, and the other
+    // user could replace it with a link.
+    let site = Site::new("unpriv_log_dir_other");
+    fs::write(site.access_log(), b"").unwrap();
+    chown(&site.access_log(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).unwrap();
+    chown(&site.logs, Some(Uid::from_raw(OTHER)), None).unwrap();
+    let (st, err) = as_nobody(&site);
+    let logs = site.logs.to_str().unwrap();
+    assert!(
+        st.is_some_and(|s| !s.success()) && err.lines().any(|l| l.contains(logs) && l.contains(&owner)),
+        "log directory: start-up as nobody must fail naming {logs} ({st:?}); stderr:\n{err}"
+    );
+    let mut site = Site::new("unpriv_config_dir_other");
+    let conf = config_in_own_directory(&mut site);
+    chown(&conf, Some(Uid::from_raw(OTHER)), None).unwrap();
+    let (st, err) = as_nobody(&site);
+    let conf = conf.to_str().unwrap();
+    assert!(
+        st.is_some_and(|s| !s.success()) && err.lines().any(|l| l.contains(conf) && l.contains(&owner)),
+        "config directory: start-up as nobody must fail naming {conf} ({st:?}); stderr:\n{err}"
+    );
+}
+
 /// Moves the site's config file into a new directory `conf/` (root's, mode
 /// 0755) and points the site at it.
 fn config_in_own_directory(site: &mut Site) -> PathBuf {
