@@ -1,7 +1,7 @@
 //! Opening the files the parent reads and writes by path (the config and
-//! its `mime_types` files, the log files, the pid file; key and certificate
-//! files go through `open_for_reading` too) so that no one else can steer
-//! the open.
+//! its `mime_types` files, the log files, the pid file; `open_for_reading`
+//! serves any other file the parent must trust, such as a private key) so
+//! that no one else can steer the open.
 //!
 //! Runs in: parent only, at start-up and on `SIGHUP`/`SIGUSR1`.
 //!
@@ -38,13 +38,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
-use nix::fcntl::{FcntlArg, OFlag, fcntl, open, openat};
+use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, geteuid};
 
-/// The account children run as, which must not be able to change what a
-/// root parent writes to.
+/// The account children run as, named in a refusal when it is the account
+/// that could change a file (the rule holds against every account but root
+/// and the server's own, this one included).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Guard {
     uid: Uid,
