@@ -45,10 +45,9 @@ pub struct Launch {
 }
 
 /// Runs the checks on the generation start-up built; the first failure is
-/// returned with start-up's own error for that step. With a privilege plan
-/// (a root parent whose children run as another account) a log or pid file
-/// must lie in a directory that account cannot change, as `safeopen`
-/// requires. Syslog, for either log, is connected by start-up's own code
+/// returned with start-up's own error for that step. A log or pid file,
+/// and its directories, must be unchangeable by any account but root and
+/// this one, as `safeopen` requires. Syslog, for either log, is connected by start-up's own code
 /// and closed.
 pub fn system(generation: &Generation, bind: Bind, launch: Launch) -> Result<(), StartupError> {
     let config = &generation.config;
@@ -126,7 +125,7 @@ fn log_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail)?,
         Err(e) => return Err(fail(e)),
     }
-    safeopen::check_directory(path, guard).map_err(fail)
+    safeopen::check_for_writing(path, guard).map_err(fail)
 }
 
 /// The pid file is opened in place (created if missing), locked, and
@@ -146,7 +145,7 @@ fn pid_file(path: &Path, guard: Option<Guard>) -> Result<(), StartupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => writable_dir(path).map_err(fail)?,
         Err(e) => return Err(fail(e)),
     }
-    safeopen::check_directory(path, guard).map_err(fail)
+    safeopen::check_for_writing(path, guard).map_err(fail)
 }
 
 /// Refuses, as start-up's open does, a path that is a symbolic link, a

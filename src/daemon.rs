@@ -50,8 +50,9 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Opens `path` (as `safeopen` says, guarded against the account
-    /// children run as) and locks it. Refuses to go on if another server
+    /// Opens `path` (as `safeopen` says: unchangeable by any account but
+    /// root and the server's own; `guard` names the account children run
+    /// as in a refusal) and locks it. Refuses to go on if another server
     /// holds the lock, naming its pid. Nothing is written yet: call
     /// `write` once the pid is final (after detaching).
     pub fn lock(path: &Path, guard: Option<Guard>) -> Result<PidFile, StartupError> {

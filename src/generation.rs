@@ -115,9 +115,10 @@ impl Generation {
 /// as must not be able to change it or a `mime_types` file (see
 /// `safeopen`): the running server's guard was checked before a byte was
 /// read (`Config::load`); the guard of the plan read (`guard`) is checked
-/// now, before anything is done with it. The rule is the log files' rule:
-/// without a guard (a parent that is not root, or children that stay root)
-/// only links and non-regular files are refused.
+/// now, before anything is done with it. The rule is the log files' rule,
+/// which no longer depends on the guard (no account but root and the
+/// server's own may change the files): this repeats `Config::load`'s check
+/// with the plan's account named in a refusal.
 fn trusted(config: &Config, guard: Option<Guard>, running: Option<Guard>) -> Result<(), StartupError> {
     if guard.is_none() || guard == running {
         return Ok(());

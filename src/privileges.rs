@@ -80,15 +80,17 @@ impl DropPlan {
     /// The plan for `config` in this process, whose `chroot` is into
     /// `default_root` (the default site's): `None` when not running as
     /// root (there is nothing to give up, and `user`, `group` and `chroot`
-    /// do not apply). Refuses a plan that would serve with uid or gid 0
-    /// unless `allow_root` says so. (`Config::load` refuses it first, naming
-    /// the line; this is the gate where the plan is made, for any `Config`.)
+    /// do not apply). Refuses a plan that would serve with uid 0, gid 0 or
+    /// a privileged system group unless `allow_root` says so.
+    /// (`Config::load` refuses it first, naming the line; this is the gate
+    /// where the plan is made, for any `Config`.)
     pub fn for_config(config: &Config, default_root: &Path) -> Result<Option<DropPlan>, StartupError> {
         if !geteuid().is_root() {
             return Ok(None);
         }
         if !config.privileges.allow_root
-            && let Err((key, what)) = config.privileges.identity.refuse_root(config.privileges.group_given)
+            && let Err((key, what)) =
+                config.privileges.identity.refuse_privileged(config.privileges.group_given)
         {
             let file = config.source.clone();
             return Err(ConfigError { file, line: None, site: None, key: Some(key.to_string()), what }.into());

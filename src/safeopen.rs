@@ -1,6 +1,7 @@
 //! Opening the files the parent reads and writes by path (the config and
-//! its `mime_types` files, the log files, the pid file) so that no one else
-//! can steer the open.
+//! its `mime_types` files, the log files, the pid file; `open_for_reading`
+//! serves any other file the parent must trust, such as a private key) so
+//! that no one else can steer the open.
 //!
 //! Runs in: parent only, at start-up and on `SIGHUP`/`SIGUSR1`.
 //!
@@ -11,15 +12,24 @@
 //! 2. The last component is never a symbolic link (`O_NOFOLLOW`): a link
 //!    swapped in for `access.log` would have a root parent append
 //!    client-chosen text to, or create, whatever file the link names.
-//! 3. While the parent is root and children run as another account (a
-//!    `Guard`), a file is written only in a directory that account cannot
-//!    change, and beneath ancestors it cannot change either: the directory
-//!    is reached by walking its canonical path from `/` one component at a
-//!    time with `O_NOFOLLOW`, checking each directory's owner and mode, and
-//!    the file is then opened relative to the directory's descriptor.
-//!    A file the parent reads (the config says what children run as) is
-//!    held to the same rule, and so is the file itself: the account must
-//!    neither own it nor be able to write it.
+//! 3. No account but root and the server's own (its effective uid, "the
+//!    invoking user") can change the file or any directory above it, as
+//!    OpenSSH's `StrictModes` requires of its files: each must be owned by
+//!    root or that uid and be neither group- nor world-writable. Not the
+//!    account children run as (the `Guard`, named in the refusal when it
+//!    is the one at fault), and not any other: an unprivileged user who
+//!    owns a log directory swaps the log for a link to a root file, one who
+//!    owns the config's directory rewrites what children run as. Group
+//!    write is refused whatever the group, as OpenSSH's classic check does:
+//!    its members cannot be listed reliably (OpenSSH's later exception for
+//!    a user's private group enumerates every account, which NSS makes
+//!    slow and incomplete). A sticky directory (`/tmp`) above the one
+//!    holding the file may be writable: there others can change only their
+//!    own entries, and the walk's next step checks the owner of the entry
+//!    taken. The directory is reached by walking its canonical path from
+//!    `/` one component at a time with `O_NOFOLLOW`, checking each
+//!    directory's owner and mode, and the file is then opened relative to
+//!    the directory's descriptor, and checked in turn once open.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -28,12 +38,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl, open, openat};
-use nix::sys::stat::{Mode, SFlag, fstat};
-use nix::unistd::{Gid, Uid};
+use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, open, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+use nix::unistd::{Gid, Uid, geteuid};
 
-/// The account children run as, which must not be able to change what a
-/// root parent writes to.
+/// The account children run as, named in a refusal when it is the account
+/// that could change a file (the rule holds against every account but root
+/// and the server's own, this one included).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Guard {
     uid: Uid,
@@ -46,26 +57,41 @@ impl Guard {
     pub fn for_account(uid: Uid, gid: Gid) -> Option<Guard> {
         (!uid.is_root()).then_some(Guard { uid, gid })
     }
+}
 
-    /// Why the serving account can change the entries of a directory owned
-    /// by `uid`:`gid` with permission bits `mode`, or `None` if it cannot.
-    /// In a sticky directory (`/tmp`) it can only change its own entries,
-    /// which the walk checks on the next step, so a sticky ancestor it may
-    /// write (as everyone, or as its group: `/tmp` is root's group's) is
-    /// allowed; the directory holding the file itself is held to the
-    /// strict rule.
-    fn can_change(&self, uid: u32, gid: u32, mode: u32, holds_file: bool) -> Option<String> {
-        let bit = |m: Mode| mode & m.bits() != 0;
-        let strict = holds_file || !bit(Mode::S_ISVTX);
-        if uid == self.uid.as_raw() {
-            Some(format!("owned by uid {}, the account children run as", self.uid))
-        } else if bit(Mode::S_IWGRP) && gid == self.gid.as_raw() && strict {
-            Some(format!("writable by group {}, the group children run as", self.gid))
-        } else if bit(Mode::S_IWOTH) && strict {
-            Some("world-writable".to_string())
+/// Why an account other than root and `me` (this server's own uid) can
+/// change the entries of a directory, or a file, owned by `uid`:`gid` with
+/// permission bits `mode`, or `None` if none can. In a sticky directory
+/// (`/tmp`) others can only change their own entries, which the walk checks
+/// on the next step, so a sticky ancestor writable by others is allowed;
+/// the directory holding the file (`holds_file`), and the file, are held
+/// to the strict rule. `guard` names the account children run as, so that
+/// a refusal says when that is the account at fault.
+fn can_change(
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    holds_file: bool,
+    me: Uid,
+    guard: Option<Guard>,
+) -> Option<String> {
+    let bit = |m: Mode| mode & m.bits() != 0;
+    let strict = holds_file || !bit(Mode::S_ISVTX);
+    if uid != 0 && uid != me.as_raw() {
+        let whose = if guard.is_some_and(|g| g.uid.as_raw() == uid) {
+            "the account children run as".to_string()
         } else {
-            None
-        }
+            format!("neither root nor this server's own uid {me}")
+        };
+        Some(format!("owned by uid {uid}, {whose}"))
+    } else if bit(Mode::S_IWGRP) && strict {
+        let whose =
+            if guard.is_some_and(|g| g.gid.as_raw() == gid) { ", the group children run as" } else { "" };
+        Some(format!("writable by group {gid}{whose}"))
+    } else if bit(Mode::S_IWOTH) && strict {
+        Some("world-writable".to_string())
+    } else {
+        None
     }
 }
 
@@ -79,8 +105,11 @@ pub enum Access {
 }
 
 /// Opens `path` for writing under the three rules above, creating it if
-/// missing. Returns the open regular file (in blocking mode again, which
-/// regular files ignore anyway), or an error that says which rule refused.
+/// missing (an existing file is checked once open, before a byte is
+/// written; one just made is this server's own). `guard` is the account
+/// children run as, if they drop root, for the messages. Returns the open
+/// regular file (in blocking mode again, which regular files ignore
+/// anyway), or an error that says which rule refused.
 pub fn open_for_writing(path: &Path, access: Access, guard: Option<Guard>) -> io::Result<File> {
     let (dir, name) = split(path)?;
     let dir_fd = open_dir(&dir, guard, WRITES)?;
@@ -91,6 +120,7 @@ pub fn open_for_writing(path: &Path, access: Access, guard: Option<Guard>) -> io
     let flags = flags | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let fd = openat(dir_fd.as_fd(), name, flags, Mode::from_bits_truncate(mode)).map_err(open_error)?;
     require_regular(&fd)?;
+    require_unchangeable(&fstat(fd.as_fd())?, guard, WRITES)?;
     // The descriptor is shared with every child through fork; leave no
     // surprise flag on it.
     let fl = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
@@ -99,33 +129,36 @@ pub fn open_for_writing(path: &Path, access: Access, guard: Option<Guard>) -> io
 }
 
 /// Checks, without creating or opening the file, that `path` could be
-/// opened by `open_for_writing` as far as its directory goes: the
-/// directory exists and, with a guard, neither it nor an ancestor can be
-/// changed by the guarded account. For `--check-config`, so that it refuses
-/// what start-up refuses. Returns the same error start-up would give.
-pub fn check_directory(path: &Path, guard: Option<Guard>) -> io::Result<()> {
-    let (dir, _) = split(path)?;
-    open_dir(&dir, guard, WRITES).map(drop)
+/// opened by `open_for_writing` as far as ownership and modes go: the
+/// directory exists, neither it nor an ancestor can be changed by another
+/// account, and neither can the file if it exists. For `--check-config`,
+/// so that it refuses what start-up refuses. Returns the same error
+/// start-up would give.
+pub fn check_for_writing(path: &Path, guard: Option<Guard>) -> io::Result<()> {
+    let (dir, name) = split(path)?;
+    let dir_fd = open_dir(&dir, guard, WRITES)?;
+    match fstatat(dir_fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => require_unchangeable(&st, guard, WRITES),
+        Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens the regular file at `path` for reading under the three rules
 /// above: never through a link as its last component, never blocking on a
-/// FIFO or a device put in its place and, with a guard, only if neither
-/// the file nor any directory above it can be changed by the guarded
-/// account. Returns the open file, or an error that says which rule
-/// refused.
+/// FIFO or a device put in its place, and only if neither the file nor any
+/// directory above it can be changed by an account other than root and
+/// this server's own. `guard` is the account children run as, if known,
+/// for the messages. For the config, `mime_types` files and, with HTTPS,
+/// certificate and key files. Returns the open file, or an error that says
+/// which rule refused.
 pub fn open_for_reading(path: &Path, guard: Option<Guard>) -> io::Result<File> {
     let (dir, name) = split(path)?;
     let dir_fd = open_dir(&dir, guard, READS)?;
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let fd = openat(dir_fd.as_fd(), name, flags, Mode::empty()).map_err(open_error)?;
     require_regular(&fd)?;
-    if let Some(guard) = guard {
-        let st = fstat(fd.as_fd())?;
-        if let Some(why) = guard.can_change(st.st_uid, st.st_gid, st.st_mode, true) {
-            return Err(refused(&format!("is {why}: {READS}")));
-        }
-    }
+    require_unchangeable(&fstat(fd.as_fd())?, guard, READS)?;
     Ok(File::from(fd))
 }
 
@@ -137,12 +170,23 @@ pub fn read_trusted(path: &Path, guard: Option<Guard>) -> io::Result<String> {
     Ok(text)
 }
 
-/// Why a refused directory matters, for a file the parent writes.
-const WRITES: &str = "a root server writes only where that account cannot replace a file with a link \
-                      (make it owned by root and not group- or world-writable)";
+/// Why a refused file or directory matters, for a file the parent writes.
+const WRITES: &str = "the server writes only where no other account can replace a file with a link \
+                      (make it and its directories owned by root or the user starting the server, \
+                      and not group- or world-writable)";
 /// Why a refused file or directory matters, for a file the parent reads.
-const READS: &str = "a root server reads its configuration only where that account cannot change it \
-                     (make it and its directories owned by root and not group- or world-writable)";
+const READS: &str = "the server reads its configuration only where no other account can change it \
+                     (make it and its directories owned by root or the user starting the server, \
+                     and not group- or world-writable)";
+
+/// Refuses a file, by its `fstat`, that an account other than root and
+/// this server's own can change, saying `why` that matters.
+fn require_unchangeable(st: &FileStat, guard: Option<Guard>, why: &str) -> io::Result<()> {
+    match can_change(st.st_uid, st.st_gid, st.st_mode, true, geteuid(), guard) {
+        Some(how) => Err(refused(&format!("is {how}: {why}"))),
+        None => Ok(()),
+    }
+}
 
 /// The error of an `openat` of a file's last component, saying which rule
 /// refused it.
@@ -175,15 +219,14 @@ fn split(path: &Path) -> io::Result<(PathBuf, &OsStr)> {
     Ok((dir.to_path_buf(), name))
 }
 
-/// Opens directory `dir` (`O_PATH`). With a guard, walks its canonical
-/// path from `/` without following any link (a link swapped in after
-/// `canonicalize` fails the walk) and refuses a directory on the way that
-/// the guarded account can change, saying `why` that matters.
+/// Opens directory `dir` (`O_PATH`): walks its canonical path from `/`
+/// without following any link (a link swapped in after `canonicalize`
+/// fails the walk) and refuses a directory on the way that an account
+/// other than root and this server's own can change, saying `why` that
+/// matters.
 fn open_dir(dir: &Path, guard: Option<Guard>, why: &str) -> io::Result<OwnedFd> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let Some(guard) = guard else {
-        return Ok(open(dir, flags, Mode::empty())?);
-    };
+    let me = geteuid();
     let canonical = std::fs::canonicalize(dir)?;
     let depth = canonical.components().count();
     let mut fd = open("/", flags, Mode::empty())?;
@@ -194,7 +237,7 @@ fn open_dir(dir: &Path, guard: Option<Guard>, why: &str) -> io::Result<OwnedFd> 
             walked.push(part);
         }
         let st = fstat(fd.as_fd())?;
-        if let Some(how) = guard.can_change(st.st_uid, st.st_gid, st.st_mode, i + 1 == depth) {
+        if let Some(how) = can_change(st.st_uid, st.st_gid, st.st_mode, i + 1 == depth, me, guard) {
             return Err(refused(&format!("directory {} is {how}: {why}", walked.display())));
         }
     }
@@ -209,31 +252,53 @@ fn refused(why: &str) -> io::Error {
 mod tests {
     use super::*;
 
+    /// Only root and the server's own uid may own what it opens, and no
+    /// group or other may write it, but for a sticky ancestor; the
+    /// account children run as is named when it is the one at fault.
     #[test]
-    fn directories_the_serving_account_can_change() {
-        let g = Guard { uid: Uid::from_raw(65534), gid: Gid::from_raw(65534) };
-        // (owner uid, owner gid, mode, holds the file, refused)
+    fn who_can_change_a_file_or_directory() {
+        let g = Guard::for_account(Uid::from_raw(65534), Gid::from_raw(65534));
+        // (server's uid, owner uid, owner gid, mode, holds the file, refused)
         let cases = [
-            (0, 0, 0o755, true, false),
-            (0, 0, 0o750, true, false),
-            (65534, 0, 0o755, true, true),
-            (65534, 0, 0o500, false, true),
-            (0, 65534, 0o775, true, true),
-            (0, 65534, 0o755, true, false),
-            (0, 4, 0o775, true, false),
-            (0, 0, 0o777, false, true),
-            (0, 0, 0o1777, false, false),
-            (0, 0, 0o1777, true, true),
-            (0, 65534, 0o1775, false, false),
-            (0, 65534, 0o1775, true, true),
+            (0, 0, 0, 0o755, true, false),
+            (0, 0, 0, 0o750, true, false),
+            (0, 0, 0, 0o644, true, false),
+            (0, 65534, 0, 0o755, true, true),
+            (0, 65534, 0, 0o500, false, true),
+            (0, 0, 65534, 0o775, true, true),
+            (0, 0, 65534, 0o755, true, false),
+            // Another unprivileged user or group, not the serving one.
+            (0, 1000, 1000, 0o755, true, true),
+            (0, 1000, 0, 0o755, false, true),
+            (0, 1000, 0, 0o1777, false, true),
+            (0, 0, 4, 0o775, true, true),
+            (0, 0, 4, 0o775, false, true),
+            (0, 0, 4, 0o664, true, true),
+            (0, 0, 0, 0o777, false, true),
+            (0, 0, 0, 0o666, true, true),
+            (0, 0, 0, 0o1777, false, false),
+            (0, 0, 0, 0o1777, true, true),
+            (0, 0, 65534, 0o1775, false, false),
+            (0, 0, 65534, 0o1775, true, true),
+            // A server started by uid 1000 trusts its own files, and root's.
+            (1000, 1000, 1000, 0o755, true, false),
+            (1000, 0, 0, 0o755, false, false),
+            (1000, 1001, 1000, 0o755, true, true),
+            (1000, 1000, 1000, 0o775, true, true),
         ];
-        for (uid, gid, mode, holds, refused) in cases {
+        for (me, uid, gid, mode, holds, refused) in cases {
             assert_eq!(
-                g.can_change(uid, gid, mode, holds).is_some(),
+                can_change(uid, gid, mode, holds, Uid::from_raw(me), g).is_some(),
                 refused,
-                "uid {uid} gid {gid} mode {mode:o} holds file {holds}"
+                "server uid {me}: uid {uid} gid {gid} mode {mode:o} holds file {holds}"
             );
         }
+        let why = |uid, gid, mode| can_change(uid, gid, mode, true, Uid::from_raw(0), g).unwrap_or_default();
+        assert!(why(65534, 0, 0o755).contains("the account children run as"));
+        assert!(why(1000, 0, 0o755).contains("neither root nor this server's own uid 0"));
+        assert!(why(0, 65534, 0o775).contains("group 65534, the group children run as"));
+        assert_eq!(why(0, 4, 0o775), "writable by group 4");
+        assert_eq!(why(0, 0, 0o757), "world-writable");
     }
 
     #[test]

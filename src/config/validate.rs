@@ -222,7 +222,8 @@ impl Checker<'_> {
     }
 
     /// `user`, `group`, `chroot` and `allow_root`: the account is looked up
-    /// now, and refused if it is root (as root, unless `allow_root`).
+    /// now, and refused if it is root or a privileged system group (as
+    /// root, unless `allow_root`).
     fn privileges(&self, raw: &RawConfig) -> Result<Privileges, StartupError> {
         let user_at = Place::top(&raw.user);
         let group_at = Place::top(&raw.group);
@@ -232,7 +233,7 @@ impl Checker<'_> {
             Identity::lookup(user, group).map_err(|(key, what)| self.error(key, at_key(key), &what))?;
         if geteuid().is_root() && !raw.allow_root {
             identity
-                .refuse_root(!group.is_empty())
+                .refuse_privileged(!group.is_empty())
                 .map_err(|(key, what)| self.error(key, at_key(key), &what))?;
         }
         Ok(Privileges {

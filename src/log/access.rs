@@ -55,8 +55,8 @@ pub struct Entry<'a> {
 
 impl AccessLog {
     /// Opens the configured target (in the parent, before any fork). A
-    /// file is opened as `safeopen` says, guarding against the account
-    /// children run as (`guard`, when the parent is root).
+    /// file is opened as `safeopen` says (`guard`, the account children run
+    /// as when the parent is root, is named in a refusal).
     pub fn open(target: &AccessLogTarget, guard: Option<Guard>) -> Result<AccessLog, StartupError> {
         Ok(match target {
             AccessLogTarget::Off => AccessLog::Off,

@@ -416,6 +416,58 @@ fn unprivileged_server_logs_in_a_directory_it_owns() {
     assert_alive_and_stoppable(&mut p, addr);
 }
 
+/// Started as an ordinary account (nobody, as the shipped unit starts it
+/// as its own), the server still refuses a log directory, or a config
+/// directory, that another unprivileged user owns: that user could swap
+/// the log for a link or rewrite the config as surely as under a root
+/// parent.
+#[test]
+fn unprivileged_server_refuses_directories_another_user_owns() {
+    if !is_root() {
+        crate::common::skip("needs root to run the server as nobody");
+        return;
+    }
+    if crate::common::missing_tool("setpriv") {
+        return;
+    }
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    let as_nobody = |site: &Site| {
+        let mut cmd = std::process::Command::new("setpriv");
+        crate::common::scrub_env(&mut cmd)
+            .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
+            .arg(crate::common::BIN)
+            .arg("--config")
+            .arg(&site.cfg)
+            .current_dir(site.dir.path());
+        let mut p = Proc::spawn(&mut cmd);
+        let st = p.wait_exit(STOP_BOUND);
+        p.log.wait_eof(Duration::from_secs(1));
+        (st, p.lines().join("\n"))
+    };
+    let owner = format!("owned by uid {OTHER}, neither root nor this server's own uid {uid}");
+    // The log exists, nobody's: nobody could append to it, and the other
+    // user could replace it with a link.
+    let site = Site::new("unpriv_log_dir_other");
+    fs::write(site.access_log(), b"").unwrap();
+    chown(&site.access_log(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).unwrap();
+    chown(&site.logs, Some(Uid::from_raw(OTHER)), None).unwrap();
+    let (st, err) = as_nobody(&site);
+    let logs = site.logs.to_str().unwrap();
+    assert!(
+        st.is_some_and(|s| !s.success()) && err.lines().any(|l| l.contains(logs) && l.contains(&owner)),
+        "log directory: start-up as nobody must fail naming {logs} ({st:?}); stderr:\n{err}"
+    );
+    let mut site = Site::new("unpriv_config_dir_other");
+    let conf = config_in_own_directory(&mut site);
+    chown(&conf, Some(Uid::from_raw(OTHER)), None).unwrap();
+    let (st, err) = as_nobody(&site);
+    let conf = conf.to_str().unwrap();
+    assert!(
+        st.is_some_and(|s| !s.success()) && err.lines().any(|l| l.contains(conf) && l.contains(&owner)),
+        "config directory: start-up as nobody must fail naming {conf} ({st:?}); stderr:\n{err}"
+    );
+}
+
 /// Moves the site's config file into a new directory `conf/` (root's, mode
 /// 0755) and points the site at it.
 fn config_in_own_directory(site: &mut Site) -> PathBuf {
@@ -467,11 +519,14 @@ fn root_refuses_a_config_the_serving_user_can_change() {
     let mut site = Site::new("config_dir_nobody");
     let conf = config_in_own_directory(&mut site);
     chown(&conf, nobody.0, None).unwrap();
-    start_and_check_refuse(&site, "directory", &[conf.to_str().unwrap(), "account children run as"]);
+    // Before the config is read, the server does not know nobody is the
+    // account children run as: it names the owner.
+    let owner = format!("owned by uid {uid}");
+    start_and_check_refuse(&site, "directory", &[conf.to_str().unwrap(), &owner]);
     // The config file itself is nobody's, or anyone may write it.
     let site = Site::new("config_file_nobody");
     chown(&site.cfg, nobody.0, nobody.1).unwrap();
-    start_and_check_refuse(&site, "owner", &[site.cfg.to_str().unwrap(), "account children run as"]);
+    start_and_check_refuse(&site, "owner", &[site.cfg.to_str().unwrap(), &owner]);
     let site = Site::new("config_file_world_writable");
     fs::set_permissions(&site.cfg, fs::Permissions::from_mode(0o666)).unwrap();
     start_and_check_refuse(&site, "mode", &[site.cfg.to_str().unwrap(), "world-writable"]);
@@ -482,11 +537,88 @@ fn root_refuses_a_config_the_serving_user_can_change() {
     chown(&types, nobody.0, None).unwrap();
     let text = fs::read_to_string(&site.cfg).unwrap();
     fs::write(&site.cfg, format!("{text}mime_types = [{}]\n", toml_str(types.to_str().unwrap()))).unwrap();
+    start_and_check_refuse(&site, "mime_types", &["mime_types", types.to_str().unwrap(), &owner]);
+}
+
+/// A uid and gid of no account here, standing for any unprivileged user
+/// other than root, the server's own and the one children run as: the
+/// rule is about every such account, named or not.
+const OTHER: u32 = 61234;
+
+/// As root, with children running as nobody: a config, its directory or a
+/// `mime_types` file that another unprivileged user can change (owns, or
+/// may write as a group) is refused at start-up and by `--check-config`.
+/// That user could make children run as root as surely as nobody could.
+#[test]
+fn root_refuses_a_config_another_user_can_change() {
+    if !is_root() {
+        crate::common::skip("chown needs root");
+        return;
+    }
+    let other = (Some(Uid::from_raw(OTHER)), Some(Gid::from_raw(OTHER)));
+    let owner = format!("owned by uid {OTHER}, neither root nor this server's own uid 0");
+    let mut site = Site::new("config_dir_other");
+    let conf = config_in_own_directory(&mut site);
+    chown(&conf, other.0, None).unwrap();
+    start_and_check_refuse(&site, "directory", &[conf.to_str().unwrap(), &owner]);
+    let site = Site::new("config_file_other");
+    chown(&site.cfg, other.0, None).unwrap();
+    start_and_check_refuse(&site, "owner", &[site.cfg.to_str().unwrap(), &owner]);
+    let site = Site::new("config_file_other_group");
+    chown(&site.cfg, None, other.1).unwrap();
+    fs::set_permissions(&site.cfg, fs::Permissions::from_mode(0o664)).unwrap();
     start_and_check_refuse(
         &site,
-        "mime_types",
-        &["mime_types", types.to_str().unwrap(), "account children run as"],
+        "group",
+        &[site.cfg.to_str().unwrap(), &format!("writable by group {OTHER}")],
     );
+    let site = Site::new("mime_types_other");
+    let types = site.dir.path().join("mime.types");
+    fs::write(&types, "text/x-evil html\n").unwrap();
+    chown(&types, other.0, None).unwrap();
+    let text = fs::read_to_string(&site.cfg).unwrap();
+    fs::write(&site.cfg, format!("{text}mime_types = [{}]\n", toml_str(types.to_str().unwrap()))).unwrap();
+    start_and_check_refuse(&site, "mime_types", &["mime_types", types.to_str().unwrap(), &owner]);
+}
+
+/// As root, with children running as nobody: a log directory another
+/// unprivileged user owns (who could swap the log for a link to a root
+/// file), or may write as a group, an access log or a pid file that user
+/// owns, are refused at start-up and by `--check-config`; no log is made.
+#[test]
+fn root_refuses_log_and_pid_files_another_user_can_change() {
+    if !is_root() {
+        crate::common::skip("chown needs root");
+        return;
+    }
+    let other = (Some(Uid::from_raw(OTHER)), Some(Gid::from_raw(OTHER)));
+    let owner = format!("owned by uid {OTHER}");
+    let site = Site::new("log_dir_other");
+    chown(&site.logs, other.0, None).unwrap();
+    start_and_check_refuse(&site, "log directory", &[site.logs.to_str().unwrap(), &owner]);
+    assert!(!site.access_log().exists(), "the log was created in a directory uid {OTHER} owns");
+    let site = Site::new("log_dir_other_group");
+    chown(&site.logs, None, other.1).unwrap();
+    fs::set_permissions(&site.logs, fs::Permissions::from_mode(0o775)).unwrap();
+    start_and_check_refuse(
+        &site,
+        "log group",
+        &[site.logs.to_str().unwrap(), &format!("writable by group {OTHER}")],
+    );
+    assert!(!site.access_log().exists(), "the log was created in a directory group {OTHER} may write");
+    let site = Site::new("log_file_other");
+    fs::write(site.access_log(), b"").unwrap();
+    chown(&site.access_log(), other.0, None).unwrap();
+    start_and_check_refuse(&site, "log file", &[site.access_log().to_str().unwrap(), &owner]);
+    assert_eq!(fs::read(site.access_log()).unwrap(), b"", "the refused log was written");
+    let site = Site::new("pid_file_other");
+    let pid = site.dir.path().join("forkhttpd.pid");
+    fs::write(&pid, b"").unwrap();
+    chown(&pid, other.0, None).unwrap();
+    let text = fs::read_to_string(&site.cfg).unwrap();
+    fs::write(&site.cfg, format!("{text}pid_file = {}\n", toml_str(pid.to_str().unwrap()))).unwrap();
+    start_and_check_refuse(&site, "pid file", &[pid.to_str().unwrap(), &owner]);
+    assert_eq!(fs::read(&pid).unwrap(), b"", "the refused pid file was written");
 }
 
 /// The attack: the account children run as owns the config's directory

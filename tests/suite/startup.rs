@@ -195,6 +195,47 @@ fn group_root_is_refused_without_allow_root() {
     assert_ok(&out);
 }
 
+/// The privileged system groups (`shadow` reads the password hashes,
+/// `disk` the raw disks) are refused like group root, by `--check-config`
+/// and at start, naming the key; `allow_root` lets them through, and the
+/// group a web server is meant to run as (`www-data`, gid 33, below the
+/// system range's bound of 100) is accepted and serves.
+#[test]
+fn privileged_system_groups_are_refused_and_www_data_is_not() {
+    if !is_root() {
+        crate::common::skip("user and group apply only when started as root");
+        return;
+    }
+    for group in ["shadow", "disk"] {
+        let dir = TempDir::new(&format!("group_{group}"));
+        let line = format!("group = \"{group}\"");
+        let out = check(&dir, &text(&dir, &["user = \"nobody\"", &line]), &["--no-bind"]);
+        assert_rejected(&out, &["key `group`", "line 4", "privileged system group", group]);
+        let mut srv = TestServer::builder()
+            .name(&format!("group_{group}_start"))
+            .config("user = \"nobody\"")
+            .config(&line)
+            .spawn();
+        let st = srv.wait_exit(Duration::from_secs(5));
+        assert!(matches!(st.and_then(|s| s.code()), Some(c) if c != 0), "started with group {group}: {st:?}");
+        srv.log().wait_eof(Duration::from_secs(1));
+        assert!(srv.stderr().contains("privileged system group"), "stderr:\n{}", srv.stderr());
+        assert!(!srv.stderr().contains("listening on"), "stderr:\n{}", srv.stderr());
+        let out =
+            check(&dir, &text(&dir, &["user = \"nobody\"", &line, "allow_root = true"]), &["--no-bind"]);
+        assert_ok(&out);
+    }
+    let dir = TempDir::new("group_www_data");
+    assert_ok(&check(&dir, &text(&dir, &["user = \"nobody\"", "group = \"www-data\""]), &["--no-bind"]));
+    let srv = TestServer::builder()
+        .name("group_www_data_start")
+        .config("user = \"nobody\"")
+        .config("group = \"www-data\"")
+        .file("x.txt", b"x")
+        .start();
+    assert_eq!(get_close(srv.addr(), "/x.txt").status, 200);
+}
+
 // ---------------------------------------------------------------------------
 // 16.10: duration floor, and --check-config runs start-up's checks
 // ---------------------------------------------------------------------------
