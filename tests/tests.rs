@@ -56,6 +56,8 @@ mod ranges;
 mod refuse;
 #[path = "suite/reload.rs"]
 mod reload;
+#[path = "suite/resumption.rs"]
+mod resumption;
 #[path = "suite/sending.rs"]
 mod sending;
 #[path = "suite/signals.rs"]

@@ -53,6 +53,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: f64 = 10.0;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
 /// Default number of requests served on one connection before it is closed.
 pub const DEFAULT_MAX_REQUESTS: u32 = 1000;
+/// Default seconds between session-ticket key rotations: a ticket then
+/// resumes for one to two hours.
+pub const DEFAULT_TLS_TICKET_ROTATION: u64 = 3600;
 
 /// A number of seconds as written in the file: integer or decimal.
 #[derive(Clone, Copy, Debug)]
@@ -189,6 +192,7 @@ pub(super) struct RawConfig {
     pub(super) proxy_tls_listen: At<Vec<String>>,
     pub(super) tls_certificate: At<PathBuf>,
     pub(super) tls_key: At<PathBuf>,
+    pub(super) tls_ticket_rotation: At<i64>,
     pub(super) trusted_proxies: At<Vec<String>>,
     pub(super) proxy_timeout: At<Seconds>,
     pub(super) real_ip_header: At<String>,
@@ -238,6 +242,7 @@ impl Default for RawConfig {
             proxy_tls_listen: dflt(Vec::new()),
             tls_certificate: no_path(),
             tls_key: no_path(),
+            tls_ticket_rotation: dflt(DEFAULT_TLS_TICKET_ROTATION as i64),
             trusted_proxies: dflt(Vec::new()),
             proxy_timeout: dflt(Seconds::Float(DEFAULT_PROXY_TIMEOUT)),
             real_ip_header: dflt("X-Forwarded-For".to_string()),

@@ -20,12 +20,12 @@ fn der_of(files: &CertFiles) -> Vec<u8> {
 }
 
 /// A year every certificate that should be valid is valid until.
-const VALID: (i32, u8, u8) = (2045, 1, 1);
+pub(crate) const VALID: (i32, u8, u8) = (2045, 1, 1);
 
 /// An HTTPS-only server (`tls_listen`, `listen = []`: the harness leaves
 /// an empty list out, and the built-in default would listen) with the default
 /// certificate `cert` and the `extra` config lines.
-fn https_server(cert: &CertFiles, extra: &[String], files: &[(&str, &[u8])]) -> TestServer {
+pub(crate) fn https_server(cert: &CertFiles, extra: &[String], files: &[(&str, &[u8])]) -> TestServer {
     let mut b = TestServer::builder()
         .config_listen(&[])
         .config("listen = []")
