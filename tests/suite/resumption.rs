@@ -81,37 +81,38 @@ fn a_ticket_resumes_after_one_key_rotation_but_not_after_two() {
     let s = server(&certs, &ca, &[format!("tls_ticket_rotation = {PERIOD}")]);
     let period = Duration::from_secs(PERIOD);
     let log = s.log();
-    let mut from = log.len();
-    // Waits for the next rotation's line; returns when it was seen.
-    let mut next_rotation = || {
-        let line = log.wait_line(from, 2 * period + Duration::from_secs(5), |l| {
-            l.contains("session-ticket key rotated")
-        });
+    let rotated = |l: &str| l.contains("session-ticket key rotated");
+    // Waits for a rotation's line after line `from`; returns the count
+    // of lines by then (where to look for the next one).
+    let wait_rotation = |from: usize| {
+        let line = log.wait_line(from, 2 * period + Duration::from_secs(5), rotated);
         assert!(line.is_some(), "the key rotates every {PERIOD} s; stderr:\n{}", s.stderr());
-        from = log.len();
-        Instant::now()
+        log.len()
     };
+    let rotated_since = |from: usize| log.snapshot()[from..].iter().any(|l| rotated(l));
     let slack = Duration::from_millis(500);
     for round in 1..=3 {
-        let first = next_rotation();
+        let mark = wait_rotation(log.len());
+        let first = Instant::now();
         // Mid-period, well clear of both rotations around it.
         thread::sleep(period * 5 / 8);
         let issued = Instant::now();
         let (a, b) = (ca.client_config(), ca.client_config());
         assert_eq!(fetch(&s, &a), HandshakeKind::Full);
         assert_eq!(fetch(&s, &b), HandshakeKind::Full);
-        if first.elapsed() + slack >= period {
+        if rotated_since(mark) || first.elapsed() + slack >= period {
             eprintln!("round {round}: the tickets were sealed too close to the next rotation");
             continue;
         }
-        let second = next_rotation();
+        let mark = wait_rotation(mark);
+        let second = Instant::now();
         let resumed = fetch(&s, &a);
-        if second.elapsed() + slack >= period {
+        if rotated_since(mark) || second.elapsed() + slack >= period {
             eprintln!("round {round}: the first check came too close to the second rotation");
             continue;
         }
         assert_eq!(resumed, HandshakeKind::Resumed, "one rotation on, the previous key opens the ticket");
-        next_rotation();
+        wait_rotation(mark);
         // The client drops a ticket past its announced lifetime (two
         // periods, counted in whole seconds); offered before then, only
         // the server's refusal makes the handshake a full one.
