@@ -66,8 +66,11 @@ impl Key {
         let mut secret = [0u8; 32];
         random.fill(&mut secret).map_err(|_| RandomFailed)?;
         let key = UnboundKey::new(ALGORITHM, &secret).map_err(|_| RandomFailed)?;
-        // ring keeps its own expanded copy; this one goes now.
+        // ring keeps its own copy; this one is erased now (black_box keeps
+        // the writes from being optimised away; the copies ring's key
+        // leaves on the stack on its way into place are not reached).
         secret.fill(0);
+        std::hint::black_box(&secret);
         Ok(Key { name, key: LessSafeKey::new(key) })
     }
 
@@ -144,9 +147,10 @@ impl TicketKeys {
     }
 
     /// Makes a new current key at `now`; the current one becomes the
-    /// previous one and the previous one is dropped. If no key can be
-    /// made, the keys stay as they are until the next period (the
-    /// schedule moves on either way, so the caller never spins on it).
+    /// previous one, written over it in place, so that the dropped key
+    /// is not left in the parent's heap for children to inherit. If no
+    /// key can be made, the keys stay as they are until the next period
+    /// (the schedule moves on either way, so the caller never spins).
     pub fn rotate(&mut self, now: Instant) -> Result<(), RandomFailed> {
         self.rotated_at = now;
         let fresh = Key::generate()?;
