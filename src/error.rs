@@ -53,6 +53,8 @@ pub enum StartupError {
         /// What is wrong.
         what: String,
     },
+    /// The first session-ticket key could not be made.
+    TicketKeys(crate::tls::tickets::RandomFailed),
     /// A log file could not be opened.
     Log {
         /// The file's path.
@@ -127,6 +129,7 @@ impl fmt::Display for StartupError {
             StartupError::Certificate { site, path: None, what } => {
                 write!(f, "TLS certificate of {site}: {what}")
             }
+            StartupError::TicketKeys(e) => write!(f, "{e}"),
             StartupError::Root { path, source } => {
                 write!(f, "document root {}: {source}", path.display())
             }
@@ -193,6 +196,7 @@ impl std::error::Error for StartupError {
             | StartupError::Lifeline(e)
             | StartupError::Poll(e)
             | StartupError::Dumpable(e) => Some(e),
+            StartupError::TicketKeys(e) => Some(e),
             StartupError::Config(_)
             | StartupError::Certificate { .. }
             | StartupError::Activation(_)

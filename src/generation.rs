@@ -3,7 +3,9 @@
 //! start-up, `--check-config` and every reload alike: the validated
 //! configuration, the privilege plan, the trust checks on the files that
 //! decided it, each site with its document root opened, and the sites'
-//! TLS certificates.
+//! TLS certificates. The session-ticket keys are not per generation: made
+//! with the first one, each later one takes them over, and the parent
+//! rotates them on their schedule (`rotate_ticket_keys`).
 //!
 //! Runs in: parent, once at start (or `--check-config`) and again on each
 //! `SIGHUP`, as root when started so. A new generation replaces the old one
@@ -11,6 +13,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -21,6 +24,7 @@ use crate::file::{self, Root};
 use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
 use crate::tls::Tls;
+use crate::tls::tickets::TicketKeys;
 
 /// One site as children serve it: its validated keys, its document root
 /// opened, and that root's path as a child sees it.
@@ -62,6 +66,10 @@ pub struct Generation {
     /// beneath it. Its path is `config.acme_webroot`, which a sandbox must
     /// let children read beneath.
     pub acme_webroot: Option<OwnedFd>,
+    /// The session-ticket keys `tls` seals tickets with: the running
+    /// server's, shared (a reload keeps them, so tickets issued before it
+    /// still resume).
+    pub tickets: TicketKeys,
 }
 
 impl Generation {
@@ -70,20 +78,30 @@ impl Generation {
     /// privilege order: the configuration, the privilege plan, the trust
     /// checks, then every site's root (before any listener, so that a
     /// server that could serve nothing never says "listening").
-    /// `running` is the guard of the server already running (on a reload;
-    /// `None` at start).
+    /// `running` is the generation of the server already running (on a
+    /// reload; `None` at start): its guard and its session-ticket keys.
     pub fn build(
         path: Option<&Path>,
         overrides: &Overrides,
-        running: Option<Guard>,
+        running: Option<&Generation>,
     ) -> Result<Generation, StartupError> {
-        let (config, site_configs) = Config::load(path, overrides, running)?;
+        let running_guard = running.and_then(Generation::guard);
+        let (config, site_configs) = Config::load(path, overrides, running_guard)?;
         let drop_plan = DropPlan::for_config(&config, &site_configs[0].root)?;
-        trusted(&config, DropPlan::guard(drop_plan.as_ref()), running)?;
+        trusted(&config, DropPlan::guard(drop_plan.as_ref()), running_guard)?;
+        // Made before any fork, so that every child has the same ones.
+        let tickets = match running {
+            Some(g) => g.tickets.clone(),
+            None => TicketKeys::new(Instant::now()).map_err(StartupError::TicketKeys)?,
+        };
         // Certificates (and, later, access rules) load here, as root,
         // before any fork, by the config file's rule: the account children
         // run as must not be able to change them.
-        let tls = Tls::load(&site_configs, DropPlan::guard(drop_plan.as_ref()))?;
+        let tls = Tls::load(
+            &site_configs,
+            DropPlan::guard(drop_plan.as_ref()),
+            tickets.ticketer(config.tls_ticket_rotation),
+        )?;
         let chroot = drop_plan.as_ref().and_then(|p| p.chroot.as_deref());
         let sites = site_configs
             .into_iter()
@@ -96,7 +114,32 @@ impl Generation {
         // Like a root, it must exist at start: an ACME client creates
         // `.well-known/acme-challenge/` beneath it, not the webroot itself.
         let acme_webroot = config.acme_webroot.as_deref().map(open_root).transpose()?;
-        Ok(Generation { config, drop_plan, sites, tls, acme_webroot })
+        Ok(Generation { config, drop_plan, sites, tls, tickets, acme_webroot })
+    }
+
+    /// When the session-ticket keys are next due to rotate: a period
+    /// (`tls_ticket_rotation`, as this generation says) after the last
+    /// rotation. `None` without HTTPS, where no ticket is issued.
+    pub fn ticket_rotation_due(&self) -> Option<Instant> {
+        self.tls.as_ref()?;
+        Some(self.tickets.rotated_at() + self.config.tls_ticket_rotation)
+    }
+
+    /// Rotates the session-ticket keys if they are due at `now`. Children
+    /// forked from then on seal with the new key and still open tickets
+    /// of the one before it; children already running keep the keys they
+    /// were forked with.
+    pub fn rotate_ticket_keys(&mut self, now: Instant) {
+        if self.ticket_rotation_due().is_none_or(|due| due > now) {
+            return;
+        }
+        match self.tickets.rotate(now) {
+            Ok(()) => log::info!(
+                "session-ticket key rotated; the previous one resumes sessions for {} s more",
+                self.config.tls_ticket_rotation.as_secs()
+            ),
+            Err(e) => log::error!("{e}; keeping the current key for another period"),
+        }
     }
 
     /// The guard for what the parent opens by path under this generation

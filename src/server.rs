@@ -178,6 +178,7 @@ impl Server {
             if let Some(n) = &mut self.notifier {
                 n.feed_watchdog();
             }
+            self.generation.rotate_ticket_keys(Instant::now());
             let accepting = self.accepting();
             let (signalled, mut ready) = self.wait(accepting)?;
             if signalled {
@@ -254,9 +255,14 @@ impl Server {
             &mut spilled
         };
         let watchdog = self.notifier.as_ref().and_then(Notifier::watchdog_due);
-        let wake_at =
-            self.paused_until.into_iter().chain(self.refused.front().map(|r| r.1)).chain(watchdog).min();
-        let wake_at = wake_at.into_iter().chain(self.watch.due()).min();
+        let wake_at = self
+            .paused_until
+            .into_iter()
+            .chain(self.refused.front().map(|r| r.1))
+            .chain(watchdog)
+            .chain(self.generation.ticket_rotation_due())
+            .chain(self.watch.due())
+            .min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
             Ok(_) => {}

@@ -60,6 +60,8 @@ mod refuse;
 mod reload;
 #[path = "suite/renewal.rs"]
 mod renewal;
+#[path = "suite/resumption.rs"]
+mod resumption;
 #[path = "suite/sending.rs"]
 mod sending;
 #[path = "suite/signals.rs"]

@@ -56,6 +56,9 @@ pub const DEFAULT_TLS_WATCH_INTERVAL: f64 = 60.0;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
 /// Default number of requests served on one connection before it is closed.
 pub const DEFAULT_MAX_REQUESTS: u32 = 1000;
+/// Default seconds between session-ticket key rotations: a ticket then
+/// resumes for one to two hours.
+pub const DEFAULT_TLS_TICKET_ROTATION: u64 = 3600;
 
 /// A number of seconds as written in the file: integer or decimal.
 #[derive(Clone, Copy, Debug)]
@@ -221,6 +224,7 @@ pub(super) struct RawConfig {
     pub(super) proxy_tls_listen: At<Vec<String>>,
     pub(super) tls_certificate: At<PathBuf>,
     pub(super) tls_key: At<PathBuf>,
+    pub(super) tls_ticket_rotation: At<i64>,
     pub(super) https_redirect: bool,
     pub(super) https_port: At<i64>,
     pub(super) hsts: At<RawHsts>,
@@ -275,6 +279,7 @@ impl Default for RawConfig {
             proxy_tls_listen: dflt(Vec::new()),
             tls_certificate: no_path(),
             tls_key: no_path(),
+            tls_ticket_rotation: dflt(DEFAULT_TLS_TICKET_ROTATION as i64),
             https_redirect: false,
             https_port: default_https_port(),
             hsts: no_hsts(),

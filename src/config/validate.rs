@@ -16,6 +16,7 @@ use crate::http::mime::{self, MimeBuilder, MimeTypes};
 use crate::listener::{self, ListenSpec, Wire};
 use crate::proxy::Cidr;
 use crate::safeopen;
+use crate::tls::tickets;
 
 use super::place::{Checker, Place};
 use super::raw::{At, RawConfig, Seconds};
@@ -74,6 +75,7 @@ impl Checker<'_> {
             Some(ov.resolve(pid_file).map_err(|e| self.error("pid_file", pid_file_at, &e.to_string()))?)
         };
         let limits = self.limits(&raw)?;
+        let tls_ticket_rotation = self.ticket_rotation(&raw)?;
         let health_path = raw.health_path.get_ref().clone();
         if !health_path.is_empty() && (!health_path.starts_with('/') || health_path.contains(['?', '#', ' ']))
         {
@@ -119,6 +121,7 @@ impl Checker<'_> {
             privileges,
             pid_file,
             limits,
+            tls_ticket_rotation,
             logging,
             server_version: raw.server_version,
             health_path,
@@ -308,6 +311,26 @@ impl Checker<'_> {
             max_header_bytes,
             max_requests_per_connection,
         })
+    }
+
+    /// `tls_ticket_rotation`: whole seconds (a ticket's announced lifetime
+    /// is in seconds), from one to `tickets::MAX_ROTATION`.
+    fn ticket_rotation(&self, raw: &RawConfig) -> Result<Duration, StartupError> {
+        u64::try_from(*raw.tls_ticket_rotation.get_ref())
+            .ok()
+            .map(Duration::from_secs)
+            .filter(|d| (Duration::from_secs(1)..=tickets::MAX_ROTATION).contains(d))
+            .ok_or_else(|| {
+                self.error(
+                    "tls_ticket_rotation",
+                    Place::top(&raw.tls_ticket_rotation),
+                    &format!(
+                        "must be a whole number of seconds from 1 to {} (a ticket lives two periods, \
+                         and RFC 8446 allows 7 days at most)",
+                        tickets::MAX_ROTATION.as_secs()
+                    ),
+                )
+            })
     }
 
     /// `access_log` and `error_log`: a keyword or a file path.
@@ -538,6 +561,23 @@ mod tests {
         let files = sites[1].tls.as_ref().expect("the site's certificate");
         assert!(files.certificate.is_absolute() && files.certificate.ends_with("a.pem"), "{files:?}");
         assert_eq!(sites[0].tls.as_ref().map(|f| f.key.as_path()), Some(std::path::Path::new("/k.pem")));
+    }
+
+    #[test]
+    fn ticket_rotation_is_whole_seconds_up_to_half_a_week() {
+        let rotation = |text: &str| load_str(text).map(|c| c.tls_ticket_rotation);
+        assert_eq!(rotation("").unwrap(), Duration::from_secs(crate::config::DEFAULT_TLS_TICKET_ROTATION));
+        assert_eq!(rotation("tls_ticket_rotation = 2\n").unwrap(), Duration::from_secs(2));
+        assert_eq!(rotation("tls_ticket_rotation = 302400\n").unwrap(), crate::tls::tickets::MAX_ROTATION);
+        for bad in ["0", "-5", "302401"] {
+            let e = rotation(&format!("tls_ticket_rotation = {bad}\n")).unwrap_err().to_string();
+            assert!(
+                e.contains("tls_ticket_rotation") && e.contains("line 2") && e.contains("RFC 8446"),
+                "{e}"
+            );
+        }
+        let e = rotation("tls_ticket_rotation = 1.5\n").unwrap_err().to_string();
+        assert!(e.contains("tls_ticket_rotation"), "{e}");
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// Caps on children, timeouts and sizes.
     pub limits: Limits,
+    /// How often the parent makes a new session-ticket key
+    /// (`tls_ticket_rotation`); a ticket resumes for one to two periods.
+    pub tls_ticket_rotation: Duration,
     /// Where log lines go.
     pub logging: Logging,
     /// Whether the `Server` header carries the version.

@@ -29,7 +29,7 @@ impl Server {
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
         self.watch.restamp();
-        let built = Generation::build(source.as_deref(), &self.overrides, self.generation.guard());
+        let built = Generation::build(source.as_deref(), &self.overrides, Some(&self.generation));
         let status = match self.apply_reload(built) {
             Ok(None) => {
                 log::info!("configuration reloaded; listeners from systemd kept");

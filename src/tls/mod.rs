@@ -10,13 +10,14 @@
 //!
 //! rustls with the `ring` provider: Rust and C built by the C compiler
 //! alone (aws-lc-rs may need cmake), TLS 1.3 and 1.2 with rustls's
-//! defaults, ALPN `http/1.1`, no 0-RTT. Sessions are not resumed yet:
-//! rustls's session cache and ticketer live in one process, and every
-//! connection is a new one, so both are off rather than filled for
-//! nothing (tickets whose keys the parent owns are the way to resumption).
+//! defaults, ALPN `http/1.1`, no 0-RTT. Sessions resume by tickets
+//! sealed with keys the parent owns (`tickets`), in TLS 1.3 and 1.2 alike;
+//! rustls's session cache stays off: it lives in one process, and every
+//! connection is a new one.
 
 mod der;
 pub mod stream;
+pub mod tickets;
 
 use std::fmt;
 use std::path::Path;
@@ -27,7 +28,9 @@ use rustls::client::verify_server_name;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, NoServerSessionStorage, ParsedCertificate, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ParsedCertificate, ProducesTickets, ResolvesServerCert,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
 
@@ -70,10 +73,15 @@ impl Tls {
     /// config file is read by), checks each key against its chain's first
     /// certificate, warns about a certificate expired or within
     /// `EXPIRY_WARNING` of its end or not naming one of its site's hosts,
-    /// and builds the server configuration.
+    /// and builds the server configuration, which issues session tickets
+    /// with `ticketer`.
     /// `None` when no site has a certificate (validation made sure the
     /// default site has one when any site does).
-    pub fn load(sites: &[SiteConfig], guard: Option<Guard>) -> Result<Option<Tls>, StartupError> {
+    pub fn load(
+        sites: &[SiteConfig],
+        guard: Option<Guard>,
+        ticketer: Arc<dyn ProducesTickets>,
+    ) -> Result<Option<Tls>, StartupError> {
         if sites.first().and_then(|s| s.tls.as_ref()).is_none() {
             return Ok(None);
         }
@@ -112,7 +120,10 @@ impl Tls {
             .with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
         config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.send_tls13_tickets = 0;
+        // TLS 1.3 sends rustls's default of two tickets after each
+        // handshake; TLS 1.2 sends one to a client that offers the
+        // extension.
+        config.ticketer = ticketer;
         config.max_early_data_size = 0;
         Ok(Some(Tls { config: Arc::new(config), pairs }))
     }

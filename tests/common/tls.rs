@@ -1,6 +1,7 @@
 //! HTTPS for the tests: a test CA minted with rcgen, certificates it
 //! signs (or keys that match none) written as PEM files, and a rustls
-//! client that trusts the CA and reads responses as `Conn` does.
+//! client that trusts the CA and reads responses as `Conn` does, resuming
+//! sessions from a store its configurations may share.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -9,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore};
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned, SupportedProtocolVersion,
+};
 
 use super::{IO_TIMEOUT, Response, read_response_from};
 
@@ -65,21 +69,39 @@ impl TestCa {
         files
     }
 
-    /// A client configuration trusting only this CA, offering `http/1.1`.
+    /// A client configuration trusting only this CA, offering `http/1.1`,
+    /// with a session store of its own.
     pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.client_config_with(rustls::DEFAULT_VERSIONS, session_store())
+    }
+
+    /// As `client_config`, speaking only `versions`, keeping its sessions
+    /// (TLS 1.3 and 1.2 tickets) in `store`: connections made with
+    /// configurations sharing a store resume each other's sessions.
+    pub fn client_config_with(
+        &self,
+        versions: &[&'static SupportedProtocolVersion],
+        store: Arc<dyn ClientSessionStore>,
+    ) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(self.issuer.der().to_vec())).unwrap();
         // ring, as the server uses (deprecated for its lack of post-quantum key exchange).
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::store(store);
         Arc::new(config)
     }
+}
+
+/// An empty session store, for `client_config_with`.
+pub fn session_store() -> Arc<dyn ClientSessionStore> {
+    Arc::new(ClientSessionMemoryCache::new(16))
 }
 
 /// A TLS client connection that buffers received plaintext, so pipelined
@@ -113,6 +135,11 @@ impl TlsConn {
     /// The server's certificate chain's first certificate (DER).
     pub fn peer_leaf(&self) -> Vec<u8> {
         self.tls.conn.peer_certificates().expect("a certificate")[0].to_vec()
+    }
+
+    /// Whether the handshake was a full one or resumed a session.
+    pub fn handshake_kind(&self) -> Option<HandshakeKind> {
+        self.tls.conn.handshake_kind()
     }
 
     /// The protocol agreed through ALPN.
