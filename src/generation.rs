@@ -19,6 +19,7 @@ use crate::error::{ConfigError, StartupError};
 use crate::file::{self, Root};
 use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
+use crate::sandbox::Plan;
 
 /// One site as children serve it: its validated keys, its document root
 /// opened, and that root's path as a child sees it.
@@ -49,6 +50,8 @@ pub struct Generation {
     pub config: Config,
     /// How children give up root, if the parent has it.
     pub drop_plan: Option<DropPlan>,
+    /// What each child confines itself with (`sandbox = true`).
+    pub sandbox: Option<Plan>,
     /// The sites: `sites[0]` is the default site (the top-level keys, no
     /// hosts), then each `[[site]]` in file order.
     pub sites: Vec<ServedSite>,
@@ -80,7 +83,8 @@ impl Generation {
                 Ok(ServedSite { config: site, root, child_root })
             })
             .collect::<Result<_, StartupError>>()?;
-        Ok(Generation { config, drop_plan, sites })
+        let sandbox = config.privileges.sandbox.then(Plan::new).transpose().map_err(StartupError::Sandbox)?;
+        Ok(Generation { config, drop_plan, sandbox, sites })
     }
 
     /// The guard for what the parent opens by path under this generation
