@@ -281,3 +281,45 @@ pub fn missing() -> Vec<&'static str> {
     }
     missing
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_compiles_for_this_architecture() {
+        let plan = Plan::new().expect("plan");
+        assert!(!plan.filter_for(1).expect("filter").is_empty());
+    }
+
+    /// The calls that would let a child reach beyond its connection stay
+    /// off the list, whatever is added to it later.
+    #[test]
+    fn the_dangerous_calls_are_not_allowed() {
+        let rules = child_rules().expect("rules");
+        let never = [
+            ("socket", libc::SYS_socket),
+            ("connect", libc::SYS_connect),
+            ("bind", libc::SYS_bind),
+            ("execve", libc::SYS_execve),
+            ("execveat", libc::SYS_execveat),
+            ("kill", libc::SYS_kill),
+            ("tkill", libc::SYS_tkill),
+            ("ptrace", libc::SYS_ptrace),
+            ("process_vm_readv", libc::SYS_process_vm_readv),
+            ("process_vm_writev", libc::SYS_process_vm_writev),
+            ("ftruncate", libc::SYS_ftruncate),
+            ("truncate", libc::SYS_truncate),
+            ("prctl", libc::SYS_prctl),
+            ("seccomp", libc::SYS_seccomp),
+        ];
+        for (name, call) in never {
+            assert!(!rules.contains_key(&call), "{name} must not be allowed");
+        }
+        // Argument-checked, never unconditional.
+        for (name, call) in [("fcntl", libc::SYS_fcntl), ("ioctl", libc::SYS_ioctl), ("mmap", libc::SYS_mmap)]
+        {
+            assert!(rules.get(&call).is_some_and(|r| !r.is_empty()), "{name} must be argument-checked");
+        }
+    }
+}
