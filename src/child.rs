@@ -5,12 +5,12 @@
 //! serves with (closed by range, so a descriptor the parent adds later
 //! cannot leak into children by being forgotten in a list), forbid gaining
 //! privileges through `exec` (`PR_SET_NO_NEW_PRIVS`), give up root if the
-//! parent has it, stay non-dumpable (`PR_SET_DUMPABLE` 0), serve the
-//! connection, and `_exit`. Nothing here can fall
+//! parent has it, stay non-dumpable (`PR_SET_DUMPABLE` 0), enter the
+//! sandbox (`sandbox`), serve the connection, and `_exit`. Nothing here can fall
 //! back into the parent's accept loop.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 
 use nix::sys::signal::Signal;
@@ -22,6 +22,7 @@ use crate::conn::{self, Context};
 use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
+use crate::sandbox;
 use crate::signals::Signals;
 use crate::sys::{self, Disposition};
 use crate::transport::Transport;
@@ -111,13 +112,21 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
         sys::exit_child(EXIT_SETUP);
     }
     guard_against_orphaning(inherited.parent);
+    // Last, once nothing more needs a path outside the roots, a new
+    // socket or a change of credentials: what is left is serving.
+    if let Some(plan) = &inherited.generation.sandbox
+        && let Err(e) = sandbox::enter(plan, inherited.generation.readable_roots())
+    {
+        log::error!("child: cannot enter the sandbox: {e}; connection from {peer} not served");
+        sys::exit_child(EXIT_SETUP);
+    }
     let ctx = Context {
         config: &inherited.generation.config,
         sites: &inherited.generation.sites,
         access_log: inherited.access_log,
         lifeline: inherited.lifeline,
         tls: inherited.generation.tls.as_ref(),
-        acme_webroot: inherited.generation.acme_webroot.as_ref().map(std::os::fd::AsFd::as_fd),
+        acme_webroot: inherited.generation.acme_webroot.as_ref().map(AsFd::as_fd),
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
         conn::serve(

@@ -100,6 +100,8 @@ pub enum StartupError {
     DetachToStderr,
     /// The capability bounding set could not be emptied.
     BoundingSet(nix::errno::Errno),
+    /// The children's sandbox (`sandbox = true`) could not be made.
+    Sandbox(crate::sandbox::SandboxError),
     /// The lifeline pipe, whose hang-up tells children the parent is gone,
     /// could not be created.
     Lifeline(nix::errno::Errno),
@@ -167,6 +169,7 @@ impl fmt::Display for StartupError {
                  set error_log to \"syslog\" or a file",
             ),
             StartupError::BoundingSet(e) => write!(f, "cannot empty the capability bounding set: {e}"),
+            StartupError::Sandbox(e) => write!(f, "cannot make the children's sandbox: {e}"),
             StartupError::Lifeline(e) => write!(f, "cannot create the lifeline pipe: {e}"),
             StartupError::NotifySocket(e) => write!(f, "cannot use NOTIFY_SOCKET: {e}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
@@ -197,6 +200,7 @@ impl std::error::Error for StartupError {
             | StartupError::Poll(e)
             | StartupError::Dumpable(e) => Some(e),
             StartupError::TicketKeys(e) => Some(e),
+            StartupError::Sandbox(e) => Some(e),
             StartupError::Config(_)
             | StartupError::Certificate { .. }
             | StartupError::Activation(_)

@@ -11,7 +11,7 @@
 //! `SIGHUP`, as root when started so. A new generation replaces the old one
 //! whole; children keep the generation they were forked with.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use crate::error::{ConfigError, StartupError};
 use crate::file::{self, Root};
 use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
+use crate::sandbox::Plan;
 use crate::tls::Tls;
 use crate::tls::tickets::TicketKeys;
 
@@ -55,6 +56,8 @@ pub struct Generation {
     pub config: Config,
     /// How children give up root, if the parent has it.
     pub drop_plan: Option<DropPlan>,
+    /// What each child confines itself with (`sandbox = true`).
+    pub sandbox: Option<Plan>,
     /// The sites: `sites[0]` is the default site (the top-level keys, no
     /// hosts), then each `[[site]]` in file order.
     pub sites: Vec<ServedSite>,
@@ -114,7 +117,14 @@ impl Generation {
         // Like a root, it must exist at start: an ACME client creates
         // `.well-known/acme-challenge/` beneath it, not the webroot itself.
         let acme_webroot = config.acme_webroot.as_deref().map(open_root).transpose()?;
-        Ok(Generation { config, drop_plan, sites, tls, tickets, acme_webroot })
+        let sandbox = config.privileges.sandbox.then(Plan::new).transpose().map_err(StartupError::Sandbox)?;
+        Ok(Generation { config, drop_plan, sandbox, sites, tls, tickets, acme_webroot })
+    }
+
+    /// Every directory a child reads beneath: the sites' roots and the
+    /// ACME webroot, which the sandbox lets it read and nothing else.
+    pub fn readable_roots(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.sites.iter().map(|s| s.root.as_fd()).chain(self.acme_webroot.as_ref().map(|fd| fd.as_fd()))
     }
 
     /// When the session-ticket keys are next due to rotate: a period

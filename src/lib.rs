@@ -36,6 +36,7 @@ pub mod notify;
 pub mod privileges;
 pub mod proxy;
 pub mod safeopen;
+pub mod sandbox;
 pub mod server;
 pub mod signals;
 pub mod stream;

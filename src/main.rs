@@ -25,6 +25,7 @@ use forkhttpd::generation::Generation;
 use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
+use forkhttpd::sandbox;
 use forkhttpd::server::{self, Server, Setup};
 use forkhttpd::signals::Signals;
 
@@ -65,6 +66,9 @@ fn run(args: &Args) -> Result<(), StartupError> {
     if args.check_config {
         let bind = if args.no_bind { Bind::Skip } else { Bind::Try };
         let launch = Launch { detaching: args.daemon, under_systemd };
+        if generation.sandbox.is_some() {
+            sandbox::warn_missing();
+        }
         check::system(&generation, bind, launch)?;
         println!("configuration OK");
         return Ok(());
@@ -78,6 +82,9 @@ fn run(args: &Args) -> Result<(), StartupError> {
     let guard = generation.guard();
     // First, so that every later step's message reaches the log too.
     logging::route_daemon_messages(&config.logging.error_log, args.daemon, under_systemd, guard)?;
+    if generation.sandbox.is_some() {
+        sandbox::warn_missing();
+    }
     let pid_file = config.pid_file.as_deref().map(|p| PidFile::lock(p, guard)).transpose()?;
     let inherited = listener::inherited()?;
     let socket_activated = inherited.is_some();

@@ -30,7 +30,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --quiet --locked cargo-fuzz >/dev/null 2>&1 || skip "cargo-fuzz cannot be installed"
 fi
 cargo +nightly fuzz build -O >/dev/null 2>&1 || {
-    cargo +nightly fuzz build -O 2>&1 | tail -20
+    # Shows why; its own failure (pipefail) must not end the script before the count.
+    cargo +nightly fuzz build -O 2>&1 | tail -20 || true
     echo "fuzz: the targets do not build"
     echo "fuzz: 0 passed, ${#targets[@]} failed"
     exit 1

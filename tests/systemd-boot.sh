@@ -248,6 +248,28 @@ recover() {
 }
 check "after reset-failed, the fixed config serves again" recover
 
+# A child that has answered a request and waits for the next one has
+# entered its sandbox: no_new_privs, and a seccomp filter of its own on top
+# of those the unit gives every process of the service (so more filters
+# than its parent), although the unit runs it with the parent's uid.
+seccomp_filters() { ct sed -n 's/^Seccomp_filters:[[:space:]]*//p' "/proc/$1/status"; }
+child_sandboxed() {
+    local main c s
+    main=$(main_pid)
+    c=$(ct pgrep -P "$main" | head -1)
+    [ -n "$c" ] && s=$(ct grep -E '^(Seccomp|NoNewPrivs):' "/proc/$c/status") || return 1
+    grep -Eq '^Seccomp:\s+2$' <<<"$s" && grep -Eq '^NoNewPrivs:\s+1$' <<<"$s" &&
+        [ "$(seccomp_filters "$c")" -gt "$(seccomp_filters "$main")" ]
+}
+sandboxed_child() {
+    ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/80; printf "GET / HTTP/1.1\r\nHost: x\r\n\r\n" >&3; timeout 30 cat <&3 >/dev/null' </dev/null &
+    local client=$! rc=0
+    within 5 child_sandboxed || rc=1
+    wait "$client" 2>/dev/null
+    return "$rc"
+}
+check "a serving child runs sandboxed: Seccomp: 2, a filter more than its parent, NoNewPrivs: 1" sandboxed_child
+
 stop_all() {
     # An idle client holds a child mid-request while the stop comes.
     # It reads until the server closes the connection (bounded), so it

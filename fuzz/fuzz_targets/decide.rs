@@ -65,6 +65,8 @@ fuzz_target!(|data: &[u8]| {
         fallback: None,
         headers: &headers,
         error_pages: &[],
+        https_redirect: (flags & 16 != 0).then_some(8443),
+        hsts: None,
     };
     let now = UNIX_EPOCH + Duration::from_secs(secs % HTTP_DATE_END);
     let may_keep = flags & 1 != 0;

@@ -244,6 +244,7 @@ impl Checker<'_> {
             group_given: !group.is_empty(),
             chroot: raw.chroot,
             allow_root: raw.allow_root,
+            sandbox: raw.sandbox,
         })
     }
 

@@ -111,7 +111,8 @@ pub struct Proxy {
     pub real_ip_header: RealIpHeader,
 }
 
-/// The account children run as (`user`, `group`, `chroot`, `allow_root`).
+/// The account children run as and how they are confined (`user`,
+/// `group`, `chroot`, `allow_root`, `sandbox`).
 #[derive(Clone, Debug)]
 pub struct Privileges {
     /// The account children switch to when the server starts as root.
@@ -123,6 +124,9 @@ pub struct Privileges {
     pub chroot: bool,
     /// Whether serving as root is allowed.
     pub allow_root: bool,
+    /// Whether each child sandboxes itself (Landlock and seccomp) before
+    /// reading a byte: see `sandbox`.
+    pub sandbox: bool,
 }
 
 /// Caps on children, timeouts and sizes.

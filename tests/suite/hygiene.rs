@@ -180,6 +180,36 @@ fn children_cannot_gain_privileges() {
     drop(conn);
 }
 
+/// A serving child runs under its seccomp filter (`Seccomp: 2`, filter
+/// mode) with no_new_privs; with `sandbox = false` it runs without one,
+/// which shows the filter is the sandbox's.
+#[test]
+fn children_serve_sandboxed() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
+    let dir = TempDir::new("hygiene_sandbox");
+    let (proc, addr) = start_with_stray_fds(&dir);
+    let (conn, child) = child_after_a_response(proc.pid(), addr);
+    assert_eq!(
+        status_field(child, "Seccomp").as_deref(),
+        Some("2"),
+        "a serving child must run under seccomp"
+    );
+    assert_eq!(status_field(child, "NoNewPrivs").as_deref(), Some("1"));
+    drop(conn);
+    drop(proc);
+
+    let off = crate::common::TestServer::builder().file("x.txt", b"x\n").config("sandbox = false").start();
+    let (conn, child) = child_after_a_response(off.pid(), off.addr());
+    assert_eq!(
+        status_field(child, "Seccomp").as_deref(),
+        Some("0"),
+        "sandbox = false must leave seccomp off"
+    );
+    drop(conn);
+}
+
 /// Whether a process of uid and gid `id` (made by `setpriv`) can open
 /// `/proc/PID/mem` of `pid` for reading and writing; the error otherwise.
 fn open_mem_as(id: (u32, u32), pid: u32) -> Result<(), String> {

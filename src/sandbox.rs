@@ -1,0 +1,354 @@
+//! The sandbox each child puts itself in before it reads a byte from its
+//! client: Landlock and a seccomp filter, so that a child taken over by
+//! its client holds little more than the files it serves.
+//!
+//! Runs in: parent (`Plan::new`, once per generation; `missing`, for the
+//! start-up log and `--check-config`) and child (`enter`, after the
+//! privilege drop).
+//!
+//! - **Landlock** (`landlock` crate): read access (files and directory
+//!   listings) beneath the sites' roots, through the `O_PATH` descriptors
+//!   the parent opened, and nothing else on the filesystem: no `/etc`, no
+//!   config, no `/proc/<parent>/mem`, no writing, no executing. No TCP
+//!   `bind` or `connect` (ABI 4). No signal and no abstract unix socket
+//!   outside the child's own domain (ABI 6): each child makes its own
+//!   domain, so its parent and its siblings are outside. Descriptors
+//!   opened before (the connection, the logs, syslog, the lifeline) keep
+//!   working: Landlock checks opens, not reads and writes.
+//! - **seccomp** (`seccompiler`, Firecracker's filter compiler: pure Rust,
+//!   no libseccomp to link, a small audited code base that turns a map of
+//!   rules into BPF): an allow-list of the system calls a serving child
+//!   makes (from `strace -f` of children across the test suite, plus what
+//!   TLS needs: `getrandom`), with the arguments checked where the call
+//!   would otherwise reach beyond the child: `fcntl` only reads and sets
+//!   descriptor flags (no `F_SETFL`, which would clear `O_APPEND` on the
+//!   log files' descriptions the whole server shares), `ioctl` only
+//!   `FIONBIO`, no executable memory, a signal only to itself (`SIGABRT`,
+//!   a panic's abort). Anything else, `socket`, `execve`, `ptrace`,
+//!   `process_vm_writev`, `kill`, `ftruncate` and the rest, kills the
+//!   child (`SIGSYS`), which the parent logs, rate limited.
+//!
+//! The filter is compiled once per generation by the parent, with a
+//! placeholder where the child's pid goes; each child writes its pid over
+//! it (compiling in each child cost some 15 µs per connection).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::fd::BorrowedFd;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetError, Scope,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch,
+};
+
+/// The Landlock ABI whose protections a child asks for: filesystem rights
+/// up to ABI 5, TCP from ABI 4, scoping from ABI 6. Newer ABIs add nothing
+/// a child needs (ABI 7 is audit logging).
+const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// A pid no process has (Linux's `pid_max` is at most 2^22), compiled
+/// into the parent's filter where the child's own pid goes.
+const PID_PLACEHOLDER: u32 = 0x7fff_fffe;
+
+/// What a child confines itself with, made by the parent.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The compiled seccomp filter, its pid the placeholder.
+    filter: BpfProgram,
+    /// Where in `filter` the placeholder is compared with the pid.
+    pid_at: usize,
+}
+
+/// Why a sandbox could not be made or entered. A child that cannot enter
+/// its sandbox exits without serving.
+#[derive(Debug)]
+pub enum SandboxError {
+    /// The seccomp filter could not be made, compiled or installed.
+    Seccomp(seccompiler::Error),
+    /// The Landlock ruleset could not be made or enforced.
+    Landlock(RulesetError),
+    /// The compiled filter does not compare the pid exactly once, so a
+    /// child could not put its own in.
+    PidSlot(usize),
+}
+
+impl fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SandboxError::Seccomp(e) => write!(f, "seccomp: {e}"),
+            SandboxError::Landlock(e) => write!(f, "landlock: {e}"),
+            SandboxError::PidSlot(n) => write!(f, "seccomp: the filter compares the pid {n} times, not once"),
+        }
+    }
+}
+
+impl std::error::Error for SandboxError {}
+
+impl From<seccompiler::Error> for SandboxError {
+    fn from(e: seccompiler::Error) -> Self {
+        SandboxError::Seccomp(e)
+    }
+}
+
+impl From<seccompiler::BackendError> for SandboxError {
+    fn from(e: seccompiler::BackendError) -> Self {
+        SandboxError::Seccomp(seccompiler::Error::Backend(e))
+    }
+}
+
+impl From<RulesetError> for SandboxError {
+    fn from(e: RulesetError) -> Self {
+        SandboxError::Landlock(e)
+    }
+}
+
+/// One condition: argument `arg` (a 64-bit value) equals `value`.
+fn arg_eq(arg: u8, value: u64) -> Result<SeccompCondition, SandboxError> {
+    Ok(SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, value)?)
+}
+
+/// A rule that allows a call whatever its arguments.
+fn any() -> Vec<SeccompRule> {
+    Vec::new()
+}
+
+/// Rules allowing a call only when argument `arg` is one of `values`.
+fn one_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, SandboxError> {
+    values.iter().map(|&v| Ok(SeccompRule::new(vec![arg_eq(arg, v)?])?)).collect()
+}
+
+/// The system calls a serving child makes once sandboxed, and with which
+/// arguments.
+fn child_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SandboxError> {
+    let mut rules = BTreeMap::new();
+    let unconditional = [
+        // Reading requests and files, sending responses and log lines.
+        libc::SYS_read,
+        libc::SYS_readv,
+        libc::SYS_write,
+        libc::SYS_writev,
+        libc::SYS_pread64,
+        libc::SYS_recvfrom,
+        libc::SYS_recvmsg,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+        libc::SYS_sendfile,
+        libc::SYS_shutdown,
+        libc::SYS_setsockopt,
+        libc::SYS_getsockopt,
+        libc::SYS_getsockname,
+        libc::SYS_getpeername,
+        libc::SYS_ppoll,
+        // Files beneath the roots (Landlock decides which).
+        libc::SYS_openat,
+        libc::SYS_openat2,
+        libc::SYS_close,
+        libc::SYS_lseek,
+        libc::SYS_statx,
+        libc::SYS_newfstatat,
+        libc::SYS_fstat,
+        libc::SYS_getdents64,
+        // Absolute links in a root are read to judge where they lead
+        // (Landlock does not govern reading a link).
+        libc::SYS_readlinkat,
+        // Memory (never executable: see `mmap` below), threads' locks, time.
+        libc::SYS_brk,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_madvise,
+        libc::SYS_futex,
+        libc::SYS_clock_gettime,
+        libc::SYS_clock_nanosleep,
+        libc::SYS_nanosleep,
+        libc::SYS_sched_yield,
+        // TLS (rustls with ring) draws its randomness here.
+        libc::SYS_getrandom,
+        // Process state a library may ask for, and the way out.
+        libc::SYS_getpid,
+        libc::SYS_gettid,
+        libc::SYS_getppid,
+        libc::SYS_getuid,
+        libc::SYS_geteuid,
+        libc::SYS_getgid,
+        libc::SYS_getegid,
+        libc::SYS_uname,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_rt_sigaction,
+        libc::SYS_sigaltstack,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+    ];
+    for call in unconditional {
+        rules.insert(call, any());
+    }
+    #[cfg(target_arch = "x86_64")]
+    for call in [libc::SYS_poll, libc::SYS_readlink, libc::SYS_gettimeofday, libc::SYS_time] {
+        rules.insert(call, any());
+    }
+    // Descriptor flags only: `F_SETFL` would clear `O_APPEND` on the log
+    // files' open descriptions, which every process of the server shares.
+    let fcntl_cmds = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_DUPFD_CLOEXEC];
+    rules.insert(libc::SYS_fcntl, one_of(1, &fcntl_cmds.map(|c| c as u64))?);
+    rules.insert(libc::SYS_ioctl, one_of(1, &[libc::FIONBIO])?);
+    // No executable memory: a child runs the code it was forked with.
+    let not_exec = || -> Result<Vec<SeccompRule>, SandboxError> {
+        let prot = libc::PROT_EXEC as u64;
+        Ok(vec![SeccompRule::new(vec![SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(prot),
+            0,
+        )?])?])
+    };
+    rules.insert(libc::SYS_mmap, not_exec()?);
+    rules.insert(libc::SYS_mprotect, not_exec()?);
+    Ok(rules)
+}
+
+/// `rules` and a signal to itself only (`SIGABRT`, how a panic ends) for
+/// the process `pid`, compiled for `arch`.
+fn compile(
+    mut rules: BTreeMap<i64, Vec<SeccompRule>>,
+    pid: u32,
+    arch: TargetArch,
+) -> Result<BpfProgram, SandboxError> {
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![arg_eq(0, u64::from(pid))?, arg_eq(2, libc::SIGABRT as u64)?])?],
+    );
+    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)?;
+    Ok(filter.try_into()?)
+}
+
+impl Plan {
+    /// The plan for this process's children. Call in the parent, once per
+    /// generation.
+    pub fn new() -> Result<Plan, SandboxError> {
+        let arch = TargetArch::try_from(std::env::consts::ARCH)?;
+        let filter = compile(child_rules()?, PID_PLACEHOLDER, arch)?;
+        // A comparison of the accumulator with a constant (linux/filter.h).
+        let jeq = u16::try_from(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K).unwrap_or(u16::MAX);
+        let slots: Vec<usize> =
+            (0..filter.len()).filter(|&i| filter[i].code == jeq && filter[i].k == PID_PLACEHOLDER).collect();
+        match slots[..] {
+            [pid_at] => Ok(Plan { filter, pid_at }),
+            _ => Err(SandboxError::PidSlot(slots.len())),
+        }
+    }
+
+    /// The filter for the process `pid`.
+    fn filter_for(&self, pid: u32) -> BpfProgram {
+        let mut filter = self.filter.clone();
+        filter[self.pid_at].k = pid;
+        filter
+    }
+}
+
+/// Confines this process for good: Landlock first (its own system calls
+/// are not on the seccomp list), then the seccomp filter. Reads stay
+/// possible beneath `roots` only. Call in the child, after the privilege
+/// drop and before reading from the client; `PR_SET_NO_NEW_PRIVS` is set
+/// already (both need it).
+pub fn enter<'a>(plan: &Plan, roots: impl IntoIterator<Item = BorrowedFd<'a>>) -> Result<(), SandboxError> {
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))?
+        .handle_access(AccessNet::from_all(LANDLOCK_ABI))?
+        .scope(Scope::from_all(LANDLOCK_ABI))?
+        .create()?;
+    for root in roots {
+        ruleset = ruleset.add_rule(PathBeneath::new(root, read))?;
+    }
+    ruleset.restrict_self()?;
+    // A pid is positive; were it not, no signal at all is allowed.
+    let pid = u32::try_from(nix::unistd::getpid().as_raw()).unwrap_or(PID_PLACEHOLDER);
+    seccompiler::apply_filter(&plan.filter_for(pid))?;
+    Ok(())
+}
+
+/// Warns, once, of each protection this kernel cannot give the children
+/// (see `missing`). Call in the parent at start and in `--check-config`.
+pub fn warn_missing() {
+    for what in missing() {
+        log::warn!("sandbox: this kernel lacks {what}; children run without it");
+    }
+}
+
+/// The protections a child asks Landlock for that this kernel does not
+/// give, in words (empty when it gives them all), for the start-up log and
+/// `--check-config`. seccomp is in every kernel this server runs on.
+pub fn missing() -> Vec<&'static str> {
+    let probe = |make: fn(Ruleset) -> Result<Ruleset, RulesetError>| {
+        make(Ruleset::default().set_compatibility(CompatLevel::HardRequirement))
+            .and_then(|r| r.create())
+            .is_err()
+    };
+    let mut missing = Vec::new();
+    if probe(|r| r.handle_access(AccessFs::from_all(ABI::V1))) {
+        // Without Landlock at all, nothing below applies either.
+        return vec!["Landlock (every filesystem, network and signal restriction)"];
+    }
+    if probe(|r| r.handle_access(AccessFs::from_all(LANDLOCK_ABI))) {
+        missing.push(
+            "Landlock's newer filesystem rights (ABI 5: rename across directories, truncate, device ioctl)",
+        );
+    }
+    if probe(|r| r.handle_access(AccessNet::from_all(LANDLOCK_ABI))) {
+        missing.push("Landlock's TCP bind and connect restriction (ABI 4)");
+    }
+    if probe(|r| r.scope(Scope::from_all(LANDLOCK_ABI))) {
+        missing.push("Landlock's signal and abstract unix socket scoping (ABI 6)");
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_filter_is_the_one_compiled_for_its_pid() {
+        let plan = Plan::new().expect("plan");
+        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        for pid in [1, 4242, 4_194_304] {
+            assert_eq!(plan.filter_for(pid), compile(child_rules().unwrap(), pid, arch).unwrap());
+        }
+    }
+
+    /// The calls that would let a child reach beyond its connection stay
+    /// off the list, whatever is added to it later.
+    #[test]
+    fn the_dangerous_calls_are_not_allowed() {
+        let rules = child_rules().expect("rules");
+        let never = [
+            ("socket", libc::SYS_socket),
+            ("connect", libc::SYS_connect),
+            ("bind", libc::SYS_bind),
+            ("execve", libc::SYS_execve),
+            ("execveat", libc::SYS_execveat),
+            ("kill", libc::SYS_kill),
+            ("tkill", libc::SYS_tkill),
+            ("ptrace", libc::SYS_ptrace),
+            ("process_vm_readv", libc::SYS_process_vm_readv),
+            ("process_vm_writev", libc::SYS_process_vm_writev),
+            ("ftruncate", libc::SYS_ftruncate),
+            ("truncate", libc::SYS_truncate),
+            ("prctl", libc::SYS_prctl),
+            ("seccomp", libc::SYS_seccomp),
+        ];
+        for (name, call) in never {
+            assert!(!rules.contains_key(&call), "{name} must not be allowed");
+        }
+        // Argument-checked, never unconditional.
+        for (name, call) in [("fcntl", libc::SYS_fcntl), ("ioctl", libc::SYS_ioctl), ("mmap", libc::SYS_mmap)]
+        {
+            assert!(rules.get(&call).is_some_and(|r| !r.is_empty()), "{name} must be argument-checked");
+        }
+    }
+}

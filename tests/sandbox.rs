@@ -1,0 +1,273 @@
+//! The children's sandbox, tried from inside: each case forks a process
+//! that enters the real sandbox (`forkhttpd::sandbox::enter`, on a document
+//! root of its own) and then attempts one act a compromised child would.
+//! Every forbidden act must fail, either with an error (Landlock) or by
+//! killing the process (seccomp, `SIGSYS`); reading beneath the root must
+//! still work.
+//!
+//! A test binary of its own without the test harness (`harness = false`):
+//! the harness runs tests on threads, and a process that forks must be
+//! single-threaded for the child to be sound.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use forkhttpd::sandbox::{self, Plan};
+use forkhttpd::sys::{self, Forked};
+use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, open, openat2};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Pid, ftruncate, getppid};
+
+/// Exit status of an act that worked.
+const DONE: i32 = 0;
+/// Exit status of an act refused with an error.
+const REFUSED: i32 = 1;
+/// Exit status of a child that could not enter the sandbox.
+const NO_SANDBOX: i32 = 2;
+
+/// What one sandboxed child has to work with.
+struct World {
+    /// The document root (`O_PATH`, as the parent opens it).
+    root: OwnedFd,
+    /// A log file opened for appending before the sandbox, as children
+    /// inherit the access log.
+    log: File,
+    /// A file outside the root, standing for the config.
+    config: std::path::PathBuf,
+    /// The port of a listening socket of the test on 127.0.0.1.
+    port: u16,
+    /// A TCP socket made before the sandbox, for `connect` and `bind`.
+    socket: OwnedFd,
+    /// A sleeping sibling process.
+    sibling: Pid,
+}
+
+/// The outcome of one act: `Ok` if it worked.
+type Act = fn(&World) -> Result<(), String>;
+
+fn open_beneath(w: &World, name: &str, flags: OFlag) -> Result<OwnedFd, String> {
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH);
+    openat2(w.root.as_fd(), name, how).map_err(|e| e.to_string())
+}
+
+fn read_beneath(w: &World) -> Result<(), String> {
+    let mut s = String::new();
+    File::from(open_beneath(w, "x.txt", OFlag::O_RDONLY)?)
+        .read_to_string(&mut s)
+        .map_err(|e| e.to_string())?;
+    if s == "x\n" { Ok(()) } else { Err(format!("read {s:?}")) }
+}
+
+fn list_beneath(w: &World) -> Result<(), String> {
+    let dir = open_beneath(w, "sub", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    let dir = nix::dir::Dir::from_fd(dir).map_err(|e| e.to_string())?;
+    let names: Vec<_> = dir.into_iter().filter_map(|e| e.ok()).map(|e| e.file_name().to_owned()).collect();
+    if names.iter().any(|n| n.to_bytes() == b"y.txt") { Ok(()) } else { Err(format!("listed {names:?}")) }
+}
+
+fn write_beneath(w: &World) -> Result<(), String> {
+    open_beneath(w, "x.txt", OFlag::O_WRONLY).map(drop)
+}
+
+fn open_path(path: &Path) -> Result<(), String> {
+    open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(drop).map_err(|e| e.to_string())
+}
+
+fn open_passwd(_: &World) -> Result<(), String> {
+    open_path(Path::new("/etc/passwd"))
+}
+
+fn open_config(w: &World) -> Result<(), String> {
+    open_path(&w.config)
+}
+
+fn open_parent_mem(_: &World) -> Result<(), String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{}/mem", getppid()))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn new_socket(_: &World) -> Result<(), String> {
+    socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn connect_loopback(w: &World) -> Result<(), String> {
+    let to = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, w.port));
+    connect(w.socket.as_raw_fd(), &to).map_err(|e| e.to_string())
+}
+
+fn bind_loopback(w: &World) -> Result<(), String> {
+    let at = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    bind(w.socket.as_raw_fd(), &at).map_err(|e| e.to_string())
+}
+
+fn exec_true(_: &World) -> Result<(), String> {
+    let prog = c"/bin/true";
+    nix::unistd::execv(prog, &[prog]).map(drop).map_err(|e| e.to_string())
+}
+
+fn stop_parent(_: &World) -> Result<(), String> {
+    kill(getppid(), Signal::SIGSTOP).map_err(|e| e.to_string())?;
+    // It worked, so the sandbox failed: let the test go on to say so.
+    kill(getppid(), Signal::SIGCONT).map_err(|e| e.to_string())
+}
+
+fn abort_parent(_: &World) -> Result<(), String> {
+    // `SIGABRT` is the one signal a child may send, to itself only.
+    nix::sys::signal::kill(getppid(), Signal::SIGABRT).map_err(|e| e.to_string())
+}
+
+fn kill_sibling(w: &World) -> Result<(), String> {
+    kill(w.sibling, Signal::SIGKILL).map_err(|e| e.to_string())
+}
+
+fn clear_append(w: &World) -> Result<(), String> {
+    fcntl(&w.log, FcntlArg::F_SETFL(OFlag::empty())).map(drop).map_err(|e| e.to_string())
+}
+
+fn truncate_log(w: &World) -> Result<(), String> {
+    ftruncate(&w.log, 0).map_err(|e| e.to_string())
+}
+
+/// How a sandboxed child running `act` ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    Worked,
+    Refused,
+    Killed,
+    Aborted,
+    Other(String),
+}
+
+fn run_sandboxed(plan: &Plan, w: &World, act: Act) -> End {
+    match sys::fork().expect("fork") {
+        Forked::Child => {
+            if sandbox::enter(plan, [w.root.as_fd()]).is_err() {
+                sys::exit_child(NO_SANDBOX);
+            }
+            sys::exit_child(if act(w).is_ok() { DONE } else { REFUSED })
+        }
+        Forked::Parent(pid) => match waitpid(pid, None).expect("waitpid") {
+            WaitStatus::Exited(_, DONE) => End::Worked,
+            WaitStatus::Exited(_, REFUSED) => End::Refused,
+            WaitStatus::Signaled(_, Signal::SIGSYS, _) => End::Killed,
+            WaitStatus::Signaled(_, Signal::SIGABRT, _) => End::Aborted,
+            other => End::Other(format!("{other:?}")),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let missing = sandbox::missing();
+    if !missing.is_empty() {
+        eprintln!("sandbox: this kernel lacks {missing:?}");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            return ExitCode::FAILURE;
+        }
+        eprintln!("skipped: the sandbox cannot be proved on this kernel");
+        return ExitCode::SUCCESS;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("sub")).unwrap();
+    fs::write(root.join("x.txt"), "x\n").unwrap();
+    fs::write(root.join("sub/y.txt"), "y\n").unwrap();
+    let config = dir.path().join("forkhttpd.toml");
+    fs::write(&config, "root = \"root\"\n").unwrap();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(dir.path().join("access.log"))
+        .unwrap();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let sibling = match sys::fork().expect("fork") {
+        Forked::Child => {
+            // Gone with the test, even if a failed case kills it.
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Forked::Parent(pid) => pid,
+    };
+    let root_fd = open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+    let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let w = World { root: root_fd, log, config, port, socket, sibling };
+    let plan = Plan::new().expect("sandbox plan");
+
+    let allowed: [(&str, Act); 2] =
+        [("read a file beneath the root", read_beneath), ("list a directory beneath the root", list_beneath)];
+    let forbidden: [(&str, Act); 14] = [
+        ("open a file beneath the root for writing", write_beneath),
+        ("open /etc/passwd", open_passwd),
+        ("open the config", open_config),
+        ("open /proc/<parent>/mem", open_parent_mem),
+        ("make a socket", new_socket),
+        ("connect to 127.0.0.1", connect_loopback),
+        ("bind", bind_loopback),
+        ("execve /bin/true", exec_true),
+        ("kill(parent, SIGSTOP)", stop_parent),
+        ("kill(parent, SIGABRT)", abort_parent),
+        ("kill(sibling, SIGKILL)", kill_sibling),
+        ("fcntl(F_SETFL) on a log descriptor", clear_append),
+        ("ftruncate a log descriptor", truncate_log),
+        ("read beneath the root, then open /etc/passwd", |w| read_beneath(w).and_then(|()| open_passwd(w))),
+    ];
+    let mut failures = Vec::new();
+    // A panic ends a child with `abort`, which signals itself: that one
+    // signal is allowed, so the parent logs the abort, not a `SIGSYS`.
+    let end = run_sandboxed(&plan, &w, |_| std::process::abort());
+    println!("abort: {end:?}");
+    if end != End::Aborted {
+        failures.push(format!("abort: must end with SIGABRT, but {end:?}"));
+    }
+    for (what, act) in allowed {
+        let end = run_sandboxed(&plan, &w, act);
+        println!("{what}: {end:?}");
+        if end != End::Worked {
+            failures.push(format!("{what}: must work in the sandbox, but {end:?}"));
+        }
+    }
+    for (what, act) in forbidden {
+        let end = run_sandboxed(&plan, &w, act);
+        println!("{what}: {end:?}");
+        if end != End::Refused && end != End::Killed {
+            failures.push(format!("{what}: must fail in the sandbox, but {end:?}"));
+        }
+    }
+    // The acts on the parent and the sibling changed nothing.
+    let sibling_alive = kill(w.sibling, None).is_ok();
+    let _ = kill(w.sibling, Signal::SIGKILL);
+    let _ = waitpid(w.sibling, None);
+    if !sibling_alive {
+        failures.push("the sibling died".to_string());
+    }
+    let flags = fcntl(&w.log, FcntlArg::F_GETFL).unwrap();
+    if flags & libc::O_APPEND == 0 {
+        failures.push("the log descriptor lost O_APPEND".to_string());
+    }
+    if failures.is_empty() {
+        println!("sandbox: every forbidden act failed");
+        ExitCode::SUCCESS
+    } else {
+        for f in &failures {
+            eprintln!("FAILED: {f}");
+        }
+        ExitCode::FAILURE
+    }
+}
