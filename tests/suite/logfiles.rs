@@ -365,6 +365,20 @@ fn children_write_their_warnings_to_the_error_log_file() {
     assert_alive_and_stoppable(&mut p, addr);
 }
 
+/// The server on `site`'s config, started as nobody (parent and children
+/// one ordinary account, as the shipped unit runs it).
+fn spawn_as_nobody(site: &Site) -> Proc {
+    let (uid, gid) = passwd_ids("nobody").expect("user nobody");
+    let mut cmd = std::process::Command::new("setpriv");
+    crate::common::scrub_env(&mut cmd)
+        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
+        .arg(crate::common::BIN)
+        .arg("--config")
+        .arg(&site.cfg)
+        .current_dir(site.dir.path());
+    Proc::spawn(&mut cmd)
+}
+
 /// The shipped systemd unit's case: every process runs as one ordinary
 /// account that owns the log directory and the config. The ownership
 /// checks are for a root parent only, so this starts, logs, reopens and
@@ -382,14 +396,7 @@ fn unprivileged_server_logs_in_a_directory_it_owns() {
     make_changeable_by_nobody(&site.logs, 0);
     let (uid, gid) = passwd_ids("nobody").expect("user nobody");
     chown(&site.cfg, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).unwrap();
-    let mut cmd = std::process::Command::new("setpriv");
-    crate::common::scrub_env(&mut cmd)
-        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
-        .arg(crate::common::BIN)
-        .arg("--config")
-        .arg(&site.cfg)
-        .current_dir(site.dir.path());
-    let mut p = Proc::spawn(&mut cmd);
+    let mut p = spawn_as_nobody(&site);
     let addr = p.wait_listeners(0, 1)[0];
     assert_eq!(get(addr, "as-nobody"), 200);
     let rotated = site.logs.join("access.log.1");
@@ -432,14 +439,7 @@ fn unprivileged_server_refuses_directories_another_user_owns() {
     }
     let (uid, gid) = passwd_ids("nobody").expect("user nobody");
     let as_nobody = |site: &Site| {
-        let mut cmd = std::process::Command::new("setpriv");
-        crate::common::scrub_env(&mut cmd)
-            .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"])
-            .arg(crate::common::BIN)
-            .arg("--config")
-            .arg(&site.cfg)
-            .current_dir(site.dir.path());
-        let mut p = Proc::spawn(&mut cmd);
+        let mut p = spawn_as_nobody(site);
         let st = p.wait_exit(STOP_BOUND);
         p.log.wait_eof(Duration::from_secs(1));
         (st, p.lines().join("\n"))
