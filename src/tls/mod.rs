@@ -155,14 +155,16 @@ fn load_pair(
     };
     let cert_path = files.certificate.as_path();
     let key_path = files.key.as_path();
-    let chain_pem = safeopen::read_trusted(cert_path, guard).map_err(|e| fail(cert_path, e.to_string()))?;
+    let chain_pem =
+        safeopen::read_trusted_through_links(cert_path, guard).map_err(|e| fail(cert_path, e.to_string()))?;
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(cert_path, format!("not a PEM certificate chain: {e}")))?;
     if chain.is_empty() {
         return Err(fail(cert_path, "holds no CERTIFICATE block".to_string()));
     }
-    let key_pem = safeopen::read_trusted(key_path, guard).map_err(|e| fail(key_path, e.to_string()))?;
+    let key_pem =
+        safeopen::read_trusted_through_links(key_path, guard).map_err(|e| fail(key_path, e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| fail(key_path, format!("holds no PEM private key: {e}")))?;
     let key = provider
