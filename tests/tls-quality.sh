@@ -53,7 +53,7 @@ command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2
 if [ "${#need[@]}" -gt 0 ]; then
     echo "tls-quality: installing ${need[*]}"
     if command -v apt-get >/dev/null 2>&1; then
-        { apt-get update -qq &&
+        { apt-get -o DPkg::Lock::Timeout=300 update -qq &&
             DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
                 --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 || true
     fi
