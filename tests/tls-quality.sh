@@ -5,14 +5,8 @@
 # copy of the default site (www/), then:
 #  - testssl: testssl.sh (Debian's package, 3.0.x) with the test CA added; a
 #    finding of severity HIGH or CRITICAL (or FATAL: a scan problem) in its
-#    JSON fails. One HIGH is let through, on testssl's own evidence only: 3.0.x
-#    rates "NOT a cipher order configured" (the client picks among the TLS 1.2
-#    suites) HIGH whatever the suites are. Mozilla's intermediate profile asks
-#    for exactly that (server_preferred_order false: every suite is strong, and
-#    a client without AES hardware knows to pick ChaCha20), and testssl 3.2
-#    rates it INFO when every suite offered is as strong as the best
-#    (testssl/testssl.sh#1311, fixed by #2235). So it passes only while the
-#    same JSON shows each suite offered an AEAD with an ephemeral key exchange.
+#    JSON fails (the server picks the suite: testssl 3.0.x rates a client's
+#    pick HIGH whatever the suites are).
 #    Client simulation is left out (-c: it only ever reports INFO, and takes a
 #    third of the run); every other section of the default run is kept.
 #  - sslyze: sslyze (PyPI, in a venv under target/) with --mozilla_config=
@@ -156,24 +150,15 @@ elif [ ! -s "$json" ] || ! jq -e 'any(.[]; .id == "scanTime" and (.finding | tes
     fail testssl "no complete JSON report (exit status $testssl_status): $(tail -5 "$work/testssl.out")"
 else
     cp "$json" "$out/testssl.json"
-    # testssl's own evidence that every suite offered is as strong as any: none
-    # outside its "strong" category, and each (its -e list: code, name, key
-    # exchange, bits, cipher, ...) an AEAD with an ephemeral key exchange.
-    only_strong=$(jq '([.[] | select(.id | test("^cipherlist_")) | select(.id != "cipherlist_STRONG")
-                        | select(.finding != "not offered")] | length == 0)
-                      and ([.[] | select(.id | startswith("cipher_x")) | .finding | split(" ") | map(select(. != ""))]
-                           | length > 0 and all(.[]; (.[2] == "ECDH" or .[2] == "DH")
-                                                     and (.[4] | test("^(AESGCM|ChaCha20|AESCCM)$"))))' "$json")
-    severe=$(jq -r --argjson only_strong "$only_strong" '.[]
+    severe=$(jq -r '.[]
         | select(.severity == "HIGH" or .severity == "CRITICAL" or .severity == "FATAL")
-        | select(($only_strong and .id == "cipher_order" and .finding == "NOT a cipher order configured") | not)
         | "\(.severity) \(.id): \(.finding)"' "$json")
     counts=$(jq -r 'group_by(.severity) | map("\(length) \(.[0].severity)") | join(", ")' "$json")
     if [ -n "$severe" ]; then
         fail testssl "findings of severity HIGH, CRITICAL or FATAL (a scan problem) ($counts):"
         sed 's/^/    /' <<<"$severe"
     else
-        pass testssl "no finding of severity HIGH or CRITICAL but the client's pick among equally strong suites ($counts; $(elapsed "$start"))"
+        pass testssl "no finding of severity HIGH or CRITICAL ($counts; $(elapsed "$start"))"
     fi
     jq -r '.[] | select(.severity == "FATAL" or .severity == "HIGH" or .severity == "CRITICAL" or .severity == "MEDIUM" or .severity == "LOW"
                         or .severity == "WARN") | "    \(.severity) \(.id): \(.finding)"' "$json"
