@@ -41,6 +41,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, geteuid};
+use zeroize::Zeroizing;
 
 /// The account children run as, named in a refusal when it is the account
 /// that could change a file (the rule holds against every account but root
@@ -168,6 +169,25 @@ pub fn read_trusted(path: &Path, guard: Option<Guard>) -> io::Result<String> {
     let mut text = String::new();
     open_for_reading(path, guard)?.read_to_string(&mut text)?;
     Ok(text)
+}
+
+/// Reads the whole file at `path`, opened by `open_for_reading`, into a
+/// buffer wiped when dropped (a private key), allocated once for the
+/// file's size: a buffer that grew would leave copies of its start in
+/// memory it gave back. A file longer than `most` bytes is refused.
+pub fn read_secret(path: &Path, guard: Option<Guard>, most: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let file = open_for_reading(path, guard)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if len > most {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {most} bytes")));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(most + 1));
+    // One byte more than allowed, so that a file that grew is seen.
+    file.take(u64::try_from(most).unwrap_or(u64::MAX) + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > most {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {most} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// Why a refused file or directory matters, for a file the parent writes.
