@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::StartupError;
 use crate::generation::Generation;
 use crate::listener::Wire;
+use crate::privileges::DropPlan;
 use crate::tls::keys::KeyProcess;
 
 use super::Server;
@@ -53,32 +54,41 @@ impl Server {
         self.keys.channel(generation)
     }
 
-    /// Starts the key process again if it died and its restart is due,
-    /// with the current generation's key files read again: the keys of
-    /// older generations are gone with it (their children's handshakes
+    /// Starts the key process again if it died and its restart is due;
+    /// then, if the running key process does not hold the current
+    /// generation's keys (it was started since they were handed over:
+    /// after a death, or by a reload that then failed), reads the key
+    /// files again and hands them over. The keys of older generations
+    /// are gone with the process that died (their children's handshakes
     /// fail), and a key file that no longer matches its certificate is
-    /// left out until the reload that serves the new pair.
+    /// left out, logged once, until the reload that serves the new pair.
     pub(super) fn restart_key_process(&mut self, now: Instant) {
-        if self.keys.restart_due().is_none_or(|due| due > now) {
-            return;
+        if self.keys.restart_due().is_some_and(|due| due <= now) {
+            let sandbox = self.generation.sandbox.is_some();
+            if let Err(e) = self.keys.ensure_started(self.generation.drop_plan.as_ref(), sandbox) {
+                log::error!("{e}; trying again in {START_RETRY:?}");
+                self.keys.retry_at(now + START_RETRY);
+                return;
+            }
         }
-        let sandbox = self.generation.sandbox.is_some();
-        if let Err(e) = self.keys.ensure_started(self.generation.drop_plan.as_ref(), sandbox) {
-            log::error!("{e}; trying again in {START_RETRY:?}");
-            self.keys.retry_at(now + START_RETRY);
-            return;
-        }
-        let guard = self.generation.guard();
-        let Some(reread) = self.generation.tls.as_mut().map(|tls| tls.reread_keys(guard)) else {
+        let Some(tls) = self.generation.tls.as_mut() else {
             return;
         };
-        let handed = reread.and_then(|()| hand_over(&mut self.keys, &mut self.generation));
+        if !tls.keys_remote()
+            || self.keys.pid().is_none()
+            || tls.key_generation.is_some_and(|g| self.keys.holds(g))
+        {
+            return;
+        }
+        let guard = DropPlan::guard(self.generation.drop_plan.as_ref());
+        let handed = tls.reread_keys(guard).and_then(|()| hand_over(&mut self.keys, &mut self.generation));
+        self.commit_keys();
         match handed {
-            Ok(()) => {
-                self.commit_keys();
-                log::info!("key process started again; HTTPS handshakes are signed again");
-            }
-            Err(e) => log::error!("key process started again, but without the keys: {e}"),
+            Ok(()) => log::info!(
+                "key process {}: HTTPS handshakes are signed again",
+                self.keys.pid().map_or(0, |p| p.as_raw())
+            ),
+            Err(e) => log::error!("key process restarted without a key: {e}"),
         }
     }
 }

@@ -186,7 +186,9 @@ impl Tls {
     /// wipes them; checks each key it loaded against its certificate.
     /// The keys are then those of a new generation of the key process
     /// (`key_generation`), which the caller commits once this generation
-    /// serves. Nothing to do with the keys in the children.
+    /// serves. Every key is tried; the first failure is returned (the
+    /// keys that failed cannot sign). Nothing to do with the keys in the
+    /// children.
     pub fn hand_over(
         &mut self,
         keys: &mut KeyProcess,
@@ -196,10 +198,10 @@ impl Tls {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let start = keys.ensure_started(plan, sandbox);
+        let started = keys.ensure_started(plan, sandbox);
         let generation = keys.new_generation();
-        // Each file is wiped as it is dropped, by this loop or, after a
-        // failure, with the rest.
+        let mut first_error = None;
+        // Each file is wiped as it is dropped, by this loop.
         for p in std::mem::take(&mut self.pending) {
             let pair = &self.pairs[p.pair];
             let fail = |what: String| StartupError::Certificate {
@@ -207,16 +209,26 @@ impl Tls {
                 path: Some(pair.files.key.clone()),
                 what,
             };
-            start.as_ref().map_err(|e| fail(e.to_string()))?;
-            let loaded = keys.load(generation, pair.index, &p.pem).map_err(|e| fail(e.to_string()))?;
+            let handed = match &started {
+                Ok(()) => keys.load(generation, pair.index, &p.pem).map_err(|e| fail(e.to_string())),
+                Err(e) => Err(fail(e.to_string())),
+            };
             drop(p);
-            if let Some(remote) = &pair.remote {
-                remote.accept(loaded).map_err(fail)?;
+            let checked = handed.and_then(|loaded| match &pair.remote {
+                Some(remote) => remote.accept(loaded).map_err(fail),
+                None => Ok(()),
+            });
+            if let Err(e) = checked.and_then(|()| check_match(&pair.certified, &pair.site, &pair.files)) {
+                first_error.get_or_insert(e);
             }
-            check_match(&pair.certified, &pair.site, &pair.files)?;
         }
         self.key_generation = Some(generation);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether the keys are in the key process.
+    pub fn keys_remote(&self) -> bool {
+        self.pairs.iter().any(|p| p.remote.is_some())
     }
 
     /// Reads every key file again for the key process (after it was

@@ -140,6 +140,9 @@ pub struct KeyProcess {
     started: Option<Instant>,
     /// When to start it again, after it died.
     restart_at: Option<Instant>,
+    /// The last generation number given out before the running process
+    /// started: it holds later generations' keys only.
+    started_after: u64,
 }
 
 impl KeyProcess {
@@ -175,9 +178,16 @@ impl KeyProcess {
                 self.running = Some(Running { pid, control: ours });
                 self.started = Some(Instant::now());
                 self.restart_at = None;
+                self.started_after = self.generation;
                 Ok(())
             }
         }
+    }
+
+    /// Whether the running key process was handed `generation`'s keys
+    /// (`false` when it was started since, or is not running).
+    pub fn holds(&self, generation: u64) -> bool {
+        self.running.is_some() && generation > self.started_after
     }
 
     /// A new generation number for a hand-over.

@@ -8,8 +8,8 @@
 //! over the channel the parent made for it: `use_channel`).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -27,16 +27,22 @@ use super::wire::{self, Loaded, MAX_RECORD, SignRequest};
 pub const SIGN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// This child's channel to the key process (never set in the parent).
-static CHANNEL: OnceLock<OwnedFd> = OnceLock::new();
+static CHANNEL: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// The number of this child's next request.
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Makes `fd` the channel this child's signing keys ask through. Call in
 /// the child, once, before its handshake.
 pub fn use_channel(fd: OwnedFd) {
-    // Set once per child: a second call cannot happen, and would change
-    // nothing.
-    let _ = CHANNEL.set(fd);
+    *CHANNEL.lock().unwrap_or_else(PoisonError::into_inner) = Some(fd);
+}
+
+/// Closes this child's channel: a connection signs once, in its full
+/// handshake, and a keep-alive connection must not hold one of the key
+/// process's descriptors for the rest of its life. Call once the
+/// handshake is done.
+pub fn hang_up() {
+    CHANNEL.lock().unwrap_or_else(PoisonError::into_inner).take();
 }
 
 /// One site's key, as the key process described it.
@@ -107,7 +113,8 @@ impl Signer for RemoteSigner {
 
 /// Sends the request and waits for its answer, up to `SIGN_TIMEOUT`.
 fn ask(index: u32, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let fd = CHANNEL.get().ok_or("not reachable")?;
+    let channel = CHANNEL.lock().unwrap_or_else(PoisonError::into_inner);
+    let fd = channel.as_ref().ok_or("not reachable")?;
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let record = SignRequest { seq, index, scheme, message }.encode();
     if record.len() > MAX_RECORD {

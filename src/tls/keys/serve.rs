@@ -16,6 +16,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::prctl::{set_dumpable, set_name, set_no_new_privs, set_pdeathsig};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recv, recvmsg, send};
 use nix::unistd::{Pid, getppid};
@@ -127,6 +128,12 @@ fn set_up(control: &OwnedFd, plan: Option<&DropPlan>, sandboxed: bool, parent: P
     let _ = set_name(c"forkhttpd-keys");
     let keep = [control.as_raw_fd()].into_iter().chain(logging::syslog_fd()).chain(logging::error_file_fd());
     sys::close_all_except(keep).map_err(|e| format!("cannot close the parent's descriptors: {e}"))?;
+    // One descriptor per handshake in progress (up to max_children):
+    // the soft limit (often 1024) up to the hard one, while it may.
+    let (_, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| format!("cannot read its file limit: {e}"))?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        .map_err(|e| format!("cannot raise its file limit: {e}"))?;
     set_no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))?;
     if let Some(plan) = plan {
         plan.apply().map_err(|e| format!("cannot drop privileges: {e}"))?;
