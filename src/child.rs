@@ -7,7 +7,8 @@
 //! privileges through `exec` (`PR_SET_NO_NEW_PRIVS`), give up root if the
 //! parent has it, stay non-dumpable (`PR_SET_DUMPABLE` 0), enter the
 //! sandbox (`sandbox`), serve the connection, and `_exit`. Nothing here can fall
-//! back into the parent's accept loop.
+//! back into the parent's accept loop. The key process (`tls::keys`)
+//! goes through the same ritual, without a connection.
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -112,6 +113,7 @@ pub fn run(
         sys::exit_child(EXIT_SETUP);
     }
     guard_against_orphaning(inherited.parent);
+    // Where its certificate's signing stub asks for signatures.
     if let Some(fd) = key_channel {
         remote::use_channel(fd);
     }
