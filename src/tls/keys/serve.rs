@@ -270,3 +270,56 @@ fn describe(key: &dyn SigningKey) -> Loaded {
         spki: key.public_key().map(|k| k.as_ref().to_vec()).unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::SignatureAlgorithm;
+    use rustls::sign::Signer;
+
+    #[derive(Debug)]
+    struct NoKey;
+
+    impl SigningKey for NoKey {
+        fn choose_scheme(&self, _: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+            None
+        }
+
+        fn algorithm(&self) -> SignatureAlgorithm {
+            SignatureAlgorithm::ECDSA
+        }
+    }
+
+    fn held(ring: &Keyring) -> Vec<u64> {
+        let mut g: Vec<u64> = ring.generations.keys().copied().collect();
+        g.sort_unstable();
+        g
+    }
+
+    /// A generation's keys stay while a channel of it is open, and go
+    /// with its last one once another serves; a reload that failed
+    /// half-way leaves nothing behind.
+    #[test]
+    fn generations_live_as_long_as_their_channels() {
+        let mut ring = Keyring::default();
+        ring.load(1, 0, Arc::new(NoKey));
+        ring.commit(1);
+        ring.open(1);
+        ring.load(2, 0, Arc::new(NoKey));
+        ring.commit(2);
+        assert_eq!(held(&ring), [1, 2], "generation 1 still has a child");
+        assert!(ring.key(1, 0).is_some() && ring.key(1, 1).is_none());
+        ring.close(1);
+        assert_eq!(held(&ring), [2], "its last child is gone");
+        // A reload that loaded generation 3 and then failed.
+        ring.load(3, 0, Arc::new(NoKey));
+        ring.load(4, 0, Arc::new(NoKey));
+        assert_eq!(held(&ring), [2, 4]);
+        ring.commit(4);
+        assert_eq!(held(&ring), [4]);
+        // The generation in force stays with no channel open.
+        ring.open(4);
+        ring.close(4);
+        assert_eq!(held(&ring), [4]);
+    }
+}
