@@ -44,6 +44,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, open, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, geteuid};
+use zeroize::Zeroizing;
 
 /// The account children run as, named in a refusal when it is the account
 /// that could change a file (the rule holds against every account but root
@@ -190,6 +191,15 @@ const MAX_LINKS: usize = 8;
 /// maker could not have copied from. Returns the text, or an error that
 /// says which rule refused.
 pub fn read_trusted_through_links(path: &Path, guard: Option<Guard>) -> io::Result<String> {
+    let mut text = String::new();
+    open_trusted_through_links(path, guard)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Opens the file at `path` for reading under `read_trusted_through_links`'s
+/// rules: a link as the last component followed, the file it leads to held
+/// to all three rules.
+fn open_trusted_through_links(path: &Path, guard: Option<Guard>) -> io::Result<File> {
     let mut path = path.to_path_buf();
     for _ in 0..=MAX_LINKS {
         let (dir, name) = split(&path)?;
@@ -199,9 +209,7 @@ pub fn read_trusted_through_links(path: &Path, guard: Option<Guard>) -> io::Resu
             Ok(fd) => {
                 require_regular(&fd)?;
                 require_unchangeable(&fstat(fd.as_fd())?, guard, READS)?;
-                let mut text = String::new();
-                File::from(fd).read_to_string(&mut text)?;
-                return Ok(text);
+                return Ok(File::from(fd));
             }
             // The link is read from the directory just checked; a relative
             // target is relative to it, an absolute one replaces the path.
@@ -210,6 +218,26 @@ pub fn read_trusted_through_links(path: &Path, guard: Option<Guard>) -> io::Resu
         }
     }
     Err(refused(&format!("leads through more than {MAX_LINKS} symbolic links")))
+}
+
+/// Reads the whole file at `path`, opened as `read_trusted_through_links`
+/// opens it (a key: certbot's `live/` links), into a
+/// buffer wiped when dropped (a private key), allocated once for the
+/// file's size: a buffer that grew would leave copies of its start in
+/// memory it gave back. A file longer than `most` bytes is refused.
+pub fn read_secret(path: &Path, guard: Option<Guard>, most: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let file = open_trusted_through_links(path, guard)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if len > most {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {most} bytes")));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(most + 1));
+    // One byte more than allowed, so that a file that grew is seen.
+    file.take(u64::try_from(most).unwrap_or(u64::MAX) + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > most {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {most} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// Why a refused file or directory matters, for a file the parent writes.
