@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use nix::sys::prctl::{set_dumpable, set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
 
-use crate::conn::{self, Context};
+use crate::conn::{self, Buffers, Context};
 use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
@@ -65,9 +65,15 @@ pub struct Inherited<'a> {
 }
 
 /// Serves the connection `stream` from `peer` (which, from a PROXY
-/// listener, `wire.proxy`, must first send a PROXY header) and exits the
-/// process.
-pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherited<'_>) -> ! {
+/// listener, `wire.proxy`, must first send a PROXY header) with `buffers`,
+/// and exits the process.
+pub fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    wire: Wire,
+    inherited: &Inherited<'_>,
+    buffers: Buffers,
+) -> ! {
     for (sig, disposition) in CHILD_SIGNALS {
         if let Err(e) = sys::set_disposition(sig, disposition) {
             log::error!("child: cannot set {sig} disposition: {e}");
@@ -134,6 +140,7 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
             peer.ip(),
             wire,
             &ctx,
+            buffers,
         )
     }));
     let code = match served {

@@ -10,9 +10,9 @@
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
 //! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
+use crate::conn::Buffers;
 use crate::daemon::PidFile;
 use crate::error::StartupError;
 use crate::generation::Generation;
@@ -36,6 +37,7 @@ use crate::notify::Notifier;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 
+mod children;
 mod refuse;
 mod reload;
 mod watch;
@@ -99,6 +101,9 @@ pub struct Setup {
     pub signals: Signals,
     /// The locked pid file, removed when the server ends.
     pub pid_file: Option<PidFile>,
+    /// The buffers every child takes over, made first thing (see
+    /// `Buffers::new`).
+    pub buffers: Buffers,
 }
 
 /// The parent's state: listeners, signals, and the table of live children.
@@ -120,8 +125,7 @@ pub struct Server {
     lifeline_write: Option<OwnedFd>,
     /// Live children and the address each serves, and the count per
     /// address: the parent's only per-connection state.
-    children: HashMap<Pid, IpAddr>,
-    per_ip: HashMap<IpAddr, usize>,
+    children: children::Children,
     /// Connections answered `503` by the parent, shut down for writing, and
     /// when each is closed, oldest first.
     refused: VecDeque<(TcpStream, Instant)>,
@@ -134,6 +138,9 @@ pub struct Server {
     cap_logged: Option<Instant>,
     /// The certificate and key files watched for a renewal.
     watch: watch::Watch,
+    /// The buffers every child takes over (see `Buffers`); the parent
+    /// never uses them.
+    buffers: Buffers,
 }
 
 impl Server {
@@ -154,11 +161,11 @@ impl Server {
             pid: getpid(),
             lifeline_read,
             lifeline_write: Some(lifeline_write),
-            children: HashMap::new(),
-            per_ip: HashMap::new(),
+            children: children::Children::default(),
             refused: VecDeque::new(),
             paused_until: None,
             cap_logged: None,
+            buffers: setup.buffers,
         };
         request::warm_up();
         Ok(server)
@@ -326,7 +333,7 @@ impl Server {
         let limit = self.config().limits.max_children_per_ip;
         if limit > 0
             && self.children.len() >= self.config().limits.per_ip_cap_from
-            && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit)
+            && self.children.count_from(peer.ip()) >= limit
         {
             log::debug!(
                 "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
@@ -335,8 +342,17 @@ impl Server {
             self.refuse(stream, peer, wire);
             return;
         }
+        if let Err(e) = self.children.reserve_one() {
+            log::error!(
+                "no memory to record a child for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}"
+            );
+            self.refuse(stream, peer, wire);
+            self.paused_until = Some(Instant::now() + FORK_BACKOFF);
+            return;
+        }
         match sys::fork() {
             Ok(Forked::Child) => {
+                let buffers = std::mem::take(&mut self.buffers);
                 let inherited = Inherited {
                     signals: &self.signals,
                     generation: &self.generation,
@@ -344,14 +360,13 @@ impl Server {
                     lifeline: self.lifeline_read.as_fd(),
                     parent: self.pid,
                 };
-                child::run(stream, peer, wire, &inherited)
+                child::run(stream, peer, wire, &inherited, buffers)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
                 // connection would outlive the child that serves it.
                 drop(stream);
                 self.children.insert(pid, peer.ip());
-                *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
             }
             Err(e) => {
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
@@ -367,8 +382,8 @@ impl Server {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
-                    if let Some(ip) = status.pid().and_then(|pid| self.children.remove(&pid)) {
-                        self.forget_ip(ip);
+                    if let Some(pid) = status.pid() {
+                        self.children.remove(pid);
                     }
                     match status {
                         WaitStatus::Exited(pid, code) if code != 0 => {
@@ -389,15 +404,6 @@ impl Server {
                     log::error!("waitpid: {e}");
                     return;
                 }
-            }
-        }
-    }
-
-    fn forget_ip(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
             }
         }
     }
@@ -449,14 +455,14 @@ impl Server {
             return;
         }
         log::warn!("killing {} children still running", self.children.len());
-        for (pid, _) in std::mem::take(&mut self.children) {
+        for pid in self.children.pids() {
             match kill(pid, Signal::SIGKILL) {
                 // EINTR is the only error worth retrying; ECHILD means already gone.
                 Ok(()) => while let Err(Errno::EINTR) = waitpid(pid, None) {},
                 Err(e) => log::warn!("kill {pid}: {e}; it ends when this process exits"),
             }
         }
-        self.per_ip.clear();
+        self.children.clear();
     }
 
     /// The configuration in force.
