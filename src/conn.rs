@@ -573,16 +573,18 @@ pub struct Buffers {
 impl Buffers {
     /// Buffers of the sizes a typical request needs; any grows as usual.
     /// Made first thing in `main`, while the heap has no holes, the blocks
-    /// lie side by side, the small ones first: what a child writes of them
-    /// for a small request (the starts of each) spans a page or two.
+    /// lie side by side in the order made, which puts what a child writes
+    /// for a small request close together, to span as few pages as it
+    /// can: the access-log line (when there is a log), the path, the kept
+    /// file's path, the reply (head and a small body) and the request,
+    /// written from the start (the input buffer's tail, zeroed here by the
+    /// parent, is only read once a long head overwrote it).
     pub fn new() -> Buffers {
+        let scratch = Vec::with_capacity(512);
         let path = Vec::with_capacity(256);
         let kept = KeptFiles::with_room();
-        let scratch = Vec::with_capacity(512);
-        // Zeroed here, by the parent: a child that zeroed it would write
-        // every page of it, not only those the request fills.
-        let input = vec![0; INITIAL_INPUT];
         let out = Vec::with_capacity(INITIAL_OUT);
+        let input = vec![0; INITIAL_INPUT];
         Buffers { input, out, scratch, path, kept }
     }
 }
