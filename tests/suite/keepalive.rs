@@ -329,8 +329,8 @@ fn stray_crlf_after_a_request_starts_no_head_clock() {
     assert!(!s.lines().iter().any(|l| l.contains("\" 408 ")), "a 408 was logged: {:?}", s.lines());
 }
 
-/// An idle keep-alive child, after two requests for a small file, has
-/// written no page of its parent's loader, C library or static data: it
+/// An idle keep-alive child, after two requests for a small file logged
+/// to stderr (the default access log), has written no page of its parent's loader, C library or static data: it
 /// allocated nothing (malloc's state is in the C library's data), took no
 /// lock in a static, and was forked without glibc's reset of the loader's
 /// locks. Each such page would be copied into every child (`Private_Dirty`
@@ -348,6 +348,9 @@ fn an_idle_child_copies_no_library_or_static_data() {
         c.send_request("GET", path, &[]);
         assert_eq!(c.read_response().status, 200);
     }
+    // The child logs each request after its reply (to stderr, the default
+    // access log): idle means after the second line.
+    s.wait_for_lines(1, Duration::from_secs(10), |l| l.contains("GET /b.txt"));
     let kids = s.children();
     assert_eq!(kids.len(), 1, "one child per connection: {kids:?}");
     let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", kids[0].pid)).expect("child's smaps");
