@@ -7,13 +7,14 @@
 //! privileges through `exec` (`PR_SET_NO_NEW_PRIVS`), give up root if the
 //! parent has it, stay non-dumpable (`PR_SET_DUMPABLE` 0), enter the
 //! sandbox (`sandbox`), serve the connection, and `_exit`. Nothing here can fall
-//! back into the parent's accept loop.
+//! back into the parent's accept loop. The key process (`tls::keys`)
+//! goes through the same ritual, without a connection.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 
 use nix::sys::prctl::{set_dumpable, set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
@@ -23,8 +24,8 @@ use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
 use crate::sandbox;
-use crate::signals::Signals;
 use crate::sys::{self, Disposition};
+use crate::tls::keys::remote;
 use crate::transport::Transport;
 
 /// Exit status of a child whose set-up failed before it served anything.
@@ -53,8 +54,6 @@ pub struct Inherited<'a> {
     /// The generation in force: configuration, sites with their roots,
     /// and how to give up root.
     pub generation: &'a Generation,
-    /// The parent's signal handling, whose mask the child undoes.
-    pub signals: &'a Signals,
     /// The access log.
     pub access_log: &'a AccessLog,
     /// The read end of the parent's lifeline pipe.
@@ -67,22 +66,18 @@ pub struct Inherited<'a> {
 /// Serves the connection `stream` from `peer` (which, from a PROXY
 /// listener, `wire.proxy`, must first send a PROXY header) with `buffers`,
 /// and exits the process.
+/// `key_channel` is its channel to the key process, for an HTTPS
+/// connection whose keys are there.
 pub fn run(
     stream: TcpStream,
     peer: SocketAddr,
     wire: Wire,
+    key_channel: Option<OwnedFd>,
     inherited: &Inherited<'_>,
     buffers: Buffers,
 ) -> ! {
-    for (sig, disposition) in CHILD_SIGNALS {
-        if let Err(e) = sys::set_disposition(sig, disposition) {
-            log::error!("child: cannot set {sig} disposition: {e}");
-            sys::exit_child(EXIT_SETUP);
-        }
-    }
-    // The parent blocks its signals outside its wait; a child must not.
-    if let Err(e) = inherited.signals.unblock() {
-        log::error!("child: cannot unblock signals: {e}");
+    if let Err(e) = reset_signals() {
+        log::error!("child: cannot reset its signals: {e}");
         sys::exit_child(EXIT_SETUP);
     }
     // Everything else is the parent's (listeners, the signal pipe, the
@@ -90,6 +85,7 @@ pub fn run(
     // Borrowed, not collected: nothing is allocated before the connection.
     let keep = [stream.as_raw_fd(), inherited.lifeline.as_raw_fd()]
         .into_iter()
+        .chain(key_channel.as_ref().map(AsRawFd::as_raw_fd))
         .chain(inherited.generation.sites.iter().map(|s| s.root.as_raw_fd()))
         .chain(inherited.generation.acme_webroot.as_ref().map(|fd| fd.as_raw_fd()))
         .chain(inherited.access_log.raw_fd())
@@ -118,6 +114,10 @@ pub fn run(
         sys::exit_child(EXIT_SETUP);
     }
     guard_against_orphaning(inherited.parent);
+    // Where its certificate's signing stub asks for signatures.
+    if let Some(fd) = key_channel {
+        remote::use_channel(fd);
+    }
     // Last, once nothing more needs a path outside the roots, a new
     // socket or a change of credentials: what is left is serving.
     if let Some(plan) = &inherited.generation.sandbox
@@ -153,6 +153,16 @@ pub fn run(
         Err(_) => EXIT_PANIC,
     };
     sys::exit_child(code)
+}
+
+/// Sets the child's signal dispositions (`CHILD_SIGNALS`) and empties the
+/// signal mask, which the parent keeps full outside its wait (a child, or
+/// the key process, must not).
+pub fn reset_signals() -> nix::Result<()> {
+    for (sig, disposition) in CHILD_SIGNALS {
+        sys::set_disposition(sig, disposition)?;
+    }
+    SigSet::empty().thread_set_mask()
 }
 
 /// Makes the kernel kill this child when the parent dies. A parent that may

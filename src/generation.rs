@@ -24,8 +24,19 @@ use crate::file::{self, Root};
 use crate::privileges::DropPlan;
 use crate::safeopen::{self, Guard};
 use crate::sandbox::Plan;
-use crate::tls::Tls;
 use crate::tls::tickets::TicketKeys;
+use crate::tls::{KeyHome, Tls};
+
+/// What a generation is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// To serve (start-up, reload): with `tls_key_process`, the private
+    /// keys are read for the key process and not parsed here.
+    Serve,
+    /// `--check-config`: every key is parsed here and checked against its
+    /// certificate, and nothing is served.
+    Check,
+}
 
 /// One site as children serve it: its validated keys, its document root
 /// opened, and that root's path as a child sees it.
@@ -83,10 +94,13 @@ impl Generation {
     /// server that could serve nothing never says "listening").
     /// `running` is the generation of the server already running (on a
     /// reload; `None` at start): its guard and its session-ticket keys.
+    /// The private keys of a generation built to serve with the key
+    /// process are read, not parsed: `Tls::hand_over` gives them to it.
     pub fn build(
         path: Option<&Path>,
         overrides: &Overrides,
         running: Option<&Generation>,
+        purpose: Purpose,
     ) -> Result<Generation, StartupError> {
         let running_guard = running.and_then(Generation::guard);
         let (config, site_configs) = Config::load(path, overrides, running_guard)?;
@@ -100,10 +114,15 @@ impl Generation {
         // Certificates (and, later, access rules) load here, as root,
         // before any fork, by the config file's rule: the account children
         // run as must not be able to change them.
+        let home = match purpose {
+            Purpose::Serve if config.tls_key_process => KeyHome::KeyProcess,
+            _ => KeyHome::Children,
+        };
         let tls = Tls::load(
             &site_configs,
             DropPlan::guard(drop_plan.as_ref()),
             tickets.ticketer(config.tls_ticket_rotation),
+            home,
         )?;
         let chroot = drop_plan.as_ref().and_then(|p| p.chroot.as_deref());
         let sites = site_configs

@@ -22,7 +22,7 @@ use forkhttpd::config::AccessLogTarget;
 use forkhttpd::conn::Buffers;
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::{ConfigError, StartupError};
-use forkhttpd::generation::Generation;
+use forkhttpd::generation::{Generation, Purpose};
 use forkhttpd::listener;
 use forkhttpd::log::{self as logging, AccessLog};
 use forkhttpd::notify::Notifier;
@@ -62,7 +62,8 @@ fn run(args: &Args, buffers: Buffers) -> Result<(), StartupError> {
         })?),
         None => None,
     };
-    let generation = Generation::build(config_file.as_deref(), &overrides, None)?;
+    let purpose = if args.check_config { Purpose::Check } else { Purpose::Serve };
+    let generation = Generation::build(config_file.as_deref(), &overrides, None, purpose)?;
     let notifier = Notifier::from_env().map_err(StartupError::NotifySocket)?;
     let under_systemd = notifier.is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if args.check_config {

@@ -12,6 +12,9 @@
 //! 2. The last component is never a symbolic link (`O_NOFOLLOW`): a link
 //!    swapped in for `access.log` would have a root parent append
 //!    client-chosen text to, or create, whatever file the link names.
+//!    Certificate and key files alone may be links, which ACME clients
+//!    re-point at each renewal (`read_trusted_through_links`): the link's
+//!    directory and its target are each held to rule 3.
 //! 3. No account but root and the server's own (its effective uid, "the
 //!    invoking user") can change the file or any directory above it, as
 //!    OpenSSH's `StrictModes` requires of its files: each must be owned by
@@ -38,9 +41,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, open, openat};
+use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl, open, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, geteuid};
+use zeroize::Zeroizing;
 
 /// The account children run as, named in a refusal when it is the account
 /// that could change a file (the rule holds against every account but root
@@ -168,6 +172,72 @@ pub fn read_trusted(path: &Path, guard: Option<Guard>) -> io::Result<String> {
     let mut text = String::new();
     open_for_reading(path, guard)?.read_to_string(&mut text)?;
     Ok(text)
+}
+
+/// How many symbolic links `read_trusted_through_links` follows: certbot's
+/// `live/` link is one, an administrator's link to it a second.
+const MAX_LINKS: usize = 8;
+
+/// Reads the whole file at `path` as `read_trusted` does, except that a
+/// symbolic link as the last component is followed, to a file then held to
+/// all three rules in turn (its own directory walked from `/` afresh).
+/// For certificate and key files only: ACME clients publish them as links
+/// into an archive and re-point the links at each renewal (certbot's
+/// `live/`, dehydrated's `certs/`). Rule 2 guards a file the parent writes,
+/// or one (the config) whose path an attacker might plant a link at; here
+/// the link must sit in a directory rule 3 accepts, so only root or the
+/// server's own account can have made or re-pointed it, and whatever it
+/// leads to must pass rule 3 as well: a link leads the parent nowhere its
+/// maker could not have copied from. Returns the text, or an error that
+/// says which rule refused.
+pub fn read_trusted_through_links(path: &Path, guard: Option<Guard>) -> io::Result<String> {
+    let mut text = String::new();
+    open_trusted_through_links(path, guard)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Opens the file at `path` for reading under `read_trusted_through_links`'s
+/// rules: a link as the last component followed, the file it leads to held
+/// to all three rules.
+fn open_trusted_through_links(path: &Path, guard: Option<Guard>) -> io::Result<File> {
+    let mut path = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let (dir, name) = split(&path)?;
+        let dir_fd = open_dir(&dir, guard, READS)?;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        match openat(dir_fd.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => {
+                require_regular(&fd)?;
+                require_unchangeable(&fstat(fd.as_fd())?, guard, READS)?;
+                return Ok(File::from(fd));
+            }
+            // The link is read from the directory just checked; a relative
+            // target is relative to it, an absolute one replaces the path.
+            Err(Errno::ELOOP) => path = dir.join(readlinkat(dir_fd.as_fd(), name)?),
+            Err(e) => return Err(open_error(e)),
+        }
+    }
+    Err(refused(&format!("leads through more than {MAX_LINKS} symbolic links")))
+}
+
+/// Reads the whole file at `path`, opened as `read_trusted_through_links`
+/// opens it (a key: certbot's `live/` links), into a
+/// buffer wiped when dropped (a private key), allocated once for the
+/// file's size: a buffer that grew would leave copies of its start in
+/// memory it gave back. A file longer than `most` bytes is refused.
+pub fn read_secret(path: &Path, guard: Option<Guard>, most: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let file = open_trusted_through_links(path, guard)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if len > most {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {most} bytes")));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(most + 1));
+    // One byte more than allowed, so that a file that grew is seen.
+    file.take(u64::try_from(most).unwrap_or(u64::MAX) + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > most {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {most} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// Why a refused file or directory matters, for a file the parent writes.

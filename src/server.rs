@@ -36,8 +36,10 @@ use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
+use crate::tls::keys::KeyProcess;
 
 mod children;
+mod keys;
 mod refuse;
 mod reload;
 mod watch;
@@ -141,16 +143,26 @@ pub struct Server {
     /// The buffers every child takes over (see `Buffers`); the parent
     /// never uses them.
     buffers: Buffers,
+    /// The key process, which holds the private keys and signs for
+    /// HTTPS children (`tls::keys`).
+    keys: KeyProcess,
 }
 
 impl Server {
-    /// Creates the lifeline. Call with everything the children inherit
-    /// already open.
+    /// Starts the key process with the generation's private keys (before
+    /// any child, and before the first accept), and creates the lifeline.
+    /// Call with everything the children inherit already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
+        let mut generation = setup.generation;
+        // Stamped first, as near as can be to the files' reading: a file
+        // changed from then on is seen by the first look.
+        let watch = watch::Watch::new(&generation);
+        let mut keys = KeyProcess::new();
+        keys::hand_over(&mut keys, &mut generation)?;
         let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
         let server = Server {
-            watch: watch::Watch::new(&setup.generation),
-            generation: setup.generation,
+            watch,
+            generation,
             overrides: setup.overrides,
             listeners: setup.listeners,
             socket_activated: setup.socket_activated,
@@ -166,7 +178,9 @@ impl Server {
             paused_until: None,
             cap_logged: None,
             buffers: setup.buffers,
+            keys,
         };
+        server.commit_keys();
         request::warm_up();
         Ok(server)
     }
@@ -186,6 +200,7 @@ impl Server {
                 n.feed_watchdog();
             }
             self.generation.rotate_ticket_keys(Instant::now());
+            self.restart_key_process(Instant::now());
             let accepting = self.accepting();
             let (signalled, mut ready) = self.wait(accepting)?;
             if signalled {
@@ -269,6 +284,7 @@ impl Server {
             .chain(watchdog)
             .chain(self.generation.ticket_rotation_due())
             .chain(self.watch.due())
+            .chain(self.keys.restart_due())
             .min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
@@ -350,22 +366,24 @@ impl Server {
             self.paused_until = Some(Instant::now() + FORK_BACKOFF);
             return;
         }
+        let key_channel = self.key_channel(wire);
         match sys::fork() {
             Ok(Forked::Child) => {
                 let buffers = std::mem::take(&mut self.buffers);
                 let inherited = Inherited {
-                    signals: &self.signals,
                     generation: &self.generation,
                     access_log: &self.access_log,
                     lifeline: self.lifeline_read.as_fd(),
                     parent: self.pid,
                 };
-                child::run(stream, peer, wire, &inherited, buffers)
+                child::run(stream, peer, wire, key_channel, &inherited, buffers)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
-                // connection would outlive the child that serves it.
+                // connection would outlive the child that serves it (and
+                // the key process would keep its channel open).
                 drop(stream);
+                drop(key_channel);
                 self.children.insert(pid, peer.ip());
             }
             Err(e) => {
@@ -381,6 +399,7 @@ impl Server {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(status) if self.keys.exited(status) => {}
                 Ok(status) => {
                     if let Some(pid) = status.pid() {
                         self.children.remove(pid);
@@ -442,6 +461,7 @@ impl Server {
             self.reap();
         }
         self.kill_children();
+        self.keys.stop();
         log::info!("stopped");
     }
 

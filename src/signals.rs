@@ -110,12 +110,6 @@ impl Signals {
         Ok(Signals { wake, flags, handled })
     }
 
-    /// Empties the signal mask (in a child, which inherits the parent's
-    /// blocked mask across `fork` and must start from none).
-    pub fn unblock(&self) -> nix::Result<()> {
-        SigSet::empty().thread_set_mask()
-    }
-
     /// `ppoll` on `fds` for at most `timeout` (`None`: no limit), with the
     /// handled signals unblocked for exactly the duration of the wait.
     /// Returns `EINTR` when a signal interrupted the wait; a signal that

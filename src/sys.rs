@@ -1,5 +1,5 @@
 //! The only module with `unsafe` code: `fork`, reading and setting a signal
-//! disposition, `_exit`, adopting an inherited descriptor, closing
+//! disposition, `_exit`, adopting an inherited or received descriptor, closing
 //! descriptors by range, dropping the capability bounding set, mapping
 //! counters shared across forks and the parent's tables wiped in its
 //! children, `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
@@ -113,6 +113,18 @@ pub fn adopt_inherited_fd(fd: RawFd) -> nix::Result<OwnedFd> {
     // one exactly once, before any other descriptor is opened that could
     // share the number.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes ownership of descriptor `fd`, which this process just received
+/// with `SCM_RIGHTS` (the key process, a child's channel). No check that
+/// it is open: the key process's filter has no `fcntl`, and the kernel
+/// has just installed it.
+pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed `fd` in this process's table for the
+    // `recvmsg` that returned it, and nothing else has been given the
+    // number: the caller adopts each received descriptor exactly once,
+    // right after the call, in a single-threaded process.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Closes every descriptor from 3 up except those in `keep`, with one

@@ -90,6 +90,7 @@ files_in_place() {
         /usr/lib/systemd/system/forkhttpd.service /usr/lib/systemd/system/forkhttpd.socket \
         /usr/share/man/man8/forkhttpd.8.gz /usr/share/man/man5/forkhttpd.toml.5.gz \
         /usr/share/doc/forkhttpd/copyright /usr/share/doc/forkhttpd/examples/forkhttpd.toml \
+        /usr/lib/systemd/system/forkhttpd-https.socket /usr/share/doc/forkhttpd/examples/https.conf \
         /var/www/forkhttpd/index.html /var/www/forkhttpd/img/fork.svg; do
         ct test -f "$f" || { echo "missing: $f"; rc=1; }
     done
@@ -100,6 +101,9 @@ files_in_place() {
     # The units differ from systemd/ only in the binary's path.
     ct sh -c "sed 's|/usr/local/bin/forkhttpd|/usr/sbin/forkhttpd|g' /src/systemd/forkhttpd.service \
         | cmp - /usr/lib/systemd/system/forkhttpd.service" || rc=1
+    ct cmp /src/systemd/forkhttpd-https.socket /usr/lib/systemd/system/forkhttpd-https.socket || rc=1
+    ct sh -c "sed 's|/usr/local/bin/forkhttpd|/usr/sbin/forkhttpd|g' /src/systemd/https.conf \
+        | cmp - /usr/share/doc/forkhttpd/examples/https.conf" || rc=1
     ct grep -q '^ExecStart=/usr/sbin/forkhttpd --foreground --config /etc/forkhttpd/forkhttpd.toml$' \
         /usr/lib/systemd/system/forkhttpd.service || { echo "ExecStart is not /usr/sbin/forkhttpd"; rc=1; }
     return "$rc"
@@ -155,6 +159,50 @@ enabled_and_serving() {
 }
 check "installing enabled and started the units: the default site answers on port 80" enabled_and_serving
 
+# HTTPS is off until a certificate is configured: its socket unit is
+# installed, neither enabled nor listening.
+https_off() {
+    local rc=0
+    echo "forkhttpd-https.socket: $(ct systemctl is-enabled forkhttpd-https.socket || true) $(ct systemctl is-active forkhttpd-https.socket || true)"
+    [ "$(ct systemctl is-enabled forkhttpd-https.socket || true)" = disabled ] || rc=1
+    [ "$(ct systemctl is-active forkhttpd-https.socket || true)" = inactive ] || rc=1
+    refused https://127.0.0.1/ || rc=1
+    return "$rc"
+}
+# refused URL: curl finds nothing listening (exit 7).
+refused() {
+    local curl_rc=0
+    ct curl -sS -k --max-time 5 -o /dev/null "$1" || curl_rc=$?
+    echo "curl $1: exit $curl_rc (7: refused)"
+    [ "$curl_rc" = 7 ]
+}
+check "forkhttpd-https.socket is installed, not enabled, port 443 refused" https_off
+
+# The guide's HTTPS steps for the package (docs/install.md), as written,
+# with a certificate from a throw-away authority where certbot puts one.
+# shellcheck source=tests/lib/testcert.sh
+. "$top/tests/lib/testcert.sh"
+deb_https_steps=$(readme_commands deb-https-steps 4)
+verify_units() { ct systemd-analyze verify --man=no forkhttpd.service forkhttpd.socket forkhttpd-https.socket; }
+https_on() {
+    [ -n "$deb_https_steps" ] || { echo "no deb-https-steps found in docs/install.md"; return 1; }
+    cert_in_container || return 1
+    ct bash -euxo pipefail -c "$deb_https_steps" || return 1
+    # The units with the drop-in, as systemd reads them; nothing to say.
+    local said
+    said=$(verify_units 2>&1) || { echo "$said"; return 1; }
+    [ -z "$said" ] || { echo "systemd-analyze verify: $said"; return 1; }
+    ct systemctl cat forkhttpd.service | grep "^LoadCredential=" || return 1
+    [ "$(ct stat -c '%a %U %G' /etc/forkhttpd/tls/privkey.pem)" = "600 root root" ] || return 1
+    expect_tls "200 text/html; charset=utf-8" 127.0.0.1 || return 1
+    expect_tls "200 text/css; charset=utf-8" "[::1]" style.css || return 1
+    expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/ || return 1
+    # The drop-in's own reload check reads the copies (see https.conf).
+    ct systemctl reload forkhttpd.service || return 1
+    expect_tls "200 text/html; charset=utf-8" 127.0.0.1
+}
+check "the guide's HTTPS steps for the package: systemd-analyze verify is silent; curl --cacert gets the site; reload" https_on
+
 logged() { ct grep -q '"GET / HTTP/1.1" 200 ' "$log" 2>/dev/null; }
 log_mode() { [ "$(ct stat -c '%a %U %G' "$log")" = "640 forkhttpd forkhttpd" ] || { ct ls -l "$log"; return 1; }; }
 access_logged() { within 5 logged && log_mode; }
@@ -181,7 +229,7 @@ check "systemctl reload forkhttpd works with the package's unit" reload
 removed() {
     ct env DEBIAN_FRONTEND=noninteractive apt-get remove -y forkhttpd || return 1
     local u rc=0 curl_rc=0
-    for u in forkhttpd.socket forkhttpd.service; do
+    for u in forkhttpd.socket forkhttpd-https.socket forkhttpd.service; do
         echo "$u after remove: $(ct systemctl is-active "$u" || true)"
         [ "$(ct systemctl is-active "$u" || true)" = inactive ] || rc=1
     done
@@ -189,6 +237,7 @@ removed() {
     ct curl -sS --max-time 5 -o /dev/null http://127.0.0.1/ || curl_rc=$?
     echo "curl after remove: exit $curl_rc (7: refused)"
     [ "$curl_rc" = 7 ] || rc=1
+    refused https://127.0.0.1/ || rc=1
     ct test ! -e /usr/sbin/forkhttpd || { echo "binary left"; rc=1; }
     # Kept until purge: the config, the logs, the user, the site.
     ct test -f "$conf" || { echo "config removed by remove"; rc=1; }
@@ -196,7 +245,7 @@ removed() {
     ct getent passwd forkhttpd >/dev/null || { echo "user removed by remove"; rc=1; }
     return "$rc"
 }
-check "apt-get remove stops the units (port 80 refused); config, logs and user stay" removed
+check "apt-get remove stops the units, HTTPS's too (ports 80 and 443 refused); config, logs and user stay" removed
 
 purged() {
     # The administrator's own page, and a default page they edited, survive;
@@ -204,9 +253,16 @@ purged() {
     ct sh -c 'echo mine > /var/www/forkhttpd/mine.html && echo edited >> /var/www/forkhttpd/index.html'
     ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y forkhttpd || return 1
     local rc=0 p
-    for p in /etc/forkhttpd /var/log/forkhttpd /var/lib/forkhttpd /var/www/forkhttpd/style.css /var/www/forkhttpd/img; do
+    for p in /etc/forkhttpd/forkhttpd.toml /var/log/forkhttpd /var/lib/forkhttpd /var/www/forkhttpd/style.css /var/www/forkhttpd/img; do
         ct test ! -e "$p" || { echo "left after purge: $p"; rc=1; }
     done
+    # The administrator's HTTPS files stay: the key and the drop-in are
+    # theirs, not the package's. The socket's enablement goes.
+    for p in /etc/forkhttpd/tls/privkey.pem /etc/systemd/system/forkhttpd.service.d/https.conf; do
+        ct test -f "$p" || { echo "purge removed the administrator's $p"; rc=1; }
+    done
+    ct test ! -e /etc/systemd/system/sockets.target.wants/forkhttpd-https.socket || { echo "forkhttpd-https.socket still enabled"; rc=1; }
+    ct ls -A /etc/forkhttpd
     for p in /var/www/forkhttpd/mine.html /var/www/forkhttpd/index.html; do
         ct test -f "$p" || { echo "purge removed the administrator's $p"; rc=1; }
     done
@@ -223,7 +279,11 @@ not_installed() {
     echo "dpkg status after purge: ${status:-none}"
     case "$status" in "" | *not-installed) ;; *) return 1 ;; esac
 }
-check "apt-get purge removes the config, the logs and unchanged default site it made; the user stays" purged
+check "apt-get purge removes the config, the logs and unchanged default site it made; the user and HTTPS key stay" purged
+# The administrator removes their HTTPS files in turn, so that what follows
+# starts from a machine without the package.
+ct rm -rf /etc/forkhttpd /etc/systemd/system/forkhttpd.service.d
+ct systemctl daemon-reload
 
 # --- over a manual install's account and log directory --------------------
 # The guide's lines that make them (install-steps 2 and 4), as written.

@@ -248,6 +248,149 @@ recover() {
 }
 check "after reset-failed, the fixed config serves again" recover
 
+# --- HTTPS under the shipped units ---------------------------------------
+# The guide's HTTPS steps (docs/install.md), as written, with a certificate
+# for example.org from a throw-away authority, put where certbot puts
+# one; then the key's way in: root-only on disk, a copy through
+# LoadCredential= for the service, none for the children.
+# shellcheck source=tests/lib/testcert.sh
+. "$top/tests/lib/testcert.sh"
+cred=/run/credentials/forkhttpd.service
+https_steps=$(readme_commands https-steps 4)
+install_https() {
+    [ -n "$https_steps" ] || { echo "no https steps found in docs/install.md"; return 1; }
+    cert_in_container || return 1
+    # All but the guide's curl line, whose name the container cannot
+    # resolve and whose authority it does not trust: the checks below give
+    # curl both (--resolve, --cacert).
+    ct bash -euxo pipefail -c "cd /src && $(grep -v '^curl ' <<<"$https_steps")"
+}
+check "docs/install.md HTTPS steps, line by line: forkhttpd-https.socket and LoadCredential=" install_https
+
+https_serves() {
+    local u
+    for u in forkhttpd-https.socket forkhttpd.socket forkhttpd.service; do
+        echo "$u: $(ct systemctl is-enabled "$u") $(ct systemctl is-active "$u")"
+        [ "$(ct systemctl is-enabled "$u")" = enabled ] && [ "$(ct systemctl is-active "$u")" = active ] || return 1
+    done
+    echo "LISTEN_FDNAMES of the server: $(ct sh -c "tr '\0' '\n' </proc/$(main_pid)/environ | grep ^LISTEN_FDNAMES=")"
+    expect_tls "200 text/html; charset=utf-8" 127.0.0.1 || return 1
+    expect_tls "200 text/css; charset=utf-8" "[::1]" style.css || return 1
+    ct sh -c "curl -sS --max-time 5 --cacert /root/test-ca.pem --resolve $site:443:127.0.0.1 https://$site/ \
+        | cmp - /var/www/forkhttpd/index.html" || return 1
+    expect_fetch "200 text/html; charset=utf-8" http://127.0.0.1/
+}
+check "curl --cacert gets the site over HTTPS (IPv4 and IPv6) from port 443; port 80 still plain" https_serves
+
+https_activation() {
+    ct systemctl stop forkhttpd.service
+    [ "$(ct systemctl is-active forkhttpd-https.socket)" = active ] || { echo "https socket not active"; return 1; }
+    [ "$(ct systemctl is-active forkhttpd.service)" = inactive ] || { echo "service still active"; return 1; }
+    expect_tls "200 text/html; charset=utf-8" 127.0.0.1 || return 1
+    [ "$(ct systemctl is-active forkhttpd.service)" = active ] || { echo "not started by the request"; return 1; }
+}
+check "socket activation over HTTPS: stopped service, the https socket starts it" https_activation
+
+# The drop-in's reload check reads the credentials where ExecReload= can
+# (https.conf): a good config reloads, a broken one fails the reload.
+reload_https() {
+    local before rc=0
+    before=$(main_pid)
+    ct systemctl reload forkhttpd.service || { echo "reload failed"; return 1; }
+    [ "$(main_pid)" = "$before" ] && expect_tls "200 text/html; charset=utf-8" 127.0.0.1 || return 1
+    ct cp "$conf" /root/good.toml
+    ct sh -c "echo 'no_such_key_at_https_reload = 1' >> $conf"
+    ct systemctl reload forkhttpd.service || rc=$?
+    ct cp /root/good.toml "$conf"
+    echo "systemctl reload with a broken config returned $rc"
+    [ "$rc" -ne 0 ] && expect_tls "200 text/html; charset=utf-8" 127.0.0.1
+}
+check "with HTTPS on, systemctl reload checks the config (a broken one fails) and keeps serving" reload_https
+
+mode_of() { ct stat -c '%a %U %G' "$1"; }
+key_root_only() {
+    local key=/etc/forkhttpd/tls/privkey.pem rc=0
+    echo "on disk: $key $(mode_of "$key"), its directory $(mode_of /etc/forkhttpd/tls)"
+    [ "$(mode_of "$key")" = "600 root root" ] && [ "$(mode_of /etc/forkhttpd/tls)" = "700 root root" ] || rc=1
+    ct systemctl cat forkhttpd.service | grep "^LoadCredential=" || rc=1
+    ct grep -x "tls_key = \"$cred/tls.key\"" "$conf" || rc=1
+    # What systemd made of it (ramfs, or tmpfs, root's or the service's).
+    echo "the copy: $(ct stat -f -c %T "$cred") $cred $(mode_of "$cred"), tls.key $(mode_of "$cred/tls.key")"
+    ct cmp "$key" "$cred/tls.key" || rc=1
+    # The service account itself cannot read the file on disk.
+    if ct setpriv --reuid forkhttpd --regid forkhttpd --clear-groups -- cat "$key" >/dev/null 2>&1; then
+        echo "the account forkhttpd can read $key"
+        rc=1
+    fi
+    return "$rc"
+}
+check "the key on disk is root:root 0600; the service reads it through LoadCredential= (tls_key names the copy)" key_root_only
+
+# A child in the middle of a slow HTTPS response: curl reads 2 MiB at
+# 200 KiB/s, so it lasts about 10 s.
+ct sh -c 'head -c 2097152 /dev/zero > /var/www/forkhttpd/slow.bin'
+hold_tls_child() {
+    ct curl -sS --max-time 30 --limit-rate 200k --cacert /root/test-ca.pem --resolve "$site:443:127.0.0.1" \
+        -o /dev/null "https://$site/slow.bin" </dev/null &
+    client=$!
+}
+tls_child() { ct pgrep -P "$(main_pid)" | head -1; }
+status_of() { ct sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
+sandboxed_tls_child() {
+    local main c rc=0
+    hold_tls_child
+    within 5 bash -c "[ -n \"\$(nsenter -t $leader -a pgrep -P $(main_pid))\" ]" || { echo "no child"; wait "$client"; return 1; }
+    main=$(main_pid)
+    c=$(tls_child)
+    echo "parent $main: Uid $(status_of "$main" Uid); child $c: Uid $(status_of "$c" Uid), Seccomp $(status_of "$c" Seccomp), NoNewPrivs $(status_of "$c" NoNewPrivs)"
+    [ "$(status_of "$c" Seccomp)" = 2 ] && [ "$(status_of "$c" NoNewPrivs)" = 1 ] || rc=1
+    # The same account as the parent: nothing but the sandbox and the
+    # dumpable flag keeps the child from the parent and the key.
+    [ "$(status_of "$c" Uid)" = "$(status_of "$main" Uid)" ] || rc=1
+    wait "$client" || rc=1
+    return "$rc"
+}
+check "a child serving HTTPS runs sandboxed (Seccomp: 2, NoNewPrivs: 1) with the parent's uid" sandboxed_tls_child
+
+# Landlock, which keeps a child from every file outside the document roots
+# (the key's copy in the credentials directory, owned by the very account
+# the child runs as, included), leaves no mark in /proc; the server says at
+# start which protections the kernel does not give, and here it says none.
+landlock_whole() {
+    local said
+    ct journalctl --sync
+    said=$(ct journalctl -u forkhttpd.service --no-pager -o cat | grep 'sandbox: this kernel lacks' || true)
+    echo "credentials copy: $(mode_of "$cred") $cred, $(mode_of "$cred/tls.key") tls.key"
+    [ -z "$said" ] || { echo "$said"; return 1; }
+}
+check "under the shipped unit the children's sandbox is whole: no protection logged missing (Landlock)" landlock_whole
+
+# What a process of the service's account can do, outside any sandbox:
+# more than a sandboxed child can, so what it cannot do, no child can.
+as_service() { ct setpriv --reuid forkhttpd --regid forkhttpd --clear-groups -- "$@"; }
+same_account() {
+    local main c rc=0 what
+    hold_tls_child
+    within 5 bash -c "[ -n \"\$(nsenter -t $leader -a pgrep -P $(main_pid))\" ]" || { echo "no child"; wait "$client"; return 1; }
+    main=$(main_pid)
+    c=$(tls_child)
+    # A dumpable process of the account, the opener's own child (so that
+    # even Yama's ptrace_scope 1 allows it): the kernel lets the account
+    # open the memory of its processes, unless they are non-dumpable.
+    as_service sh -c 'sleep 5 & exec 3<"/proc/$!/mem"' || { echo "control: the account cannot open a dumpable process's memory"; rc=1; }
+    for what in "/proc/$main/mem" "/proc/$c/mem" /etc/forkhttpd/tls/privkey.pem; do
+        if as_service sh -c 'exec 3<"$1"' sh "$what" 2>/dev/null; then
+            echo "the account forkhttpd opened $what"
+            rc=1
+        else
+            echo "refused: $what"
+        fi
+    done
+    wait "$client" || rc=1
+    return "$rc"
+}
+check "as the service's uid: the parent's and the child's memory and the key on disk are refused" same_account
+
 # A child that has answered a request and waits for the next one has
 # entered its sandbox: no_new_privs, and a seccomp filter of its own on top
 # of those the unit gives every process of the service (so more filters
@@ -280,7 +423,7 @@ stop_all() {
     local client=$!
     within 5 bash -c "[ \$(nsenter -t $leader -a pgrep -c -u forkhttpd) -ge 2 ]" || { echo "no child"; return 1; }
     local t0=$SECONDS
-    ct systemctl stop forkhttpd.socket forkhttpd.service
+    ct systemctl stop forkhttpd.socket forkhttpd-https.socket forkhttpd.service
     local took=$((SECONDS - t0)) result left
     wait "$client" 2>/dev/null
     result=$(ct systemctl show -p Result --value forkhttpd.service)

@@ -30,6 +30,8 @@ mod journal;
 mod keepalive;
 #[path = "suite/kept.rs"]
 mod kept;
+#[path = "suite/keyproc.rs"]
+mod keyproc;
 #[path = "suite/launch.rs"]
 mod launch;
 #[path = "suite/limits.rs"]

@@ -121,6 +121,7 @@ impl Checker<'_> {
             privileges,
             pid_file,
             limits,
+            tls_key_process: raw.tls_key_process,
             tls_ticket_rotation,
             logging,
             server_version: raw.server_version,

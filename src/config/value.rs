@@ -81,6 +81,9 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// Caps on children, timeouts and sizes.
     pub limits: Limits,
+    /// Whether the private keys are in the key process, which signs for
+    /// children (`tls_key_process`), rather than in every child.
+    pub tls_key_process: bool,
     /// How often the parent makes a new session-ticket key
     /// (`tls_ticket_rotation`); a ticket resumes for one to two periods.
     pub tls_ticket_rotation: Duration,

@@ -9,7 +9,7 @@ use std::io;
 
 use crate::config::{Config, ErrorLogTarget};
 use crate::error::StartupError;
-use crate::generation::Generation;
+use crate::generation::{Generation, Purpose};
 use crate::listener::{self, Listener};
 use crate::log::{self as logging, AccessLog};
 
@@ -29,7 +29,8 @@ impl Server {
             source.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string())
         );
         self.watch.restamp();
-        let built = Generation::build(source.as_deref(), &self.overrides, Some(&self.generation));
+        let built =
+            Generation::build(source.as_deref(), &self.overrides, Some(&self.generation), Purpose::Serve);
         let status = match self.apply_reload(built) {
             Ok(None) => {
                 log::info!("configuration reloaded; listeners from systemd kept");
@@ -63,7 +64,8 @@ impl Server {
         &mut self,
         built: Result<Generation, StartupError>,
     ) -> Result<Option<listener::Changes>, StartupError> {
-        let generation = built?;
+        let mut generation = built?;
+        self.hand_keys_over(&mut generation)?;
         let config = &generation.config;
         let access_log = AccessLog::open(&config.logging.access_log, generation.guard())?;
         let changes = if self.socket_activated {
@@ -84,6 +86,7 @@ impl Server {
         warn_restart_needed(self.config(), config);
         self.generation = generation;
         self.access_log = access_log;
+        self.commit_keys();
         Ok(changes)
     }
 

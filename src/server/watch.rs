@@ -1,6 +1,6 @@
 //! Certificates that renew themselves: every `tls_watch_interval` the
-//! parent looks at each certificate and key file (`lstat`: no descriptor
-//! kept, no byte read) and, when one changed, reloads as `SIGHUP` does, so
+//! parent looks at each certificate and key file (`lstat`, and `stat`
+//! through a link: no descriptor kept, no byte read) and, when one changed, reloads as `SIGHUP` does, so
 //! a certificate an ACME client renewed is served without a hook. Once a
 //! day (and with every status line) it checks how close each certificate
 //! is to its end, for the log and systemd's `STATUS=`.
@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::stat::lstat;
+use nix::sys::stat::{FileStat, lstat, stat};
 
 use crate::generation::Generation;
 use crate::tls::{EXPIRY_WARNING, Pair};
@@ -23,10 +23,9 @@ const EXPIRY_CHECK: Duration = Duration::from_secs(86_400);
 
 /// What tells one version of a file from the next without reading it: a
 /// file replaced by rename (as ACME clients do) has a new inode, one
-/// rewritten in place a new size or times; the link itself is looked at,
-/// never its target, as the trust rule reads it (refusing a link).
+/// rewritten in place a new size or times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+struct Version {
     dev: u64,
     ino: u64,
     size: i64,
@@ -34,17 +33,34 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+impl Version {
+    fn of(st: &FileStat) -> Version {
+        Version {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+}
+
+/// A watched path's version and, when it is a symbolic link, the version
+/// of the file the links lead to: certbot re-points its `live/` link (a
+/// new link), but a link to that link stays the same while its end
+/// changes, and a link's target may be rewritten in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    own: Version,
+    end: Option<Version>,
+}
+
 /// The stamp of `path`; `None` while it cannot be looked at (missing,
 /// say): its coming back is a change too.
 fn stamp(path: &Path) -> Option<Stamp> {
-    let st = lstat(path).ok()?;
-    Some(Stamp {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        size: st.st_size,
-        mtime: (st.st_mtime, st.st_mtime_nsec),
-        ctime: (st.st_ctime, st.st_ctime_nsec),
-    })
+    let own = Version::of(&lstat(path).ok()?);
+    let end = stat(path).ok().map(|st| Version::of(&st));
+    Some(Stamp { own, end })
 }
 
 /// The watched files and the two timers.
@@ -215,5 +231,23 @@ mod tests {
         assert_ne!(stamp(&path), first, "a new inode");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(stamp(&path), None);
+    }
+
+    /// A link to a link re-pointed (certbot's `live/` at a renewal) stamps
+    /// differently, though the link named is the same.
+    #[test]
+    fn stamps_tell_a_changed_end_of_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let [one, two, live, named] =
+            ["cert1.pem", "cert2.pem", "live.pem", "named.pem"].map(|n| dir.path().join(n));
+        std::fs::write(&one, "one").unwrap();
+        std::fs::write(&two, "two").unwrap();
+        std::os::unix::fs::symlink(&one, &live).unwrap();
+        std::os::unix::fs::symlink(&live, &named).unwrap();
+        let first = stamp(&named);
+        assert!(first.is_some_and(|s| s.end.is_some()));
+        std::fs::remove_file(&live).unwrap();
+        std::os::unix::fs::symlink(&two, &live).unwrap();
+        assert_ne!(stamp(&named), first, "the end changed");
     }
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rustls::{ServerConfig, ServerConnection};
 
+use super::keys::remote;
 use crate::stream::{Client, ReadOutcome};
 use crate::transport::{read_at_most, shrank};
 
@@ -74,6 +75,8 @@ impl TlsClient {
             }
         }
         self.flush(false)?;
+        // Signed, if it was a full handshake: nothing more to ask.
+        remote::hang_up();
         Ok(ReadOutcome::Data(0))
     }
 

@@ -56,12 +56,23 @@ impl TestCa {
     /// month, day), signed by this CA, and its key, as `DIR/STEM.crt` and
     /// `DIR/STEM.key`.
     pub fn issue(&self, dir: &Path, stem: &str, names: &[&str], not_after: (i32, u8, u8)) -> CertFiles {
+        self.issue_for(KeyPair::generate().unwrap(), dir, stem, names, not_after)
+    }
+
+    /// As `issue`, for the key `key` (`issue` makes an ECDSA P-256 one).
+    pub fn issue_for(
+        &self,
+        key: KeyPair,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        not_after: (i32, u8, u8),
+    ) -> CertFiles {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
         params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-        let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let files = CertFiles { cert: dir.join(format!("{stem}.crt")), key: dir.join(format!("{stem}.key")) };
         fs::write(&files.cert, cert.pem()).unwrap();

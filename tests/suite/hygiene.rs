@@ -210,6 +210,32 @@ fn children_serve_sandboxed() {
     drop(conn);
 }
 
+/// A sandboxed child stopped and continued while it waits for the next
+/// request (as `kill -STOP`/`-CONT` or a debugger does) resumes its wait
+/// through `restart_syscall`, which its filter must allow: it then serves
+/// the next request on the same connection instead of being killed.
+#[test]
+fn a_stopped_and_continued_child_keeps_serving() {
+    if crate::common::cannot_inspect_server() {
+        return;
+    }
+    let server = crate::common::TestServer::builder().file("x.txt", b"x\n").start();
+    let (mut conn, child) = child_after_a_response(server.pid(), server.addr());
+    let signal = |sig: &str| {
+        let out = run(Command::new("kill").args([sig, &child.to_string()]), Duration::from_secs(5));
+        assert!(out.success(), "kill {sig} {child}: {}", out.describe());
+    };
+    signal("-STOP");
+    assert!(
+        poll_until(Duration::from_secs(5), || crate::common::proc_stat(child)
+            .is_some_and(|s| s.state == 'T')),
+        "child {child} did not stop"
+    );
+    signal("-CONT");
+    conn.send_request("GET", "/x.txt", &[]);
+    assert_eq!(conn.read_response().status, 200, "the continued child must serve the next request");
+}
+
 /// Whether a process of uid and gid `id` (made by `setpriv`) can open
 /// `/proc/PID/mem` of `pid` for reading and writing; the error otherwise.
 fn open_mem_as(id: (u32, u32), pid: u32) -> Result<(), String> {

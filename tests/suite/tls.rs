@@ -216,7 +216,7 @@ fn a_trickling_handshake_is_closed_within_header_timeout() {
 
 /// Runs `--check-config --no-bind` on an HTTPS config with `cert` as the
 /// default certificate and `key` as its key.
-fn check_pair(dir: &TempDir, cert: &CertFiles, key: &CertFiles) -> Output {
+pub(crate) fn check_pair(dir: &TempDir, cert: &CertFiles, key: &CertFiles) -> Output {
     let root = dir.path().join("root");
     make_root(&root, &[("x.txt", b"x")]);
     let text = format!(

@@ -54,10 +54,11 @@ fn service_exposure_level_is_at_most_2() {
 }
 
 /// Guards the unit files' validity: `systemd-analyze verify` must accept
-/// both units (known directives, valid values, existing executables,
-/// consistent dependencies) and print nothing about them. The binary path
-/// is pointed at the freshly built one, so the check does not depend on an
-/// installed copy.
+/// the three units (known directives, valid values, existing executables,
+/// consistent dependencies), the service with the HTTPS drop-in
+/// (`https.conf`, installed as `forkhttpd.service.d/https.conf`) too, and
+/// print nothing about them. The binary path is pointed at the freshly
+/// built one, so the check does not depend on an installed copy.
 #[test]
 fn units_pass_systemd_analyze_verify() {
     if missing_tool("systemd-analyze") {
@@ -65,12 +66,16 @@ fn units_pass_systemd_analyze_verify() {
     }
     let tmp = TempDir::new("units-verify");
     let mut paths: Vec<PathBuf> = Vec::new();
-    for name in ["forkhttpd.service", "forkhttpd.socket"] {
+    for name in ["forkhttpd.service", "forkhttpd.socket", "forkhttpd-https.socket"] {
         let text = fs::read_to_string(repo().join("systemd").join(name)).unwrap();
         let dst = tmp.path().join(name);
         fs::write(&dst, text.replace("/usr/local/bin/forkhttpd", BIN)).unwrap();
         paths.push(dst);
     }
+    let drop_ins = tmp.path().join("forkhttpd.service.d");
+    fs::create_dir(&drop_ins).unwrap();
+    let https = fs::read_to_string(repo().join("systemd/https.conf")).unwrap();
+    fs::write(drop_ins.join("https.conf"), https.replace("/usr/local/bin/forkhttpd", BIN)).unwrap();
     let service = fs::read_to_string(&paths[0]).unwrap();
     assert!(
         service.contains(&format!("ExecStart={BIN} ")),
@@ -93,14 +98,19 @@ fn units_pass_systemd_analyze_verify() {
 }
 
 /// Guards `TCP_DEFER_ACCEPT` under socket activation: systemd binds the
-/// socket, so only `DeferAcceptSec=` in `forkhttpd.socket` gives it the
+/// sockets, so only `DeferAcceptSec=` in each socket unit gives them the
 /// deferral the server sets on the sockets it binds itself, with the same
 /// period (`DEFER_ACCEPT_SECS`). Without the line, a client that connects
 /// and sends nothing costs a fork at once.
 #[test]
-fn socket_unit_defers_accept_as_the_server_does() {
-    let path = repo().join("systemd/forkhttpd.socket");
-    let text = fs::read_to_string(&path).unwrap();
+fn socket_units_defer_accept_as_the_server_does() {
+    for name in ["forkhttpd.socket", "forkhttpd-https.socket"] {
+        defers_accept_as_the_server_does(&repo().join("systemd").join(name));
+    }
+}
+
+fn defers_accept_as_the_server_does(path: &Path) {
+    let text = fs::read_to_string(path).unwrap();
     // A bare number is seconds to systemd, as is the same with an `s`.
     let values: Vec<&str> = text
         .lines()
