@@ -19,7 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::prctl::{set_dumpable, set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
 
-use crate::conn::{self, Context};
+use crate::conn::{self, Buffers, Context};
 use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
@@ -64,8 +64,8 @@ pub struct Inherited<'a> {
 }
 
 /// Serves the connection `stream` from `peer` (which, from a PROXY
-/// listener, `wire.proxy`, must first send a PROXY header) and exits the
-/// process.
+/// listener, `wire.proxy`, must first send a PROXY header) with `buffers`,
+/// and exits the process.
 /// `key_channel` is its channel to the key process, for an HTTPS
 /// connection whose keys are there.
 pub fn run(
@@ -74,6 +74,7 @@ pub fn run(
     wire: Wire,
     key_channel: Option<OwnedFd>,
     inherited: &Inherited<'_>,
+    buffers: Buffers,
 ) -> ! {
     if let Err(e) = reset_signals() {
         log::error!("child: cannot reset its signals: {e}");
@@ -139,6 +140,7 @@ pub fn run(
             peer.ip(),
             wire,
             &ctx,
+            buffers,
         )
     }));
     let code = match served {

@@ -73,9 +73,17 @@ pub fn send_limits(cfg: &Config) -> SendLimits {
 /// HTTPS listener (`wire.tls`), the plain `client` then becomes a TLS one
 /// whose handshake must end within `header_timeout`. Returns `Err` only for
 /// socket errors (reset, send timeout), which end the connection quietly.
-pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'_>) -> io::Result<()> {
+/// The connection is served with `buffers`.
+pub fn serve(
+    mut client: Transport,
+    peer_ip: IpAddr,
+    wire: Wire,
+    ctx: &Context<'_>,
+    buffers: Buffers,
+) -> io::Result<()> {
     let cfg = ctx.config;
-    let mut input = Input::new(cfg.limits.max_header_bytes, ctx.lifeline);
+    let Buffers { input, out, scratch, path, kept } = buffers;
+    let mut input = Input::new(input, cfg.limits.max_header_bytes, ctx.lifeline);
     let client_ip = if wire.proxy {
         if !proxy::trusted(&cfg.proxy.trusted, peer_ip) {
             crate::log::client_warning(format_args!(
@@ -117,12 +125,12 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'
         proxied: wire.proxy,
         ctx,
         site: ctx.sites[0].config.site(decide::server_field(cfg.server_version), &cfg.mime),
-        out: Vec::with_capacity(512),
+        out,
         head_len: 0,
-        scratch: Vec::with_capacity(512),
-        path: Vec::with_capacity(256),
+        scratch,
+        path,
         access_log_failed: false,
-        kept: KeptFiles::default(),
+        kept,
     };
     let mut idle = cfg.limits.header_timeout;
     for served in 1..=cfg.limits.max_requests_per_connection {
@@ -542,6 +550,44 @@ fn first_line(bytes: &[u8]) -> &[u8] {
 /// Bytes of request buffer a connection starts with: a typical browser
 /// request head fits.
 const INITIAL_INPUT: usize = 2048;
+/// Bytes of reply buffer a connection starts with: a head, and a small
+/// file's body copied behind it.
+const INITIAL_OUT: usize = 2048;
+
+/// The buffers a connection starts with, made by the parent once, before
+/// its first fork, and taken over by each child: the same blocks at the
+/// same addresses in every child, each child's own once it writes them.
+/// A child that allocated its buffers would write malloc's state (in the
+/// C library's data) and the heap pages its blocks landed in, scattered,
+/// all copied out of the parent's; these are written only where used,
+/// and a keep-alive request allocates nothing.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    input: Vec<u8>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    path: Vec<u8>,
+    kept: KeptFiles,
+}
+
+impl Buffers {
+    /// Buffers of the sizes a typical request needs; any grows as usual.
+    /// Made first thing in `main`, while the heap has no holes, the blocks
+    /// lie side by side in the order made, which puts what a child writes
+    /// for a small request close together, to span as few pages as it
+    /// can: the access-log line (when there is a log), the path, the kept
+    /// file's path, the reply (head and a small body) and the request,
+    /// written from the start (the input buffer's tail, zeroed here by the
+    /// parent, is only read once a long head overwrote it).
+    pub fn new() -> Buffers {
+        let scratch = Vec::with_capacity(512);
+        let path = Vec::with_capacity(256);
+        let kept = KeptFiles::with_room();
+        let out = Vec::with_capacity(INITIAL_OUT);
+        let input = vec![0; INITIAL_INPUT];
+        Buffers { input, out, scratch, path, kept }
+    }
+}
 
 /// What one more read towards the current head produced.
 enum More {
@@ -571,9 +617,12 @@ struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    fn new(max_header_bytes: usize, lifeline: BorrowedFd<'a>) -> Self {
+    /// An input reading into `buf`, whose bytes are only ever read once
+    /// overwritten; cut to `max_header_bytes` or grown to the initial size.
+    fn new(mut buf: Vec<u8>, max_header_bytes: usize, lifeline: BorrowedFd<'a>) -> Self {
+        buf.resize(INITIAL_INPUT.min(max_header_bytes), 0);
         Input {
-            buf: vec![0; INITIAL_INPUT.min(max_header_bytes)],
+            buf,
             filled: 0,
             max: max_header_bytes,
             lifeline: Some(lifeline),

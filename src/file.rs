@@ -104,6 +104,9 @@ fn find_noting<'n>(
 
 /// How many files a connection keeps open for its next requests.
 const KEPT_FILES: usize = 4;
+/// Bytes of path each slot of `KeptFiles::with_room` holds without
+/// allocating.
+const KEPT_PATH_ROOM: usize = 64;
 
 /// The files a connection served lately, kept open: asking again for one
 /// that has not changed costs one `fstatat` instead of an `openat2`, a
@@ -124,6 +127,10 @@ const KEPT_FILES: usize = 4;
 #[derive(Debug, Default)]
 pub struct KeptFiles {
     slots: [Option<Kept>; KEPT_FILES],
+    /// Each empty slot's buffer for the path of the next file it keeps: a
+    /// path is copied into room made beforehand (`with_room`, by the
+    /// parent) or freed by the file it replaces, not into a new block.
+    spare: [Vec<u8>; KEPT_FILES],
     /// The slot the next new file replaces, round robin.
     next: usize,
     /// The `Stamp` at opening of the file the last `find` opened, if it
@@ -184,6 +191,18 @@ impl Stamp {
 }
 
 impl KeptFiles {
+    /// No files yet, with room for their paths (see `spare`).
+    pub fn with_room() -> KeptFiles {
+        KeptFiles { spare: std::array::from_fn(|_| Vec::with_capacity(KEPT_PATH_ROOM)), ..Default::default() }
+    }
+
+    /// Empties slot `i`, closing its file and keeping its path's buffer.
+    fn empty(&mut self, i: usize) {
+        if let Some(kept) = self.slots[i].take() {
+            self.spare[i] = kept.rel;
+        }
+    }
+
     /// `find` for `resolved` beneath `root`, the root of the site with
     /// index `site_no`: from a kept file when `resolved` is a plain lookup
     /// of one that is unchanged (see `KeptFiles`), else by `find`.
@@ -207,7 +226,7 @@ impl KeptFiles {
                 return Ok(Found::File(Opened { file, info, name: resolved.file_name(), encoding: None }));
             }
             // Changed: closed now, and the path is looked up afresh.
-            *slot = None;
+            self.empty(i);
         }
         self.opened = None;
         find_noting(root, resolved, site, accept_encoding, &mut self.opened)
@@ -236,7 +255,11 @@ impl KeptFiles {
         let Some(at_open) = self.opened.take() else { return };
         let i = self.slots.iter().position(Option::is_none).unwrap_or(self.next);
         self.next = (i + 1) % KEPT_FILES;
-        self.slots[i] = Some(Kept { site: site_no, rel: rel.to_vec(), file: Some(opened.file), at_open });
+        self.empty(i);
+        let mut kept_rel = std::mem::take(&mut self.spare[i]);
+        kept_rel.clear();
+        kept_rel.extend_from_slice(rel);
+        self.slots[i] = Some(Kept { site: site_no, rel: kept_rel, file: Some(opened.file), at_open });
     }
 
     fn position(&self, site_no: usize, rel: &[u8]) -> Option<usize> {

@@ -19,6 +19,7 @@ use clap::Parser;
 use forkhttpd::check::{self, Bind, Launch};
 use forkhttpd::cli::Args;
 use forkhttpd::config::AccessLogTarget;
+use forkhttpd::conn::Buffers;
 use forkhttpd::daemon::{self, PidFile};
 use forkhttpd::error::{ConfigError, StartupError};
 use forkhttpd::generation::{Generation, Purpose};
@@ -37,9 +38,10 @@ fn main() -> ExitCode {
     // First, before a signal can arrive to a process without handlers or a
     // launcher's descriptor can be copied anywhere.
     let taken_over = server::take_over_process();
+    let buffers = Buffers::new();
     let args = Args::parse();
     logging::init();
-    match taken_over.and_then(|()| run(&args)) {
+    match taken_over.and_then(|()| run(&args, buffers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), StartupError> {
+fn run(args: &Args, buffers: Buffers) -> Result<(), StartupError> {
     let overrides = args.overrides();
     let config_file = match args.config.as_deref() {
         Some(p) => Some(overrides.resolve(p).map_err(|e| ConfigError {
@@ -119,6 +121,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
         notifier,
         signals,
         pid_file,
+        buffers,
     });
     let server = match (started, detached) {
         (Ok(s), Some(d)) => {

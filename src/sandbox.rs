@@ -50,7 +50,7 @@ use landlock::{
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    TargetArch, sock_filter,
 };
 
 /// The Landlock ABI whose protections a child asks for: filesystem rights
@@ -61,6 +61,13 @@ const LANDLOCK_ABI: ABI = ABI::V6;
 /// A pid no process has (Linux's `pid_max` is at most 2^22), compiled
 /// into the parent's filter where the child's own pid goes.
 const PID_PLACEHOLDER: u32 = 0x7fff_fffe;
+
+/// The longest filter (in instructions; the list below compiles to some
+/// 350) a child copies onto its stack to put its pid in: 3 KiB of stack
+/// that the serving frames reuse later, where a copy on the heap would
+/// write malloc's state and heap pages that a child otherwise leaves
+/// shared with its parent. A longer filter is copied to the heap.
+const FILTER_ON_STACK: usize = 384;
 
 /// What a child confines itself with, made by the parent.
 #[derive(Clone, Debug)]
@@ -304,11 +311,30 @@ impl Plan {
         }
     }
 
+    /// Instruction `i` (in bounds) of the filter for the process `pid`.
+    fn instruction(&self, i: usize, pid: u32) -> sock_filter {
+        let ins = self.filter[i].clone();
+        if i == self.pid_at { sock_filter { k: pid, ..ins } } else { ins }
+    }
+
     /// The filter for the process `pid`.
     fn filter_for(&self, pid: u32) -> BpfProgram {
-        let mut filter = self.filter.clone();
-        filter[self.pid_at].k = pid;
-        filter
+        (0..self.filter.len()).map(|i| self.instruction(i, pid)).collect()
+    }
+
+    /// Installs the filter for the process `pid` on this process.
+    fn apply(&self, pid: u32) -> Result<(), SandboxError> {
+        let len = self.filter.len();
+        if len <= FILTER_ON_STACK {
+            let mut on_stack = [const { sock_filter { code: 0, jt: 0, jf: 0, k: 0 } }; FILTER_ON_STACK];
+            for (i, slot) in on_stack[..len].iter_mut().enumerate() {
+                *slot = self.instruction(i, pid);
+            }
+            seccompiler::apply_filter(&on_stack[..len])?;
+        } else {
+            seccompiler::apply_filter(&self.filter_for(pid))?;
+        }
+        Ok(())
     }
 }
 
@@ -331,8 +357,7 @@ pub fn enter<'a>(plan: &Plan, roots: impl IntoIterator<Item = BorrowedFd<'a>>) -
     ruleset.restrict_self()?;
     // A pid is positive; were it not, no signal at all is allowed.
     let pid = u32::try_from(nix::unistd::getpid().as_raw()).unwrap_or(PID_PLACEHOLDER);
-    seccompiler::apply_filter(&plan.filter_for(pid))?;
-    Ok(())
+    plan.apply(pid)
 }
 
 /// Confines the key process for good: Landlock handling every right it
@@ -401,6 +426,14 @@ mod tests {
         for pid in [1, 4242, 4_194_304] {
             assert_eq!(plan.filter_for(pid), compile(child_rules().unwrap(), pid, arch).unwrap());
         }
+    }
+
+    /// The filter fits the copy a child makes on its stack: a longer one
+    /// still works, but each child then allocates its copy.
+    #[test]
+    fn the_filter_fits_on_the_stack() {
+        let plan = Plan::new().expect("plan");
+        assert!(plan.filter.len() <= FILTER_ON_STACK, "{} instructions", plan.filter.len());
     }
 
     /// The calls that would let a child reach beyond its connection stay

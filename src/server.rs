@@ -10,9 +10,9 @@
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
 //! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use nix::unistd::{Pid, getpid, pipe2};
 
 use crate::child::{self, Inherited};
 use crate::config::{Config, Overrides};
+use crate::conn::Buffers;
 use crate::daemon::PidFile;
 use crate::error::StartupError;
 use crate::generation::Generation;
@@ -37,6 +38,7 @@ use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 use crate::tls::keys::KeyProcess;
 
+mod children;
 mod keys;
 mod refuse;
 mod reload;
@@ -101,6 +103,9 @@ pub struct Setup {
     pub signals: Signals,
     /// The locked pid file, removed when the server ends.
     pub pid_file: Option<PidFile>,
+    /// The buffers every child takes over, made first thing (see
+    /// `Buffers::new`).
+    pub buffers: Buffers,
 }
 
 /// The parent's state: listeners, signals, and the table of live children.
@@ -122,8 +127,7 @@ pub struct Server {
     lifeline_write: Option<OwnedFd>,
     /// Live children and the address each serves, and the count per
     /// address: the parent's only per-connection state.
-    children: HashMap<Pid, IpAddr>,
-    per_ip: HashMap<IpAddr, usize>,
+    children: children::Children,
     /// Connections answered `503` by the parent, shut down for writing, and
     /// when each is closed, oldest first.
     refused: VecDeque<(TcpStream, Instant)>,
@@ -136,6 +140,9 @@ pub struct Server {
     cap_logged: Option<Instant>,
     /// The certificate and key files watched for a renewal.
     watch: watch::Watch,
+    /// The buffers every child takes over (see `Buffers`); the parent
+    /// never uses them.
+    buffers: Buffers,
     /// The key process, which holds the private keys and signs for
     /// HTTPS children (`tls::keys`).
     keys: KeyProcess,
@@ -166,11 +173,11 @@ impl Server {
             pid: getpid(),
             lifeline_read,
             lifeline_write: Some(lifeline_write),
-            children: HashMap::new(),
-            per_ip: HashMap::new(),
+            children: children::Children::default(),
             refused: VecDeque::new(),
             paused_until: None,
             cap_logged: None,
+            buffers: setup.buffers,
             keys,
         };
         server.commit_keys();
@@ -342,7 +349,7 @@ impl Server {
         let limit = self.config().limits.max_children_per_ip;
         if limit > 0
             && self.children.len() >= self.config().limits.per_ip_cap_from
-            && self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= limit)
+            && self.children.count_from(peer.ip()) >= limit
         {
             log::debug!(
                 "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
@@ -351,16 +358,25 @@ impl Server {
             self.refuse(stream, peer, wire);
             return;
         }
+        if let Err(e) = self.children.reserve_one() {
+            log::error!(
+                "no memory to record a child for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}"
+            );
+            self.refuse(stream, peer, wire);
+            self.paused_until = Some(Instant::now() + FORK_BACKOFF);
+            return;
+        }
         let key_channel = self.key_channel(wire);
         match sys::fork() {
             Ok(Forked::Child) => {
+                let buffers = std::mem::take(&mut self.buffers);
                 let inherited = Inherited {
                     generation: &self.generation,
                     access_log: &self.access_log,
                     lifeline: self.lifeline_read.as_fd(),
                     parent: self.pid,
                 };
-                child::run(stream, peer, wire, key_channel, &inherited)
+                child::run(stream, peer, wire, key_channel, &inherited, buffers)
             }
             Ok(Forked::Parent(pid)) => {
                 // The child has its own copy; ours must go now, or the
@@ -369,7 +385,6 @@ impl Server {
                 drop(stream);
                 drop(key_channel);
                 self.children.insert(pid, peer.ip());
-                *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
             }
             Err(e) => {
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
@@ -386,8 +401,8 @@ impl Server {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) if self.keys.exited(status) => {}
                 Ok(status) => {
-                    if let Some(ip) = status.pid().and_then(|pid| self.children.remove(&pid)) {
-                        self.forget_ip(ip);
+                    if let Some(pid) = status.pid() {
+                        self.children.remove(pid);
                     }
                     match status {
                         WaitStatus::Exited(pid, code) if code != 0 => {
@@ -408,15 +423,6 @@ impl Server {
                     log::error!("waitpid: {e}");
                     return;
                 }
-            }
-        }
-    }
-
-    fn forget_ip(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
             }
         }
     }
@@ -469,14 +475,14 @@ impl Server {
             return;
         }
         log::warn!("killing {} children still running", self.children.len());
-        for (pid, _) in std::mem::take(&mut self.children) {
+        for pid in self.children.pids() {
             match kill(pid, Signal::SIGKILL) {
                 // EINTR is the only error worth retrying; ECHILD means already gone.
                 Ok(()) => while let Err(Errno::EINTR) = waitpid(pid, None) {},
                 Err(e) => log::warn!("kill {pid}: {e}; it ends when this process exits"),
             }
         }
-        self.per_ip.clear();
+        self.children.clear();
     }
 
     /// The configuration in force.

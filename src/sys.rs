@@ -1,7 +1,8 @@
 //! The only module with `unsafe` code: `fork`, reading and setting a signal
 //! disposition, `_exit`, adopting an inherited or received descriptor, closing
 //! descriptors by range, dropping the capability bounding set, mapping
-//! counters shared across forks, `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
+//! counters shared across forks and the parent's tables wiped in its
+//! children, `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
 //! block is one call long and says why it is sound. And one unsafe
 //! attribute: `run_at_load!`, the binary's constructor.
 //!
@@ -11,13 +12,13 @@
 #![allow(unsafe_code)]
 
 use nix::errno::Errno;
-use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, munmap};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU64;
 
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 
 /// Which side of a `fork` this process is on.
 #[derive(Debug)]
@@ -28,17 +29,31 @@ pub enum Forked {
     Child,
 }
 
-/// `fork(2)`. Returns the side we are on, or the errno (`EAGAIN` when
-/// `RLIMIT_NPROC` or memory runs out).
+/// `fork(2)`, through the C library's `_Fork` (glibc 2.34, musl 1.2.3):
+/// the fork without `pthread_atfork` handlers and the C library's own
+/// resetting of its locks in the child. A single-threaded process has no
+/// lock held by another thread to reset, and the resetting is not free:
+/// glibc's `fork` rewrites its loader's locks in the child, two pages of
+/// `ld.so`'s data that each child would otherwise copy from its parent.
+/// Returns the side we are on, or the errno (`EAGAIN` when `RLIMIT_NPROC`
+/// or memory runs out).
 pub fn fork() -> nix::Result<Forked> {
+    unsafe extern "C" {
+        fn _Fork() -> libc::pid_t;
+    }
     // SAFETY: the parent is single-threaded (no helper threads are ever
     // started: signals arrive through a self-pipe, logging is synchronous),
     // so no lock can be held by a thread that does not exist in the child,
-    // and the child may allocate freely. The child never returns into the
-    // parent's frames: it ends in `exit_child`.
-    match unsafe { nix::unistd::fork() }? {
-        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
-        ForkResult::Child => Ok(Forked::Child),
+    // and the child may allocate freely: `_Fork` then leaves the child in
+    // the state `fork` would (glibc's manual: only after a fork from a
+    // multi-threaded process is the child limited to async-signal-safe
+    // calls). No atfork handler is registered by this program or its
+    // libraries, so none is skipped. `_Fork` takes no arguments and sets
+    // the thread id in the child as `fork` does. The child never returns
+    // into the parent's frames: it ends in `exit_child`.
+    match Errno::result(unsafe { _Fork() })? {
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent(Pid::from_raw(child))),
     }
 }
 
@@ -200,6 +215,68 @@ pub fn shared_counters<const N: usize>() -> nix::Result<&'static [AtomicU64; N]>
     // reached through this shared reference, whose atomics make concurrent
     // use (by this process and its children) sound.
     Ok(unsafe { page.cast::<[AtomicU64; N]>().as_ref() })
+}
+
+/// `len` words of memory, zero at first, that a child forked later gets
+/// zeroed (`MADV_WIPEONFORK`, Linux 4.14) instead of sharing with this
+/// process: the parent's writes to it after a fork copy no page into the
+/// child, as writes to its heap would (each page the parent writes after
+/// a fork leaves the child the old copy, counted in the child's memory).
+/// For the parent's own tables, which a child never reads. On an older
+/// kernel the words are this process's like any others.
+#[derive(Debug)]
+pub struct ParentWords {
+    start: std::ptr::NonNull<u64>,
+    len: usize,
+}
+
+impl ParentWords {
+    /// Maps `len` (at least 1) zeroed words. Returns the `mmap` error
+    /// (`ENOMEM`).
+    pub fn new(len: usize) -> nix::Result<ParentWords> {
+        let len = len.max(1);
+        let bytes = len.checked_mul(size_of::<u64>()).and_then(NonZeroUsize::new).ok_or(Errno::ENOMEM)?;
+        // SAFETY: an anonymous private mapping at an address the kernel
+        // chooses replaces nothing of ours; `Drop` unmaps it, once.
+        let start = unsafe {
+            mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE)
+        }?;
+        // SAFETY: the advice covers exactly the mapping just made, which
+        // nothing else refers to yet; it changes what a child gets, never
+        // this process's contents. An error (a kernel without it) leaves
+        // the mapping as it was, still valid.
+        let _ = unsafe { madvise(start, bytes.get(), MmapAdvise::MADV_WIPEONFORK) };
+        Ok(ParentWords { start: start.cast(), len })
+    }
+}
+
+impl std::ops::Deref for ParentWords {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        // SAFETY: `start` is the page-aligned (so u64-aligned) start of a
+        // readable mapping of `len` words, owned by `self` until `Drop`;
+        // every bit pattern is a valid u64; a forked child sees zeros
+        // there or its own copy, valid memory either way. The borrow of
+        // `self` keeps `&mut` access out while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for ParentWords {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as in `deref`, and the mapping is writable; the unique
+        // borrow of `self` makes this the only reference to it.
+        unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ParentWords {
+    fn drop(&mut self) {
+        // SAFETY: the mapping of `len` words at `start` was made by `new`
+        // and is unmapped only here; no slice of it outlives the borrow
+        // of `self` that made it.
+        let _ = unsafe { munmap(self.start.cast(), self.len * size_of::<u64>()) };
+    }
 }
 
 /// Sets `TCP_DEFER_ACCEPT` on the listening socket `fd`: the kernel keeps

@@ -305,31 +305,77 @@ fn file_reply<'a>(
         return finish(Status::PreconditionFailed, fields, body, connection);
     }
     let content_type = site.types.content_type(opened.name);
-    let selection = if precondition == Precondition::Pass && conditional::if_range_holds(req, info, now) {
-        range::select(req, info.len)
-    } else {
-        Selection::Whole
-    };
+    let ranged = precondition == Precondition::Pass && conditional::if_range_holds(req, info, now);
     let mut fields = common(site.server, now);
-    let (status, body) = match selection {
-        Selection::Whole => {
-            fields.push("Content-Type", Value::Str(content_type));
-            fields.push("Content-Length", Value::Number(info.len));
-            let body = if info.len == 0 {
-                Body::None
-            } else {
-                Body::File { file: &opened.file, offset: 0, len: info.len }
-            };
-            (Status::Ok, body)
-        }
+    let selected = if ranged && req.fields.range.is_some() {
+        ranged_body(req, opened, content_type, head_only, &mut fields)
+    } else {
+        Some(whole_body(opened, content_type, &mut fields))
+    };
+    let Some((status, body)) = selected else {
+        let page = Status::RangeNotSatisfiable.page();
+        fields.push("Content-Type", Value::Str(PAGE_TYPE));
+        fields.push("Content-Length", Value::Number(page.len() as u64));
+        fields.push("Content-Range", Value::UnsatisfiedRange(info.len));
+        vary_on_encoding(site, &mut fields);
+        let body = if head_only { Body::None } else { Body::Page(page) };
+        return finish(Status::RangeNotSatisfiable, fields, body, connection);
+    };
+    if let Some(coding) = opened.encoding {
+        fields.push("Content-Encoding", Value::Str(coding.token()));
+    }
+    if let Some(t) = info.last_modified(now) {
+        fields.push("Last-Modified", Value::Date(t));
+    }
+    fields.push("ETag", Value::ETag(info));
+    fields.push("Accept-Ranges", Value::Str("bytes"));
+    vary_on_encoding(site, &mut fields);
+    if precondition == Precondition::NotModified {
+        return finish(Status::NotModified, conditional::not_modified(&fields), Body::None, connection);
+    }
+    finish(status, fields, if head_only { Body::None } else { body }, connection)
+}
+
+/// The status and body of the reply with the whole file `opened`; its
+/// content's fields are pushed onto `fields`.
+fn whole_body<'a>(
+    opened: &'a Opened<'_>,
+    content_type: &'a str,
+    fields: &mut Fields<'a>,
+) -> (Status, Body<'a>) {
+    let len = opened.info.len;
+    fields.push("Content-Type", Value::Str(content_type));
+    fields.push("Content-Length", Value::Number(len));
+    let body = if len == 0 { Body::None } else { Body::File { file: &opened.file, offset: 0, len } };
+    (Status::Ok, body)
+}
+
+/// The status and body of the reply for the file `opened` to a request
+/// whose `Range` applies (the preconditions let it), and its content's
+/// fields (pushed onto `fields`); `None` when no range it asks for can be
+/// satisfied. Never inlined, and called only for a request with a
+/// `Range` field: the selection (up to `MAX_RANGES` ranges, some 1.6 KiB,
+/// and its copies) then lives in this frame, not in the frame of
+/// `decide`, below which every request's stack goes deeper.
+#[inline(never)]
+fn ranged_body<'a>(
+    req: &Request<'_>,
+    opened: &'a Opened<'_>,
+    content_type: &'a str,
+    head_only: bool,
+    fields: &mut Fields<'a>,
+) -> Option<(Status, Body<'a>)> {
+    let info = &opened.info;
+    match range::select(req, info.len) {
+        Selection::Whole => Some(whole_body(opened, content_type, fields)),
         Selection::One(range) => {
             fields.push("Content-Type", Value::Str(content_type));
             fields.push("Content-Length", Value::Number(range.size()));
             fields.push("Content-Range", Value::ContentRange(ContentRange { range, complete: info.len }));
-            (
+            Some((
                 Status::PartialContent,
                 Body::File { file: &opened.file, offset: range.first, len: range.size() },
-            )
+            ))
         }
         Selection::Several(ranges) => {
             let boundary = range::Boundary::new(info, content_type);
@@ -347,31 +393,10 @@ fn file_reply<'a>(
                     boundary,
                 })
             };
-            (Status::PartialContent, body)
+            Some((Status::PartialContent, body))
         }
-        Selection::Unsatisfiable => {
-            let page = Status::RangeNotSatisfiable.page();
-            fields.push("Content-Type", Value::Str(PAGE_TYPE));
-            fields.push("Content-Length", Value::Number(page.len() as u64));
-            fields.push("Content-Range", Value::UnsatisfiedRange(info.len));
-            vary_on_encoding(site, &mut fields);
-            let body = if head_only { Body::None } else { Body::Page(page) };
-            return finish(Status::RangeNotSatisfiable, fields, body, connection);
-        }
-    };
-    if let Some(coding) = opened.encoding {
-        fields.push("Content-Encoding", Value::Str(coding.token()));
+        Selection::Unsatisfiable => None,
     }
-    if let Some(t) = info.last_modified(now) {
-        fields.push("Last-Modified", Value::Date(t));
-    }
-    fields.push("ETag", Value::ETag(info));
-    fields.push("Accept-Ranges", Value::Str("bytes"));
-    vary_on_encoding(site, &mut fields);
-    if precondition == Precondition::NotModified {
-        return finish(Status::NotModified, conditional::not_modified(&fields), Body::None, connection);
-    }
-    finish(status, fields, if head_only { Body::None } else { body }, connection)
 }
 
 /// `200` with a directory listing, validated by the directory's own

@@ -102,7 +102,12 @@ pub fn select(req: &Request<'_>, len: u64) -> Selection {
     select_in(value, len)
 }
 
-/// `select` for the value of one `Range` field.
+/// `select` for the value of one `Range` field. Never inlined into
+/// `select`, which every request for a file calls: its frame (the specs
+/// and the ranges, some 6 KiB) then exists only for a request with a
+/// `Range` field, and the stack pages below the serving frames stay
+/// untouched in a child that never gets one.
+#[inline(never)]
 fn select_in(value: &[u8], len: u64) -> Selection {
     let mut specs = [Spec::Suffix(0); MAX_RANGES];
     let Some(count) = parse(value, &mut specs) else {

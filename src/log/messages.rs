@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -30,6 +30,33 @@ static SYSLOG: Mutex<Option<SyslogConn>> = Mutex::new(None);
 /// The `error_log` file, while daemon messages go to one; reopened by the
 /// parent with the access log.
 static ERROR_FILE: Mutex<Option<File>> = Mutex::new(None);
+
+/// The descriptors of `SYSLOG` and `ERROR_FILE` (`NO_FD`: none), kept
+/// beside them for children to read without a lock: taking a lock writes
+/// its word, and a child that writes a static copies the page that holds
+/// them all out of its parent's.
+static SYSLOG_FD: AtomicI32 = AtomicI32::new(NO_FD);
+static ERROR_FILE_FD: AtomicI32 = AtomicI32::new(NO_FD);
+const NO_FD: RawFd = -1;
+
+/// Routes daemon messages to `conn` (`None`: not to syslog).
+fn set_syslog(conn: Option<SyslogConn>) {
+    let mut syslog = SYSLOG.lock().unwrap_or_else(PoisonError::into_inner);
+    SYSLOG_FD.store(conn.as_ref().map_or(NO_FD, SyslogConn::raw_fd), Ordering::Relaxed);
+    *syslog = conn;
+}
+
+/// Routes daemon messages to `file` (`None`: to no file).
+fn set_error_file(file: Option<File>) {
+    let mut error_file = ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner);
+    ERROR_FILE_FD.store(file.as_ref().map_or(NO_FD, AsRawFd::as_raw_fd), Ordering::Relaxed);
+    *error_file = file;
+}
+
+/// The descriptor in `fd`, if any.
+fn fd_in(fd: &AtomicI32) -> Option<RawFd> {
+    Some(fd.load(Ordering::Relaxed)).filter(|&fd| fd != NO_FD)
+}
 
 /// The daemon-message logger behind the `log` macros.
 struct DaemonLogger;
@@ -78,8 +105,8 @@ pub fn started() {
 /// the process that started a daemon, which prints the daemon's report on
 /// the terminal (the daemon has logged it already).
 pub fn only_to_stderr() {
-    *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    set_syslog(None);
+    set_error_file(None);
 }
 
 /// Writes `msg` at `level` as one line to the `error_log` file, if there
@@ -112,17 +139,17 @@ pub fn init() {
 }
 
 /// The descriptor daemon messages go to while they go to the system log,
-/// for a child to keep open.
+/// for a child to keep open. Read without a lock: see `SYSLOG_FD`.
 pub fn syslog_fd() -> Option<RawFd> {
-    SYSLOG.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(SyslogConn::raw_fd)
+    fd_in(&SYSLOG_FD)
 }
 
 /// The `error_log` file's descriptor while daemon messages go to one, for
 /// a child to keep open: a child's own messages (a path refused for leaving
 /// the root) belong in that file too, and once detached its stderr is
-/// `/dev/null`.
+/// `/dev/null`. Read without a lock: see `SYSLOG_FD`.
 pub fn error_file_fd() -> Option<RawFd> {
-    ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(AsRawFd::as_raw_fd)
+    fd_in(&ERROR_FILE_FD)
 }
 
 /// Routes daemon messages as `target` says, for a server that will detach
@@ -135,14 +162,13 @@ pub fn route_daemon_messages(
     guard: Option<Guard>,
 ) -> Result<(), StartupError> {
     if let ErrorLogTarget::File(path) = target {
-        let file = open_append(path, guard)?;
-        *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+        set_error_file(Some(open_append(path, guard)?));
         return Ok(());
     }
     // Connected here, in the parent, so children inherit the socket and
     // can log even inside a chroot without `/dev/log`.
     if let Some(conn) = daemon_syslog(target, detaching, under_systemd)? {
-        *SYSLOG.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+        set_syslog(Some(conn));
     }
     Ok(())
 }
@@ -189,7 +215,7 @@ pub fn reopen_error_log(target: &ErrorLogTarget, guard: Option<Guard>) {
         return;
     }
     match open_append(path, guard) {
-        Ok(file) => *ERROR_FILE.lock().unwrap_or_else(PoisonError::into_inner) = Some(file),
+        Ok(file) => set_error_file(Some(file)),
         Err(e) => log::error!("{e}; still writing to the previous error log"),
     }
 }

@@ -8,10 +8,10 @@
 //! Runs in: parent (deciding at start how stderr is written) and child
 //! (writing).
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -42,13 +42,21 @@ static STDERR_KIND: AtomicU8 = AtomicU8::new(StderrKind::Plain as u8);
 /// Lines this process dropped because stderr's reader did not read, and
 /// whether it waited once in vain (then it waits no more). Kept with the
 /// pid it belongs to: a child starts from zero, not from its parent's count.
+#[derive(Clone, Copy)]
 struct StderrState {
     pid: u32,
     dropped: u64,
     stalled: bool,
 }
 
-static STDERR_STATE: Mutex<StderrState> = Mutex::new(StderrState { pid: 0, dropped: 0, stalled: false });
+thread_local! {
+    /// This process's `StderrState` (it has one thread). Thread-local, not
+    /// a static behind a lock: a child that wrote a static (a lock's word,
+    /// for every access-log line) would copy the page of the binary's
+    /// statics out of its parent's, while its thread's own block is
+    /// written anyway (`errno`).
+    static STDERR_STATE: Cell<StderrState> = const { Cell::new(StderrState { pid: 0, dropped: 0, stalled: false }) };
+}
 
 /// Makes writes to stderr unable to block this process and its children
 /// for long: see the module doc. Returns how stderr is to be written.
@@ -80,10 +88,17 @@ fn prepare_stderr() -> StderrKind {
 /// dropped are counted and reported with the next line that gets through.
 /// Returns whether `line` was written or dropped, or the write's error.
 pub(super) fn write_stderr(line: &[u8]) -> io::Result<Sent> {
-    let mut state = STDERR_STATE.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut state = STDERR_STATE.get();
     if state.pid != std::process::id() {
-        *state = StderrState { pid: std::process::id(), dropped: 0, stalled: false };
+        state = StderrState { pid: std::process::id(), dropped: 0, stalled: false };
     }
+    let sent = write_stderr_counting(line, &mut state);
+    STDERR_STATE.set(state);
+    sent
+}
+
+/// `write_stderr` with this process's `state`, which it updates.
+fn write_stderr_counting(line: &[u8], state: &mut StderrState) -> io::Result<Sent> {
     let wait = if in_parent() || state.stalled { Duration::ZERO } else { CHILD_LOG_WAIT };
     let deadline = Instant::now() + wait;
     if state.dropped > 0 {

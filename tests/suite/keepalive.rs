@@ -328,3 +328,46 @@ fn stray_crlf_after_a_request_starts_no_head_clock() {
     }
     assert!(!s.lines().iter().any(|l| l.contains("\" 408 ")), "a 408 was logged: {:?}", s.lines());
 }
+
+/// An idle keep-alive child, after two requests for a small file logged
+/// to stderr (the default access log), has written no page of its parent's loader, C library or static data: it
+/// allocated nothing (malloc's state is in the C library's data), took no
+/// lock in a static, and was forked without glibc's reset of the loader's
+/// locks. Each such page would be copied into every child (`Private_Dirty`
+/// in its `smaps`): 500 idle clients (scenario d of benches/run.sh) would
+/// cost 500 copies of each.
+#[test]
+fn an_idle_child_copies_no_library_or_static_data() {
+    if !is_root() {
+        skip("reading a non-dumpable child's smaps takes root");
+        return;
+    }
+    let s = server_with_files(&["keepalive_timeout = 10"]);
+    let mut c = s.connect();
+    for path in ["/a.txt", "/b.txt"] {
+        c.send_request("GET", path, &[]);
+        assert_eq!(c.read_response().status, 200);
+    }
+    // The child logs each request after its reply (to stderr, the default
+    // access log): idle means after the second line.
+    s.wait_for_lines(1, Duration::from_secs(10), |l| l.contains("GET /b.txt"));
+    let kids = s.children();
+    assert_eq!(kids.len(), 1, "one child per connection: {kids:?}");
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", kids[0].pid)).expect("child's smaps");
+    let bin = std::fs::canonicalize(BIN).expect("binary path");
+    let watched =
+        |path: &str| path == bin.to_string_lossy() || path.contains("/ld-linux") || path.contains("/libc.so");
+    let mut mapping: Option<String> = None;
+    let mut checked = 0;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            let writable = fields.get(1).is_some_and(|p| p.contains('w'));
+            mapping = fields.get(5).filter(|p| writable && watched(p)).map(|p| p.to_string());
+            checked += usize::from(mapping.is_some());
+        } else if let (Some(name), ["Private_Dirty:", kb, "kB"]) = (&mapping, fields.as_slice()) {
+            assert_eq!(*kb, "0", "the child copied {kb} KiB of {name}'s writable data");
+        }
+    }
+    assert!(checked >= 1, "no writable mapping of the binary or its libraries in:\n{smaps}");
+}

@@ -1,0 +1,343 @@
+//! The parent's table of its live children: each child's pid and the
+//! address it serves, and how many children serve each address.
+//!
+//! Runs in: parent only. Both tables live in memory that children get
+//! zeroed instead of shared (`sys::ParentWords`): the parent writes them
+//! after every fork and every exit, and in its heap each of those writes
+//! would copy a page into every child forked before it (during a burst of
+//! 500 connections, most pages of both tables into most children). A
+//! child never reads them.
+//!
+//! Each table is open addressing with linear probing, kept at most half
+//! full; a removal shifts the entries after it back (no tombstones). The
+//! hash is std's keyed SipHash, so that clients choosing their addresses
+//! cannot line them up in one probe sequence. Room is made before a fork
+//! (`reserve_one`), so recording a child never fails once it exists.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use nix::unistd::Pid;
+
+use crate::sys::ParentWords;
+
+/// Words per slot: a tag word (0: empty), then the 128 bits of an address.
+const WORDS: usize = 3;
+/// Slots in the first table made; each growth doubles them.
+const FIRST_SLOTS: usize = 64;
+/// Set in the tag word of every occupied slot.
+const OCCUPIED: u64 = 1 << 63;
+/// Set in the tag word when the address is IPv6.
+const V6: u64 = 1 << 62;
+/// The low half of the tag word: a pid, or a count.
+const LOW: u64 = u32::MAX as u64;
+
+type Slot = [u64; WORDS];
+
+/// The live children and the count per address.
+#[derive(Debug)]
+pub(super) struct Children {
+    /// Slot: tag (`OCCUPIED`, `V6`, the pid in `LOW`), address.
+    by_pid: Table,
+    /// Slot: tag (`OCCUPIED`, `V6`, the count in `LOW`), address.
+    per_ip: Table,
+}
+
+impl Default for Children {
+    fn default() -> Children {
+        Children { by_pid: Table::new(pid_hash), per_ip: Table::new(address_hash) }
+    }
+}
+
+impl Children {
+    /// How many children are live.
+    pub(super) fn len(&self) -> usize {
+        self.by_pid.len
+    }
+
+    /// Whether no child is live.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room for one more child, so that `insert` after the fork
+    /// cannot fail. Returns the `mmap` error when the tables cannot grow.
+    pub(super) fn reserve_one(&mut self) -> nix::Result<()> {
+        self.by_pid.reserve_one()?;
+        self.per_ip.reserve_one()
+    }
+
+    /// Records the child `pid`, serving `ip`. Call `reserve_one` first.
+    pub(super) fn insert(&mut self, pid: Pid, ip: IpAddr) {
+        let entry = [OCCUPIED | address_family(ip) | pid_bits(pid), address_hi(ip), address_lo(ip)];
+        if let (i, false) = self.by_pid.find(&entry, same_pid) {
+            self.by_pid.fill(i, entry);
+        }
+        match self.per_ip.find(&entry, same_address) {
+            (i, true) => self.per_ip.add(i, 1),
+            (i, false) => self.per_ip.fill(i, [OCCUPIED | address_family(ip) | 1, entry[1], entry[2]]),
+        }
+    }
+
+    /// Forgets the child `pid`; returns the address it served, if it was
+    /// recorded.
+    pub(super) fn remove(&mut self, pid: Pid) -> Option<IpAddr> {
+        let probe = [OCCUPIED | pid_bits(pid), 0, 0];
+        let (i, true) = self.by_pid.find(&probe, same_pid) else {
+            return None;
+        };
+        let entry = self.by_pid.slot(i);
+        self.by_pid.take(i);
+        if let (j, true) = self.per_ip.find(&entry, same_address) {
+            if self.per_ip.slot(j)[0] & LOW > 1 {
+                self.per_ip.add(j, -1);
+            } else {
+                self.per_ip.take(j);
+            }
+        }
+        Some(ip_of(&entry))
+    }
+
+    /// How many live children serve `ip`.
+    pub(super) fn count_from(&self, ip: IpAddr) -> usize {
+        let probe = [OCCUPIED | address_family(ip), address_hi(ip), address_lo(ip)];
+        match self.per_ip.find(&probe, same_address) {
+            (i, true) => usize::try_from(self.per_ip.slot(i)[0] & LOW).unwrap_or(usize::MAX),
+            _ => 0,
+        }
+    }
+
+    /// The pids of the live children.
+    pub(super) fn pids(&self) -> Vec<Pid> {
+        (0..self.by_pid.slots())
+            .map(|i| self.by_pid.slot(i)[0])
+            .filter(|&tag| tag & OCCUPIED != 0)
+            .map(|tag| Pid::from_raw(((tag & LOW) as u32).cast_signed()))
+            .collect()
+    }
+
+    /// Forgets every child.
+    pub(super) fn clear(&mut self) {
+        *self = Children::default();
+    }
+}
+
+/// One open-addressing table of `WORDS`-word slots.
+#[derive(Debug)]
+struct Table {
+    /// `None` until the first `reserve_one`.
+    words: Option<ParentWords>,
+    /// Occupied slots.
+    len: usize,
+    /// The key of the address hash.
+    seed: RandomState,
+    /// An entry's hash.
+    hash: fn(&RandomState, &Slot) -> u64,
+}
+
+impl Table {
+    fn new(hash: fn(&RandomState, &Slot) -> u64) -> Table {
+        Table { words: None, len: 0, seed: RandomState::new(), hash }
+    }
+
+    fn slots(&self) -> usize {
+        self.words.as_ref().map_or(0, |w| w.len() / WORDS)
+    }
+
+    fn slot(&self, i: usize) -> Slot {
+        let w = self.words.as_deref().unwrap_or_default();
+        [w[i * WORDS], w[i * WORDS + 1], w[i * WORDS + 2]]
+    }
+
+    fn write(&mut self, i: usize, slot: Slot) {
+        if let Some(w) = self.words.as_deref_mut() {
+            w[i * WORDS..(i + 1) * WORDS].copy_from_slice(&slot);
+        }
+    }
+
+    /// Puts `slot` in the empty slot `i`.
+    fn fill(&mut self, i: usize, slot: Slot) {
+        self.write(i, slot);
+        self.len += 1;
+    }
+
+    /// Adds `n` to the count in slot `i`.
+    fn add(&mut self, i: usize, n: i32) {
+        let mut slot = self.slot(i);
+        slot[0] = (slot[0] & !LOW) | (slot[0] & LOW).wrapping_add_signed(i64::from(n)) & LOW;
+        self.write(i, slot);
+    }
+
+    fn home(&self, slot: &Slot) -> usize {
+        // Truncation keeps the low bits, which the mask takes anyway.
+        (self.hash)(&self.seed, slot) as usize & (self.slots() - 1)
+    }
+
+    /// The slot holding the entry that `same` says matches `key`, and
+    /// `true`; or the empty slot where `key` belongs, and `false` (slot 0
+    /// of a table with no slots). Ends: the table is never full.
+    fn find(&self, key: &Slot, same: fn(&Slot, &Slot) -> bool) -> (usize, bool) {
+        let n = self.slots();
+        if n == 0 {
+            return (0, false);
+        }
+        let mut i = self.home(key);
+        loop {
+            let s = self.slot(i);
+            if s[0] == 0 {
+                return (i, false);
+            }
+            if same(&s, key) {
+                return (i, true);
+            }
+            i = (i + 1) & (n - 1);
+        }
+    }
+
+    /// Empties slot `i`, moving back each entry after it that a probe
+    /// from its home slot would no longer reach.
+    fn take(&mut self, mut i: usize) {
+        let n = self.slots();
+        let mut j = i;
+        loop {
+            j = (j + 1) & (n - 1);
+            let s = self.slot(j);
+            if s[0] == 0 {
+                break;
+            }
+            let home = self.home(&s);
+            // Whether `home` lies cyclically in (i, j]: then `s` stays.
+            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
+            if !stays {
+                self.write(i, s);
+                i = j;
+            }
+        }
+        self.write(i, [0; WORDS]);
+        self.len -= 1;
+    }
+
+    /// Grows the table (doubling it, or to `FIRST_SLOTS`) if one more
+    /// entry would fill it past half.
+    fn reserve_one(&mut self) -> nix::Result<()> {
+        let n = self.slots();
+        if (self.len + 1) * 2 <= n {
+            return Ok(());
+        }
+        let bigger = (n * 2).max(FIRST_SLOTS);
+        let mut grown = Table {
+            words: Some(ParentWords::new(bigger * WORDS)?),
+            len: 0,
+            seed: self.seed.clone(),
+            hash: self.hash,
+        };
+        for i in 0..n {
+            let s = self.slot(i);
+            if s[0] != 0 {
+                let (at, _) = grown.find(&s, |_, _| false);
+                grown.fill(at, s);
+            }
+        }
+        *self = grown;
+        Ok(())
+    }
+}
+
+fn pid_bits(pid: Pid) -> u64 {
+    u64::from(pid.as_raw().cast_unsigned())
+}
+
+/// Pids are the kernel's, not the clients': a multiplicative hash spreads
+/// consecutive ones (its high half holds the mixed bits).
+fn pid_hash(_: &RandomState, slot: &Slot) -> u64 {
+    (slot[0] & LOW).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32
+}
+
+/// Addresses are the clients' own choice: std's keyed SipHash, so that
+/// no client can line them up in one probe sequence.
+fn address_hash(seed: &RandomState, slot: &Slot) -> u64 {
+    seed.hash_one((slot[0] & V6, slot[1], slot[2]))
+}
+
+fn same_pid(a: &Slot, b: &Slot) -> bool {
+    a[0] & LOW == b[0] & LOW
+}
+
+fn same_address(a: &Slot, b: &Slot) -> bool {
+    a[0] & V6 == b[0] & V6 && a[1] == b[1] && a[2] == b[2]
+}
+
+fn address_family(ip: IpAddr) -> u64 {
+    if ip.is_ipv6() { V6 } else { 0 }
+}
+
+fn address_hi(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(_) => 0,
+        IpAddr::V6(a) => (u128::from(a) >> 64) as u64,
+    }
+}
+
+fn address_lo(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        // The low 64 bits, by truncation.
+        IpAddr::V6(a) => u128::from(a) as u64,
+    }
+}
+
+fn ip_of(slot: &Slot) -> IpAddr {
+    if slot[0] & V6 != 0 {
+        IpAddr::from(Ipv6Addr::from((u128::from(slot[1]) << 64) | u128::from(slot[2])))
+    } else {
+        IpAddr::from(Ipv4Addr::from((slot[2] & LOW) as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Against std's maps, through growth and removals that shift entries
+    /// back: the same children, the same counts.
+    #[test]
+    fn agrees_with_hash_maps() {
+        let mut t = Children::default();
+        let mut pids: HashMap<Pid, IpAddr> = HashMap::new();
+        let ips: Vec<IpAddr> = vec![
+            "127.0.0.1".parse().unwrap(),
+            "10.0.0.7".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+            "::ffff:127.0.0.1".parse().unwrap(),
+        ];
+        let mut x: u32 = 12345;
+        for round in 0..4000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let pid = Pid::from_raw(i32::try_from(x % 700 + 2).unwrap());
+            if pids.contains_key(&pid) || (round % 3 == 0 && !pids.is_empty()) {
+                let gone = *pids.keys().nth(x as usize % pids.len()).unwrap();
+                assert_eq!(t.remove(gone), pids.remove(&gone));
+            } else {
+                let ip = ips[(x >> 8) as usize % ips.len()];
+                t.reserve_one().unwrap();
+                t.insert(pid, ip);
+                pids.insert(pid, ip);
+            }
+            assert_eq!(t.len(), pids.len());
+            for ip in &ips {
+                assert_eq!(t.count_from(*ip), pids.values().filter(|v| *v == ip).count(), "{ip}");
+            }
+        }
+        let mut live = t.pids();
+        live.sort();
+        let mut want: Vec<Pid> = pids.keys().copied().collect();
+        want.sort();
+        assert_eq!(live, want);
+        assert_eq!(t.remove(Pid::from_raw(1)), None);
+        t.clear();
+        assert!(t.is_empty() && t.pids().is_empty());
+    }
+}
