@@ -263,7 +263,8 @@ url() { # name path
         *) echo "http://127.0.0.1:${PORT[$1]}$2" ;;
     esac
 }
-CURL_TLS=(--cacert "$TLS/ca.pem")
+CURL_TLS=()
+has_tls && CURL_TLS=(--cacert "$TLS/ca.pem")
 
 # Starts NAME as the command given, in a new session (its pid is the session id), and waits until
 # it answers 200 on /index.html; forkhttpd binds port 0 and its "listening on" line names the port
@@ -596,8 +597,7 @@ mem="$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo
 echo "forkhttpd $("$BIN" --version | awk '{ print $2 }') vs $(nginx -v 2>&1 | sed 's/^nginx version: //') on $(date -u '+%Y-%m-%d %H:%M UTC'):" \
     "$(nproc) x $cpu, $mem, $(uname -sr); loopback; wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }') -t1;" \
-    "median of $RUNS run(s) of ${DURATION}s; load average before $LOAD_BEFORE, after $LOAD_AFTER" \
-    "${TLS_SEEN:+; HTTPS: ECDSA P-256 certificate$TLS_SEEN}"
+    "median of $RUNS run(s) of ${DURATION}s; load average before $LOAD_BEFORE, after $LOAD_AFTER${TLS_SEEN:+; HTTPS: ECDSA P-256 certificate$TLS_SEEN}"
 echo
 python3 "$HERE/report.py" "$CSV"
 [ -z "${cost_out:-}" ] || { echo; printf '%s\n' "$cost_out" | grep -v '^cost: [0-9]* passed, [0-9]* failed$'; }
