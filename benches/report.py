@@ -30,7 +30,23 @@ ROWS = [
     ("d: p99 latency (ms)", "d", "p99_ms", "ms", "nginx"),
     ("d: peak summed PSS of the server's processes (MiB)", "d", "peak_pss_mib", "mib", "nginx"),
     ("e: one 100 MiB download, curl (MiB/s)", "e", "mib_per_s", "int", "nginx"),
+    ("ta: HTTPS keep-alive, 4 KiB, 50 connections (req/s)", "ta", "req_per_s", "rate", "nginx"),
+    ("ta: p99 latency (ms)", "ta", "p99_ms", "ms", "nginx"),
+    ("ta: peak summed PSS of the server's processes (MiB)", "ta", "peak_pss_mib", "mib", "nginx"),
+    ("tb: HTTPS, new connection and full handshake per request, 4 KiB, 50 concurrent (handshakes/s)",
+     "tb", "req_per_s", "rate", "nginx"),
+    ("tb: p99 latency (ms, connect and handshake included)", "tb", "p99_ms", "ms", "nginx"),
+    ("tr: as tb, each handshake resuming a session by its ticket (handshakes/s)", "tr", "req_per_s", "rate", "nginx"),
+    ("tr: handshakes resumed (%)", "tr", "resumed_pct", "pct", "nginx"),
+    ("tr: p99 latency (ms, connect and handshake included)", "tr", "p99_ms", "ms", "nginx"),
+    ("tc: HTTPS keep-alive, 1 MiB, 10 connections (MiB/s)", "tc", "mib_per_s", "int", "nginx"),
+    ("tc: p99 latency (ms)", "tc", "p99_ms", "ms", "nginx"),
+    ("td: HTTPS keep-alive, 578 B page, 500 connections, their handshakes included (req/s)",
+     "td", "req_per_s", "rate", "nginx"),
+    ("td: p99 latency (ms)", "td", "p99_ms", "ms", "nginx"),
+    ("td: peak summed PSS of the server's processes (MiB)", "td", "peak_pss_mib", "mib", "nginx"),
     ("parent RSS after start-up (MiB; nginx: its master)", "start", "parent_rss_mib", "mib", "nginx"),
+    ("parent RSS after start-up with a certificate, HTTPS only (MiB)", "start-tls", "parent_rss_mib", "mib", "nginx"),
 ]
 COST_ROWS = [
     ("per keep-alive request: system calls (strace)", "syscalls_per_request", "f2"),
@@ -51,6 +67,8 @@ def fmt(value, kind):
         return f"{value:.1f}"
     if kind == "f2":
         return f"{value:.2f}"
+    if kind == "pct":
+        return f"{value:.1f}"
     return f"{value:.0f}"
 
 
@@ -103,7 +121,8 @@ def main():
         mine, theirs = median(scenario, "forkhttpd", figure), median(scenario, "nginx", figure)
         if mine is None and theirs is None:
             continue
-        r = ratio(scenario, "forkhttpd", "nginx", figure)
+        # a share is compared by reading it, not by its ratio
+        r = ratio(scenario, "forkhttpd", "nginx", figure) if kind != "pct" else ""
         if scenario == "b" and figure == "req_per_s" and "busybox" in data[scenario]:
             bb = fmt(median(scenario, "busybox", figure), kind)
             r += f"; {ratio(scenario, 'forkhttpd', 'busybox', figure)} busybox httpd ({bb})"

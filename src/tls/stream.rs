@@ -12,7 +12,7 @@
 //! state would be handed to the socket after the handshake).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -207,7 +207,9 @@ impl TlsClient {
     }
 }
 
-/// The socket as rustls writes records to it: each write sent whole, paced.
+/// The socket as rustls writes records to it, paced: a write sent whole;
+/// rustls's queue of records (`write_vectored`) in one call, as much of it
+/// as the socket takes.
 struct Sink<'a> {
     sock: &'a mut Client,
     more: bool,
@@ -217,6 +219,10 @@ impl Write for Sink<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.sock.send(bytes, self.more)?;
         Ok(bytes.len())
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.sock.send_vectored(bufs, self.more)
     }
 
     fn flush(&mut self) -> io::Result<()> {
