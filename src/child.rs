@@ -23,6 +23,7 @@ use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
 use crate::sandbox;
+use crate::scoreboard::{Scoreboard, SlotId};
 use crate::signals::Signals;
 use crate::sys::{self, Disposition};
 use crate::transport::Transport;
@@ -62,6 +63,10 @@ pub struct Inherited<'a> {
     /// The parent's pid, known before the fork: a child that finds another
     /// parent has been orphaned already.
     pub parent: Pid,
+    /// The scoreboard, and this child's slot on it (`None`: none was free).
+    pub scoreboard: &'a Scoreboard,
+    /// This child's slot.
+    pub slot: Option<SlotId>,
 }
 
 /// Serves the connection `stream` from `peer` (which, from a PROXY
@@ -74,8 +79,10 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
             sys::exit_child(EXIT_SETUP);
         }
     }
-    // The parent blocks its signals outside its wait; a child must not.
-    if let Err(e) = inherited.signals.unblock() {
+    // The parent blocks its signals outside its wait; a child must not,
+    // except the one that asks it to give an idle connection back, which
+    // it lets in only while it waits for a request (`stream`).
+    if let Err(e) = inherited.signals.child_mask() {
         log::error!("child: cannot unblock signals: {e}");
         sys::exit_child(EXIT_SETUP);
     }
@@ -127,6 +134,8 @@ pub fn run(stream: TcpStream, peer: SocketAddr, wire: Wire, inherited: &Inherite
         lifeline: inherited.lifeline,
         tls: inherited.generation.tls.as_ref(),
         acme_webroot: inherited.generation.acme_webroot.as_ref().map(AsFd::as_fd),
+        scoreboard: inherited.scoreboard,
+        slot: inherited.scoreboard.slot(inherited.slot),
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
         conn::serve(

@@ -8,7 +8,8 @@
 //! child serves it (`child::run`, which never returns) and the parent
 //! closes its copy of the socket at once and records the child's pid.
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
-//! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`.
+//! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`;
+//! asking idle keep-alive children to close under pressure in `give_back`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -33,9 +34,13 @@ use crate::http::request;
 use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
+use crate::scoreboard::{Counter, Scoreboard, SlotId};
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 
+mod give_back;
+
+pub use give_back::GIVE_BACK_SIGNAL;
 mod refuse;
 mod reload;
 mod watch;
@@ -118,9 +123,9 @@ pub struct Server {
     /// (at stop, or by dying), every child sees a hang-up and drains.
     lifeline_read: OwnedFd,
     lifeline_write: Option<OwnedFd>,
-    /// Live children and the address each serves, and the count per
-    /// address: the parent's only per-connection state.
-    children: HashMap<Pid, IpAddr>,
+    /// Live children, and the count per address: the parent's only
+    /// per-connection state.
+    children: HashMap<Pid, Child>,
     per_ip: HashMap<IpAddr, usize>,
     /// Connections answered `503` by the parent, shut down for writing, and
     /// when each is closed, oldest first.
@@ -134,6 +139,25 @@ pub struct Server {
     cap_logged: Option<Instant>,
     /// The certificate and key files watched for a renewal.
     watch: watch::Watch,
+    /// What the children are doing, and the counters.
+    scoreboard: Scoreboard,
+    /// Children asked to give their idle connection back that have not
+    /// exited yet.
+    asked: usize,
+    /// Whether the parent stopped accepting at `max_children` (counted
+    /// once each time it does).
+    stalled: bool,
+}
+
+/// What the parent knows of a live child.
+#[derive(Clone, Copy, Debug)]
+struct Child {
+    /// The address it serves (the peer's, the proxy's behind a PROXY listener).
+    ip: IpAddr,
+    /// Its scoreboard slot (`None` if there was none free).
+    slot: Option<SlotId>,
+    /// Asked to give its idle connection back.
+    asked: bool,
 }
 
 impl Server {
@@ -141,7 +165,12 @@ impl Server {
     /// already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
         let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
+        let scoreboard =
+            Scoreboard::new(setup.generation.config.limits.max_children).map_err(StartupError::Scoreboard)?;
         let server = Server {
+            scoreboard,
+            asked: 0,
+            stalled: false,
             watch: watch::Watch::new(&setup.generation),
             generation: setup.generation,
             overrides: setup.overrides,
@@ -211,7 +240,8 @@ impl Server {
 
     /// Whether the listeners should be watched now: not while paused after
     /// a resource error, and not at the children cap (the kernel's backlog
-    /// holds new connections meanwhile).
+    /// holds new connections meanwhile), unless a child idle between
+    /// requests can be asked to make room (see `give_back`).
     fn accepting(&mut self) -> bool {
         if let Some(until) = self.paused_until {
             if Instant::now() < until {
@@ -219,8 +249,13 @@ impl Server {
             }
             self.paused_until = None;
         }
-        if self.children.len() < self.config().limits.max_children {
+        if self.children.len() < self.config().limits.max_children || self.may_give_back() {
+            self.stalled = false;
             return true;
+        }
+        if !self.stalled && self.asked == 0 {
+            self.stalled = true;
+            self.scoreboard.count(Counter::RefusedMaxChildren);
         }
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
@@ -283,7 +318,14 @@ impl Server {
     /// Accepts what is waiting on listener `i`, forking a child for each.
     fn accept_from(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.children.len() >= self.config().limits.max_children || self.paused_until.is_some() {
+            if self.paused_until.is_some() {
+                return;
+            }
+            if self.children.len() >= self.config().limits.max_children {
+                // Someone waits (the listener was ready): make room.
+                if self.may_give_back() {
+                    self.give_back();
+                }
                 return;
             }
             match self.listeners[i].accept() {
@@ -323,6 +365,7 @@ impl Server {
     /// From a PROXY listener (`wire.proxy`), `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
+        self.scoreboard.count(Counter::Accepted);
         let limit = self.config().limits.max_children_per_ip;
         if limit > 0
             && self.children.len() >= self.config().limits.per_ip_cap_from
@@ -332,12 +375,16 @@ impl Server {
                 "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
                 self.children.len()
             );
+            self.scoreboard.count(Counter::RefusedPerAddress);
             self.refuse(stream, peer, wire);
             return;
         }
+        let slot = self.scoreboard.take(peer.ip(), wire.tls);
         match sys::fork() {
             Ok(Forked::Child) => {
                 let inherited = Inherited {
+                    scoreboard: &self.scoreboard,
+                    slot,
                     signals: &self.signals,
                     generation: &self.generation,
                     access_log: &self.access_log,
@@ -350,10 +397,20 @@ impl Server {
                 // The child has its own copy; ours must go now, or the
                 // connection would outlive the child that serves it.
                 drop(stream);
-                self.children.insert(pid, peer.ip());
+                if let Some(id) = slot {
+                    self.scoreboard.set_pid(id, pid);
+                }
+                self.children.insert(pid, Child { ip: peer.ip(), slot, asked: false });
                 *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+                if self.under_pressure() {
+                    self.give_back();
+                }
             }
             Err(e) => {
+                if let Some(id) = slot {
+                    self.scoreboard.release(id);
+                }
+                self.scoreboard.count(Counter::RefusedFork);
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
                 self.refuse(stream, peer, wire);
                 self.paused_until = Some(Instant::now() + FORK_BACKOFF);
@@ -367,8 +424,11 @@ impl Server {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
-                    if let Some(ip) = status.pid().and_then(|pid| self.children.remove(&pid)) {
-                        self.forget_ip(ip);
+                    if let Some(child) = status.pid().and_then(|pid| self.children.remove(&pid)) {
+                        self.forget(child);
+                    }
+                    if let WaitStatus::Signaled(_, sig, _) = status {
+                        self.scoreboard.death(sig as i32);
                     }
                     match status {
                         WaitStatus::Exited(pid, code) if code != 0 => {
@@ -393,11 +453,18 @@ impl Server {
         }
     }
 
-    fn forget_ip(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_ip.get_mut(&ip) {
+    /// Lets go of what the parent held for `child`, reaped.
+    fn forget(&mut self, child: Child) {
+        if let Some(id) = child.slot {
+            self.scoreboard.release(id);
+        }
+        if child.asked {
+            self.asked -= 1;
+        }
+        if let Some(n) = self.per_ip.get_mut(&child.ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_ip.remove(&ip);
+                self.per_ip.remove(&child.ip);
             }
         }
     }
@@ -501,9 +568,12 @@ fn skip_accept_error(e: &io::Error) -> bool {
 /// dumpable parent's memory is open to them read-write through
 /// `/proc/PID/mem` (non-dumpable, it takes `CAP_SYS_PTRACE`; children
 /// inherit the flag, and set it again after their privilege drop, which
-/// can reset it). It also means the parent writes no core dump.
+/// can reset it). It also means the parent writes no core dump. And it
+/// installs the do-nothing handler of `GIVE_BACK_SIGNAL` that every child
+/// inherits (see `give_back`); one sent to the parent only wakes its wait.
 pub fn take_over_process() -> Result<(), StartupError> {
     signals::take_over(&SIGNALS).map_err(|e| StartupError::Signals(e.into()))?;
+    sys::set_wake_handler(GIVE_BACK_SIGNAL).map_err(|e| StartupError::Signals(e.into()))?;
     set_dumpable(false).map_err(StartupError::Dumpable)?;
     listener::close_strays().map_err(StartupError::Descriptors)
 }

@@ -42,6 +42,7 @@ use nix::poll::{PollFd, ppoll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::time::TimeSpec;
 
+use crate::server::GIVE_BACK_SIGNAL;
 use crate::sys::{self, Disposition};
 
 /// Sets this process's signal mask to exactly `handled` (blocking them
@@ -110,10 +111,11 @@ impl Signals {
         Ok(Signals { wake, flags, handled })
     }
 
-    /// Empties the signal mask (in a child, which inherits the parent's
-    /// blocked mask across `fork` and must start from none).
-    pub fn unblock(&self) -> nix::Result<()> {
-        SigSet::empty().thread_set_mask()
+    /// Sets a child's signal mask: it inherits the parent's across `fork`
+    /// and must block none of those, only `GIVE_BACK_SIGNAL`, which it
+    /// lets in while it waits for a request (see `stream`).
+    pub fn child_mask(&self) -> nix::Result<()> {
+        set_of(&[GIVE_BACK_SIGNAL]).thread_set_mask()
     }
 
     /// `ppoll` on `fds` for at most `timeout` (`None`: no limit), with the
