@@ -144,7 +144,7 @@ fn a_reload_counts_and_keeps_the_old_childrens_slots() {
         "status_allow = [\"127.0.0.1\"]".to_string(),
         "max_children = 9".to_string(),
     ];
-    s.rewrite_config(&s.config_listen().to_vec(), &s.root().to_path_buf(), &extra);
+    s.rewrite_config(s.config_listen(), s.root(), &extra);
     s.signal(nix::sys::signal::Signal::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
