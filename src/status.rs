@@ -208,46 +208,33 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#2
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}\
 table{border-collapse:collapse;font-size:.9em}td,th{padding:.25em .7em;text-align:left;\
 border-bottom:1px solid #ddd}th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-code{font-family:ui-monospace,monospace}.st{font-weight:600}\
+code{font-family:ui-monospace,monospace}code.m{color:#777;font-size:.85em}.st{font-weight:600}\
 .handshake{color:#8a4baf}.reading{color:#1c6fb5}.sending{color:#2b8a3e}.idle{color:#888}";
 
 fn html(t: &Totals, slots: &[SlotView], config: &Config) -> String {
     let mut out = String::with_capacity(8192);
     let started = utc(t.start_unix);
     let uptime = span(Duration::from_nanos(t.uptime_ns));
+    let states: Vec<String> = State::ALL
+        .iter()
+        .zip(by_state(slots))
+        .map(|(st, n)| format!("<span class=\"{0}\">{n} {0}</span>", st.name()))
+        .collect();
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>forkhttpd status</title>\
          <style>{STYLE}</style></head><body>\n<h1>forkhttpd status</h1>\n<table>\n\
-         <tr><th>Started</th><td>{started}</td></tr>\n<tr><th>Uptime</th><td>{uptime}</td></tr>\n\
-         <tr><th>Generation</th><td class=\"n\">{}</td></tr>\n\
-         <tr><th>Children</th><td class=\"n\">{} of {} (max_children)</td></tr>\n",
+         <tr><th>Started</th><td>{started}, up {uptime}</td></tr>\n\
+         <tr><th>Generation</th><td>{}</td></tr>\n\
+         <tr><th>Children</th><td>{} of {} (max_children): {}</td></tr>\n</table>\n",
         t.generation,
         slots.len(),
-        t.max_children
+        t.max_children,
+        states.join(", ")
     );
-    for (st, n) in State::ALL.iter().zip(by_state(slots)) {
-        let _ = writeln!(
-            out,
-            "<tr><th class=\"{0}\">&nbsp;&nbsp;{0}</th><td class=\"n\">{n}</td></tr>",
-            st.name()
-        );
-    }
-    out.push_str("</table>\n<h2>Totals</h2>\n<table>\n");
-    for (name, label, help, value) in counter_lines(t) {
-        let label = if label.is_empty() { String::new() } else { format!("{{{label}}}") };
-        let _ = writeln!(
-            out,
-            "<tr><th><code>{}{}</code></th><td class=\"n\">{value}</td><td>{}</td></tr>",
-            escape(name),
-            escape(&label),
-            escape(help)
-        );
-    }
-    let _ = write!(
-        out,
-        "</table>\n<h2>Scoreboard</h2>\n<table>\n<tr><th>pid</th><th>state</th><th>for</th>\
-         <th>client</th><th>site</th><th>requests</th><th>bytes sent</th><th>last request</th></tr>\n"
+    out.push_str(
+        "<h2>Scoreboard</h2>\n<table>\n<tr><th>pid</th><th>state</th><th>for</th><th>client</th>\
+         <th>site</th><th>requests</th><th>bytes sent</th><th>last request</th></tr>\n",
     );
     let now = now_ns();
     for s in slots {
@@ -263,6 +250,17 @@ fn html(t: &Totals, slots: &[SlotView], config: &Config) -> String {
             s.requests,
             s.bytes,
             escape(&s.request_line)
+        );
+    }
+    out.push_str("</table>\n<h2>Totals</h2>\n<table>\n");
+    for (name, label, help, value) in counter_lines(t) {
+        let label = if label.is_empty() { String::new() } else { format!("{{{label}}}") };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"n\">{value}</td><td>{}</td><td><code class=\"m\">{}{}</code></td></tr>",
+            escape(help),
+            escape(name),
+            escape(&label)
         );
     }
     let _ = write!(
