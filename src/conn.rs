@@ -154,7 +154,7 @@ pub fn serve(mut client: Transport, peer_ip: IpAddr, wire: Wire, ctx: &Context<'
                             s.sending(request_line);
                         }
                         let kept = conn.respond(&req, request_line, may_keep);
-                        conn.answered();
+                        conn.answered(matches!(kept, Ok(true)));
                         let kept = kept?;
                         let linger = req.has_body;
                         input.consume(len);
@@ -248,13 +248,13 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     /// A response is over (sent, or failed part-way): the bytes sent go
-    /// to the counters, and the slot says idle.
-    fn answered(&mut self) {
+    /// to the counters, and the slot says idle if the connection is `kept`.
+    fn answered(&mut self, kept: bool) {
         let sent = self.client.sent();
         self.ctx.scoreboard.add(Counter::BytesSent, sent - self.counted);
         self.counted = sent;
         if let Some(s) = self.ctx.slot {
-            s.answered(sent);
+            s.answered(sent, kept);
         }
     }
 
@@ -265,7 +265,7 @@ impl Conn<'_> {
         self.site.headers.apply(&mut reply, None);
         https::add_hsts(&mut reply, self.site.hsts, self.over_tls);
         let sent = self.send_logged(&reply, request_line, None);
-        self.answered();
+        self.answered(false);
         sent?;
         self.client.finish(true);
         Ok(())

@@ -504,13 +504,17 @@ impl Slot<'_> {
         self.write(|w| put_text(&w[SITE.0..SITE.1], site.as_bytes()));
     }
 
-    /// A response is done: `bytes` sent on the connection so far, and the
-    /// child is idle until the next request (or closes).
-    pub fn answered(&self, bytes: u64) {
+    /// A response is done: `bytes` sent on the connection so far. With
+    /// `idle`, the connection stays open and the child is idle until the
+    /// next request; without, it is closing, and stays `Sending` until it
+    /// exits (so it is neither shown nor asked to close as an idle one).
+    pub fn answered(&self, bytes: u64, idle: bool) {
         let now = now_ns();
         self.write(|w| {
-            w[STATE].store(State::Idle.word(), Ordering::Relaxed);
-            w[SINCE].store(now, Ordering::Relaxed);
+            if idle {
+                w[STATE].store(State::Idle.word(), Ordering::Relaxed);
+                w[SINCE].store(now, Ordering::Relaxed);
+            }
             w[BYTES].store(bytes, Ordering::Relaxed);
             w[REQUESTS].fetch_add(1, Ordering::Relaxed);
         });
@@ -529,7 +533,7 @@ mod tests {
         let slot = board.slot(Some(id)).unwrap();
         slot.sending(b"GET /\x01caf\xc3\xa9 HTTP/1.1");
         slot.site("example");
-        slot.answered(1234);
+        slot.answered(1234, true);
         let v = board.read(id, Pid::from_raw(4242)).unwrap();
         assert_eq!(v.state, Some(State::Idle));
         assert_eq!((v.bytes, v.requests), (1234, 1));

@@ -127,7 +127,8 @@ fn counters_count_what_was_done() {
     assert_eq!(delta("forkhttpd_connections_accepted_total"), 5);
     assert!(delta("forkhttpd_sent_bytes_total") > body_bytes as u64 + 6 * 7);
     assert_eq!(metric(&after, "forkhttpd_generation"), 1);
-    assert_eq!(metric(&after, "forkhttpd_children{state=\"sending\"}"), 1, "the watcher's own child");
+    // The watcher's own child, and any closing child not reaped yet.
+    assert!(metric(&after, "forkhttpd_children{state=\"sending\"}") >= 1, "{after}");
     for line in ["# TYPE forkhttpd_requests_total counter", "# TYPE forkhttpd_children gauge"] {
         assert!(after.contains(line), "{line} missing:\n{after}");
     }
