@@ -53,6 +53,10 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after `fork` fails (`EAGAIN`: process limit or memory).
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
+/// At `max_children` with every child busy, how often the parent looks at
+/// the scoreboard again for a child gone idle that it could ask to close
+/// (a child turning idle sends the parent nothing).
+const IDLE_RECHECK: Duration = Duration::from_millis(25);
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The signals the parent handles: children exiting, graceful stop (TERM,
@@ -147,6 +151,9 @@ pub struct Server {
     /// Whether the parent stopped accepting at `max_children` (counted
     /// once each time it does).
     stalled: bool,
+    /// When to look at the scoreboard again for an idle child, while
+    /// stalled at `max_children` (see `IDLE_RECHECK`).
+    idle_recheck: Option<Instant>,
 }
 
 /// What the parent knows of a live child.
@@ -171,6 +178,7 @@ impl Server {
             scoreboard,
             asked: 0,
             stalled: false,
+            idle_recheck: None,
             watch: watch::Watch::new(&setup.generation),
             generation: setup.generation,
             overrides: setup.overrides,
@@ -249,9 +257,13 @@ impl Server {
             }
             self.paused_until = None;
         }
+        self.idle_recheck = None;
         if self.children.len() < self.config().limits.max_children || self.may_give_back() {
             self.stalled = false;
             return true;
+        }
+        if self.config().limits.give_back_from > 0 && self.asked == 0 {
+            self.idle_recheck = Some(Instant::now() + IDLE_RECHECK);
         }
         if !self.stalled && self.asked == 0 {
             self.stalled = true;
@@ -259,7 +271,7 @@ impl Server {
         }
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
-                "max_children ({}) reached: not accepting until a child exits",
+                "max_children ({}) reached: not accepting until a child exits or is idle to ask back",
                 self.config().limits.max_children
             );
             self.cap_logged = Some(Instant::now());
@@ -297,6 +309,7 @@ impl Server {
             .chain(watchdog)
             .chain(self.generation.ticket_rotation_due())
             .chain(self.watch.due())
+            .chain(self.idle_recheck)
             .min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {

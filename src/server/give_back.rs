@@ -37,7 +37,7 @@ impl Server {
     /// `keepalive_give_back_from_percent` of `max_children`.
     pub(super) fn under_pressure(&self) -> bool {
         let from = self.config().limits.give_back_from;
-        from > 0 && self.children.len() - self.asked >= from
+        from > 0 && self.children.len().saturating_sub(self.asked) >= from
     }
 
     /// Asks the child idle longest to close its connection, if there is one.

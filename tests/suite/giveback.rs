@@ -119,3 +119,50 @@ fn a_child_asked_mid_response_finishes_it() {
     assert!(got[head_end..] == big[..], "the body, whole: {} of {} bytes", got.len() - head_end, big.len());
     assert!(start.elapsed() < Duration::from_secs(5), "closed at its next wait, not at keepalive_timeout");
 }
+
+/// At `max_children` with every child busy, a newcomer waits; once one of
+/// them turns idle (its client read the response and keeps the
+/// connection), the parent notices without any child exiting, asks it to
+/// close, and serves the newcomer, long before `keepalive_timeout`.
+#[test]
+fn a_child_turning_idle_at_the_cap_is_asked_back() {
+    let big = vec![b'y'; 8 << 20];
+    let s = TestServer::builder()
+        .config("max_children = 2")
+        .config("max_children_per_ip = 0")
+        .config("keepalive_timeout = 30")
+        .start();
+    s.write_file("big.bin", &big);
+    let mut busy: Vec<Conn> = (0..2)
+        .map(|_| {
+            let mut c = s.connect();
+            c.send_request("GET", "/big.bin", &[]);
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut newcomer = s.connect();
+    newcomer.send_request("GET", "/big.bin", &["Range: bytes=0-9", "Connection: close"]);
+    newcomer.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(newcomer.stream.read(&mut byte), Err(ref e) if is_timeout(e)),
+        "served while both children were busy sending"
+    );
+    let r = busy[0].read_response();
+    assert_eq!(r.body.len(), big.len());
+    let idle_since = Instant::now();
+    newcomer.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = newcomer.read_response();
+    assert_eq!(r.status, 206, "{r:?}");
+    let waited = idle_since.elapsed();
+    assert!(waited < Duration::from_secs(2), "the newcomer waited {waited:?} after a child went idle");
+    let (rest, end) = busy[0].read_until_close(Duration::from_secs(5));
+    assert!(
+        rest.is_empty() && end.is_some(),
+        "the idle one was closed cleanly: {} bytes, {end:?}",
+        rest.len()
+    );
+    let r = busy[1].read_response();
+    assert_eq!(r.body.len(), big.len(), "the other, still busy, was not cut");
+}
