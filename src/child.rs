@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use nix::sys::prctl::{set_dumpable, set_no_new_privs, set_pdeathsig};
 use nix::unistd::{Pid, getppid};
@@ -24,6 +24,8 @@ use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
 use crate::sandbox;
+use crate::scoreboard::{Scoreboard, SlotId};
+use crate::signals;
 use crate::sys::{self, Disposition};
 use crate::tls::keys::remote;
 use crate::transport::Transport;
@@ -61,6 +63,10 @@ pub struct Inherited<'a> {
     /// The parent's pid, known before the fork: a child that finds another
     /// parent has been orphaned already.
     pub parent: Pid,
+    /// The scoreboard, and this child's slot on it (`None`: none was free).
+    pub scoreboard: &'a Scoreboard,
+    /// This child's slot.
+    pub slot: Option<SlotId>,
 }
 
 /// Serves the connection `stream` from `peer` (which, from a PROXY
@@ -133,6 +139,8 @@ pub fn run(
         lifeline: inherited.lifeline,
         tls: inherited.generation.tls.as_ref(),
         acme_webroot: inherited.generation.acme_webroot.as_ref().map(AsFd::as_fd),
+        scoreboard: inherited.scoreboard,
+        slot: inherited.scoreboard.slot(inherited.slot),
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
         conn::serve(
@@ -155,14 +163,15 @@ pub fn run(
     sys::exit_child(code)
 }
 
-/// Sets the child's signal dispositions (`CHILD_SIGNALS`) and empties the
-/// signal mask, which the parent keeps full outside its wait (a child, or
-/// the key process, must not).
+/// Sets the child's signal dispositions (`CHILD_SIGNALS`) and its signal
+/// mask, which the parent keeps full outside its wait (a child, or the key
+/// process, must not): only `GIVE_BACK_SIGNAL` stays blocked, let in by a
+/// child while it waits for a request.
 pub fn reset_signals() -> nix::Result<()> {
     for (sig, disposition) in CHILD_SIGNALS {
         sys::set_disposition(sig, disposition)?;
     }
-    SigSet::empty().thread_set_mask()
+    signals::child_mask()
 }
 
 /// Makes the kernel kill this child when the parent dies. A parent that may

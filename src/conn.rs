@@ -32,6 +32,8 @@ use crate::http::status::Status;
 use crate::listener::Wire;
 use crate::log::{AccessLog, Entry};
 use crate::proxy;
+use crate::scoreboard::{Counter, Scoreboard, Slot, State};
+use crate::status;
 use crate::tls::{self, Tls};
 use crate::transport::{ReadOutcome, SendLimits, Transport};
 
@@ -54,6 +56,11 @@ pub struct Context<'a> {
     /// The ACME webroot (`acme_webroot`), when one is configured: challenge
     /// tokens are looked up beneath it for every site.
     pub acme_webroot: Option<BorrowedFd<'a>>,
+    /// The scoreboard: the counters, every child's slot (read for the
+    /// status page), and this child's own (`None`: it has none).
+    pub scoreboard: &'a Scoreboard,
+    /// This child's slot, written as the connection goes.
+    pub slot: Option<Slot<'a>>,
 }
 
 /// How slowly `cfg` lets a client accept a response: what a transport for
@@ -113,6 +120,13 @@ pub fn serve(
         if !handshake(&mut client, client_ip, Instant::now() + cfg.limits.header_timeout, ctx)? {
             return Ok(());
         }
+        ctx.scoreboard.count(Counter::TlsHandshakes);
+        if client.resumed() {
+            ctx.scoreboard.count(Counter::TlsResumptions);
+        }
+        if let Some(s) = ctx.slot {
+            s.set(State::Reading);
+        }
     }
     let sni_site = client
         .server_name()
@@ -131,6 +145,7 @@ pub fn serve(
         path,
         access_log_failed: false,
         kept,
+        counted: 0,
     };
     let mut idle = cfg.limits.header_timeout;
     for served in 1..=cfg.limits.max_requests_per_connection {
@@ -142,7 +157,13 @@ pub fn serve(
                 match request::parse(input.received()) {
                     Parse::Complete(req, len) => {
                         let may_keep = served < cfg.limits.max_requests_per_connection && !input.draining;
-                        let kept = conn.respond(&req, first_line(input.received()), may_keep)?;
+                        let request_line = first_line(input.received());
+                        if let Some(s) = ctx.slot {
+                            s.sending(request_line);
+                        }
+                        let kept = conn.respond(&req, request_line, may_keep);
+                        conn.answered(matches!(kept, Ok(true)));
+                        let kept = kept?;
                         let linger = req.has_body;
                         input.consume(len);
                         if !kept {
@@ -155,7 +176,13 @@ pub fn serve(
                     Parse::Partial => {}
                 }
             }
+            let was_idle = input.filled == 0 && served > 1;
             match input.read_more(&mut conn.client, cfg.limits.header_timeout)? {
+                More::Read if was_idle && input.filled > 0 => {
+                    if let Some(s) = ctx.slot {
+                        s.set(State::Reading);
+                    }
+                }
                 More::Read => {}
                 More::Closed => return Ok(()),
                 More::Reject(status) => return conn.reject(status, input.first_line()),
@@ -223,16 +250,31 @@ struct Conn<'a> {
     access_log_failed: bool,
     /// Files served lately, kept open for the requests that follow.
     kept: KeptFiles,
+    /// Bytes sent on the connection already added to the scoreboard.
+    counted: u64,
 }
 
 impl Conn<'_> {
+    /// A response is over (sent, or failed part-way): the bytes sent go
+    /// to the counters, and the slot says idle if the connection is `kept`.
+    fn answered(&mut self, kept: bool) {
+        let sent = self.client.sent();
+        self.ctx.scoreboard.add(Counter::BytesSent, sent - self.counted);
+        self.counted = sent;
+        if let Some(s) = self.ctx.slot {
+            s.answered(sent, kept);
+        }
+    }
+
     /// Answers a head we could not accept, then closes (lingering, since
     /// the client may still be sending).
     fn reject(&mut self, status: Status, request_line: &[u8]) -> io::Result<()> {
         let mut reply = decide::rejection(status, &self.site, SystemTime::now());
         self.site.headers.apply(&mut reply, None);
         https::add_hsts(&mut reply, self.site.hsts, self.over_tls);
-        self.send_logged(&reply, request_line, None)?;
+        let sent = self.send_logged(&reply, request_line, None);
+        self.answered(false);
+        sent?;
         self.client.finish(true);
         Ok(())
     }
@@ -269,10 +311,20 @@ impl Conn<'_> {
         // Answered before any site or file, and never logged: a load
         // balancer asks every few seconds.
         if let Some(reply) = decide::health(req, &self.ctx.config.health_path, &self.site, now, may_keep) {
+            self.ctx.scoreboard.response(reply.status.code());
             self.send(&reply)?;
             return Ok(reply.keep_alive);
         }
+        if let Some(format) = self.status_format(req) {
+            let body = status::render(format, self.ctx.scoreboard, self.ctx.config);
+            let reply = decide::status_report(req, &self.site, &body, format.content_type(), now, may_keep);
+            self.send_logged(&reply, request_line, Some(req))?;
+            return Ok(reply.keep_alive);
+        }
         let which = self.site_for(req);
+        if let Some(s) = self.ctx.slot {
+            s.site(&self.ctx.sites[which].config.name);
+        }
         if let Some(sni) = self.sni_site
             && which != 0
             && which != sni
@@ -373,6 +425,20 @@ impl Conn<'_> {
             }
             Err(status) => (Err(*status), None),
         }
+    }
+
+    /// The form of the status report `req` asks for, when it asks for
+    /// `status_path` from an address of `status_allow` (from any other, the
+    /// path is an ordinary one of the site: a 404 unless a file is there).
+    fn status_format(&self, req: &Request<'_>) -> Option<status::Format> {
+        let cfg = self.ctx.config;
+        let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
+        let asked = !cfg.status_path.is_empty() && path == cfg.status_path;
+        let method = matches!(req.method, Method::Get | Method::Head) && !req.has_body;
+        if !asked || !method || !proxy::trusted(&cfg.status_allow, self.client_ip) {
+            return None;
+        }
+        Some(status::Format::from_query(query))
     }
 
     /// The index of the site `req`'s host names (in the order of
@@ -495,6 +561,7 @@ impl Conn<'_> {
             }
             _ => self.client_ip,
         };
+        self.ctx.scoreboard.response(status.code());
         let entry = Entry {
             client,
             request_line,

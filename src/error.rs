@@ -105,6 +105,8 @@ pub enum StartupError {
     /// The lifeline pipe, whose hang-up tells children the parent is gone,
     /// could not be created.
     Lifeline(nix::errno::Errno),
+    /// The scoreboard's shared memory could not be mapped.
+    Scoreboard(nix::errno::Errno),
     /// `$NOTIFY_SOCKET` names no socket address that can be used.
     NotifySocket(io::Error),
     /// The signal handlers or their self-pipe could not be set up.
@@ -171,6 +173,7 @@ impl fmt::Display for StartupError {
             StartupError::BoundingSet(e) => write!(f, "cannot empty the capability bounding set: {e}"),
             StartupError::Sandbox(e) => write!(f, "cannot make the children's sandbox: {e}"),
             StartupError::Lifeline(e) => write!(f, "cannot create the lifeline pipe: {e}"),
+            StartupError::Scoreboard(e) => write!(f, "cannot map the scoreboard: {e}"),
             StartupError::NotifySocket(e) => write!(f, "cannot use NOTIFY_SOCKET: {e}"),
             StartupError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartupError::Descriptors(e) => write!(f, "cannot close inherited descriptors: {e}"),
@@ -197,6 +200,7 @@ impl std::error::Error for StartupError {
             StartupError::Detach { source: e, .. }
             | StartupError::BoundingSet(e)
             | StartupError::Lifeline(e)
+            | StartupError::Scoreboard(e)
             | StartupError::Poll(e)
             | StartupError::Dumpable(e) => Some(e),
             StartupError::TicketKeys(e) => Some(e),

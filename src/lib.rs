@@ -7,17 +7,21 @@
 //!
 //! - parent: `cli`, `config`, `generation`, `account`, `check`, `listener`, `signals`,
 //!   `notify`, `daemon`, `safeopen`, `server`, `error` (start-up errors)
-//! - child: `child`, `conn`, `transport`, `stream`, `file`, `proxy`
+//! - child: `child`, `conn`, `transport`, `stream`, `file`, `proxy`, `status`
+//!   (the status page and metrics)
 //! - pure, no I/O (child, and the parent's own 503): `http` (`request`,
 //!   `resolve`, `mime`, `status`, `decide`, `reply`, `site`, `host`, `rules`)
 //! - both: `log`, `privileges` (lookup in the parent, the drop in the child), `sys`,
+//!   `scoreboard` (slots handed out by the parent, written by each child; the
+//!   counters),
 //!   `tls` (certificates loaded by the parent; the handshake and the
 //!   encrypted connection in the child)
 //!
 //! The only code the compiler cannot check lives in `sys`: `fork`, signal
 //! dispositions, `_exit`, adopting inherited descriptors and closing them by
-//! range, emptying the capability bounding set, counters shared across
-//! forks, `listen` and two socket options, and the binary's constructor.
+//! range, emptying the capability bounding set, counters (and the
+//! scoreboard) shared across forks, a do-nothing signal handler, `listen`
+//! and two socket options, and the binary's constructor.
 
 pub mod account;
 pub mod check;
@@ -37,8 +41,10 @@ pub mod privileges;
 pub mod proxy;
 pub mod safeopen;
 pub mod sandbox;
+pub mod scoreboard;
 pub mod server;
 pub mod signals;
+pub mod status;
 pub mod stream;
 pub mod sys;
 pub mod tls;

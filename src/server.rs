@@ -8,7 +8,8 @@
 //! child serves it (`child::run`, which never returns) and the parent
 //! closes its copy of the socket at once and records the child's pid.
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
-//! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`.
+//! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`;
+//! asking idle keep-alive children to close under pressure in `give_back`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -34,12 +35,16 @@ use crate::http::request;
 use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
+use crate::scoreboard::{Counter, Scoreboard};
 use crate::signals::{self, Signals};
 use crate::sys::{self, Forked};
 use crate::tls::keys::KeyProcess;
 
 mod children;
+mod give_back;
 mod keys;
+
+pub use give_back::GIVE_BACK_SIGNAL;
 mod refuse;
 mod reload;
 mod watch;
@@ -52,6 +57,10 @@ const ACCEPT_BATCH: usize = 64;
 const RESOURCE_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after `fork` fails (`EAGAIN`: process limit or memory).
 const FORK_BACKOFF: Duration = Duration::from_millis(250);
+/// At `max_children` with every child busy, how often the parent looks at
+/// the scoreboard again for a child gone idle that it could ask to close
+/// (a child turning idle sends the parent nothing).
+const IDLE_RECHECK: Duration = Duration::from_millis(25);
 /// How often "max_children reached" may be logged at most.
 const CAP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The signals the parent handles: children exiting, graceful stop (TERM,
@@ -146,6 +155,17 @@ pub struct Server {
     /// The key process, which holds the private keys and signs for
     /// HTTPS children (`tls::keys`).
     keys: KeyProcess,
+    /// What the children are doing, and the counters.
+    scoreboard: Scoreboard,
+    /// Children asked to give their idle connection back that have not
+    /// exited yet.
+    asked: usize,
+    /// Whether the parent stopped accepting at `max_children` (counted
+    /// once each time it does).
+    stalled: bool,
+    /// When to look at the scoreboard again for an idle child, while
+    /// stalled at `max_children` (see `IDLE_RECHECK`).
+    idle_recheck: Option<Instant>,
 }
 
 impl Server {
@@ -160,7 +180,13 @@ impl Server {
         let mut keys = KeyProcess::new();
         keys::hand_over(&mut keys, &mut generation)?;
         let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
+        let scoreboard =
+            Scoreboard::new(generation.config.limits.max_children).map_err(StartupError::Scoreboard)?;
         let server = Server {
+            scoreboard,
+            asked: 0,
+            stalled: false,
+            idle_recheck: None,
             watch,
             generation,
             overrides: setup.overrides,
@@ -233,7 +259,8 @@ impl Server {
 
     /// Whether the listeners should be watched now: not while paused after
     /// a resource error, and not at the children cap (the kernel's backlog
-    /// holds new connections meanwhile).
+    /// holds new connections meanwhile), unless a child idle between
+    /// requests can be asked to make room (see `give_back`).
     fn accepting(&mut self) -> bool {
         if let Some(until) = self.paused_until {
             if Instant::now() < until {
@@ -241,12 +268,21 @@ impl Server {
             }
             self.paused_until = None;
         }
-        if self.children.len() < self.config().limits.max_children {
+        self.idle_recheck = None;
+        if self.children.len() < self.config().limits.max_children || self.may_give_back() {
+            self.stalled = false;
             return true;
+        }
+        if self.config().limits.give_back_from > 0 && self.asked == 0 {
+            self.idle_recheck = Some(Instant::now() + IDLE_RECHECK);
+        }
+        if !self.stalled && self.asked == 0 {
+            self.stalled = true;
+            self.scoreboard.count(Counter::RefusedMaxChildren);
         }
         if self.cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
             log::warn!(
-                "max_children ({}) reached: not accepting until a child exits",
+                "max_children ({}) reached: not accepting until a child exits or is idle to ask back",
                 self.config().limits.max_children
             );
             self.cap_logged = Some(Instant::now());
@@ -285,6 +321,7 @@ impl Server {
             .chain(self.generation.ticket_rotation_due())
             .chain(self.watch.due())
             .chain(self.keys.restart_due())
+            .chain(self.idle_recheck)
             .min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
@@ -306,7 +343,14 @@ impl Server {
     /// Accepts what is waiting on listener `i`, forking a child for each.
     fn accept_from(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.children.len() >= self.config().limits.max_children || self.paused_until.is_some() {
+            if self.paused_until.is_some() {
+                return;
+            }
+            if self.children.len() >= self.config().limits.max_children {
+                // Someone waits (the listener was ready): make room.
+                if self.may_give_back() {
+                    self.give_back();
+                }
                 return;
             }
             match self.listeners[i].accept() {
@@ -346,6 +390,7 @@ impl Server {
     /// From a PROXY listener (`wire.proxy`), `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
+        self.scoreboard.count(Counter::Accepted);
         let limit = self.config().limits.max_children_per_ip;
         if limit > 0
             && self.children.len() >= self.config().limits.per_ip_cap_from
@@ -355,6 +400,7 @@ impl Server {
                 "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
                 self.children.len()
             );
+            self.scoreboard.count(Counter::RefusedPerAddress);
             self.refuse(stream, peer, wire);
             return;
         }
@@ -367,10 +413,13 @@ impl Server {
             return;
         }
         let key_channel = self.key_channel(wire);
+        let slot = self.scoreboard.take(peer.ip(), wire.tls);
         match sys::fork() {
             Ok(Forked::Child) => {
                 let buffers = std::mem::take(&mut self.buffers);
                 let inherited = Inherited {
+                    scoreboard: &self.scoreboard,
+                    slot,
                     generation: &self.generation,
                     access_log: &self.access_log,
                     lifeline: self.lifeline_read.as_fd(),
@@ -384,9 +433,19 @@ impl Server {
                 // the key process would keep its channel open).
                 drop(stream);
                 drop(key_channel);
-                self.children.insert(pid, peer.ip());
+                if let Some(id) = slot {
+                    self.scoreboard.set_pid(id, pid);
+                }
+                self.children.insert(pid, peer.ip(), slot);
+                if self.under_pressure() {
+                    self.give_back();
+                }
             }
             Err(e) => {
+                if let Some(id) = slot {
+                    self.scoreboard.release(id);
+                }
+                self.scoreboard.count(Counter::RefusedFork);
                 log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
                 self.refuse(stream, peer, wire);
                 self.paused_until = Some(Instant::now() + FORK_BACKOFF);
@@ -401,8 +460,11 @@ impl Server {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) if self.keys.exited(status) => {}
                 Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        self.children.remove(pid);
+                    if let Some(child) = status.pid().and_then(|pid| self.children.remove(pid)) {
+                        self.forget(child);
+                    }
+                    if let WaitStatus::Signaled(_, sig, _) = status {
+                        self.scoreboard.death(sig as i32);
                     }
                     match status {
                         WaitStatus::Exited(pid, code) if code != 0 => {
@@ -424,6 +486,16 @@ impl Server {
                     return;
                 }
             }
+        }
+    }
+
+    /// Lets go of what the parent held for `child`, reaped.
+    fn forget(&mut self, child: children::Child) {
+        if let Some(id) = child.slot {
+            self.scoreboard.release(id);
+        }
+        if child.asked {
+            self.asked -= 1;
         }
     }
 
@@ -527,9 +599,12 @@ fn skip_accept_error(e: &io::Error) -> bool {
 /// dumpable parent's memory is open to them read-write through
 /// `/proc/PID/mem` (non-dumpable, it takes `CAP_SYS_PTRACE`; children
 /// inherit the flag, and set it again after their privilege drop, which
-/// can reset it). It also means the parent writes no core dump.
+/// can reset it). It also means the parent writes no core dump. And it
+/// installs the do-nothing handler of `GIVE_BACK_SIGNAL` that every child
+/// inherits (see `give_back`); one sent to the parent only wakes its wait.
 pub fn take_over_process() -> Result<(), StartupError> {
     signals::take_over(&SIGNALS).map_err(|e| StartupError::Signals(e.into()))?;
+    sys::set_wake_handler(GIVE_BACK_SIGNAL).map_err(|e| StartupError::Signals(e.into()))?;
     set_dumpable(false).map_err(StartupError::Dumpable)?;
     listener::close_strays().map_err(StartupError::Descriptors)
 }

@@ -42,6 +42,7 @@ use nix::poll::{PollFd, ppoll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::time::TimeSpec;
 
+use crate::server::GIVE_BACK_SIGNAL;
 use crate::sys::{self, Disposition};
 
 /// Sets this process's signal mask to exactly `handled` (blocking them
@@ -86,6 +87,13 @@ pub struct Signals {
     wake: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
     handled: SigSet,
+}
+
+/// Sets a process's signal mask after `fork`: it inherits the parent's,
+/// and must block none of those, only `GIVE_BACK_SIGNAL`, which a child
+/// lets in while it waits for a request (see `stream`).
+pub fn child_mask() -> nix::Result<()> {
+    set_of(&[GIVE_BACK_SIGNAL]).thread_set_mask()
 }
 
 impl Signals {

@@ -6,9 +6,10 @@
 //! (`tls::stream`) keeps a `Client` beneath it for the same deadlines and
 //! pacing.
 //!
-//! Reads wait in `poll(2)` for at most the time left before a deadline, and
-//! `poll` is never restarted after a signal, so no read can outlive its
-//! deadline. The socket is non-blocking, so a send never waits inside the
+//! Reads wait in `ppoll(2)` for at most the time left before a deadline, and
+//! `ppoll` is never restarted after a signal, so no read can outlive its
+//! deadline; that wait is also the only place the give-back signal gets in
+//! (`server::give_back`). The socket is non-blocking, so a send never waits inside the
 //! kernel: when the client's buffers are full, the child waits in `poll` for
 //! room, up to the earlier of two deadlines (see `Pace`): `send_timeout`
 //! after the last progress, and the point where the response falls too far
@@ -23,8 +24,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll, ppoll};
+use nix::sys::signal::SigSet;
 use nix::sys::socket::{MsgFlags, send, sendmsg};
+use nix::sys::time::TimeSpec;
 
 use crate::sys;
 
@@ -158,7 +161,10 @@ impl Client {
 
     /// Reads into `buf`, waiting no later than `deadline`. While `lifeline`
     /// is given, its hang-up (the parent closed its end) ends the wait with
-    /// `Drain`. Returns `Timeout` once the deadline has passed.
+    /// `Drain`, and so does the parent's request to give the connection
+    /// back (`server::GIVE_BACK_SIGNAL`, let in for the wait only: a
+    /// response is never interrupted). Returns `Timeout` once the deadline
+    /// has passed.
     pub fn read_before(
         &self,
         buf: &mut [u8],
@@ -183,17 +189,21 @@ impl Client {
             if left.is_zero() {
                 return Ok(ReadOutcome::Timeout);
             }
-            // Round up so a sub-millisecond remainder still waits.
-            let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
             let mut fds = [
                 PollFd::new(self.stream.as_fd(), PollFlags::POLLIN),
                 PollFd::new(lifeline.unwrap_or(self.stream.as_fd()), PollFlags::POLLIN),
             ];
             let n = if lifeline.is_some() { 2 } else { 1 };
-            match poll(&mut fds[..n], ms_timeout(ms)) {
+            // While the lifeline is watched, the wait lets the give-back
+            // signal in (its handler does nothing: the wait ends with
+            // EINTR); every other signal a child can be sent is ignored or
+            // kills it.
+            let mask = lifeline.map(|_| SigSet::empty());
+            match ppoll(&mut fds[..n], Some(TimeSpec::from_duration(left)), mask) {
                 Ok(0) => continue,
                 Ok(_) => {}
-                // A signal interrupted the wait: go round and re-check the deadline.
+                Err(Errno::EINTR) if lifeline.is_some() => return Ok(ReadOutcome::Drain),
+                // Another signal interrupted the wait: go round and re-check the deadline.
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -1,8 +1,9 @@
 //! The only module with `unsafe` code: `fork`, reading and setting a signal
 //! disposition, `_exit`, adopting an inherited or received descriptor, closing
 //! descriptors by range, dropping the capability bounding set, mapping
-//! counters shared across forks and the parent's tables wiped in its
-//! children, `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
+//! counters shared across forks (and the scoreboard's words), the
+//! parent's tables wiped in its children, a do-nothing signal handler,
+//! `listen`, `TCP_DEFER_ACCEPT` and `TCP_NOTSENT_LOWAT`. Each
 //! block is one call long and says why it is sound. And one unsafe
 //! attribute: `run_at_load!`, the binary's constructor.
 //!
@@ -278,6 +279,70 @@ impl Drop for ParentWords {
         let _ = unsafe { munmap(self.start.cast(), self.len * size_of::<u64>()) };
     }
 }
+
+/// Words of memory shared with every process forked after they were
+/// mapped (`MAP_SHARED`), zero at first, in a mapping of their own: the
+/// scoreboard's slots and counters. Unmapped when dropped; a child never
+/// drops them (it ends in `exit_child`), so its references stay valid.
+#[derive(Debug)]
+pub struct SharedWords {
+    ptr: std::ptr::NonNull<AtomicU64>,
+    len: usize,
+}
+
+impl SharedWords {
+    /// Maps `len` words (at least one). Returns the `mmap` error (`ENOMEM`).
+    pub fn new(len: usize) -> nix::Result<SharedWords> {
+        let len = len.max(1);
+        let bytes =
+            len.checked_mul(size_of::<AtomicU64>()).and_then(NonZeroUsize::new).ok_or(Errno::ENOMEM)?;
+        // SAFETY: an anonymous mapping at an address the kernel chooses
+        // replaces nothing of ours; it is unmapped only by `drop`, which
+        // no reference handed out by `words` can outlive.
+        let page = unsafe {
+            mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+        }?;
+        Ok(SharedWords { ptr: page.cast(), len })
+    }
+
+    /// The words, shared with this process's children (and its parent,
+    /// when it inherited them).
+    pub fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is page-aligned (enough for AtomicU64),
+        // `len` words long, readable and writable, and zero-filled at
+        // first, which is a valid AtomicU64; it stays mapped while `self`
+        // lives, and is only reached through shared references to atomics,
+        // which make concurrent use by several processes sound.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        let bytes = self.len * size_of::<AtomicU64>();
+        // SAFETY: the mapping is ours, `bytes` long, and no reference into
+        // it outlives `self` (`words` borrows it). Other processes keep
+        // their own mappings of the same memory.
+        if let Err(e) = unsafe { nix::sys::mman::munmap(self.ptr.cast(), bytes) } {
+            log::warn!("munmap of a shared mapping: {e}");
+        }
+    }
+}
+
+/// Installs a handler for `sig` that does nothing (with `SA_RESTART`, so
+/// it breaks no call but those the kernel never restarts, `ppoll` among
+/// them). Its only effect is to end such a wait with `EINTR` while `sig`
+/// is unblocked: how a child is asked to give its idle connection back
+/// (see `stream::Client::read_with`). Dispositions survive `fork`, so the
+/// parent installs it once for every child.
+pub fn set_wake_handler(sig: Signal) -> nix::Result<()> {
+    let action = SigAction::new(SigHandler::Handler(wake), SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: `wake` does nothing, so it is async-signal-safe and cannot
+    // disturb whatever code it interrupts.
+    unsafe { sigaction(sig, &action) }.map(drop)
+}
+
+extern "C" fn wake(_: libc::c_int) {}
 
 /// Sets `TCP_DEFER_ACCEPT` on the listening socket `fd`: the kernel keeps
 /// a new connection out of the accept queue until its first data arrives,

@@ -81,6 +81,15 @@ impl Transport {
         }
     }
 
+    /// Whether the TLS handshake resumed an earlier session; `false` over
+    /// plain TCP.
+    pub fn resumed(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t.resumed(),
+        }
+    }
+
     /// The name the client asked for in its TLS handshake (SNI); `None`
     /// over plain TCP.
     pub fn server_name(&self) -> Option<&str> {

@@ -18,6 +18,8 @@ mod daemon;
 mod defenses;
 #[path = "suite/encoding.rs"]
 mod encoding;
+#[path = "suite/giveback.rs"]
+mod giveback;
 #[path = "suite/headers.rs"]
 mod headers;
 #[path = "suite/http.rs"]
@@ -74,6 +76,8 @@ mod sites;
 mod soak;
 #[path = "suite/startup.rs"]
 mod startup;
+#[path = "suite/status.rs"]
+mod status;
 #[path = "suite/storms.rs"]
 mod storms;
 #[path = "suite/syslog.rs"]

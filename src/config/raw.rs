@@ -34,6 +34,12 @@ pub const DEFAULT_MAX_CHILDREN_PER_IP: usize = 32;
 /// or a carrier behind one address is not refused; from it on, one address
 /// holds no more than its share, so it tops out at half the server.
 pub const DEFAULT_MAX_CHILDREN_PER_IP_FROM_PERCENT: u8 = 50;
+/// Default share of `max_children` (percent) from which the parent asks
+/// the child idle longest between requests to close its connection: when
+/// every child is taken (0 = never).
+pub const DEFAULT_KEEPALIVE_GIVE_BACK_FROM_PERCENT: u8 = 100;
+/// Who may read the status page when it is on (`status_path`): loopback.
+pub const DEFAULT_STATUS_ALLOW: [&str; 2] = ["127.0.0.0/8", "::1"];
 /// Default time for a whole request head, from its first byte (seconds).
 pub const DEFAULT_HEADER_TIMEOUT: f64 = 10.0;
 /// Default idle time allowed between keep-alive requests (seconds).
@@ -255,6 +261,7 @@ pub(super) struct RawConfig {
     pub(super) max_children: At<i64>,
     pub(super) max_children_per_ip: At<i64>,
     pub(super) max_children_per_ip_from_percent: At<i64>,
+    pub(super) keepalive_give_back_from_percent: At<i64>,
     pub(super) header_timeout: At<Seconds>,
     pub(super) keepalive_timeout: At<Seconds>,
     pub(super) send_timeout: At<Seconds>,
@@ -267,6 +274,8 @@ pub(super) struct RawConfig {
     pub(super) error_log: At<String>,
     pub(super) server_version: bool,
     pub(super) health_path: At<String>,
+    pub(super) status_path: At<String>,
+    pub(super) status_allow: At<Vec<String>>,
     pub(super) tls_watch_interval: At<Seconds>,
     pub(super) site: Vec<At<RawSite>>,
 }
@@ -312,6 +321,7 @@ impl Default for RawConfig {
             max_children: dflt(DEFAULT_MAX_CHILDREN as i64),
             max_children_per_ip: dflt(DEFAULT_MAX_CHILDREN_PER_IP as i64),
             max_children_per_ip_from_percent: dflt(i64::from(DEFAULT_MAX_CHILDREN_PER_IP_FROM_PERCENT)),
+            keepalive_give_back_from_percent: dflt(i64::from(DEFAULT_KEEPALIVE_GIVE_BACK_FROM_PERCENT)),
             header_timeout: dflt(Seconds::Float(DEFAULT_HEADER_TIMEOUT)),
             keepalive_timeout: dflt(Seconds::Float(DEFAULT_KEEPALIVE_TIMEOUT)),
             send_timeout: dflt(Seconds::Float(DEFAULT_SEND_TIMEOUT)),
@@ -324,6 +334,8 @@ impl Default for RawConfig {
             error_log: dflt("auto".to_string()),
             server_version: false,
             health_path: dflt(String::new()),
+            status_path: dflt(String::new()),
+            status_allow: dflt(DEFAULT_STATUS_ALLOW.map(String::from).to_vec()),
             tls_watch_interval: dflt(Seconds::Float(DEFAULT_TLS_WATCH_INTERVAL)),
             site: Vec::new(),
         }

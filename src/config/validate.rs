@@ -85,6 +85,29 @@ impl Checker<'_> {
                 "must be \"\" (off) or a path starting with \"/\", without \"?\", \"#\" or spaces",
             ));
         }
+        let status_path = raw.status_path.get_ref().clone();
+        if !status_path.is_empty() && (!status_path.starts_with('/') || status_path.contains(['?', '#', ' ']))
+        {
+            return Err(self.error(
+                "status_path",
+                Place::top(&raw.status_path),
+                "must be \"\" (off) or a path starting with \"/\", without \"?\", \"#\" or spaces",
+            ));
+        }
+        if !status_path.is_empty() && status_path == health_path {
+            return Err(self.error(
+                "status_path",
+                Place::top(&raw.status_path),
+                "must differ from health_path",
+            ));
+        }
+        let status_allow = raw
+            .status_allow
+            .get_ref()
+            .iter()
+            .map(|c| c.parse::<Cidr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error("status_allow", Place::top(&raw.status_allow), &e))?;
         let acme_at = Place::top(&raw.acme_webroot);
         let acme_webroot = match raw.acme_webroot.get_ref() {
             p if p.as_os_str().is_empty() => None,
@@ -126,6 +149,8 @@ impl Checker<'_> {
             logging,
             server_version: raw.server_version,
             health_path,
+            status_path,
+            status_allow,
             acme_webroot,
             tls_watch_interval,
         };
@@ -280,6 +305,17 @@ impl Checker<'_> {
                     "must be a percentage from 0 (the cap always applies) to 100 (it never does)",
                 )
             })?;
+        let give_back_from = u8::try_from(*raw.keepalive_give_back_from_percent.get_ref())
+            .ok()
+            .filter(|p| *p <= 100)
+            .map(|p| share_of(max_children, p))
+            .ok_or_else(|| {
+                self.error(
+                    "keepalive_give_back_from_percent",
+                    Place::top(&raw.keepalive_give_back_from_percent),
+                    "must be a percentage from 0 (never) to 100 (when every child is taken)",
+                )
+            })?;
         let max_header_bytes = usize::try_from(*raw.max_header_bytes.get_ref())
             .ok()
             .filter(|n| (HEADER_BYTES_RANGE.0..=HEADER_BYTES_RANGE.1).contains(n))
@@ -304,6 +340,7 @@ impl Checker<'_> {
             max_children,
             max_children_per_ip,
             per_ip_cap_from,
+            give_back_from,
             header_timeout: self.seconds("header_timeout", &raw.header_timeout)?,
             keepalive_timeout: self.seconds("keepalive_timeout", &raw.keepalive_timeout)?,
             send_timeout: self.seconds("send_timeout", &raw.send_timeout)?,

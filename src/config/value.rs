@@ -94,6 +94,10 @@ pub struct Config {
     /// The path a load balancer's health check asks for (answered `200`
     /// without the document root or an access-log line); empty: off.
     pub health_path: String,
+    /// The path of the status page and metrics (`status_path`); empty: off.
+    pub status_path: String,
+    /// The client addresses the status page answers (`status_allow`).
+    pub status_allow: Vec<Cidr>,
     /// The ACME webroot (`acme_webroot`): its `.well-known/acme-challenge/`
     /// is served for every site, over plain HTTP and HTTPS; `None`: off.
     pub acme_webroot: Option<PathBuf>,
@@ -144,6 +148,11 @@ pub struct Limits {
     /// `max_children_per_ip_from_percent` of `max_children`, rounded up.
     /// Below it an address may hold any number of children.
     pub per_ip_cap_from: usize,
+    /// Live children from which the parent asks the child idle longest
+    /// between requests to close its connection:
+    /// `keepalive_give_back_from_percent` of `max_children`, rounded up;
+    /// 0 = never.
+    pub give_back_from: usize,
     /// Time allowed for a whole request head, from its first byte.
     pub header_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.

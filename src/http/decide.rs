@@ -149,6 +149,26 @@ pub fn health<'a>(
     Some(status_page(Status::Ok, None, site.server, now, connection(req, keep), head_only))
 }
 
+/// The status page or metrics (`status_path`), asked for by `req` (`GET`
+/// or `HEAD`, from an allowed address: the caller checks both): `200` with
+/// `body` of `content_type`, which no cache may keep (it is a moment's
+/// picture of the server).
+pub fn status_report<'a>(
+    req: &Request<'_>,
+    site: &Site<'a>,
+    body: &'a [u8],
+    content_type: &'static str,
+    now: SystemTime,
+    may_keep: bool,
+) -> Reply<'a> {
+    let mut fields = common(site.server, now);
+    fields.push("Content-Type", Value::Str(content_type));
+    fields.push("Content-Length", Value::Number(body.len() as u64));
+    fields.push("Cache-Control", Value::Str("no-store"));
+    let body = if req.method == Method::Head { Body::None } else { Body::Generated(body) };
+    finish(Status::Ok, fields, body, connection(req, keeps_open(req, may_keep)))
+}
+
 /// The `421` for a request over HTTPS whose host names another site than
 /// the connection's handshake did: the client may retry on a connection
 /// of its own for that host, so this one stays open if it may.

@@ -1,5 +1,6 @@
-//! The parent's table of its live children: each child's pid and the
-//! address it serves, and how many children serve each address.
+//! The parent's table of its live children: each child's pid, the address
+//! it serves, its scoreboard slot and whether it was asked to give its
+//! connection back; and how many children serve each address.
 //!
 //! Runs in: parent only. Both tables live in memory that children get
 //! zeroed instead of shared (`sys::ParentWords`): the parent writes them
@@ -16,14 +17,17 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use nix::unistd::Pid;
 
+use crate::scoreboard::SlotId;
 use crate::sys::ParentWords;
 
-/// Words per slot: a tag word (0: empty), then the 128 bits of an address.
-const WORDS: usize = 3;
+/// Words per slot: a tag word (0: empty), the 128 bits of an address, and
+/// (a child's; zero in the per-address table) its scoreboard slot's two
+/// words, the second also holding `ASKED`.
+const WORDS: usize = 5;
 /// Slots in the first table made; each growth doubles them.
 const FIRST_SLOTS: usize = 64;
 /// Set in the tag word of every occupied slot.
@@ -32,13 +36,25 @@ const OCCUPIED: u64 = 1 << 63;
 const V6: u64 = 1 << 62;
 /// The low half of the tag word: a pid, or a count.
 const LOW: u64 = u32::MAX as u64;
+/// Set in a child's last word once it was asked to give its connection back.
+const ASKED: u64 = 1 << 63;
 
 type Slot = [u64; WORDS];
+
+/// What the parent knows of a live child.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Child {
+    /// Its scoreboard slot (`None` if there was none free).
+    pub(super) slot: Option<SlotId>,
+    /// Asked to give its idle connection back.
+    pub(super) asked: bool,
+}
 
 /// The live children and the count per address.
 #[derive(Debug)]
 pub(super) struct Children {
-    /// Slot: tag (`OCCUPIED`, `V6`, the pid in `LOW`), address.
+    /// Slot: tag (`OCCUPIED`, `V6`, the pid in `LOW`), address, scoreboard
+    /// slot (and `ASKED`).
     by_pid: Table,
     /// Slot: tag (`OCCUPIED`, `V6`, the count in `LOW`), address.
     per_ip: Table,
@@ -68,22 +84,24 @@ impl Children {
         self.per_ip.reserve_one()
     }
 
-    /// Records the child `pid`, serving `ip`. Call `reserve_one` first.
-    pub(super) fn insert(&mut self, pid: Pid, ip: IpAddr) {
-        let entry = [OCCUPIED | address_family(ip) | pid_bits(pid), address_hi(ip), address_lo(ip)];
+    /// Records the child `pid`, serving `ip` from scoreboard slot `slot`.
+    /// Call `reserve_one` first.
+    pub(super) fn insert(&mut self, pid: Pid, ip: IpAddr, slot: Option<SlotId>) {
+        let [board, index] = slot.map_or([0, 0], SlotId::to_words);
+        let entry =
+            [OCCUPIED | address_family(ip) | pid_bits(pid), address_hi(ip), address_lo(ip), board, index];
         if let (i, false) = self.by_pid.find(&entry, same_pid) {
             self.by_pid.fill(i, entry);
         }
         match self.per_ip.find(&entry, same_address) {
             (i, true) => self.per_ip.add(i, 1),
-            (i, false) => self.per_ip.fill(i, [OCCUPIED | address_family(ip) | 1, entry[1], entry[2]]),
+            (i, false) => self.per_ip.fill(i, [OCCUPIED | address_family(ip) | 1, entry[1], entry[2], 0, 0]),
         }
     }
 
-    /// Forgets the child `pid`; returns the address it served, if it was
-    /// recorded.
-    pub(super) fn remove(&mut self, pid: Pid) -> Option<IpAddr> {
-        let probe = [OCCUPIED | pid_bits(pid), 0, 0];
+    /// Forgets the child `pid`; returns what was recorded of it, if it was.
+    pub(super) fn remove(&mut self, pid: Pid) -> Option<Child> {
+        let probe = [OCCUPIED | pid_bits(pid), 0, 0, 0, 0];
         let (i, true) = self.by_pid.find(&probe, same_pid) else {
             return None;
         };
@@ -96,12 +114,36 @@ impl Children {
                 self.per_ip.take(j);
             }
         }
-        Some(ip_of(&entry))
+        Some(child_of(&entry))
+    }
+
+    /// Marks the child `pid` as asked to give its connection back; returns
+    /// whether it is live and was not asked before.
+    pub(super) fn mark_asked(&mut self, pid: Pid) -> bool {
+        let probe = [OCCUPIED | pid_bits(pid), 0, 0, 0, 0];
+        let (i, true) = self.by_pid.find(&probe, same_pid) else {
+            return false;
+        };
+        let mut entry = self.by_pid.slot(i);
+        if entry[4] & ASKED != 0 {
+            return false;
+        }
+        entry[4] |= ASKED;
+        self.by_pid.write(i, entry);
+        true
+    }
+
+    /// The live children, with what is recorded of each.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Pid, Child)> + '_ {
+        (0..self.by_pid.slots())
+            .map(|i| self.by_pid.slot(i))
+            .filter(|entry| entry[0] & OCCUPIED != 0)
+            .map(|entry| (pid_of(&entry), child_of(&entry)))
     }
 
     /// How many live children serve `ip`.
     pub(super) fn count_from(&self, ip: IpAddr) -> usize {
-        let probe = [OCCUPIED | address_family(ip), address_hi(ip), address_lo(ip)];
+        let probe = [OCCUPIED | address_family(ip), address_hi(ip), address_lo(ip), 0, 0];
         match self.per_ip.find(&probe, same_address) {
             (i, true) => usize::try_from(self.per_ip.slot(i)[0] & LOW).unwrap_or(usize::MAX),
             _ => 0,
@@ -110,11 +152,7 @@ impl Children {
 
     /// The pids of the live children.
     pub(super) fn pids(&self) -> Vec<Pid> {
-        (0..self.by_pid.slots())
-            .map(|i| self.by_pid.slot(i)[0])
-            .filter(|&tag| tag & OCCUPIED != 0)
-            .map(|tag| Pid::from_raw(((tag & LOW) as u32).cast_signed()))
-            .collect()
+        self.iter().map(|(pid, _)| pid).collect()
     }
 
     /// Forgets every child.
@@ -147,7 +185,9 @@ impl Table {
 
     fn slot(&self, i: usize) -> Slot {
         let w = self.words.as_deref().unwrap_or_default();
-        [w[i * WORDS], w[i * WORDS + 1], w[i * WORDS + 2]]
+        let mut slot = [0; WORDS];
+        slot.copy_from_slice(&w[i * WORDS..(i + 1) * WORDS]);
+        slot
     }
 
     fn write(&mut self, i: usize, slot: Slot) {
@@ -287,12 +327,13 @@ fn address_lo(ip: IpAddr) -> u64 {
     }
 }
 
-fn ip_of(slot: &Slot) -> IpAddr {
-    if slot[0] & V6 != 0 {
-        IpAddr::from(Ipv6Addr::from((u128::from(slot[1]) << 64) | u128::from(slot[2])))
-    } else {
-        IpAddr::from(Ipv4Addr::from((slot[2] & LOW) as u32))
-    }
+fn pid_of(slot: &Slot) -> Pid {
+    Pid::from_raw(((slot[0] & LOW) as u32).cast_signed())
+}
+
+fn child_of(slot: &Slot) -> Child {
+    let slot_id = SlotId::from_words([slot[3], slot[4] & !ASKED]);
+    Child { slot: slot_id, asked: slot[4] & ASKED != 0 }
 }
 
 #[cfg(test)]
@@ -319,11 +360,11 @@ mod tests {
             let pid = Pid::from_raw(i32::try_from(x % 700 + 2).unwrap());
             if pids.contains_key(&pid) || (round % 3 == 0 && !pids.is_empty()) {
                 let gone = *pids.keys().nth(x as usize % pids.len()).unwrap();
-                assert_eq!(t.remove(gone), pids.remove(&gone));
+                assert!(t.remove(gone).is_some() && pids.remove(&gone).is_some());
             } else {
                 let ip = ips[(x >> 8) as usize % ips.len()];
                 t.reserve_one().unwrap();
-                t.insert(pid, ip);
+                t.insert(pid, ip, None);
                 pids.insert(pid, ip);
             }
             assert_eq!(t.len(), pids.len());
@@ -336,7 +377,13 @@ mod tests {
         let mut want: Vec<Pid> = pids.keys().copied().collect();
         want.sort();
         assert_eq!(live, want);
-        assert_eq!(t.remove(Pid::from_raw(1)), None);
+        assert!(t.remove(Pid::from_raw(1)).is_none());
+        // Asked once only, and the mark leaves the rest of the entry be.
+        let some = live[0];
+        assert!(t.mark_asked(some) && !t.mark_asked(some));
+        let child = t.iter().find(|(pid, _)| *pid == some).unwrap().1;
+        assert!(child.asked && child.slot.is_none());
+        assert!(!t.mark_asked(Pid::from_raw(1)));
         t.clear();
         assert!(t.is_empty() && t.pids().is_empty());
     }

@@ -12,6 +12,7 @@ use crate::error::StartupError;
 use crate::generation::{Generation, Purpose};
 use crate::listener::{self, Listener};
 use crate::log::{self as logging, AccessLog};
+use crate::scoreboard::Counter;
 
 use super::{ACCEPT_BATCH, Server, skip_accept_error};
 
@@ -84,6 +85,7 @@ impl Server {
             Some(self.rebind(config))
         };
         warn_restart_needed(self.config(), config);
+        self.scoreboard.reloaded(generation.config.limits.max_children);
         self.generation = generation;
         self.access_log = access_log;
         self.commit_keys();
@@ -117,6 +119,7 @@ impl Server {
                     {
                         self.spawn(stream, peer, l.wire);
                     } else {
+                        self.scoreboard.count(Counter::RefusedMaxChildren);
                         self.refuse(stream, peer, l.wire);
                     }
                 }

@@ -80,6 +80,11 @@ impl TlsClient {
         Ok(ReadOutcome::Data(0))
     }
 
+    /// Whether the handshake resumed an earlier session (a ticket).
+    pub fn resumed(&self) -> bool {
+        self.tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     /// The name the client asked for in its handshake (SNI), if any.
     pub fn server_name(&self) -> Option<&str> {
         self.tls.server_name()
