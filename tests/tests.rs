@@ -86,6 +86,8 @@ mod syslog;
 mod systemd;
 #[path = "suite/tls.rs"]
 mod tls;
+#[path = "suite/tls_clients.rs"]
+mod tls_clients;
 #[path = "suite/traversal.rs"]
 mod traversal;
 #[path = "suite/units.rs"]
