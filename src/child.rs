@@ -26,7 +26,7 @@ use crate::log::{self as logging, AccessLog};
 use crate::sandbox;
 use crate::scoreboard::{Scoreboard, SlotId};
 use crate::signals;
-use crate::sys::{self, Disposition};
+use crate::sys;
 use crate::tls::keys::remote;
 use crate::transport::Transport;
 
@@ -34,21 +34,6 @@ use crate::transport::Transport;
 const EXIT_SETUP: i32 = 71;
 /// Exit status of a child that panicked (only reachable without `panic = "abort"`).
 const EXIT_PANIC: i32 = 70;
-
-/// The signal dispositions a child runs with. `SIGTERM` and `SIGQUIT` keep
-/// their default (die), so a signal to the whole process group still stops
-/// children; `SIGINT` (a terminal's ^C), `SIGHUP` (reload) and `SIGUSR1`
-/// (log reopening) are the parent's to act on, and must not kill a child
-/// that is halfway through a response. `SIGPIPE` stays ignored, as the Rust
-/// runtime set it, so a vanished client is an `EPIPE`, not a death.
-const CHILD_SIGNALS: [(Signal, Disposition); 6] = [
-    (Signal::SIGTERM, Disposition::Default),
-    (Signal::SIGQUIT, Disposition::Default),
-    (Signal::SIGCHLD, Disposition::Default),
-    (Signal::SIGINT, Disposition::Ignore),
-    (Signal::SIGHUP, Disposition::Ignore),
-    (Signal::SIGUSR1, Disposition::Ignore),
-];
 
 /// What the child takes from the parent at the fork.
 #[derive(Debug)]
@@ -82,7 +67,7 @@ pub fn run(
     inherited: &Inherited<'_>,
     buffers: Buffers,
 ) -> ! {
-    if let Err(e) = reset_signals() {
+    if let Err(e) = signals::reset_after_fork() {
         log::error!("child: cannot reset its signals: {e}");
         sys::exit_child(EXIT_SETUP);
     }
@@ -161,17 +146,6 @@ pub fn run(
         Err(_) => EXIT_PANIC,
     };
     sys::exit_child(code)
-}
-
-/// Sets the child's signal dispositions (`CHILD_SIGNALS`) and its signal
-/// mask, which the parent keeps full outside its wait (a child, or the key
-/// process, must not): only `GIVE_BACK_SIGNAL` stays blocked, let in by a
-/// child while it waits for a request.
-pub fn reset_signals() -> nix::Result<()> {
-    for (sig, disposition) in CHILD_SIGNALS {
-        sys::set_disposition(sig, disposition)?;
-    }
-    signals::child_mask()
 }
 
 /// Makes the kernel kill this child when the parent dies. A parent that may

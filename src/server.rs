@@ -36,15 +36,13 @@ use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::scoreboard::{Counter, Scoreboard};
-use crate::signals::{self, Signals};
+use crate::signals::{self, GIVE_BACK_SIGNAL, Signals};
 use crate::sys::{self, Forked};
 use crate::tls::keys::KeyProcess;
 
 mod children;
 mod give_back;
 mod keys;
-
-pub use give_back::GIVE_BACK_SIGNAL;
 mod refuse;
 mod reload;
 mod watch;

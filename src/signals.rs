@@ -42,7 +42,6 @@ use nix::poll::{PollFd, ppoll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::time::TimeSpec;
 
-use crate::server::GIVE_BACK_SIGNAL;
 use crate::sys::{self, Disposition};
 
 /// Sets this process's signal mask to exactly `handled` (blocking them
@@ -89,10 +88,33 @@ pub struct Signals {
     handled: SigSet,
 }
 
-/// Sets a process's signal mask after `fork`: it inherits the parent's,
-/// and must block none of those, only `GIVE_BACK_SIGNAL`, which a child
-/// lets in while it waits for a request (see `stream`).
-pub fn child_mask() -> nix::Result<()> {
+/// The signal with which the parent asks a child to give its idle
+/// keep-alive connection back (`server::give_back`).
+pub const GIVE_BACK_SIGNAL: Signal = Signal::SIGUSR2;
+
+/// The signal dispositions a child runs with. `SIGTERM` and `SIGQUIT` keep
+/// their default (die), so a signal to the whole process group still stops
+/// children; `SIGINT` (a terminal's ^C), `SIGHUP` (reload) and `SIGUSR1`
+/// (log reopening) are the parent's to act on, and must not kill a child
+/// that is halfway through a response. `SIGPIPE` stays ignored, as the Rust
+/// runtime set it, so a vanished client is an `EPIPE`, not a death.
+const CHILD_SIGNALS: [(Signal, Disposition); 6] = [
+    (Signal::SIGTERM, Disposition::Default),
+    (Signal::SIGQUIT, Disposition::Default),
+    (Signal::SIGCHLD, Disposition::Default),
+    (Signal::SIGINT, Disposition::Ignore),
+    (Signal::SIGHUP, Disposition::Ignore),
+    (Signal::SIGUSR1, Disposition::Ignore),
+];
+
+/// Sets a forked process's signal dispositions (`CHILD_SIGNALS`) and its
+/// signal mask, which the parent keeps full outside its wait (a child, or
+/// the key process, must not): only `GIVE_BACK_SIGNAL` stays blocked, let
+/// in by a child while it waits for a request (see `stream`).
+pub fn reset_after_fork() -> nix::Result<()> {
+    for (sig, disposition) in CHILD_SIGNALS {
+        sys::set_disposition(sig, disposition)?;
+    }
     set_of(&[GIVE_BACK_SIGNAL]).thread_set_mask()
 }
 

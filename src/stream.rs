@@ -162,7 +162,7 @@ impl Client {
     /// Reads into `buf`, waiting no later than `deadline`. While `lifeline`
     /// is given, its hang-up (the parent closed its end) ends the wait with
     /// `Drain`, and so does the parent's request to give the connection
-    /// back (`server::GIVE_BACK_SIGNAL`, let in for the wait only: a
+    /// back (`signals::GIVE_BACK_SIGNAL`, let in for the wait only: a
     /// response is never interrupted). Returns `Timeout` once the deadline
     /// has passed.
     pub fn read_before(
@@ -346,6 +346,27 @@ fn too_slow(rate: u64) -> io::Error {
         io::ErrorKind::TimedOut,
         format!("client accepted data slower than min_send_rate ({rate} B/s)"),
     )
+}
+
+/// Reads from `offset` until `buf` is full or the file ends; returns how
+/// many bytes it read.
+pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The error of a file that ended before the length promised for it.
+pub(crate) fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use rustls::ServerConfig;
 
-use crate::stream::Client;
+use crate::stream::{Client, read_at_most, shrank};
 pub use crate::stream::{ReadOutcome, SendLimits};
 use crate::tls::stream::TlsClient;
 
@@ -211,27 +211,6 @@ impl Transport {
             Transport::Tls(t) => t.finish(linger),
         }
     }
-}
-
-/// Reads from `offset` until `buf` is full or the file ends; returns how
-/// many bytes it read.
-pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// The error of a file that ended before the length promised for it.
-pub(crate) fn shrank() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
 }
 
 #[cfg(test)]

@@ -14,15 +14,13 @@
 //! children it forked, checked by pid, and signals only its own unreaped
 //! children (whose pids cannot have been reused).
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use crate::scoreboard::{Counter, State};
+use crate::signals::GIVE_BACK_SIGNAL;
 
 use super::Server;
-
-/// The signal that asks a child to give its idle connection back.
-pub const GIVE_BACK_SIGNAL: Signal = Signal::SIGUSR2;
 
 impl Server {
     /// Whether giving back is on (`keepalive_give_back_from_percent` is

@@ -20,8 +20,7 @@ use std::time::Instant;
 use rustls::{ServerConfig, ServerConnection};
 
 use super::keys::remote;
-use crate::stream::{Client, ReadOutcome};
-use crate::transport::{read_at_most, shrank};
+use crate::stream::{Client, ReadOutcome, read_at_most, shrank};
 
 /// How much of a file is read and encrypted at a time: four full records
 /// (16 KiB of plaintext each), one `pread` for all of them.

@@ -26,10 +26,10 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::signing_key;
 use super::wire::{self, Answer, Control, Loaded, MAX_RECORD, SignRequest};
-use crate::child;
 use crate::log as logging;
 use crate::privileges::DropPlan;
 use crate::sandbox;
+use crate::signals;
 use crate::sys;
 
 /// Exit status of a key process whose set-up failed.
@@ -123,7 +123,7 @@ pub(super) fn run(control: OwnedFd, plan: Option<&DropPlan>, sandboxed: bool, pa
 /// the control socket and the daemon log's, no new privileges, root
 /// given up, not dumpable, dead with the parent, and confined.
 fn set_up(control: &OwnedFd, plan: Option<&DropPlan>, sandboxed: bool, parent: Pid) -> Result<(), String> {
-    child::reset_signals().map_err(|e| format!("cannot reset its signals: {e}"))?;
+    signals::reset_after_fork().map_err(|e| format!("cannot reset its signals: {e}"))?;
     // Named apart from the children in ps(1) and /proc/PID/comm.
     let _ = set_name(c"forkhttpd-keys");
     let keep = [control.as_raw_fd()].into_iter().chain(logging::syslog_fd()).chain(logging::error_file_fd());
