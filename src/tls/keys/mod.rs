@@ -63,7 +63,7 @@ pub mod wire;
 use std::fmt;
 use std::io::IoSlice;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,8 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recv, send, sendmsg, socketpair,
+    AddressFamily, ControlMessage, MsgFlags, MultiHeaders, SockFlag, SockType, recv, send, sendmmsg,
+    socketpair,
 };
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid};
@@ -185,6 +186,19 @@ impl Slot {
     }
 }
 
+/// The message header a channel is passed with, its room for one
+/// descriptor included, made once: passing a channel (once per HTTPS
+/// connection accepted) allocates nothing, where `sendmsg` would make
+/// its control buffer each time.
+#[derive(Debug)]
+struct PassHeader(MultiHeaders<()>);
+
+impl Default for PassHeader {
+    fn default() -> PassHeader {
+        PassHeader(MultiHeaders::preallocate(1, Some(nix::cmsg_space!(RawFd))))
+    }
+}
+
 /// The parent's handle on the key processes.
 #[derive(Debug, Default)]
 pub struct KeyProcesses {
@@ -198,6 +212,7 @@ pub struct KeyProcesses {
     request: u64,
     /// The slot the next channel is tried on first.
     next: usize,
+    header: PassHeader,
 }
 
 impl KeyProcesses {
@@ -353,24 +368,31 @@ impl KeyProcesses {
         let (ours, theirs) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).ok()?;
         let record = connect_record(generation);
+        let iov = [IoSlice::new(&record)];
         let fds = [theirs.as_raw_fd()];
+        let rights = [ControlMessage::ScmRights(&fds)];
         for k in 0..count {
             let i = (self.next + k) % count;
             let slot = &self.slots[i];
             let Some(r) = slot.running.as_ref().filter(|_| slot.holds(generation)) else {
                 continue;
             };
-            let sent = sendmsg::<()>(
+            let sent = sendmmsg(
                 r.control.as_raw_fd(),
-                &[IoSlice::new(&record)],
-                &[ControlMessage::ScmRights(&fds)],
+                &mut self.header.0,
+                [&iov],
+                [None],
+                rights,
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                None,
-            );
+            )
+            .map(|sent| sent.count());
             match sent {
-                Ok(_) => {
+                Ok(1) => {
                     self.next = (i + 1) % count;
                     return Some(ours);
+                }
+                Ok(_) => {
+                    crate::log::crash_warning(format_args!("key process {}: cannot pass a channel", r.pid))
                 }
                 Err(e) => crate::log::crash_warning(format_args!(
                     "key process {}: cannot pass a channel: {e}",
@@ -405,14 +427,12 @@ impl KeyProcesses {
         };
         let earliest = slot.started.map_or_else(Instant::now, |t| t + RESTART_BACKOFF);
         slot.restart_at = Some(earliest.max(Instant::now()));
-        let left = self.pids().count();
-        if left == 0 {
-            log::error!("key process {pid} {how}; HTTPS handshakes fail until it is started again");
-        } else {
-            log::error!(
-                "key process {pid} {how}; the other {left} sign handshakes until it is started again"
-            );
-        }
+        let meanwhile = match self.pids().count() {
+            0 => "HTTPS handshakes fail".to_string(),
+            1 => "the other key process signs".to_string(),
+            n => format!("the {n} others sign"),
+        };
+        log::error!("key process {pid} {how}; {meanwhile} until it is started again");
         true
     }
 
