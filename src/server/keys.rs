@@ -16,7 +16,9 @@ use crate::tls::keys::{self, KeyProcesses, Launch};
 
 use super::Server;
 
-/// How `generation` starts its key processes.
+/// How `generation` starts its key processes, and how many. Counting
+/// reads the CPU affinity and cgroup files: at start and on a hand-over,
+/// never on every round of the accept loop.
 fn launch(generation: &Generation) -> Launch<'_> {
     Launch {
         plan: generation.drop_plan.as_ref(),
@@ -73,7 +75,8 @@ impl Server {
     /// longer matches its certificate is left out, logged once, until
     /// the reload that serves the new pair.
     pub(super) fn restart_key_process(&mut self, now: Instant) {
-        self.keys.restart_due_ones(now, launch(&self.generation));
+        let (plan, sandbox) = (self.generation.drop_plan.as_ref(), self.generation.sandbox.is_some());
+        self.keys.restart_due_ones(now, plan, sandbox);
         let Some(tls) = self.generation.tls.as_mut() else {
             return;
         };

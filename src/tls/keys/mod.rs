@@ -250,23 +250,19 @@ impl KeyProcesses {
         }
     }
 
-    /// Starts each key process whose restart is due at `now` (see
-    /// `ensure_started` on a failed start); returns whether one was.
-    pub fn restart_due_ones(&mut self, now: Instant, launch: Launch<'_>) -> bool {
-        let mut restarted = false;
+    /// Starts each key process whose restart is due at `now`, as
+    /// `ensure_started` does (but the pool keeps its size).
+    pub fn restart_due_ones(&mut self, now: Instant, plan: Option<&DropPlan>, sandbox: bool) {
+        let launch = Launch { plan, sandbox, count: self.slots.len() };
         for slot in &mut self.slots {
             if slot.running.is_some() || slot.restart_at.is_none_or(|at| at > now) {
                 continue;
             }
-            match start(slot, launch) {
-                Ok(()) => restarted = true,
-                Err(e) => {
-                    log::error!("{e}; trying again in {RESTART_BACKOFF:?}");
-                    slot.restart_at = Some(now + RESTART_BACKOFF);
-                }
+            if let Err(e) = start(slot, launch) {
+                log::error!("{e}; trying again in {RESTART_BACKOFF:?}");
+                slot.restart_at = Some(now + RESTART_BACKOFF);
             }
         }
-        restarted
     }
 
     /// Grows the pool with slots to be started, or retires the key
@@ -409,9 +405,17 @@ impl KeyProcesses {
         let Some(pid) = status.pid() else {
             return false;
         };
+        let how = || match status {
+            WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+            WaitStatus::Signaled(_, sig, _) => format!("was killed by {sig}"),
+            other => format!("ended ({other:?})"),
+        };
         if let Some(at) = self.retired.iter().position(|&p| p == pid) {
             self.retired.swap_remove(at);
-            log::info!("key process {pid}, retired, has exited");
+            match status {
+                WaitStatus::Exited(_, 0) => log::info!("key process {pid}, retired, has exited"),
+                _ => log::warn!("key process {pid}, retired, {}", how()),
+            }
             return true;
         }
         let Some(slot) = self.slots.iter_mut().find(|s| s.running.as_ref().is_some_and(|r| r.pid == pid))
@@ -420,11 +424,6 @@ impl KeyProcesses {
         };
         slot.running = None;
         slot.held = None;
-        let how = match status {
-            WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-            WaitStatus::Signaled(_, sig, _) => format!("was killed by {sig}"),
-            other => format!("ended ({other:?})"),
-        };
         let earliest = slot.started.map_or_else(Instant::now, |t| t + RESTART_BACKOFF);
         slot.restart_at = Some(earliest.max(Instant::now()));
         let meanwhile = match self.pids().count() {
@@ -432,7 +431,7 @@ impl KeyProcesses {
             1 => "the other key process signs".to_string(),
             n => format!("the {n} others sign"),
         };
-        log::error!("key process {pid} {how}; {meanwhile} until it is started again");
+        log::error!("key process {pid} {}; {meanwhile} until it is started again", how());
         true
     }
 
