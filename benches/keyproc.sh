@@ -91,7 +91,8 @@ measure() {
 
 status=0
 cpus=$(nproc)
-echo "tls_key_processes = $KEY_PROCESSES ($([ "$KEY_PROCESSES" = 0 ] && echo "one per CPU: $cpus" || echo "$KEY_PROCESSES")), $CLIENTS clients, ${DURATION}s, $RUNS runs, $VERSION"
+per_cpu=""; [ "$KEY_PROCESSES" = 0 ] && per_cpu=" (one per CPU: $cpus)"
+echo "tls_key_processes = $KEY_PROCESSES$per_cpu, $CLIENTS clients, ${DURATION}s, $RUNS runs, $VERSION"
 printf '%-4s %-4s %12s %12s %8s\n' key run "keyproc h/s" "in-child h/s" ratio
 for key in $KEYS; do
     ratios=()
