@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# benches/keyproc.sh: full TLS handshakes per second with the private key in the key process
-# (tls_key_process = true, the default) and in every child (false), on loopback only.
+# benches/keyproc.sh: full TLS handshakes per second with the private key in the key processes
+# (tls_key_process = true, the default; tls_key_processes of them, one per CPU by default) and in
+# every child (false), on loopback only.
 #
 #   benches/keyproc.sh    builds the release binary, makes an ECDSA P-256 and an RSA 2048 test
 #                         certificate with openssl, and for each key measures both settings with
@@ -10,6 +11,7 @@
 #                         in child (the issue's goal: at least 0.9)
 #
 # Knobs (environment): DURATION [5]  CLIENTS [2]  RUNS [3]  KEYS ["ec rsa"]
+#                      KEY_PROCESSES [0]  tls_key_processes (0: one per CPU; 1: a single one)
 #                      FORKHTTPD  a built binary instead of building target/release/forkhttpd
 #                      VERSION [-tls1_3]  the s_time protocol option (-tls1_2 for TLS 1.2)
 # Exit status 1 when a server did not start or a client made no handshake. The server runs in its
@@ -19,7 +21,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 DURATION="${DURATION:-5}" CLIENTS="${CLIENTS:-2}" RUNS="${RUNS:-3}" KEYS="${KEYS:-ec rsa}"
-VERSION="${VERSION:--tls1_3}"
+VERSION="${VERSION:--tls1_3}" KEY_PROCESSES="${KEY_PROCESSES:-0}"
 command -v openssl >/dev/null || { echo "keyproc.sh: openssl is missing (apt-get install openssl)" >&2; exit 1; }
 if [ -z "${FORKHTTPD:-}" ]; then
     (cd "$REPO" && cargo build --release --quiet) || exit 1
@@ -57,6 +59,7 @@ root = "$WORK/www"
 tls_certificate = "$WORK/$1.crt"
 tls_key = "$WORK/$1.key"
 tls_key_process = $2
+tls_key_processes = $KEY_PROCESSES
 access_log = "off"
 backlog = 1024
 CONF
@@ -87,6 +90,9 @@ measure() {
 }
 
 status=0
+cpus=$(nproc)
+per_cpu=""; [ "$KEY_PROCESSES" = 0 ] && per_cpu=" (one per CPU: $cpus)"
+echo "tls_key_processes = $KEY_PROCESSES$per_cpu, $CLIENTS clients, ${DURATION}s, $RUNS runs, $VERSION"
 printf '%-4s %-4s %12s %12s %8s\n' key run "keyproc h/s" "in-child h/s" ratio
 for key in $KEYS; do
     ratios=()

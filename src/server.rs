@@ -38,7 +38,7 @@ use crate::notify::Notifier;
 use crate::scoreboard::{Counter, Scoreboard};
 use crate::signals::{self, GIVE_BACK_SIGNAL, Signals};
 use crate::sys::{self, Forked};
-use crate::tls::keys::KeyProcess;
+use crate::tls::keys::KeyProcesses;
 
 mod children;
 mod give_back;
@@ -150,9 +150,9 @@ pub struct Server {
     /// The buffers every child takes over (see `Buffers`); the parent
     /// never uses them.
     buffers: Buffers,
-    /// The key process, which holds the private keys and signs for
+    /// The key processes, which hold the private keys and sign for
     /// HTTPS children (`tls::keys`).
-    keys: KeyProcess,
+    keys: KeyProcesses,
     /// What the children are doing, and the counters.
     scoreboard: Scoreboard,
     /// Children asked to give their idle connection back that have not
@@ -167,7 +167,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the key process with the generation's private keys (before
+    /// Starts the key processes with the generation's private keys (before
     /// any child, and before the first accept), and creates the lifeline.
     /// Call with everything the children inherit already open.
     pub fn new(setup: Setup) -> Result<Server, StartupError> {
@@ -175,7 +175,7 @@ impl Server {
         // Stamped first, as near as can be to the files' reading: a file
         // changed from then on is seen by the first look.
         let watch = watch::Watch::new(&generation);
-        let mut keys = KeyProcess::new();
+        let mut keys = KeyProcesses::new();
         keys::hand_over(&mut keys, &mut generation)?;
         let (lifeline_read, lifeline_write) = pipe2(OFlag::O_CLOEXEC).map_err(StartupError::Lifeline)?;
         let scoreboard =

@@ -62,6 +62,8 @@ pub const DEFAULT_TLS_WATCH_INTERVAL: f64 = 60.0;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
 /// Default number of requests served on one connection before it is closed.
 pub const DEFAULT_MAX_REQUESTS: u32 = 1000;
+/// The most key processes `tls_key_processes` may ask for.
+pub const MAX_KEY_PROCESSES: usize = 256;
 /// Default seconds between session-ticket key rotations: a ticket then
 /// resumes for one to two hours.
 pub const DEFAULT_TLS_TICKET_ROTATION: u64 = 3600;
@@ -231,6 +233,7 @@ pub(super) struct RawConfig {
     pub(super) tls_certificate: At<PathBuf>,
     pub(super) tls_key: At<PathBuf>,
     pub(super) tls_key_process: bool,
+    pub(super) tls_key_processes: At<i64>,
     pub(super) tls_ticket_rotation: At<i64>,
     pub(super) https_redirect: bool,
     pub(super) https_port: At<i64>,
@@ -291,6 +294,7 @@ impl Default for RawConfig {
             tls_certificate: no_path(),
             tls_key: no_path(),
             tls_key_process: true,
+            tls_key_processes: dflt(0),
             tls_ticket_rotation: dflt(DEFAULT_TLS_TICKET_ROTATION as i64),
             https_redirect: false,
             https_port: default_https_port(),

@@ -19,7 +19,7 @@ use crate::safeopen;
 use crate::tls::tickets;
 
 use super::place::{Checker, Place};
-use super::raw::{At, RawConfig, Seconds};
+use super::raw::{At, MAX_KEY_PROCESSES, RawConfig, Seconds};
 use super::value::{
     AccessLogTarget, Config, ErrorLogTarget, Limits, Logging, Overrides, Privileges, Proxy, RealIpHeader,
     SiteConfig,
@@ -75,6 +75,7 @@ impl Checker<'_> {
             Some(ov.resolve(pid_file).map_err(|e| self.error("pid_file", pid_file_at, &e.to_string()))?)
         };
         let limits = self.limits(&raw)?;
+        let tls_key_processes = self.key_processes(&raw)?;
         let tls_ticket_rotation = self.ticket_rotation(&raw)?;
         let health_path = raw.health_path.get_ref().clone();
         if !health_path.is_empty() && (!health_path.starts_with('/') || health_path.contains(['?', '#', ' ']))
@@ -145,6 +146,7 @@ impl Checker<'_> {
             pid_file,
             limits,
             tls_key_process: raw.tls_key_process,
+            tls_key_processes,
             tls_ticket_rotation,
             logging,
             server_version: raw.server_version,
@@ -350,6 +352,19 @@ impl Checker<'_> {
             max_header_bytes,
             max_requests_per_connection,
         })
+    }
+
+    /// `tls_key_processes`: 0 (one per CPU) to `MAX_KEY_PROCESSES`.
+    fn key_processes(&self, raw: &RawConfig) -> Result<usize, StartupError> {
+        usize::try_from(*raw.tls_key_processes.get_ref()).ok().filter(|n| *n <= MAX_KEY_PROCESSES).ok_or_else(
+            || {
+                self.error(
+                    "tls_key_processes",
+                    Place::top(&raw.tls_key_processes),
+                    &format!("must be 0 (one per CPU) or a number of processes up to {MAX_KEY_PROCESSES}"),
+                )
+            },
+        )
     }
 
     /// `tls_ticket_rotation`: whole seconds (a ticket's announced lifetime
@@ -600,6 +615,18 @@ mod tests {
         let files = sites[1].tls.as_ref().expect("the site's certificate");
         assert!(files.certificate.is_absolute() && files.certificate.ends_with("a.pem"), "{files:?}");
         assert_eq!(sites[0].tls.as_ref().map(|f| f.key.as_path()), Some(std::path::Path::new("/k.pem")));
+    }
+
+    #[test]
+    fn key_processes_are_one_per_cpu_or_a_count() {
+        let count = |text: &str| load_str(text).map(|c| c.tls_key_processes);
+        assert_eq!(count("").unwrap(), 0);
+        assert_eq!(count("tls_key_processes = 3\n").unwrap(), 3);
+        assert_eq!(count("tls_key_processes = 256\n").unwrap(), 256);
+        for bad in ["-1", "257", "1.5", "\"2\""] {
+            let e = count(&format!("tls_key_processes = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("tls_key_processes") && e.contains("line 2"), "{bad}: {e}");
+        }
     }
 
     #[test]

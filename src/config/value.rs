@@ -84,6 +84,9 @@ pub struct Config {
     /// Whether the private keys are in the key process, which signs for
     /// children (`tls_key_process`), rather than in every child.
     pub tls_key_process: bool,
+    /// How many key processes sign (`tls_key_processes`); 0: one per
+    /// CPU (`tls::keys::count`).
+    pub tls_key_processes: usize,
     /// How often the parent makes a new session-ticket key
     /// (`tls_ticket_rotation`); a ticket resumes for one to two periods.
     pub tls_ticket_rotation: Duration,

@@ -7,7 +7,7 @@
 //! so, before any child exists) and child (the pick, during its handshake,
 //! and the connection itself: `stream`). Children inherit what the parent
 //! loaded through `fork`; none of them opens a key file. The private keys
-//! themselves are in the key process (`keys`), which signs for children;
+//! themselves are in the key processes (`keys`), which sign for children;
 //! the parent only reads the key files and hands their bytes over
 //! (`Tls::hand_over`), unless `tls_key_process = false` keeps them in the
 //! children.
@@ -43,8 +43,8 @@ use crate::config::{SiteConfig, TlsFiles};
 use crate::error::StartupError;
 use crate::http::host::{self, Hosts};
 use crate::safeopen::{self, Guard};
-use keys::KeyProcess;
 use keys::remote::RemoteKey;
+use keys::{KeyProcesses, Launch};
 
 /// The only application protocol offered: HTTP/1.1 (RFC 7301).
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -185,25 +185,25 @@ impl Tls {
         Ok(Some(Tls { config: Arc::new(config), pairs, key_generation: None, pending }))
     }
 
-    /// Hands the key files read to the key process (started if it is not
-    /// running: forked from this process, it drops root by `plan`), and
-    /// wipes them; checks each key it loaded against its certificate.
-    /// The keys are then those of a new generation of the key process
+    /// Hands the key files read to the key processes (each started if
+    /// it is not running: see `KeyProcesses::ensure_started`), and wipes
+    /// them; checks each key they loaded against its certificate. The
+    /// keys are then those of a new generation of the key processes
     /// (`key_generation`), which the caller commits once this generation
-    /// serves. Every key is tried; the first failure is returned (the
-    /// keys that failed cannot sign). Nothing to do with the keys in the
-    /// children.
-    pub fn hand_over(
-        &mut self,
-        keys: &mut KeyProcess,
-        plan: Option<&crate::privileges::DropPlan>,
-        sandbox: bool,
-    ) -> Result<(), StartupError> {
+    /// serves; once it has one (the files read again for a key process
+    /// started since: `reread_keys`), they go to the key processes that
+    /// lack it, under the same number. Every key is tried; the first
+    /// failure is returned (the keys that failed cannot sign). Nothing
+    /// to do with the keys in the children.
+    pub fn hand_over(&mut self, keys: &mut KeyProcesses, launch: Launch<'_>) -> Result<(), StartupError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let started = keys.ensure_started(plan, sandbox);
-        let generation = keys.new_generation();
+        let started = keys.ensure_started(launch);
+        let generation = match self.key_generation {
+            Some(g) => g,
+            None => keys.new_generation(),
+        };
         let mut first_error = None;
         // Each file is wiped as it is dropped, by this loop.
         for p in std::mem::take(&mut self.pending) {
@@ -226,6 +226,7 @@ impl Tls {
                 first_error.get_or_insert(e);
             }
         }
+        keys.handed(generation);
         self.key_generation = Some(generation);
         first_error.map_or(Ok(()), Err)
     }
@@ -235,9 +236,9 @@ impl Tls {
         self.pairs.iter().any(|p| p.remote.is_some())
     }
 
-    /// Reads every key file again for the key process (after it was
-    /// restarted: the one that died took the keys with it); `hand_over`
-    /// then gives them to it.
+    /// Reads every key file again for a key process started since they
+    /// were handed over (after one died: it took the keys with it);
+    /// `hand_over` then gives them to it.
     pub fn reread_keys(&mut self, guard: Option<Guard>) -> Result<(), StartupError> {
         self.pending.clear();
         for (i, pair) in self.pairs.iter().enumerate() {

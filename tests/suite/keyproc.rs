@@ -1,9 +1,11 @@
-//! The key process: handshakes signed by it (ECDSA and RSA keys, TLS 1.3
-//! and 1.2); a serving child's memory holds no private-key bytes while
-//! the key process's does; it runs sandboxed; a key process killed is
-//! started again, a stopped one fails handshakes without hanging them; a
-//! reload hands over new keys while a child of the old generation still
-//! signs with the old one.
+//! The key processes: handshakes signed by them (ECDSA and RSA keys, TLS
+//! 1.3 and 1.2); one per CPU by default, and with two each signs its
+//! share; a serving child's memory holds no private-key bytes while each
+//! key process's does; each runs sandboxed; a key process killed is
+//! started again, alone (the other signs meanwhile), a stopped one fails
+//! handshakes without hanging them; a reload hands over new keys to each
+//! while a child of the old generation still signs with the old one, and
+//! changes how many there are.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -39,6 +41,52 @@ fn key_process(s: &TestServer, nth: usize) -> u32 {
     let status = || fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     poll_until(Duration::from_secs(5), || status().contains("Seccomp:\t2"));
     pid
+}
+
+/// The pids of the first `n` key processes `s` started, in order, each
+/// set up as `key_process` waits for.
+fn key_processes(s: &TestServer, n: usize) -> Vec<u32> {
+    (0..n).map(|nth| key_process(s, nth)).collect()
+}
+
+/// How many key processes the default (`tls_key_processes = 0`) starts
+/// on this machine: one per CPU this test may run on, as the server's
+/// own count.
+fn per_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// How often `pid` has gone to sleep waiting (`voluntary_ctxt_switches`
+/// in `/proc/PID/status`, readable though it is not dumpable): a key
+/// process sleeps in `poll` until a record comes, so this counts the
+/// records it was woken for, and stands still while it has no work.
+fn wake_ups(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).unwrap();
+    line.trim().parse().unwrap()
+}
+
+/// `wake_ups` of each of `pids` once they have all stood still for a
+/// while: idle, past the records of their start (the keys, the commit).
+fn settled(pids: &[u32]) -> Vec<u64> {
+    let sample = || pids.iter().map(|&p| wake_ups(p)).collect::<Vec<_>>();
+    for _ in 0..25 {
+        let first = sample();
+        std::thread::sleep(Duration::from_millis(200));
+        if sample() == first {
+            return first;
+        }
+    }
+    panic!("key processes {pids:?} never sleep: {:?}", sample());
+}
+
+/// `n` full handshakes, one after another, each with a request: each
+/// must succeed.
+fn handshakes(s: &TestServer, ca: &TestCa, n: usize) {
+    for i in 0..n {
+        let got = bounded_handshake(s, ca, Duration::from_secs(5));
+        assert!(got.is_ok(), "handshake {i}: {got:?}; stderr:\n{}", s.stderr());
+    }
 }
 
 /// A 2048-bit RSA key, made by openssl (rcgen's ring backend cannot make
@@ -88,7 +136,15 @@ fn the_key_process_is_sandboxed_and_not_dumpable() {
     let ca = TestCa::new();
     let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
     let s = https_server(&cert, &[], &[]);
-    let pid = key_process(&s, 0);
+    for pid in key_processes(&s, per_cpu()) {
+        sandboxed_child_of_the_parent(&s, pid);
+    }
+}
+
+/// Checks that key process `pid` is sandboxed, not dumpable, without
+/// root, and a child of `s`'s parent.
+fn sandboxed_child_of_the_parent(s: &TestServer, pid: u32) {
+    assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "forkhttpd-keys");
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |k: &str| status.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].trim().to_string());
     assert_eq!(field("Seccomp:").as_deref(), Some("2"), "{status}");
@@ -204,25 +260,28 @@ fn a_serving_childs_memory_holds_no_key_bytes() {
     for key_process_on in [true, false] {
         let config = [format!("tls_key_process = {key_process_on}"), "keepalive_timeout = 60".to_string()];
         let s = https_server(&cert, &config, &[("index.html", b"x")]);
-        let keys = if key_process_on { Some(key_process(&s, 0)) } else { None };
+        let keys = if key_process_on { key_processes(&s, per_cpu()) } else { Vec::new() };
         // A child that has made its handshake, kept alive.
         let mut c = TlsConn::connect(s.addr(), "default.test", ca.client_config()).unwrap();
         c.send_request("GET", "/", "default.test", &[]);
         assert_eq!(c.read_response().status, 200);
-        let kids = wait_children(s.pid(), Duration::from_secs(5), |k| k.iter().any(|p| Some(p.pid) != keys));
-        let child = kids.iter().find(|p| Some(p.pid) != keys).expect("the serving child").pid;
+        let kids =
+            wait_children(s.pid(), Duration::from_secs(5), |k| k.iter().any(|p| !keys.contains(&p.pid)));
+        let child = kids.iter().find(|p| !keys.contains(&p.pid)).expect("the serving child").pid;
         let (found, read) = memory_holds(child, &all);
         assert!(read > 64 << 10, "read {read} bytes of the child's memory");
         assert!(found.contains(&certificate.0.to_string()), "the child holds its certificate: {found:?}");
         if key_process_on {
             let secrets: Vec<_> = found.iter().filter(|f| *f != certificate.0).collect();
             assert!(secrets.is_empty(), "a serving child holds {secrets:?} of the private key");
-            // The same search finds the parsed key where it is.
-            let (in_keys, _) = memory_holds(keys.unwrap(), &needles);
-            assert!(
-                in_keys.iter().any(|f| f == "the prime p as limbs"),
-                "the key process holds the parsed key: {in_keys:?}"
-            );
+            // The same search finds the parsed key where it is: in each.
+            for &pid in &keys {
+                let (in_keys, _) = memory_holds(pid, &needles);
+                assert!(
+                    in_keys.iter().any(|f| f == "the prime p as limbs"),
+                    "key process {pid} holds the parsed key: {in_keys:?}"
+                );
+            }
             let (in_parent, _) = memory_holds(s.pid(), &needles);
             assert!(in_parent.is_empty(), "the parent holds {in_parent:?} of the private key");
         } else {
@@ -265,12 +324,14 @@ fn bounded_handshake(s: &TestServer, ca: &TestCa, limit: Duration) -> Result<(),
     got
 }
 
+/// With one key process, killed: handshakes fail at once until it is
+/// back (see the test after for one of two).
 #[test]
 fn a_killed_key_process_is_started_again_and_nothing_hangs() {
     let certs = TempDir::new("keyproc");
     let ca = TestCa::new();
     let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
-    let s = https_server(&cert, &[], &[("index.html", b"x")]);
+    let s = https_server(&cert, &["tls_key_processes = 1".to_string()], &[("index.html", b"x")]);
     let first = key_process(&s, 0);
     bounded_handshake(&s, &ca, Duration::from_secs(5)).expect("a handshake before");
     // A child forked before the kill, which has not yet signed.
@@ -309,11 +370,15 @@ fn a_stopped_key_process_fails_handshakes_in_bounded_time() {
     let certs = TempDir::new("keyproc");
     let ca = TestCa::new();
     let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
-    let s = https_server(&cert, &[], &[("index.html", b"x")]);
-    let pid = Pid::from_raw(key_process(&s, 0) as i32);
-    kill(pid, Signal::SIGSTOP).unwrap();
+    let s = https_server(&cert, &["tls_key_processes = 2".to_string()], &[("index.html", b"x")]);
+    let pids: Vec<Pid> = key_processes(&s, 2).into_iter().map(|p| Pid::from_raw(p as i32)).collect();
+    for &pid in &pids {
+        kill(pid, Signal::SIGSTOP).unwrap();
+    }
     let stopped = bounded_handshake(&s, &ca, Duration::from_secs(8));
-    kill(pid, Signal::SIGCONT).unwrap();
+    for &pid in &pids {
+        kill(pid, Signal::SIGCONT).unwrap();
+    }
     assert!(stopped.is_err(), "a handshake signed by a stopped key process cannot succeed");
     let again = bounded_handshake(&s, &ca, Duration::from_secs(5));
     assert!(again.is_ok(), "a handshake once it runs again: {again:?}; stderr:\n{}", s.stderr());
@@ -326,7 +391,7 @@ fn a_reload_hands_over_new_keys_and_the_old_generation_still_signs() {
     let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
     let old = der_of(&cert);
     let mut s = https_server(&cert, &[], &[("index.html", b"signed\n")]);
-    let keys = key_process(&s, 0);
+    let keys = key_processes(&s, per_cpu());
     // A child of the first generation, which gets its ClientHello whole
     // only after the reload.
     let (conn, mut early, rest) = early_child(&s, &ca);
@@ -337,7 +402,10 @@ fn a_reload_hands_over_new_keys_and_the_old_generation_still_signs() {
     s.signal(Signal::SIGHUP);
     let reloaded = s.wait_for_lines(1, Duration::from_secs(10), |l| l.contains("configuration reloaded"));
     assert!(!reloaded.is_empty(), "{}", s.stderr());
-    fetch(&s, &ca, &rustls::version::TLS13, &new);
+    // Each key process signs with the new key: connections go to them in turn.
+    for _ in 0..2 * keys.len() {
+        fetch(&s, &ca, &rustls::version::TLS13, &new);
+    }
     // The first generation's child signs with the first key.
     early.write_all(&rest).unwrap();
     let mut stream = StreamOwned::new(conn, early);
@@ -346,7 +414,117 @@ fn a_reload_hands_over_new_keys_and_the_old_generation_still_signs() {
     }
     let leaf = stream.conn.peer_certificates().unwrap()[0].to_vec();
     assert_eq!(leaf, old, "the child forked before the reload serves the old pair");
-    assert_eq!(key_process(&s, 0), keys, "one key process throughout");
+    assert_eq!(key_processes(&s, keys.len()), keys, "the same key processes throughout");
     let starts = s.lines().iter().filter(|l| l.contains("key process ") && l.ends_with(" started")).count();
-    assert_eq!(starts, 1, "{}", s.stderr());
+    assert_eq!(starts, keys.len(), "{}", s.stderr());
+}
+
+#[test]
+fn one_key_process_per_cpu_by_default_and_two_share_the_handshakes() {
+    let certs = TempDir::new("keyproc");
+    let ca = TestCa::new();
+    let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
+    let s = https_server(&cert, &[], &[]);
+    let pool = key_processes(&s, per_cpu());
+    let kids = children_of(s.pid());
+    let named = |pid: u32| fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let keys: Vec<u32> =
+        kids.iter().map(|k| k.pid).filter(|&p| named(p).trim() == "forkhttpd-keys").collect();
+    assert_eq!(keys.len(), per_cpu(), "one per CPU: {pool:?}, {kids:?}");
+    drop(s);
+    let s = https_server(&cert, &["tls_key_processes = 2".to_string()], &[("index.html", b"x")]);
+    let pids = key_processes(&s, 2);
+    assert_ne!(pids[0], pids[1]);
+    for &pid in &pids {
+        sandboxed_child_of_the_parent(&s, pid);
+    }
+    let before = settled(&pids);
+    handshakes(&s, &ca, 8);
+    let after: Vec<u64> = pids.iter().map(|&p| wake_ups(p)).collect();
+    for i in 0..2 {
+        // Each of its handshakes wakes it for the channel, the signature
+        // and the channel's end: 4 handshakes in turn, at least 8 wake-ups.
+        assert!(
+            after[i] >= before[i] + 4,
+            "key process {} signed its share: {before:?} -> {after:?}",
+            pids[i]
+        );
+    }
+}
+
+#[test]
+fn killing_one_of_two_key_processes_leaves_handshakes_working_and_it_is_started_again() {
+    let certs = TempDir::new("keyproc");
+    let ca = TestCa::new();
+    let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
+    let s = https_server(&cert, &["tls_key_processes = 2".to_string()], &[("index.html", b"x")]);
+    let pids = key_processes(&s, 2);
+    let (dead, live) = (pids[0], pids[1]);
+    handshakes(&s, &ca, 2);
+    kill(Pid::from_raw(dead as i32), Signal::SIGKILL).unwrap();
+    // Once it has exited (its sockets closed), reaped or not yet, every
+    // connection goes to the live one.
+    assert!(wait_gone(dead, Duration::from_secs(5)), "killed");
+    handshakes(&s, &ca, 6);
+    let again = key_process(&s, 2);
+    assert!(!pids.contains(&again), "a new process: {again} after {pids:?}");
+    assert!(proc_stat(dead).is_none(), "the dead one is reaped, no zombie");
+    sandboxed_child_of_the_parent(&s, again);
+    assert!(!is_gone(live), "the live one is left as it was");
+    // The new one was handed the keys and signs its share; the other
+    // still signs.
+    let before = settled(&[live, again]);
+    handshakes(&s, &ca, 8);
+    let after = [wake_ups(live), wake_ups(again)];
+    assert!(after[0] >= before[0] + 4 && after[1] >= before[1] + 4, "both sign: {before:?} -> {after:?}");
+    let log = s.stderr();
+    assert!(
+        log.contains(&format!("key process {dead} was killed by SIGKILL; the other key process signs")),
+        "{log}"
+    );
+    let starts = log.lines().filter(|l| l.contains("key process ") && l.ends_with(" started")).count();
+    assert_eq!(starts, 3, "only the dead one is started again:\n{log}");
+}
+
+#[test]
+fn a_reload_changes_how_many_key_processes_sign() {
+    let certs = TempDir::new("keyproc");
+    let ca = TestCa::new();
+    let cert = ca.issue(certs.path(), "default", &["default.test"], VALID);
+    let mut s = https_server(&cert, &["tls_key_processes = 2".to_string()], &[("index.html", b"x")]);
+    let pids = key_processes(&s, 2);
+    let reload = |s: &mut TestServer, count: usize| {
+        let from = s.log().len();
+        let tls_listen = format!("tls_listen = [\"{}\"]", s.addr());
+        let lines: Vec<String> = s
+            .config_lines()
+            .iter()
+            .map(|l| if l.starts_with("tls_listen") { tls_listen.clone() } else { l.clone() })
+            .filter(|l| !l.starts_with("tls_key_processes"))
+            .chain([format!("tls_key_processes = {count}")])
+            .collect();
+        s.rewrite_config(&[], s.root(), &lines);
+        s.signal(Signal::SIGHUP);
+        let done = |l: &str| l.contains("configuration reloaded") || l.contains("reload failed");
+        let line = s.log().wait_line(from, Duration::from_secs(10), done);
+        assert!(line.is_some_and(|l| l.contains("configuration reloaded")), "{}", s.stderr());
+    };
+    reload(&mut s, 1);
+    let retired = s.wait_for_lines(1, Duration::from_secs(5), |l| l.contains("retired, has exited"));
+    assert!(retired[0].contains(&format!("key process {}", pids[1])), "{}", s.stderr());
+    assert!(wait_gone(pids[1], Duration::from_secs(5)) && !is_gone(pids[0]));
+    handshakes(&s, &ca, 3);
+    reload(&mut s, 3);
+    let grown = key_processes(&s, 4);
+    assert_eq!(grown[..2], pids[..], "{}", s.stderr());
+    for &pid in &grown[2..] {
+        sandboxed_child_of_the_parent(&s, pid);
+    }
+    let live = [grown[0], grown[2], grown[3]];
+    let before = settled(&live);
+    handshakes(&s, &ca, 9);
+    let after = live.map(wake_ups);
+    for i in 0..3 {
+        assert!(after[i] >= before[i] + 4, "each of {live:?} signs: {before:?} -> {after:?}");
+    }
 }

@@ -108,14 +108,13 @@ struct Channel {
     generation: u64,
 }
 
-/// The key process: set up, then serve until the parent closes the
-/// control socket. Never returns.
+/// The key process: set up, then serve (see `serve`). Never returns.
 pub(super) fn run(control: OwnedFd, plan: Option<&DropPlan>, sandboxed: bool, parent: Pid) -> ! {
     if let Err(e) = set_up(&control, plan, sandboxed, parent) {
         log::error!("key process: {e}; it exits");
         sys::exit_child(EXIT_SETUP);
     }
-    serve(&control)
+    serve(control)
 }
 
 /// The child's ritual (`child::run`), for a process with no client: the
@@ -149,14 +148,25 @@ fn set_up(control: &OwnedFd, plan: Option<&DropPlan>, sandboxed: bool, parent: P
     Ok(())
 }
 
-fn serve(control: &OwnedFd) -> ! {
+/// Answers the parent and the children until the parent closes the
+/// control socket (it is stopping, or took this process out of its
+/// pool), then until the last channel it holds is closed.
+fn serve(control: OwnedFd) -> ! {
+    let mut control = Some(control);
     let mut keyring = Keyring::default();
     let mut channels: Vec<Channel> = Vec::new();
     // Holds a private key between a load's receipt and its parsing.
     let mut buf = Zeroizing::new(vec![0u8; MAX_RECORD]);
     loop {
+        if control.is_none() && channels.is_empty() {
+            sys::exit_child(0);
+        }
+        // The control socket first, while it is open.
+        let first = usize::from(control.is_some());
         let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd<'_>> = std::iter::once(control.as_fd())
+            let mut fds: Vec<PollFd<'_>> = control
+                .iter()
+                .map(AsFd::as_fd)
                 .chain(channels.iter().map(|c| c.fd.as_fd()))
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
@@ -173,13 +183,15 @@ fn serve(control: &OwnedFd) -> ! {
         // Channels first, from the last: removing one moves only a later
         // one, already served; the control record may add one at the end.
         for i in (0..channels.len()).rev() {
-            if ready[i + 1] && !answer(&channels[i], &keyring, &mut buf) {
+            if ready[first + i] && !answer(&channels[i], &keyring, &mut buf) {
                 let gone = channels.swap_remove(i);
                 keyring.close(gone.generation);
             }
         }
-        if ready[0] {
-            obey(control, &mut keyring, &mut channels, &mut buf);
+        if let Some(c) = control.as_ref().filter(|_| ready[0])
+            && !obey(c, &mut keyring, &mut channels, &mut buf)
+        {
+            control = None;
         }
     }
 }
@@ -205,9 +217,9 @@ fn answer(channel: &Channel, keyring: &Keyring, buf: &mut [u8]) -> bool {
     send(channel.fd.as_raw_fd(), &record, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL).is_ok()
 }
 
-/// Reads one control record and does what it says; exits when the parent
-/// has gone (the socket's end).
-fn obey(control: &OwnedFd, keyring: &mut Keyring, channels: &mut Vec<Channel>, buf: &mut [u8]) {
+/// Reads one control record and does what it says; `false` when the
+/// parent has closed its end.
+fn obey(control: &OwnedFd, keyring: &mut Keyring, channels: &mut Vec<Channel>, buf: &mut [u8]) -> bool {
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let (n, passed) = {
         let mut iov = [IoSliceMut::new(buf)];
@@ -218,7 +230,7 @@ fn obey(control: &OwnedFd, keyring: &mut Keyring, channels: &mut Vec<Channel>, b
             MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(msg) => msg,
-            Err(Errno::EAGAIN | Errno::EINTR) => return,
+            Err(Errno::EAGAIN | Errno::EINTR) => return true,
             Err(e) => {
                 log::error!("key process: reading from the parent: {e}; it exits");
                 sys::exit_child(EXIT_SETUP);
@@ -235,8 +247,7 @@ fn obey(control: &OwnedFd, keyring: &mut Keyring, channels: &mut Vec<Channel>, b
         (msg.bytes, passed)
     };
     if n == 0 {
-        // The parent closed its end: it is gone, or stopping.
-        sys::exit_child(0);
+        return false;
     }
     match Control::decode(&buf[..n]) {
         Some(Control::Load { request, generation, index, pem }) => {
@@ -260,6 +271,7 @@ fn obey(control: &OwnedFd, keyring: &mut Keyring, channels: &mut Vec<Channel>, b
         None => log::error!("key process: the parent sent a record it does not know"),
     }
     buf[..n].zeroize();
+    true
 }
 
 /// What the stub in a child must know of `key`.

@@ -65,10 +65,7 @@ impl Control<'_> {
                 out.extend_from_slice(&index.to_le_bytes());
                 out.extend_from_slice(pem);
             }
-            Control::Connect { generation } => {
-                out.push(CONNECT);
-                out.extend_from_slice(&generation.to_le_bytes());
-            }
+            Control::Connect { generation } => out.extend_from_slice(&connect_record(*generation)),
             Control::Commit { generation } => {
                 out.push(COMMIT);
                 out.extend_from_slice(&generation.to_le_bytes());
@@ -92,6 +89,15 @@ impl Control<'_> {
             _ => None,
         }
     }
+}
+
+/// The `Control::Connect` record for `generation`, on the stack: the
+/// parent sends one for each HTTPS connection it accepts, and its accept
+/// path allocates nothing for it.
+pub fn connect_record(generation: u64) -> [u8; 9] {
+    let mut out = [CONNECT; 9];
+    out[1..].copy_from_slice(&generation.to_le_bytes());
+    out
 }
 
 /// What a loaded key is, as the child's stub must know it to choose a
