@@ -44,6 +44,7 @@ pub mod sandbox;
 pub mod scoreboard;
 pub mod server;
 pub mod signals;
+pub mod spawner;
 pub mod status;
 pub mod stream;
 pub mod sys;

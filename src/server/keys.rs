@@ -83,6 +83,7 @@ impl Server {
         let guard = DropPlan::guard(self.generation.drop_plan.as_ref());
         let handed = tls.reread_keys(guard).and_then(|()| hand_over(&mut self.keys, &mut self.generation));
         self.commit_keys();
+        self.spawner_stale = true;
         match handed {
             Ok(()) => log::info!(
                 "key process {}: HTTPS handshakes are signed again",
