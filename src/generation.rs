@@ -157,17 +157,23 @@ impl Generation {
     /// Rotates the session-ticket keys if they are due at `now`. Children
     /// forked from then on seal with the new key and still open tickets
     /// of the one before it; children already running keep the keys they
-    /// were forked with.
-    pub fn rotate_ticket_keys(&mut self, now: Instant) {
+    /// were forked with. Returns whether the keys changed.
+    pub fn rotate_ticket_keys(&mut self, now: Instant) -> bool {
         if self.ticket_rotation_due().is_none_or(|due| due > now) {
-            return;
+            return false;
         }
         match self.tickets.rotate(now) {
-            Ok(()) => log::info!(
-                "session-ticket key rotated; the previous one resumes sessions for {} s more",
-                self.config.tls_ticket_rotation.as_secs()
-            ),
-            Err(e) => log::error!("{e}; keeping the current key for another period"),
+            Ok(()) => {
+                log::info!(
+                    "session-ticket key rotated; the previous one resumes sessions for {} s more",
+                    self.config.tls_ticket_rotation.as_secs()
+                );
+                true
+            }
+            Err(e) => {
+                log::error!("{e}; keeping the current key for another period");
+                false
+            }
         }
     }
 

@@ -1,18 +1,20 @@
-//! The sandbox each child puts itself in before it reads a byte from its
-//! client: Landlock and a seccomp filter, so that a child taken over by
-//! its client holds little more than the files it serves.
+//! The sandbox every child is in before it reads a byte from its client:
+//! Landlock and a seccomp filter, so that a child taken over by its client
+//! holds little more than the files it serves.
 //!
 //! Runs in: parent (`Plan::new`, once per generation; `missing`, for the
-//! start-up log and `--check-config`) and child (`enter`, after the
-//! privilege drop).
+//! start-up log and `--check-config`), the spawner (`enter_spawner`,
+//! after the privilege drop: every child it forks inherits that sandbox)
+//! and child (`enter_child`, its own layer on top).
 //!
 //! - **Landlock** (`landlock` crate): read access (files and directory
 //!   listings) beneath the sites' roots, through the `O_PATH` descriptors
 //!   the parent opened, and nothing else on the filesystem: no `/etc`, no
 //!   config, no `/proc/<parent>/mem`, no writing, no executing. No TCP
 //!   `bind` or `connect` (ABI 4). No signal and no abstract unix socket
-//!   outside the child's own domain (ABI 6): each child makes its own
-//!   domain, so its parent and its siblings are outside. Descriptors
+//!   outside the child's own domain (ABI 6): each child nests a domain
+//!   of its own in the spawner's, so the parent, the spawner and its
+//!   siblings are outside. Descriptors
 //!   opened before (the connection, the logs, syslog, the lifeline) keep
 //!   working: Landlock checks opens, not reads and writes.
 //! - **seccomp** (`seccompiler`, Firecracker's filter compiler: pure Rust,
@@ -28,9 +30,11 @@
 //!   `process_vm_writev`, `kill`, `ftruncate` and the rest, kills the
 //!   child (`SIGSYS`), which the parent logs, rate limited.
 //!
-//! The filter is compiled once per generation by the parent, with a
-//! placeholder where the child's pid goes; each child writes its pid over
-//! it (compiling in each child cost some 15 µs per connection).
+//! The filters are compiled once per generation by the parent. The
+//! spawner's (the allow-list above, with `clone` to fork children) is
+//! attached once, by the spawner; each child stacks a short one of its
+//! own that takes `clone` and signals to others away, its pid written
+//! over a placeholder (compiling in each child cost some 15 µs).
 //!
 //! The key process (`tls::keys`) has a sandbox of its own, stricter
 //! still (`enter_key_process`): Landlock with no rule at all (no file,
@@ -62,20 +66,33 @@ const LANDLOCK_ABI: ABI = ABI::V6;
 /// into the parent's filter where the child's own pid goes.
 const PID_PLACEHOLDER: u32 = 0x7fff_fffe;
 
-/// The longest filter (in instructions; the list below compiles to some
-/// 350) a child copies onto its stack to put its pid in: 3 KiB of stack
-/// that the serving frames reuse later, where a copy on the heap would
-/// write malloc's state and heap pages that a child otherwise leaves
-/// shared with its parent. A longer filter is copied to the heap.
-const FILTER_ON_STACK: usize = 384;
+/// The longest filter (in instructions) a child copies onto its stack to
+/// put its pid in: the child's own filter compiles to some 20. A copy on
+/// the stack, where the serving frames reuse the space later, writes no
+/// heap page (a page a child otherwise leaves shared with the spawner).
+const FILTER_ON_STACK: usize = 64;
 
-/// What a child confines itself with, made by the parent.
+/// The `clone` flags the spawner forks each child with (`sys::fork_sibling`),
+/// the only `clone` its filter allows.
+const SPAWN_FLAGS: u64 = (libc::CLONE_PARENT | libc::SIGCHLD) as u64;
+
+/// What the spawner and each child confine themselves with, made by the
+/// parent.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// The compiled seccomp filter, its pid the placeholder.
-    filter: BpfProgram,
-    /// Where in `filter` the placeholder is compared with the pid.
+    /// The spawner's filter, which every child inherits: the serving
+    /// calls, one way to fork (`clone` with `SPAWN_FLAGS`), the Landlock
+    /// calls a child makes to enter its own domain, and `SIGABRT` to
+    /// any process (each child's own filter narrows that to itself).
+    spawner: BpfProgram,
+    /// The filter each child stacks on the spawner's, its pid the
+    /// placeholder: no `clone`, no Landlock call, no signal but to itself.
+    child: BpfProgram,
+    /// Where in `child` the placeholder is compared with the pid.
     pid_at: usize,
+    /// Whether this kernel scopes signals and abstract sockets (Landlock
+    /// ABI 6), which each child's own domain is for.
+    scoping: bool,
 }
 
 /// Why a sandbox could not be made or entered. A child that cannot enter
@@ -295,36 +312,89 @@ fn compile(
     Ok(filter.try_into()?)
 }
 
+/// The spawner's filter: the serving calls (`child_rules`), `SIGABRT`
+/// to any process, `clone` with `SPAWN_FLAGS` only, and what a child
+/// needs to confine itself further (`enter_child`): `prctl` only to set
+/// the parent-death signal to `SIGKILL`, `no_new_privs` or its name, `seccomp`
+/// only to add a filter, and two Landlock calls. Each of these but the
+/// signal, the child's own filter takes away again.
+fn spawner_filter(arch: TargetArch) -> Result<BpfProgram, SandboxError> {
+    let mut rules = child_rules()?;
+    rules.insert(libc::SYS_tgkill, vec![SeccompRule::new(vec![arg_eq(2, libc::SIGABRT as u64)?])?]);
+    rules.insert(libc::SYS_clone, vec![SeccompRule::new(vec![arg_eq(0, SPAWN_FLAGS)?])?]);
+    // The fork clears the parent-death signal: each child sets it again.
+    // And it stacks its own filter, which sets `no_new_privs` (set already).
+    let pdeathsig = [arg_eq(0, libc::PR_SET_PDEATHSIG as u64)?, arg_eq(1, libc::SIGKILL as u64)?];
+    let no_new_privs = [arg_eq(0, libc::PR_SET_NO_NEW_PRIVS as u64)?, arg_eq(1, 1)?];
+    // And it takes its name back from the spawner's.
+    let name = arg_eq(0, libc::PR_SET_NAME as u64)?;
+    rules.insert(
+        libc::SYS_prctl,
+        vec![
+            SeccompRule::new(pdeathsig.to_vec())?,
+            SeccompRule::new(no_new_privs.to_vec())?,
+            SeccompRule::new(vec![name])?,
+        ],
+    );
+    let set_filter = [arg_eq(0, u64::from(libc::SECCOMP_SET_MODE_FILTER))?, arg_eq(1, 0)?];
+    rules.insert(libc::SYS_seccomp, vec![SeccompRule::new(set_filter.to_vec())?]);
+    rules.insert(libc::SYS_landlock_create_ruleset, any());
+    rules.insert(libc::SYS_landlock_restrict_self, any());
+    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)?;
+    Ok(filter.try_into()?)
+}
+
+/// A child's own filter, stacked on the spawner's (a call runs only if
+/// both allow it): it takes away what the spawner needed and a child must
+/// not have, the `clone` to fork, `prctl`, `seccomp`, the Landlock calls,
+/// and a signal to any process but the child `pid` itself. A deny-list, short, because
+/// the spawner's allow-list already holds everything else.
+fn child_filter(pid: u32, arch: TargetArch) -> Result<BpfProgram, SandboxError> {
+    let mut rules = BTreeMap::new();
+    rules.insert(libc::SYS_clone, any());
+    rules.insert(libc::SYS_prctl, any());
+    rules.insert(libc::SYS_seccomp, any());
+    rules.insert(libc::SYS_landlock_create_ruleset, any());
+    rules.insert(libc::SYS_landlock_restrict_self, any());
+    let not_self = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, u64::from(pid))?;
+    rules.insert(libc::SYS_tgkill, vec![SeccompRule::new(vec![not_self])?]);
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::KillProcess, arch)?;
+    Ok(filter.try_into()?)
+}
+
 impl Plan {
-    /// The plan for this process's children. Call in the parent, once per
-    /// generation.
+    /// The plan for this process's spawner and children. Call in the
+    /// parent, once per generation.
     pub fn new() -> Result<Plan, SandboxError> {
         let arch = TargetArch::try_from(std::env::consts::ARCH)?;
-        let filter = compile(child_rules()?, PID_PLACEHOLDER, arch)?;
+        let spawner = spawner_filter(arch)?;
+        let child = child_filter(PID_PLACEHOLDER, arch)?;
         // A comparison of the accumulator with a constant (linux/filter.h).
         let jeq = u16::try_from(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K).unwrap_or(u16::MAX);
         let slots: Vec<usize> =
-            (0..filter.len()).filter(|&i| filter[i].code == jeq && filter[i].k == PID_PLACEHOLDER).collect();
+            (0..child.len()).filter(|&i| child[i].code == jeq && child[i].k == PID_PLACEHOLDER).collect();
+        let scoping = !missing().iter().any(|m| m.contains("ABI 6") || m.starts_with("Landlock ("));
         match slots[..] {
-            [pid_at] => Ok(Plan { filter, pid_at }),
+            [pid_at] => Ok(Plan { spawner, child, pid_at, scoping }),
             _ => Err(SandboxError::PidSlot(slots.len())),
         }
     }
 
-    /// Instruction `i` (in bounds) of the filter for the process `pid`.
+    /// Instruction `i` (in bounds) of the child filter for the process `pid`.
     fn instruction(&self, i: usize, pid: u32) -> sock_filter {
-        let ins = self.filter[i].clone();
+        let ins = self.child[i].clone();
         if i == self.pid_at { sock_filter { k: pid, ..ins } } else { ins }
     }
 
-    /// The filter for the process `pid`.
+    /// The child filter for the process `pid`.
+    #[cfg(test)]
     fn filter_for(&self, pid: u32) -> BpfProgram {
-        (0..self.filter.len()).map(|i| self.instruction(i, pid)).collect()
+        (0..self.child.len()).map(|i| self.instruction(i, pid)).collect()
     }
 
-    /// Installs the filter for the process `pid` on this process.
+    /// Installs the child filter for the process `pid` on this process.
     fn apply(&self, pid: u32) -> Result<(), SandboxError> {
-        let len = self.filter.len();
+        let len = self.child.len();
         if len <= FILTER_ON_STACK {
             let mut on_stack = [const { sock_filter { code: 0, jt: 0, jf: 0, k: 0 } }; FILTER_ON_STACK];
             for (i, slot) in on_stack[..len].iter_mut().enumerate() {
@@ -332,18 +402,26 @@ impl Plan {
             }
             seccompiler::apply_filter(&on_stack[..len])?;
         } else {
-            seccompiler::apply_filter(&self.filter_for(pid))?;
+            let filter: BpfProgram = (0..len).map(|i| self.instruction(i, pid)).collect();
+            seccompiler::apply_filter(&filter)?;
         }
         Ok(())
     }
 }
 
-/// Confines this process for good: Landlock first (its own system calls
-/// are not on the seccomp list), then the seccomp filter. Reads stay
-/// possible beneath `roots` only. Call in the child, after the privilege
-/// drop and before reading from the client; `PR_SET_NO_NEW_PRIVS` is set
-/// already (both need it).
-pub fn enter<'a>(plan: &Plan, roots: impl IntoIterator<Item = BorrowedFd<'a>>) -> Result<(), SandboxError> {
+/// Confines the spawner for good, and with it every child it forks:
+/// Landlock first (its own system calls are not on the seccomp list, but
+/// for the two `enter_child` makes), then the spawner's seccomp filter.
+/// Reads stay possible beneath `roots` only. Call in the spawner, after
+/// the privilege drop; `PR_SET_NO_NEW_PRIVS` is set already (both need it).
+/// The kernel makes each filter ready once, here: a child inherits it
+/// with the fork, where attaching it anew cost each connection some
+/// 300 µs (the kernel emulates a filter once per system call number to
+/// learn which calls it always allows, and compiles it).
+pub fn enter_spawner<'a>(
+    plan: &Plan,
+    roots: impl IntoIterator<Item = BorrowedFd<'a>>,
+) -> Result<(), SandboxError> {
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -355,6 +433,25 @@ pub fn enter<'a>(plan: &Plan, roots: impl IntoIterator<Item = BorrowedFd<'a>>) -
         ruleset = ruleset.add_rule(PathBeneath::new(root, read))?;
     }
     ruleset.restrict_self()?;
+    seccompiler::apply_filter(&plan.spawner)?;
+    Ok(())
+}
+
+/// Confines a child the spawner just forked, which holds the spawner's
+/// Landlock domain and filter already: a Landlock domain of its own
+/// nested in the spawner's (ABI 6 scoping: no signal and no abstract
+/// socket outside it, so not to the spawner, a sibling or the parent),
+/// then its own filter (`child_filter`). Call first thing in the child.
+pub fn enter_child(plan: &Plan) -> Result<(), SandboxError> {
+    if plan.scoping {
+        Ruleset::default()
+            .set_compatibility(CompatLevel::BestEffort)
+            .scope(Scope::from_all(LANDLOCK_ABI))?
+            .create()?
+            // Set already (inherited), and `prctl` is not on the list.
+            .no_new_privs(false)
+            .restrict_self()?;
+    }
     // A pid is positive; were it not, no signal at all is allowed.
     let pid = u32::try_from(nix::unistd::getpid().as_raw()).unwrap_or(PID_PLACEHOLDER);
     plan.apply(pid)
@@ -424,7 +521,7 @@ mod tests {
         let plan = Plan::new().expect("plan");
         let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
         for pid in [1, 4242, 4_194_304] {
-            assert_eq!(plan.filter_for(pid), compile(child_rules().unwrap(), pid, arch).unwrap());
+            assert_eq!(plan.filter_for(pid), child_filter(pid, arch).unwrap());
         }
     }
 
@@ -433,7 +530,7 @@ mod tests {
     #[test]
     fn the_filter_fits_on_the_stack() {
         let plan = Plan::new().expect("plan");
-        assert!(plan.filter.len() <= FILTER_ON_STACK, "{} instructions", plan.filter.len());
+        assert!(plan.child.len() <= FILTER_ON_STACK, "{} instructions", plan.child.len());
     }
 
     /// The calls that would let a child reach beyond its connection stay

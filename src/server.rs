@@ -4,9 +4,12 @@
 //! signal pipe together, so a signal is never lost and the parent never
 //! blocks anywhere else: not in `accept` (the listeners are non-blocking)
 //! and not in `waitpid` (children are reaped with `WNOHANG` after
-//! `SIGCHLD` wakes the loop). For each connection the parent forks; the
-//! child serves it (`child::run`, which never returns) and the parent
-//! closes its copy of the socket at once and records the child's pid.
+//! `SIGCHLD` wakes the loop). For each connection the parent has the
+//! spawner fork a child (`spawner`: the child is the parent's, born in the
+//! sandbox); the child serves it (`child::serve`, which never returns) and
+//! the parent closes its copy of the socket at once and records the
+//! child's pid. It waits for the spawner's answer, at most a second:
+//! the spawner does nothing else.
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
 //! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`;
 //! asking idle keep-alive children to close under pressure in `give_back`.
@@ -25,7 +28,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, pipe2};
 
-use crate::child::{self, Inherited};
+use crate::child::Inherited;
 use crate::config::{Config, Overrides};
 use crate::conn::Buffers;
 use crate::daemon::PidFile;
@@ -37,7 +40,8 @@ use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
 use crate::scoreboard::{Counter, Scoreboard};
 use crate::signals::{self, GIVE_BACK_SIGNAL, Signals};
-use crate::sys::{self, Forked};
+use crate::spawner::{SpawnError, Spawner};
+use crate::sys;
 use crate::tls::keys::KeyProcesses;
 
 mod children;
@@ -164,6 +168,15 @@ pub struct Server {
     /// When to look at the scoreboard again for an idle child, while
     /// stalled at `max_children` (see `IDLE_RECHECK`).
     idle_recheck: Option<Instant>,
+    /// The process that forks the children (`spawner`), while it runs.
+    spawner: Option<Spawner>,
+    /// Whether what children inherit changed since the spawner was
+    /// forked (a reload, reopened logs, rotated ticket keys): a new one
+    /// must be started before the next child.
+    spawner_stale: bool,
+    /// Not before then is a spawner started again (after a failed start
+    /// or a death).
+    spawner_retry_at: Option<Instant>,
 }
 
 impl Server {
@@ -185,6 +198,9 @@ impl Server {
             asked: 0,
             stalled: false,
             idle_recheck: None,
+            spawner: None,
+            spawner_stale: false,
+            spawner_retry_at: None,
             watch,
             generation,
             overrides: setup.overrides,
@@ -223,8 +239,11 @@ impl Server {
             if let Some(n) = &mut self.notifier {
                 n.feed_watchdog();
             }
-            self.generation.rotate_ticket_keys(Instant::now());
+            if self.generation.rotate_ticket_keys(Instant::now()) {
+                self.spawner_stale = true;
+            }
             self.restart_key_process(Instant::now());
+            self.ensure_spawner();
             let accepting = self.accepting();
             let (signalled, mut ready) = self.wait(accepting)?;
             if signalled {
@@ -320,6 +339,7 @@ impl Server {
             .chain(self.watch.due())
             .chain(self.keys.restart_due())
             .chain(self.idle_recheck)
+            .chain(self.spawner_retry_at.filter(|_| self.spawner.is_none()))
             .min();
         let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         match self.signals.poll(fds, timeout) {
@@ -410,27 +430,23 @@ impl Server {
             self.paused_until = Some(Instant::now() + FORK_BACKOFF);
             return;
         }
-        let key_channel = self.key_channel(wire);
+        self.ensure_spawner();
+        let key_channel = if self.spawner.is_some() { self.key_channel(wire) } else { None };
+        let Some(spawner) = &self.spawner else {
+            self.scoreboard.count(Counter::RefusedFork);
+            log::error!("no spawner running to fork a child for {peer}; answered 503");
+            self.refuse(stream, peer, wire);
+            return;
+        };
         let slot = self.scoreboard.take(peer.ip(), wire.tls);
-        match sys::fork() {
-            Ok(Forked::Child) => {
-                let buffers = std::mem::take(&mut self.buffers);
-                let inherited = Inherited {
-                    scoreboard: &self.scoreboard,
-                    slot,
-                    generation: &self.generation,
-                    access_log: &self.access_log,
-                    lifeline: self.lifeline_read.as_fd(),
-                    parent: self.pid,
-                };
-                child::run(stream, peer, wire, key_channel, &inherited, buffers)
-            }
-            Ok(Forked::Parent(pid)) => {
-                // The child has its own copy; ours must go now, or the
-                // connection would outlive the child that serves it (and
-                // the key process would keep its channel open).
+        let spawned = spawner.spawn(stream.as_fd(), peer, wire, slot, key_channel.as_ref().map(AsFd::as_fd));
+        // The child has its own copies; ours must go now, or the
+        // connection would outlive the child that serves it (and the key
+        // process would keep its channel open).
+        drop(key_channel);
+        match spawned {
+            Ok(pid) => {
                 drop(stream);
-                drop(key_channel);
                 if let Some(id) = slot {
                     self.scoreboard.set_pid(id, pid);
                 }
@@ -444,11 +460,64 @@ impl Server {
                     self.scoreboard.release(id);
                 }
                 self.scoreboard.count(Counter::RefusedFork);
-                log::error!("fork for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}");
+                match &e {
+                    SpawnError::Fork(errno) => {
+                        log::error!("fork for {peer}: {errno}; answered 503, pausing {FORK_BACKOFF:?}");
+                    }
+                    _ => log::error!(
+                        "spawning a child for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}"
+                    ),
+                }
+                if matches!(e, SpawnError::Channel(_)) {
+                    // Stuck or gone: the next round starts another.
+                    self.stop_spawner();
+                }
                 self.refuse(stream, peer, wire);
                 self.paused_until = Some(Instant::now() + FORK_BACKOFF);
             }
         }
+    }
+
+    /// Starts a spawner if what children inherit changed since the
+    /// running one was forked (the old one exits when its channel
+    /// closes), or if none runs, unless a start failed or one died
+    /// moments ago (`spawner_retry_at`).
+    fn ensure_spawner(&mut self) {
+        if self.spawner.is_some() && !self.spawner_stale {
+            return;
+        }
+        let now = Instant::now();
+        if self.spawner.is_none() && self.spawner_retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.spawner = None;
+        self.spawner_stale = false;
+        self.spawner_retry_at = None;
+        let inherited = Inherited {
+            scoreboard: &self.scoreboard,
+            slot: None,
+            generation: &self.generation,
+            access_log: &self.access_log,
+            lifeline: self.lifeline_read.as_fd(),
+            parent: self.pid,
+        };
+        match Spawner::start(&inherited, &mut self.buffers) {
+            Ok(s) => {
+                log::debug!("spawner {} started", s.pid());
+                self.spawner = Some(s);
+            }
+            Err(e) => {
+                log::error!("{e}; trying again in {FORK_BACKOFF:?}");
+                self.spawner_retry_at = Some(now + FORK_BACKOFF);
+            }
+        }
+    }
+
+    /// Lets the spawner go: closing its channel ends it, and it is reaped
+    /// like a child. Another is started no sooner than `FORK_BACKOFF`.
+    fn stop_spawner(&mut self) {
+        self.spawner = None;
+        self.spawner_retry_at = Some(Instant::now() + FORK_BACKOFF);
     }
 
     /// Collects every child that has exited, without blocking.
@@ -457,6 +526,10 @@ impl Server {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) if self.keys.exited(status) => {}
+                Ok(status) if self.spawner.as_ref().is_some_and(|s| status.pid() == Some(s.pid())) => {
+                    log::error!("the spawner died ({status:?}); starting another");
+                    self.stop_spawner();
+                }
                 Ok(status) => {
                     if let Some(child) = status.pid().and_then(|pid| self.children.remove(pid)) {
                         self.forget(child);
@@ -508,6 +581,7 @@ impl Server {
             log::info!("{sig}: stopping; {} connections get up to {grace:?} to finish", self.children.len());
         }
         self.listeners.clear();
+        self.stop_spawner();
         self.lifeline_write = None;
         let deadline = Instant::now() + grace;
         self.reap();

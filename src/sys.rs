@@ -1,5 +1,7 @@
-//! The only module with `unsafe` code: `fork`, reading and setting a signal
-//! disposition, `_exit`, adopting an inherited or received descriptor, closing
+//! The only module with `unsafe` code: `fork` and the spawner's `clone`,
+//! reading and setting a signal disposition, `_exit`, adopting an
+//! inherited or received descriptor, receiving descriptors without
+//! allocating, closing
 //! descriptors by range, dropping the capability bounding set, mapping
 //! counters shared across forks (and the scoreboard's words), the
 //! parent's tables wiped in its children, a do-nothing signal handler,
@@ -55,6 +57,29 @@ pub fn fork() -> nix::Result<Forked> {
     match Errno::result(unsafe { _Fork() })? {
         0 => Ok(Forked::Child),
         child => Ok(Forked::Parent(Pid::from_raw(child))),
+    }
+}
+
+/// `clone(2)` with `CLONE_PARENT`: a fork whose child is not this
+/// process's but its parent's, which then reaps it and gets its
+/// `SIGCHLD` (the spawner forks children for the server's parent this
+/// way; `spawner`). Returns the side we are on, or the errno.
+pub fn fork_sibling() -> nix::Result<Forked> {
+    let flags = libc::c_ulong::try_from(libc::CLONE_PARENT | libc::SIGCHLD).unwrap_or(0);
+    // SAFETY: without `CLONE_VM` the child gets a copy of this address
+    // space, as with `fork`, and with no new stack given (0) it returns
+    // here on its copy of this stack, like `fork`'s child. The caller is
+    // single-threaded (the spawner starts no thread), so no lock is held
+    // by a thread missing in the child. What the C library's `_Fork`
+    // does beyond the system call does not apply or matter: its thread's
+    // cached id (the kernel's `gettid` is used where the id matters:
+    // glibc's `raise` and `abort` ask the kernel since 2.35, and the
+    // standard library's locks are futexes with no owner id), and its
+    // robust mutex list (none is used). The child never returns into the
+    // caller's frames: it serves and ends in `exit_child`.
+    match Errno::result(unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) })? {
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent(Pid::from_raw(libc::pid_t::try_from(child).unwrap_or(-1)))),
     }
 }
 
@@ -126,6 +151,72 @@ pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
     // number: the caller adopts each received descriptor exactly once,
     // right after the call, in a single-threaded process.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Room for the descriptors of one `recv_with_fds`: `CMSG_SPACE` of 8
+/// descriptors on Linux, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct FdSpace([u8; 64]);
+
+/// `recvmsg(2)` of one record into `buf`, with the descriptors passed
+/// with it (`SCM_RIGHTS`, received close-on-exec) in `fds`, in order;
+/// any beyond `N` are closed. Returns the record's length (0: the peer
+/// closed). Unlike nix's `recvmsg`, it allocates nothing: the spawner
+/// calls it for every connection, and a heap page it wrote then would
+/// be copied by each child it forked before (see `spawner`).
+pub fn recv_with_fds<const N: usize>(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut [Option<OwnedFd>; N],
+) -> nix::Result<usize> {
+    let mut space = FdSpace([0; 64]);
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: `msghdr` is plain data (pointers and integers, and on some
+    // C libraries padding fields), for which all zeroes is a valid value:
+    // an empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.0.as_mut_ptr().cast();
+    // `usize` in glibc, `socklen_t` in musl.
+    #[allow(clippy::useless_conversion)]
+    {
+        msg.msg_controllen = space.0.len().try_into().unwrap_or_default();
+    }
+    // SAFETY: `msg` points at `iov` (which points at `buf`) and at
+    // `space`, each valid for writing its stated length for the call.
+    let n = Errno::result(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let mut taken = 0;
+    // SAFETY: `msg` is the header the kernel just filled in; its control
+    // pointer and length (set by the kernel) delimit `space`.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `CMSG_FIRSTHDR` and `CMSG_NXTHDR` return either null or
+        // a header wholly inside the control data the kernel wrote.
+        let header = unsafe { cmsg.read_unaligned() };
+        // SAFETY: pure arithmetic on a length (a `const fn` marked unsafe).
+        let data_at = usize::try_from(unsafe { libc::CMSG_LEN(0) }).unwrap_or(usize::MAX);
+        // `usize` in glibc, `socklen_t` in musl.
+        #[allow(clippy::useless_conversion)]
+        let len = usize::try_from(header.cmsg_len).unwrap_or(0).saturating_sub(data_at);
+        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: `cmsg` is a valid header (above); its data follows it.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+            for i in 0..len / size_of::<RawFd>() {
+                // SAFETY: `i` indexes the `len` bytes of this header's data,
+                // inside the control data; it may be unaligned.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                let owned = adopt_received_fd(raw);
+                if let Some(slot) = fds.get_mut(taken) {
+                    *slot = Some(owned);
+                    taken += 1;
+                }
+            }
+        }
+        // SAFETY: `cmsg` is a valid header of `msg`'s control data.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    usize::try_from(n).map_err(|_| Errno::EINVAL)
 }
 
 /// Closes every descriptor from 3 up except those in `keep`, with one

@@ -1,6 +1,9 @@
-//! The children's sandbox, tried from inside: each case forks a process
-//! that enters the real sandbox (`forkhttpd::sandbox::enter`, on a document
-//! root of its own) and then attempts one act a compromised child would.
+//! The children's sandbox, tried from inside: each case forks a spawner
+//! that enters the real sandbox (`forkhttpd::sandbox::enter_spawner`, on a
+//! document root of its own) and forks a child as the server's spawner
+//! does (`sys::fork_sibling`: the child is the test's), which adds its own
+//! layer (`sandbox::enter_child`) and then attempts one act a compromised
+//! child would.
 //! Every forbidden act must fail, either with an error (Landlock) or by
 //! killing the process (seccomp, `SIGSYS`); reading beneath the root must
 //! still work.
@@ -16,6 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use forkhttpd::sandbox::{self, Plan};
 use forkhttpd::sys::{self, Forked};
@@ -152,22 +156,101 @@ enum End {
     Other(String),
 }
 
-fn run_sandboxed(plan: &Plan, w: &World, act: Act) -> End {
-    match sys::fork().expect("fork") {
-        Forked::Child => {
-            if sandbox::enter(plan, [w.root.as_fd()]).is_err() {
+/// The pid of a child the same spawner forked before the one acting (see
+/// `run_sandboxed`): the acting child's sibling in the server.
+static SPAWNED_SIBLING: AtomicI32 = AtomicI32::new(0);
+
+fn kill_spawned_sibling(_: &World) -> Result<(), String> {
+    kill(Pid::from_raw(SPAWNED_SIBLING.load(Ordering::Relaxed)), Signal::SIGKILL).map_err(|e| e.to_string())
+}
+
+fn kill_spawner(_: &World) -> Result<(), String> {
+    kill(Pid::from_raw(SPAWNER.load(Ordering::Relaxed)), Signal::SIGKILL).map_err(|e| e.to_string())
+}
+
+/// The spawner's pid, for the acting child.
+static SPAWNER: AtomicI32 = AtomicI32::new(0);
+
+fn fork_again(_: &World) -> Result<(), String> {
+    match sys::fork().map_err(|e| e.to_string())? {
+        Forked::Child => sys::exit_child(DONE),
+        Forked::Parent(_) => Ok(()),
+    }
+}
+
+fn fork_sibling(_: &World) -> Result<(), String> {
+    match sys::fork_sibling().map_err(|e| e.to_string())? {
+        Forked::Child => sys::exit_child(DONE),
+        Forked::Parent(_) => Ok(()),
+    }
+}
+
+/// Runs `f` in a child the spawner forks: it enters its own layer first.
+fn spawn_child(plan: &Plan, f: impl FnOnce() -> i32) -> Pid {
+    match sys::fork_sibling() {
+        Ok(Forked::Child) => {
+            if sandbox::enter_child(plan).is_err() {
                 sys::exit_child(NO_SANDBOX);
             }
-            sys::exit_child(if act(w).is_ok() { DONE } else { REFUSED })
+            sys::exit_child(f())
         }
-        Forked::Parent(pid) => match waitpid(pid, None).expect("waitpid") {
-            WaitStatus::Exited(_, DONE) => End::Worked,
-            WaitStatus::Exited(_, REFUSED) => End::Refused,
-            WaitStatus::Signaled(_, Signal::SIGSYS, _) => End::Killed,
-            WaitStatus::Signaled(_, Signal::SIGABRT, _) => End::Aborted,
-            other => End::Other(format!("{other:?}")),
-        },
+        Ok(Forked::Parent(pid)) => pid,
+        Err(_) => sys::exit_child(NO_SANDBOX),
     }
+}
+
+fn run_sandboxed(plan: &Plan, w: &World, act: Act) -> End {
+    let (from_spawner, to_test) = nix::unistd::pipe().expect("pipe");
+    let spawner = match sys::fork().expect("fork") {
+        Forked::Child => {
+            drop(from_spawner);
+            if sandbox::enter_spawner(plan, [w.root.as_fd()]).is_err() {
+                sys::exit_child(NO_SANDBOX);
+            }
+            SPAWNER.store(nix::unistd::getpid().as_raw(), Ordering::Relaxed);
+            // A sibling that waits, for the act to try to kill.
+            let sibling = spawn_child(plan, || {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                DONE
+            });
+            SPAWNED_SIBLING.store(sibling.as_raw(), Ordering::Relaxed);
+            let child = spawn_child(plan, || if act(w).is_ok() { DONE } else { REFUSED });
+            let mut pids = [0u8; 8];
+            pids[..4].copy_from_slice(&sibling.as_raw().to_le_bytes());
+            pids[4..].copy_from_slice(&child.as_raw().to_le_bytes());
+            let sent = nix::unistd::write(&to_test, &pids).is_ok_and(|n| n == pids.len());
+            // Alive while the child acts, for the act that tries to kill it.
+            std::thread::sleep(std::time::Duration::from_millis(if sent { 200 } else { 0 }));
+            sys::exit_child(if sent { DONE } else { NO_SANDBOX })
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(to_test);
+    let mut pids = [0u8; 8];
+    let read = File::from(from_spawner).read_exact(&mut pids);
+    let spawner_end = waitpid(spawner, None).expect("waitpid");
+    if read.is_err() {
+        return End::Other(format!("the spawner sent no pids: {spawner_end:?}"));
+    }
+    let pid = |at: usize| Pid::from_raw(i32::from_le_bytes(pids[at..at + 4].try_into().unwrap()));
+    let (sibling, child) = (pid(0), pid(4));
+    let end = match waitpid(child, None).expect("waitpid") {
+        WaitStatus::Exited(_, DONE) => End::Worked,
+        WaitStatus::Exited(_, REFUSED) => End::Refused,
+        WaitStatus::Signaled(_, Signal::SIGSYS, _) => End::Killed,
+        WaitStatus::Signaled(_, Signal::SIGABRT, _) => End::Aborted,
+        other => End::Other(format!("{other:?}")),
+    };
+    let sibling_alive = kill(sibling, None).is_ok();
+    let _ = kill(sibling, Signal::SIGKILL);
+    let _ = waitpid(sibling, None);
+    if !sibling_alive {
+        return End::Other(format!("the spawner's other child died; the act ended {end:?}"));
+    }
+    if spawner_end != WaitStatus::Exited(spawner, DONE) {
+        return End::Other(format!("the spawner ended {spawner_end:?}; the act ended {end:?}"));
+    }
+    end
 }
 
 fn main() -> ExitCode {
@@ -212,7 +295,7 @@ fn main() -> ExitCode {
 
     let allowed: [(&str, Act); 2] =
         [("read a file beneath the root", read_beneath), ("list a directory beneath the root", list_beneath)];
-    let forbidden: [(&str, Act); 14] = [
+    let forbidden: [(&str, Act); 18] = [
         ("open a file beneath the root for writing", write_beneath),
         ("open /etc/passwd", open_passwd),
         ("open the config", open_config),
@@ -224,6 +307,10 @@ fn main() -> ExitCode {
         ("kill(parent, SIGSTOP)", stop_parent),
         ("kill(parent, SIGABRT)", abort_parent),
         ("kill(sibling, SIGKILL)", kill_sibling),
+        ("kill(a sibling of the same spawner, SIGKILL)", kill_spawned_sibling),
+        ("kill(spawner, SIGKILL)", kill_spawner),
+        ("fork", fork_again),
+        ("clone(CLONE_PARENT), as the spawner forks", fork_sibling),
         ("fcntl(F_SETFL) on a log descriptor", clear_append),
         ("ftruncate a log descriptor", truncate_log),
         ("read beneath the root, then open /etc/passwd", |w| read_beneath(w).and_then(|()| open_passwd(w))),

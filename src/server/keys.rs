@@ -89,6 +89,7 @@ impl Server {
         let guard = DropPlan::guard(self.generation.drop_plan.as_ref());
         let handed = tls.reread_keys(guard).and_then(|()| hand_over(&mut self.keys, &mut self.generation));
         self.commit_keys();
+        self.spawner_stale = true;
         match handed {
             Ok(()) => log::info!("key processes {}: HTTPS handshakes are signed by each", self.pid_list()),
             Err(e) => log::error!("key process restarted without a key: {e}"),

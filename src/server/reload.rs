@@ -140,6 +140,9 @@ impl Server {
     pub(super) fn reopen_logs(&mut self) {
         let guard = self.generation.guard();
         logging::reopen_error_log(&self.config().logging.error_log, guard);
+        // Children inherit the log descriptors (and, after a reload, the
+        // generation) from the spawner: a new one forks them from now on.
+        self.spawner_stale = true;
         match AccessLog::open(&self.config().logging.access_log, guard) {
             Ok(log) => {
                 self.access_log = log;

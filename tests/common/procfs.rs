@@ -9,6 +9,8 @@ use super::{contains, poll_until};
 /// Fields of `/proc/PID/stat` after the command name.
 #[derive(Debug, Clone)]
 pub struct Stat {
+    /// The command name (`comm`).
+    pub comm: String,
     pub state: char,
     pub ppid: u32,
     pub pgrp: u32,
@@ -28,10 +30,12 @@ pub fn self_stat() -> Stat {
 }
 
 fn parse_stat(s: &str) -> Option<Stat> {
+    let open = s.find('(')?;
     let close = s.rfind(')')?;
     // f[0] is field 3 of proc_pid_stat(5) (state).
     let f: Vec<&str> = s[close + 1..].split_whitespace().collect();
     Some(Stat {
+        comm: s.get(open + 1..close)?.to_string(),
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
@@ -86,17 +90,32 @@ pub fn accept_queue(addr: SocketAddr) -> Option<u32> {
     })
 }
 
-/// All processes whose parent is `ppid`, read from `/proc/<pid>/stat`.
+/// The server's spawner's process name (`forkhttpd::spawner::NAME`).
+pub const SPAWNER: &str = "forkhttpd-spawn";
+
+/// All processes whose parent is `ppid`, read from `/proc/<pid>/stat`,
+/// but the spawner (a server's children are the connections' processes).
 pub fn children_of(ppid: u32) -> Vec<ProcInfo> {
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| Some((pid, proc_stat(pid)?)))
-        .filter(|(_, st)| st.ppid == ppid)
+    processes_of(ppid)
+        .filter(|(_, st)| st.comm != SPAWNER)
         .map(|(pid, st)| ProcInfo { pid, state: st.state })
         .collect()
+}
+
+/// The pids of the server `ppid`'s spawners (one, but for a moment after
+/// a reload).
+pub fn spawners_of(ppid: u32) -> Vec<u32> {
+    processes_of(ppid).filter(|(_, st)| st.comm == SPAWNER).map(|(pid, _)| pid).collect()
+}
+
+fn processes_of(ppid: u32) -> impl Iterator<Item = (u32, Stat)> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, proc_stat(pid)?)))
+        .filter(move |(_, st)| st.ppid == ppid)
 }
 
 /// Polls the children of `ppid` until `done` accepts them or `timeout`

@@ -656,6 +656,11 @@ fn fork_failure_answers_503_and_recovers() {
     assert!(poll_until(Duration::from_secs(5), || children_of(pid).is_empty()), "child did not exit");
 
     let (orig_soft, _) = proc_limit(pid, "Max processes");
+    // The spawner forks the children, under its own limits (inherited
+    // from the parent, as systemd's LimitNPROC= reaches both).
+    let spawners = spawners_of(pid);
+    assert_eq!(spawners.len(), 1, "the server's spawner: {spawners:?}");
+    let limited = [pid, spawners[0]];
     // Limit = the tasks the uid has now: the next fork fails with EAGAIN.
     // Recount after setting in case the count changed meanwhile.
     // (The prlimit helper runs as `uid` too, but has exited and been reaped
@@ -663,7 +668,9 @@ fn fork_failure_answers_503_and_recovers() {
     let mut ok = false;
     for _ in 0..5 {
         let k = tasks_of_uid(uid);
-        prlimit_as(uid, pid, &format!("--nproc={k}:"));
+        for p in limited {
+            prlimit_as(uid, p, &format!("--nproc={k}:"));
+        }
         if tasks_of_uid(uid) <= k {
             ok = true;
             break;
@@ -695,7 +702,9 @@ fn fork_failure_answers_503_and_recovers() {
     );
     assert!(p.exited().is_none(), "server died after the failed fork; stderr:\n{}", p.lines().join("\n"));
 
-    prlimit_as(uid, pid, &format!("--nproc={orig_soft}:"));
+    for p in limited {
+        prlimit_as(uid, p, &format!("--nproc={orig_soft}:"));
+    }
     thread::sleep(Duration::from_millis(300));
     let r = get_close(addr, "/index.html");
     assert_eq!(r.status, 200, "not serving after the process limit was raised");

@@ -243,10 +243,17 @@ fn nproc_storm_leaves_the_parent_unchanged() {
     let before = at_rest(pid, "before the storm");
 
     let orig = soft_limit(pid, "Max processes");
+    // The spawner forks the children, under its own limits (inherited
+    // from the parent, as systemd's LimitNPROC= reaches both).
+    let spawners = spawners_of(pid);
+    assert_eq!(spawners.len(), 1, "the server's spawner: {spawners:?}");
+    let limited = [pid, spawners[0]];
     let mut ok = false;
     for _ in 0..5 {
         let k = tasks_of_uid(uid);
-        prlimit(pid, &format!("--nproc={k}:"), Some(uid));
+        for p in limited {
+            prlimit(p, &format!("--nproc={k}:"), Some(uid));
+        }
         if tasks_of_uid(uid) <= k {
             ok = true;
             break;
@@ -264,7 +271,9 @@ fn nproc_storm_leaves_the_parent_unchanged() {
     assert!(failed_forks > 0, "no 'fork for' line in a {wall:.2} s storm; stderr:\n{}", p.lines().join("\n"));
     assert!(cpu < 0.5 * wall, "the parent used {cpu:.2} s of CPU in a {wall:.2} s storm");
 
-    prlimit(pid, &format!("--nproc={orig}:"), Some(uid));
+    for p in limited {
+        prlimit(p, &format!("--nproc={orig}:"), Some(uid));
+    }
     let served = poll_until(Duration::from_secs(5), || {
         let reply = fetch(addr, "/a.txt", Duration::from_secs(5));
         status_of(&reply) == Some(200) && body_of(&reply) == Some(b"forked\n".as_slice())

@@ -117,7 +117,7 @@ pub(super) fn run(control: OwnedFd, plan: Option<&DropPlan>, sandboxed: bool, pa
     serve(control)
 }
 
-/// The child's ritual (`child::run`), for a process with no client: the
+/// The child's ritual (`child::confine`, `child::serve`), for a process with no client: the
 /// signals back to their child dispositions, every descriptor closed but
 /// the control socket and the daemon log's, no new privileges, root
 /// given up, not dumpable, dead with the parent, and confined.
