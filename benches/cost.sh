@@ -13,7 +13,7 @@
 #                 "<not supported>" in a VM without a PMU, as on the project's, and callgrind
 #                 counts the same everywhere)
 #   allocations   valgrind --tool=dhat, heap blocks allocated (malloc, realloc, ...) beneath
-#                 forkhttpd::child::run; more than MAX_ALLOCS [0] per request fails the count
+#                 forkhttpd::child::serve; more than MAX_ALLOCS [0] per request fails the count
 # valgrind 3.19 (Debian 12) does not know openat2(2): under valgrind the server is run with
 # benches/vg-openat2.c preloaded, which answers that call with openat(2) (see the file).
 # The system calls a connection costs besides its requests (fork to exit, the child's side) are
@@ -103,9 +103,17 @@ run_under() { # dir command...
     local ok=0
     python3 "$HERE/kaclient.py" "$port" /4k.bin "$N1" --length 4096 &&
         python3 "$HERE/kaclient.py" "$port" /4k.bin "$N2" --length 4096 || ok=1
+    # The spawner, which forks the children, is the parent's child too.
+    SPAWNERS="$(pgrep -P "$MAIN_PID" -x forkhttpd-spawn | tr '\n' ' ')"
     stop
     [ "$ok" = 0 ] || fail "a request failed under $1"
     return "$ok"
+}
+
+# Whether the output file $1 (named ....PID) is the parent's or its spawner's, not a connection's.
+server_process() {
+    local pid="${1##*.}"
+    [ "$pid" = "$MAIN_PID" ] || [[ " $SPAWNERS " == *" $pid "* ]]
 }
 
 # "A B": the smaller and the larger of two counts, one per connection child
@@ -120,9 +128,9 @@ echo "cost of one plain keep-alive GET /4k.bin (200, 4096-byte body), from conne
 if command -v strace >/dev/null 2>&1; then
     d="$W/strace"
     if run_under "$d" strace -f -ff -qq -o "$d/trace"; then
-        # every file but the parent's is one connection's child
+        # every file but the parent's and the spawner's is one connection's child
         children=()
-        for f in "$d"/trace.*; do [ "$f" = "$d/trace.$MAIN_PID" ] || children+=("$f"); done
+        for f in "$d"/trace.*; do server_process "$f" || children+=("$f"); done
         if counts="$(for f in "${children[@]}"; do grep -vc '^\(---\|+++\)' "$f"; done | two children)"; then
             read -r a b <<< "$counts"
             small="" large=""
@@ -162,7 +170,7 @@ else
     if CONFIG="$W/forkhttpd-vg.toml" run_under "$d" env LD_PRELOAD="$shim" valgrind --tool=callgrind --log-file="$d/vg.%p.log" \
         --callgrind-out-file="$d/callgrind.%p"; then
         if counts="$(for f in "$d"/callgrind.*; do
-            [ "$f" = "$d/callgrind.$MAIN_PID" ] || sed -n 's/^summary: //p' "$f"
+            server_process "$f" || sed -n 's/^summary: //p' "$f"
         done | two children)"; then
             read -r a b <<< "$counts"
             instr="$(per "$a" "$b" %.0f)"
@@ -175,23 +183,23 @@ else
     fi
     d="$W/dhat"
     # Enough callers that a block allocated deep in serving still shows
-    # child::run in its stack.
+    # child::serve in its stack.
     if CONFIG="$W/forkhttpd-vg.toml" run_under "$d" env LD_PRELOAD="$shim" valgrind --tool=dhat --log-file="$d/vg.%p.log" \
         --num-callers=64 --dhat-out-file="$d/dhat.%p"; then
         # A child's profile also holds what its parent allocated before the
         # fork (and the parent allocates between the two connections), so
-        # only blocks allocated beneath child::run count. A child may
+        # only blocks allocated beneath child::serve count. A child may
         # allocate nothing at all (its buffers are the parent's), so the
         # proof that frames are named is the parent's own: -1 without them.
         if counts="$(for f in "$d"/dhat.*; do
-            [ "$f" = "$d/dhat.$MAIN_PID" ] || python3 -c '
+            server_process "$f" || python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 names = d["ftbl"]
 if not any("forkhttpd::main" in n for n in names):
     print(-1)
 else:
-    print(sum(p["tbk"] for p in d["pps"] if any("forkhttpd::child::run" in names[i] for i in p["fs"])))' "$f"
+    print(sum(p["tbk"] for p in d["pps"] if any("forkhttpd::child::serve" in names[i] for i in p["fs"])))' "$f"
         done | two children)"; then
             read -r a b <<< "$counts"
             allocs="$(per "$a" "$b")"

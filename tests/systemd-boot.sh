@@ -334,12 +334,14 @@ hold_tls_child() {
         -o /dev/null "https://$site/slow.bin" </dev/null &
     client=$!
 }
-tls_child() { ct pgrep -P "$(main_pid)" | head -1; }
+# A serving child: named forkhttpd, unlike the spawner (forkhttpd-spawn)
+# and the key processes (forkhttpd-keys), its siblings.
+tls_child() { ct pgrep -x forkhttpd -P "$(main_pid)" | head -1; }
 status_of() { ct sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
 sandboxed_tls_child() {
     local main c rc=0
     hold_tls_child
-    within 5 bash -c "[ -n \"\$(nsenter -t $leader -a pgrep -P $(main_pid))\" ]" || { echo "no child"; wait "$client"; return 1; }
+    within 5 bash -c "[ -n \"\$(nsenter -t $leader -a pgrep -x forkhttpd -P $(main_pid))\" ]" || { echo "no child"; wait "$client"; return 1; }
     main=$(main_pid)
     c=$(tls_child)
     echo "parent $main: Uid $(status_of "$main" Uid); child $c: Uid $(status_of "$c" Uid), Seccomp $(status_of "$c" Seccomp), NoNewPrivs $(status_of "$c" NoNewPrivs)"
@@ -371,7 +373,7 @@ as_service() { ct setpriv --reuid forkhttpd --regid forkhttpd --clear-groups -- 
 same_account() {
     local main c rc=0 what
     hold_tls_child
-    within 5 bash -c "[ -n \"\$(nsenter -t $leader -a pgrep -P $(main_pid))\" ]" || { echo "no child"; wait "$client"; return 1; }
+    within 5 bash -c "[ -n \"\$(nsenter -t $leader -a pgrep -x forkhttpd -P $(main_pid))\" ]" || { echo "no child"; wait "$client"; return 1; }
     main=$(main_pid)
     c=$(tls_child)
     # A dumpable process of the account, the opener's own child (so that
@@ -399,7 +401,7 @@ seccomp_filters() { ct sed -n 's/^Seccomp_filters:[[:space:]]*//p' "/proc/$1/sta
 child_sandboxed() {
     local main c s
     main=$(main_pid)
-    c=$(ct pgrep -P "$main" | head -1)
+    c=$(ct pgrep -x forkhttpd -P "$main" | head -1)
     [ -n "$c" ] && s=$(ct grep -E '^(Seccomp|NoNewPrivs):' "/proc/$c/status") || return 1
     grep -Eq '^Seccomp:\s+2$' <<<"$s" && grep -Eq '^NoNewPrivs:\s+1$' <<<"$s" &&
         [ "$(seccomp_filters "$c")" -gt "$(seccomp_filters "$main")" ]
@@ -421,7 +423,7 @@ stop_all() {
     # it forever at power-off.
     ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/80; printf "GET / HTTP/1.1\r\n" >&3; timeout 30 cat <&3 >/dev/null' </dev/null &
     local client=$!
-    within 5 bash -c "[ \$(nsenter -t $leader -a pgrep -c -u forkhttpd) -ge 2 ]" || { echo "no child"; return 1; }
+    within 5 bash -c "[ \$(nsenter -t $leader -a pgrep -c -x -u forkhttpd forkhttpd) -ge 2 ]" || { echo "no child"; return 1; }
     local t0=$SECONDS
     ct systemctl stop forkhttpd.socket forkhttpd-https.socket forkhttpd.service
     local took=$((SECONDS - t0)) result left
