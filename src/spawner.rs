@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::prctl::set_name;
+use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recv, send, sendmsg, setsockopt, socketpair,
     sockopt,
@@ -161,7 +162,8 @@ impl Request {
 
 impl Spawner {
     /// Forks the spawner, which takes `inherited` (its slot unused) and
-    /// `buffers` for the children it forks. Call in the parent, with
+    /// `buffers` for the children it forks, and waits until it is
+    /// confined (at most `ANSWER_TIMEOUT`). Call in the parent, with
     /// everything a child inherits in place.
     pub fn start(inherited: &Inherited<'_>, buffers: &mut Buffers) -> Result<Spawner, SpawnError> {
         let (ours, theirs) =
@@ -177,8 +179,40 @@ impl Spawner {
                 drop(ours);
                 run(theirs, inherited, std::mem::take(buffers))
             }
-            Forked::Parent(pid) => Ok(Spawner { pid, channel: ours }),
+            Forked::Parent(pid) => {
+                drop(theirs);
+                let spawner = Spawner { pid, channel: ours };
+                // Until it has closed them, the spawner holds the parent's
+                // descriptors: a listener a reload closes would stay bound.
+                match spawner.read_answer() {
+                    Ok(0) => Ok(spawner),
+                    Ok(_) => Err(SpawnError::Start(Errno::EPROTO)),
+                    Err(e) => {
+                        // Stuck or gone: it must not hold the listeners.
+                        let _ = kill(pid, Signal::SIGKILL);
+                        Err(e)
+                    }
+                }
+            }
         }
+    }
+
+    /// The spawner's next answer (see `answer`), waited for at most
+    /// `ANSWER_TIMEOUT`.
+    fn read_answer(&self) -> Result<i32, SpawnError> {
+        let mut answer = [0u8; 4];
+        let n = loop {
+            match recv(self.channel.as_raw_fd(), &mut answer, MsgFlags::empty()) {
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EWOULDBLOCK) => return Err(SpawnError::Channel(Errno::EAGAIN)),
+                Err(e) => return Err(SpawnError::Channel(e)),
+                Ok(n) => break n,
+            }
+        };
+        if n != answer.len() {
+            return Err(SpawnError::Channel(Errno::EPIPE));
+        }
+        Ok(i32::from_le_bytes(answer))
     }
 
     /// The spawner's pid.
@@ -212,19 +246,7 @@ impl Spawner {
             None,
         )
         .map_err(SpawnError::Channel)?;
-        let mut answer = [0u8; 4];
-        let n = loop {
-            match recv(self.channel.as_raw_fd(), &mut answer, MsgFlags::empty()) {
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EWOULDBLOCK) => return Err(SpawnError::Channel(Errno::EAGAIN)),
-                Err(e) => return Err(SpawnError::Channel(e)),
-                Ok(n) => break n,
-            }
-        };
-        if n != answer.len() {
-            return Err(SpawnError::Channel(Errno::EPIPE));
-        }
-        match i32::from_le_bytes(answer) {
+        match self.read_answer()? {
             pid if pid > 0 => Ok(Pid::from_raw(pid)),
             e => Err(SpawnError::Fork(Errno::from_raw(-e))),
         }
@@ -238,6 +260,8 @@ fn run(channel: OwnedFd, inherited: &Inherited<'_>, mut buffers: Buffers) -> ! {
     // child takes the server's name back, `child::serve`).
     let _ = set_name(NAME);
     child::confine(inherited, channel.as_raw_fd());
+    // Ready: it holds none of the parent's descriptors any more.
+    answer(&channel, 0);
     let mut bytes = [0u8; REQUEST_LEN + 1];
     loop {
         // Nothing here allocates: see `sys::recv_with_fds`.
@@ -282,7 +306,8 @@ fn run(channel: OwnedFd, inherited: &Inherited<'_>, mut buffers: Buffers) -> ! {
     }
 }
 
-/// Tells the parent a child's pid (or minus the errno of a failure).
+/// Tells the parent a child's pid (or minus the errno of a failure; 0:
+/// the spawner is ready).
 fn answer(channel: &OwnedFd, value: i32) {
     if let Err(e) = send(channel.as_fd().as_raw_fd(), &value.to_le_bytes(), MsgFlags::MSG_NOSIGNAL) {
         log::error!("spawner: answering the parent: {e}; it exits");
