@@ -28,7 +28,7 @@ use crate::conn::{self, Buffers, Context};
 use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
-use crate::sandbox;
+use crate::sandbox::{self, ChildLayer};
 use crate::scoreboard::{Scoreboard, SlotId};
 use crate::signals;
 use crate::sys;
@@ -62,8 +62,9 @@ pub struct Inherited<'a> {
 
 /// Confines the spawner for good (see the module's ritual); exits the
 /// process if any step fails. `channel` is the spawner's end of its
-/// channel to the parent, kept open.
-pub fn confine(inherited: &Inherited<'_>, channel: RawFd) {
+/// channel to the parent, kept open. Returns the layer each child adds
+/// (`None`: the sandbox is off).
+pub fn confine(inherited: &Inherited<'_>, channel: RawFd) -> Option<ChildLayer> {
     if let Err(e) = signals::reset_after_fork() {
         log::error!("spawner: cannot reset its signals: {e}");
         sys::exit_child(EXIT_SETUP);
@@ -103,27 +104,30 @@ pub fn confine(inherited: &Inherited<'_>, channel: RawFd) {
     guard_against_orphaning(inherited.parent);
     // Last, once nothing more needs a path outside the roots, a new
     // socket or a change of credentials: what is left is forking.
-    if let Some(plan) = &inherited.generation.sandbox
-        && let Err(e) = sandbox::enter_spawner(plan, inherited.generation.readable_roots())
-    {
-        log::error!("spawner: cannot enter the sandbox: {e}");
-        sys::exit_child(EXIT_SETUP);
+    let plan = inherited.generation.sandbox.as_ref()?;
+    match sandbox::enter_spawner(plan, inherited.generation.readable_roots()) {
+        Ok(layer) => Some(layer),
+        Err(e) => {
+            log::error!("spawner: cannot enter the sandbox: {e}");
+            sys::exit_child(EXIT_SETUP)
+        }
     }
 }
 
 /// Serves the connection `stream` from `peer` (which, from a PROXY
 /// listener, `wire.proxy`, must first send a PROXY header) with `buffers`,
 /// and exits the process. Call in a child the confined spawner just
-/// forked (`confine`), its copy of the spawner's channel closed.
-/// `key_channel` is its channel to the key process, for an HTTPS
-/// connection whose keys are there.
+/// forked (`confine`, which chose `layer`), its copy of the spawner's
+/// channel closed. `key_channel` is its channel to the key process, for
+/// an HTTPS connection whose keys are there.
 pub fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     wire: Wire,
     key_channel: Option<OwnedFd>,
     inherited: &Inherited<'_>,
-    buffers: Buffers,
+    layer: Option<ChildLayer>,
+    mut buffers: Buffers,
 ) -> ! {
     // The fork cleared the parent-death signal the spawner set.
     guard_against_orphaning(inherited.parent);
@@ -133,8 +137,8 @@ pub fn serve(
     if let Some(fd) = key_channel {
         remote::use_channel(fd);
     }
-    if let Some(plan) = &inherited.generation.sandbox
-        && let Err(e) = sandbox::enter_child(plan)
+    if let (Some(plan), Some(layer)) = (&inherited.generation.sandbox, layer)
+        && let Err(e) = sandbox::enter_child(plan, layer)
     {
         log::error!("child: cannot enter its own sandbox: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);
@@ -155,7 +159,7 @@ pub fn serve(
             peer.ip(),
             wire,
             &ctx,
-            buffers,
+            &mut buffers,
         )
     }));
     let code = match served {

@@ -288,6 +288,38 @@ pub fn drop_bounding_set() -> nix::Result<()> {
     Ok(())
 }
 
+/// Whether a fork by this process may go past `RLIMIT_NPROC`: the kernel
+/// lets a process whose real uid is root, or that has `CAP_SYS_RESOURCE` or
+/// `CAP_SYS_ADMIN` in effect, fork whatever its limit (`copy_process`).
+pub fn exempt_from_process_limit() -> nix::Result<bool> {
+    if nix::unistd::getuid().is_root() {
+        return Ok(true);
+    }
+    // linux/capability.h: version 3 takes two 32-bit words per set.
+    const VERSION_3: u32 = 0x2008_0522;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget(2) reads the header and writes two `Data` (version 3
+    // asks for two), which `data` holds; pid 0 is this process.
+    Errno::result(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    let effective = u64::from(data[0].effective) | (u64::from(data[1].effective) << 32);
+    // CAP_SYS_ADMIN and CAP_SYS_RESOURCE (linux/capability.h; libc has no names for them).
+    let exempting = (1u64 << 21) | (1u64 << 24);
+    Ok(effective & exempting != 0)
+}
+
 /// `N` counters, zero at first, in memory shared with every process forked
 /// after this call (`MAP_SHARED`), for the little state that children must
 /// share (how often the server said a log failed). Never unmapped, so the

@@ -3,7 +3,10 @@
 //! document root of its own) and forks a child as the server's spawner
 //! does (`sys::fork_sibling`: the child is the test's), which adds its own
 //! layer (`sandbox::enter_child`) and then attempts one act a compromised
-//! child would.
+//! child would. Every act is tried with each of the two layers a child can
+//! add (`ChildLayer`): its own filter, and the process limit lowered to 0,
+//! the latter with the spawner as the serving user (`nobody` when the test
+//! runs as root, which the limit would not bind).
 //! Every forbidden act must fail, either with an error (Landlock) or by
 //! killing the process (seccomp, `SIGSYS`); reading beneath the root must
 //! still work.
@@ -21,7 +24,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use forkhttpd::sandbox::{self, Plan};
+use forkhttpd::sandbox::{self, ChildLayer, Plan};
 use forkhttpd::sys::{self, Forked};
 use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, open, openat2};
 use nix::sys::signal::{Signal, kill};
@@ -185,11 +188,11 @@ fn fork_sibling(_: &World) -> Result<(), String> {
     }
 }
 
-/// Runs `f` in a child the spawner forks: it enters its own layer first.
-fn spawn_child(plan: &Plan, f: impl FnOnce() -> i32) -> Pid {
+/// Runs `f` in a child the spawner forks: it enters its own `layer` first.
+fn spawn_child(plan: &Plan, layer: ChildLayer, f: impl FnOnce() -> i32) -> Pid {
     match sys::fork_sibling() {
         Ok(Forked::Child) => {
-            if sandbox::enter_child(plan).is_err() {
+            if sandbox::enter_child(plan, layer).is_err() {
                 sys::exit_child(NO_SANDBOX);
             }
             sys::exit_child(f())
@@ -199,22 +202,38 @@ fn spawn_child(plan: &Plan, f: impl FnOnce() -> i32) -> Pid {
     }
 }
 
-fn run_sandboxed(plan: &Plan, w: &World, act: Act) -> End {
+/// The account a spawner whose children lower their process limit runs
+/// as, when the test runs as root: `nobody`.
+const SERVING_ID: u32 = 65534;
+
+fn run_sandboxed(plan: &Plan, layer: ChildLayer, w: &World, act: Act) -> End {
     let (from_spawner, to_test) = nix::unistd::pipe().expect("pipe");
     let spawner = match sys::fork().expect("fork") {
         Forked::Child => {
             drop(from_spawner);
-            if sandbox::enter_spawner(plan, [w.root.as_fd()]).is_err() {
-                sys::exit_child(NO_SANDBOX);
+            if layer == ChildLayer::ProcessLimit && nix::unistd::getuid().is_root() {
+                let id = nix::unistd::Gid::from_raw(SERVING_ID);
+                let dropped = nix::unistd::setgroups(&[id])
+                    .and_then(|()| nix::unistd::setgid(id))
+                    .and_then(|()| nix::unistd::setuid(nix::unistd::Uid::from_raw(SERVING_ID)));
+                if dropped.is_err() {
+                    sys::exit_child(NO_SANDBOX);
+                }
+            }
+            // The spawner's own choice must be the process limit whenever
+            // it can bind; the filter is forced where it would not be chosen.
+            match sandbox::enter_spawner(plan, [w.root.as_fd()]) {
+                Ok(chosen) if chosen == layer || layer == ChildLayer::Filter => {}
+                _ => sys::exit_child(NO_SANDBOX),
             }
             SPAWNER.store(nix::unistd::getpid().as_raw(), Ordering::Relaxed);
             // A sibling that waits, for the act to try to kill.
-            let sibling = spawn_child(plan, || {
+            let sibling = spawn_child(plan, layer, || {
                 std::thread::sleep(std::time::Duration::from_secs(10));
                 DONE
             });
             SPAWNED_SIBLING.store(sibling.as_raw(), Ordering::Relaxed);
-            let child = spawn_child(plan, || if act(w).is_ok() { DONE } else { REFUSED });
+            let child = spawn_child(plan, layer, || if act(w).is_ok() { DONE } else { REFUSED });
             let mut pids = [0u8; 8];
             pids[..4].copy_from_slice(&sibling.as_raw().to_le_bytes());
             pids[4..].copy_from_slice(&child.as_raw().to_le_bytes());
@@ -316,25 +335,27 @@ fn main() -> ExitCode {
         ("read beneath the root, then open /etc/passwd", |w| read_beneath(w).and_then(|()| open_passwd(w))),
     ];
     let mut failures = Vec::new();
-    // A panic ends a child with `abort`, which signals itself: that one
-    // signal is allowed, so the parent logs the abort, not a `SIGSYS`.
-    let end = run_sandboxed(&plan, &w, |_| std::process::abort());
-    println!("abort: {end:?}");
-    if end != End::Aborted {
-        failures.push(format!("abort: must end with SIGABRT, but {end:?}"));
-    }
-    for (what, act) in allowed {
-        let end = run_sandboxed(&plan, &w, act);
-        println!("{what}: {end:?}");
-        if end != End::Worked {
-            failures.push(format!("{what}: must work in the sandbox, but {end:?}"));
+    for layer in [ChildLayer::Filter, ChildLayer::ProcessLimit] {
+        // A panic ends a child with `abort`, which signals itself: that one
+        // signal is allowed, so the parent logs the abort, not a `SIGSYS`.
+        let end = run_sandboxed(&plan, layer, &w, |_| std::process::abort());
+        println!("{layer:?}: abort: {end:?}");
+        if end != End::Aborted {
+            failures.push(format!("{layer:?}: abort: must end with SIGABRT, but {end:?}"));
         }
-    }
-    for (what, act) in forbidden {
-        let end = run_sandboxed(&plan, &w, act);
-        println!("{what}: {end:?}");
-        if end != End::Refused && end != End::Killed {
-            failures.push(format!("{what}: must fail in the sandbox, but {end:?}"));
+        for (what, act) in allowed {
+            let end = run_sandboxed(&plan, layer, &w, act);
+            println!("{layer:?}: {what}: {end:?}");
+            if end != End::Worked {
+                failures.push(format!("{layer:?}: {what}: must work in the sandbox, but {end:?}"));
+            }
+        }
+        for (what, act) in forbidden {
+            let end = run_sandboxed(&plan, layer, &w, act);
+            println!("{layer:?}: {what}: {end:?}");
+            if end != End::Refused && end != End::Killed {
+                failures.push(format!("{layer:?}: {what}: must fail in the sandbox, but {end:?}"));
+            }
         }
     }
     // The acts on the parent and the sibling changed nothing.
