@@ -7,9 +7,12 @@
 //! `SIGCHLD` wakes the loop). For each connection the parent has the
 //! spawner fork a child (`spawner`: the child is the parent's, born in the
 //! sandbox); the child serves it (`child::serve`, which never returns) and
-//! the parent closes its copy of the socket at once and records the
-//! child's pid. It waits for the spawner's answer, at most a second:
-//! the spawner does nothing else.
+//! the parent closes its copy of the socket and records the child's pid
+//! once the spawner answers. A wake-up's whole batch of connections goes
+//! to the spawner before the parent reads the answers (`settle`), so the
+//! spawner forks while the parent accepts, and neither waits for the
+//! scheduler to run the other once per connection; the parent waits at
+//! most a second for an answer: the spawner does nothing else.
 //! The parent's own `503` (when it will not fork) is in `refuse`; `SIGHUP`
 //! and `SIGUSR1` are in `reload`; the certificate files' watch in `watch`;
 //! asking idle keep-alive children to close under pressure in `give_back`.
@@ -38,7 +41,7 @@ use crate::http::request;
 use crate::listener::{self, Listener, Wire};
 use crate::log::{self as logging, AccessLog};
 use crate::notify::Notifier;
-use crate::scoreboard::{Counter, Scoreboard};
+use crate::scoreboard::{Counter, Scoreboard, SlotId};
 use crate::signals::{self, GIVE_BACK_SIGNAL, Signals};
 use crate::spawner::{SpawnError, Spawner};
 use crate::sys;
@@ -177,6 +180,19 @@ pub struct Server {
     /// Not before then is a spawner started again (after a failed start
     /// or a death).
     spawner_retry_at: Option<Instant>,
+    /// Connections passed to the spawner whose child's pid has not come
+    /// back yet, oldest first (see `settle`). Empty between batches.
+    in_flight: Vec<InFlight>,
+}
+
+/// A connection passed to the spawner, kept until its answer: recorded
+/// as a child then, or refused if the fork failed.
+#[derive(Debug)]
+struct InFlight {
+    stream: TcpStream,
+    peer: SocketAddr,
+    wire: Wire,
+    slot: Option<SlotId>,
 }
 
 impl Server {
@@ -201,6 +217,7 @@ impl Server {
             spawner: None,
             spawner_stale: false,
             spawner_retry_at: None,
+            in_flight: Vec::with_capacity(ACCEPT_BATCH),
             watch,
             generation,
             overrides: setup.overrides,
@@ -358,13 +375,21 @@ impl Server {
         Ok((signalled, ready))
     }
 
-    /// Accepts what is waiting on listener `i`, forking a child for each.
+    /// Accepts what is waiting on listener `i`, forking a child for each:
+    /// the whole batch is passed to the spawner before the parent waits
+    /// for its answers, so that the spawner forks while the parent accepts.
     fn accept_from(&mut self, i: usize) {
+        self.accept_batch(i);
+        self.settle();
+    }
+
+    /// `accept_from`'s accepting.
+    fn accept_batch(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
             if self.paused_until.is_some() {
                 return;
             }
-            if self.children.len() >= self.config().limits.max_children {
+            if self.live() >= self.config().limits.max_children {
                 // Someone waits (the listener was ready): make room.
                 if self.may_give_back() {
                     self.give_back();
@@ -408,21 +433,26 @@ impl Server {
     /// From a PROXY listener (`wire.proxy`), `peer` is the proxy,
     /// and the child reads the client's address from the PROXY header.
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, wire: Wire) {
+        if self.in_flight.len() >= ACCEPT_BATCH {
+            self.settle();
+        }
         self.scoreboard.count(Counter::Accepted);
         let limit = self.config().limits.max_children_per_ip;
         if limit > 0
-            && self.children.len() >= self.config().limits.per_ip_cap_from
-            && self.children.count_from(peer.ip()) >= limit
+            && self.live() >= self.config().limits.per_ip_cap_from
+            && self.children.count_from(peer.ip())
+                + self.in_flight.iter().filter(|f| f.peer.ip() == peer.ip()).count()
+                >= limit
         {
             log::debug!(
                 "{peer}: max_children_per_ip ({limit}) reached with {} children live; answered 503",
-                self.children.len()
+                self.live()
             );
             self.scoreboard.count(Counter::RefusedPerAddress);
             self.refuse(stream, peer, wire);
             return;
         }
-        if let Err(e) = self.children.reserve_one() {
+        if let Err(e) = self.children.reserve(self.in_flight.len() + 1) {
             log::error!(
                 "no memory to record a child for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}"
             );
@@ -439,43 +469,87 @@ impl Server {
             return;
         };
         let slot = self.scoreboard.take(peer.ip(), wire.tls);
-        let spawned = spawner.spawn(stream.as_fd(), peer, wire, slot, key_channel.as_ref().map(AsFd::as_fd));
-        // The child has its own copies; ours must go now, or the
-        // connection would outlive the child that serves it (and the key
-        // process would keep its channel open).
+        let asked = spawner.ask(stream.as_fd(), peer, wire, slot, key_channel.as_ref().map(AsFd::as_fd));
+        // The spawner has its own copy; ours must go now, or the key
+        // process would keep the channel open after the child.
         drop(key_channel);
-        match spawned {
-            Ok(pid) => {
-                drop(stream);
-                if let Some(id) = slot {
-                    self.scoreboard.set_pid(id, pid);
-                }
-                self.children.insert(pid, peer.ip(), slot);
-                if self.under_pressure() {
-                    self.give_back();
-                }
-            }
+        let conn = InFlight { stream, peer, wire, slot };
+        match asked {
+            Ok(()) => self.in_flight.push(conn),
             Err(e) => {
-                if let Some(id) = slot {
-                    self.scoreboard.release(id);
-                }
-                self.scoreboard.count(Counter::RefusedFork);
-                match &e {
-                    SpawnError::Fork(errno) => {
-                        log::error!("fork for {peer}: {errno}; answered 503, pausing {FORK_BACKOFF:?}");
-                    }
-                    _ => log::error!(
-                        "spawning a child for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}"
-                    ),
-                }
-                if matches!(e, SpawnError::Channel(_)) {
-                    // Stuck or gone: the next round starts another.
-                    self.stop_spawner();
-                }
-                self.refuse(stream, peer, wire);
-                self.paused_until = Some(Instant::now() + FORK_BACKOFF);
+                // Those passed before may have their children already.
+                self.settle();
+                self.not_spawned(conn, &e);
+                self.stop_spawner();
             }
         }
+    }
+
+    /// Children live, and those the spawner is forking.
+    fn live(&self) -> usize {
+        self.children.len() + self.in_flight.len()
+    }
+
+    /// Reads the spawner's answer for each connection in flight, oldest
+    /// first: records its child, or refuses the connection if the fork
+    /// failed. A spawner that does not answer is stopped (the next round
+    /// starts another), and the connections behind are refused.
+    fn settle(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let mut in_flight = std::mem::take(&mut self.in_flight);
+        let mut broken = None;
+        for conn in in_flight.drain(..) {
+            let answer = match (&self.spawner, broken) {
+                (Some(spawner), None) => spawner.answer(),
+                (_, Some(e)) => Err(e),
+                (None, None) => Err(SpawnError::Channel(Errno::EPIPE)),
+            };
+            match answer {
+                Ok(pid) => {
+                    // The child has its own copy; ours must go, or the
+                    // connection would outlive the child that serves it.
+                    drop(conn.stream);
+                    if let Some(id) = conn.slot {
+                        self.scoreboard.set_pid(id, pid);
+                    }
+                    self.children.insert(pid, conn.peer.ip(), conn.slot);
+                    if self.under_pressure() {
+                        self.give_back();
+                    }
+                }
+                Err(e) => {
+                    if matches!(e, SpawnError::Channel(_)) {
+                        broken = Some(e);
+                    }
+                    self.not_spawned(conn, &e);
+                }
+            }
+        }
+        self.in_flight = in_flight;
+        if broken.is_some() {
+            // Stuck or gone: the next round starts another.
+            self.stop_spawner();
+        }
+    }
+
+    /// Refuses `conn`, for which no child could be spawned (`e`), and
+    /// pauses accepting for `FORK_BACKOFF`.
+    fn not_spawned(&mut self, conn: InFlight, e: &SpawnError) {
+        let peer = conn.peer;
+        if let Some(id) = conn.slot {
+            self.scoreboard.release(id);
+        }
+        self.scoreboard.count(Counter::RefusedFork);
+        match e {
+            SpawnError::Fork(errno) => {
+                log::error!("fork for {peer}: {errno}; answered 503, pausing {FORK_BACKOFF:?}");
+            }
+            _ => log::error!("spawning a child for {peer}: {e}; answered 503, pausing {FORK_BACKOFF:?}"),
+        }
+        self.refuse(conn.stream, peer, conn.wire);
+        self.paused_until = Some(Instant::now() + FORK_BACKOFF);
     }
 
     /// Starts a spawner if what children inherit changed since the
@@ -486,6 +560,8 @@ impl Server {
         if self.spawner.is_some() && !self.spawner_stale {
             return;
         }
+        // The running one's answers first: they come on its channel only.
+        self.settle();
         let now = Instant::now();
         if self.spawner.is_none() && self.spawner_retry_at.is_some_and(|at| now < at) {
             return;

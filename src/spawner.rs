@@ -18,7 +18,9 @@
 //! wire, the scoreboard slot. The spawner forks with `CLONE_PARENT`
 //! (`sys::fork_sibling`): the child is the parent's, as if the parent
 //! had forked it, and the parent reaps it, counts it and signals it as
-//! before. The spawner answers with the child's pid. Each child closes
+//! before. The spawner answers with the child's pid, request by request
+//! in the order asked: the parent passes a whole batch of connections
+//! before it reads the answers. Each child closes
 //! its copy of the spawner's channel before anything else (so a child
 //! cannot speak for the spawner) and adds its own layer to the sandbox
 //! (`sandbox::enter_child`).
@@ -63,12 +65,13 @@ const REQUEST_LEN: usize = 40;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a child could not be spawned.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum SpawnError {
     /// The spawner could not be started (socket pair, fork).
     Start(Errno),
     /// The request could not be passed to the spawner, or no answer
     /// came (`EAGAIN`: not within `ANSWER_TIMEOUT`; `EPIPE`: it has gone).
+    /// Requests in flight behind it get no answer either.
     Channel(Errno),
     /// The spawner's fork failed (`EAGAIN`: a process limit or memory).
     Fork(Errno),
@@ -174,6 +177,8 @@ impl Spawner {
             i64::from(ANSWER_TIMEOUT.subsec_micros()),
         );
         setsockopt(&ours, sockopt::ReceiveTimeout, &timeout).map_err(SpawnError::Start)?;
+        // A spawner that stopped reading must not hold the parent either.
+        setsockopt(&ours, sockopt::SendTimeout, &timeout).map_err(SpawnError::Start)?;
         match sys::fork().map_err(SpawnError::Start)? {
             Forked::Child => {
                 drop(ours);
@@ -220,20 +225,22 @@ impl Spawner {
         self.pid
     }
 
-    /// Has the spawner fork a child to serve `stream` from `peer` (on a
-    /// listener of `wire`), with its scoreboard `slot` and, for HTTPS
-    /// with the keys in the key process, `key_channel`. Returns the
-    /// child's pid: the child is this process's. Waits for the answer
-    /// (at most `ANSWER_TIMEOUT`); the spawner keeps no copy of the
-    /// descriptors.
-    pub fn spawn(
+    /// Asks the spawner to fork a child to serve `stream` from `peer` (on
+    /// a listener of `wire`), with its scoreboard `slot` and, for HTTPS
+    /// with the keys in the key process, `key_channel`; the child will be
+    /// this process's. The spawner answers each request in the order sent
+    /// (`answer`), so several can be in flight: it forks the next child
+    /// while the parent accepts the next connection. The spawner has its
+    /// own copies of the descriptors once this returns; it keeps none
+    /// after the fork.
+    pub fn ask(
         &self,
         stream: BorrowedFd<'_>,
         peer: SocketAddr,
         wire: Wire,
         slot: Option<SlotId>,
         key_channel: Option<BorrowedFd<'_>>,
-    ) -> Result<Pid, SpawnError> {
+    ) -> Result<(), SpawnError> {
         let request = Request { peer, wire, slot, key_channel: key_channel.is_some() }.encode();
         let fds: [RawFd; 2] = [stream.as_raw_fd(), key_channel.map_or(-1, |fd| fd.as_raw_fd())];
         let fds = if key_channel.is_some() { &fds[..] } else { &fds[..1] };
@@ -246,6 +253,12 @@ impl Spawner {
             None,
         )
         .map_err(SpawnError::Channel)?;
+        Ok(())
+    }
+
+    /// The answer to the oldest request not yet answered (`ask`): the
+    /// child's pid. Waits for it at most `ANSWER_TIMEOUT`.
+    pub fn answer(&self) -> Result<Pid, SpawnError> {
         match self.read_answer()? {
             pid if pid > 0 => Ok(Pid::from_raw(pid)),
             e => Err(SpawnError::Fork(Errno::from_raw(-e))),

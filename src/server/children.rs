@@ -13,7 +13,7 @@
 //! full; a removal shifts the entries after it back (no tombstones). The
 //! hash is std's keyed SipHash, so that clients choosing their addresses
 //! cannot line them up in one probe sequence. Room is made before a fork
-//! (`reserve_one`), so recording a child never fails once it exists.
+//! (`reserve`), so recording a child never fails once it exists.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -77,15 +77,15 @@ impl Children {
         self.len() == 0
     }
 
-    /// Makes room for one more child, so that `insert` after the fork
+    /// Makes room for `more` children, so that `insert` after the fork
     /// cannot fail. Returns the `mmap` error when the tables cannot grow.
-    pub(super) fn reserve_one(&mut self) -> nix::Result<()> {
-        self.by_pid.reserve_one()?;
-        self.per_ip.reserve_one()
+    pub(super) fn reserve(&mut self, more: usize) -> nix::Result<()> {
+        self.by_pid.reserve(more)?;
+        self.per_ip.reserve(more)
     }
 
     /// Records the child `pid`, serving `ip` from scoreboard slot `slot`.
-    /// Call `reserve_one` first.
+    /// Call `reserve` first.
     pub(super) fn insert(&mut self, pid: Pid, ip: IpAddr, slot: Option<SlotId>) {
         let [board, index] = slot.map_or([0, 0], SlotId::to_words);
         let entry =
@@ -164,7 +164,7 @@ impl Children {
 /// One open-addressing table of `WORDS`-word slots.
 #[derive(Debug)]
 struct Table {
-    /// `None` until the first `reserve_one`.
+    /// `None` until the first `reserve`.
     words: Option<ParentWords>,
     /// Occupied slots.
     len: usize,
@@ -258,14 +258,17 @@ impl Table {
         self.len -= 1;
     }
 
-    /// Grows the table (doubling it, or to `FIRST_SLOTS`) if one more
-    /// entry would fill it past half.
-    fn reserve_one(&mut self) -> nix::Result<()> {
+    /// Grows the table (doubling it, or to `FIRST_SLOTS`, until it is
+    /// enough) if `more` entries would fill it past half.
+    fn reserve(&mut self, more: usize) -> nix::Result<()> {
         let n = self.slots();
-        if (self.len + 1) * 2 <= n {
+        if (self.len + more) * 2 <= n {
             return Ok(());
         }
-        let bigger = (n * 2).max(FIRST_SLOTS);
+        let mut bigger = (n * 2).max(FIRST_SLOTS);
+        while (self.len + more) * 2 > bigger {
+            bigger *= 2;
+        }
         let mut grown = Table {
             words: Some(ParentWords::new(bigger * WORDS)?),
             len: 0,
@@ -363,7 +366,7 @@ mod tests {
                 assert!(t.remove(gone).is_some() && pids.remove(&gone).is_some());
             } else {
                 let ip = ips[(x >> 8) as usize % ips.len()];
-                t.reserve_one().unwrap();
+                t.reserve(1).unwrap();
                 t.insert(pid, ip, None);
                 pids.insert(pid, ip);
             }

@@ -115,8 +115,7 @@ impl Server {
             match l.accept() {
                 Ok((stream, peer)) => {
                     accepted += 1;
-                    if self.children.len() < self.config().limits.max_children && self.paused_until.is_none()
-                    {
+                    if self.live() < self.config().limits.max_children && self.paused_until.is_none() {
                         self.spawn(stream, peer, l.wire);
                     } else {
                         self.scoreboard.count(Counter::RefusedMaxChildren);
@@ -131,6 +130,7 @@ impl Server {
                 }
             }
         }
+        self.settle();
         accepted
     }
 
