@@ -28,7 +28,7 @@ use crate::conn::{self, Buffers, Context};
 use crate::generation::Generation;
 use crate::listener::Wire;
 use crate::log::{self as logging, AccessLog};
-use crate::sandbox::{self, ChildLayer};
+use crate::sandbox::{self, ChildSandbox};
 use crate::scoreboard::{Scoreboard, SlotId};
 use crate::signals;
 use crate::sys;
@@ -62,9 +62,9 @@ pub struct Inherited<'a> {
 
 /// Confines the spawner for good (see the module's ritual); exits the
 /// process if any step fails. `channel` is the spawner's end of its
-/// channel to the parent, kept open. Returns the layer each child adds
-/// (`None`: the sandbox is off).
-pub fn confine(inherited: &Inherited<'_>, channel: RawFd) -> Option<ChildLayer> {
+/// channel to the parent, kept open. Returns what each child confines
+/// itself with (`None`: the sandbox is off).
+pub fn confine(inherited: &Inherited<'_>, channel: RawFd) -> Option<ChildSandbox> {
     if let Err(e) = signals::reset_after_fork() {
         log::error!("spawner: cannot reset its signals: {e}");
         sys::exit_child(EXIT_SETUP);
@@ -106,7 +106,7 @@ pub fn confine(inherited: &Inherited<'_>, channel: RawFd) -> Option<ChildLayer> 
     // socket or a change of credentials: what is left is forking.
     let plan = inherited.generation.sandbox.as_ref()?;
     match sandbox::enter_spawner(plan, inherited.generation.readable_roots()) {
-        Ok(layer) => Some(layer),
+        Ok(sandbox) => Some(sandbox),
         Err(e) => {
             log::error!("spawner: cannot enter the sandbox: {e}");
             sys::exit_child(EXIT_SETUP)
@@ -117,7 +117,7 @@ pub fn confine(inherited: &Inherited<'_>, channel: RawFd) -> Option<ChildLayer> 
 /// Serves the connection `stream` from `peer` (which, from a PROXY
 /// listener, `wire.proxy`, must first send a PROXY header) with `buffers`,
 /// and exits the process. Call in a child the confined spawner just
-/// forked (`confine`, which chose `layer`), its copy of the spawner's
+/// forked (`confine`, which made `sandbox`), its copy of the spawner's
 /// channel closed. `key_channel` is its channel to the key process, for
 /// an HTTPS connection whose keys are there.
 pub fn serve(
@@ -126,7 +126,7 @@ pub fn serve(
     wire: Wire,
     key_channel: Option<OwnedFd>,
     inherited: &Inherited<'_>,
-    layer: Option<ChildLayer>,
+    sandbox: Option<ChildSandbox>,
     mut buffers: Buffers,
 ) -> ! {
     // The fork cleared the parent-death signal the spawner set.
@@ -137,8 +137,8 @@ pub fn serve(
     if let Some(fd) = key_channel {
         remote::use_channel(fd);
     }
-    if let (Some(plan), Some(layer)) = (&inherited.generation.sandbox, layer)
-        && let Err(e) = sandbox::enter_child(plan, layer)
+    if let (Some(plan), Some(sandbox)) = (&inherited.generation.sandbox, sandbox)
+        && let Err(e) = sandbox::enter_child(plan, sandbox)
     {
         log::error!("child: cannot enter its own sandbox: {e}; connection from {peer} not served");
         sys::exit_child(EXIT_SETUP);

@@ -54,7 +54,7 @@ use nix::sys::resource::{Resource, setrlimit};
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, Scope,
+    RulesetCreated, RulesetCreatedAttr, RulesetError, Scope,
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
@@ -131,6 +131,19 @@ pub enum ChildLayer {
     ProcessLimit,
     /// A short filter of its own (`child_filter`), stacked on the spawner's.
     Filter,
+}
+
+/// What each child of a confined spawner confines itself with
+/// (`enter_child`), made once by the spawner (`enter_spawner`): each child
+/// uses up its own copy.
+#[derive(Debug)]
+pub struct ChildSandbox {
+    /// How the child takes forking away.
+    pub layer: ChildLayer,
+    /// The child's own Landlock domain, ready to enter (ABI 6 scoping:
+    /// no signal and no abstract socket outside it), made once so that a
+    /// child enters it in one call, where making it cost each child three.
+    scope: Option<RulesetCreated>,
 }
 
 impl fmt::Display for SandboxError {
@@ -454,7 +467,7 @@ impl Plan {
 pub fn enter_spawner<'a>(
     plan: &Plan,
     roots: impl IntoIterator<Item = BorrowedFd<'a>>,
-) -> Result<ChildLayer, SandboxError> {
+) -> Result<ChildSandbox, SandboxError> {
     // Asked before the filter, which has no `capget`.
     let layer = match sys::exempt_from_process_limit() {
         Ok(false) if plan.scoping => ChildLayer::ProcessLimit,
@@ -472,25 +485,30 @@ pub fn enter_spawner<'a>(
     }
     ruleset.restrict_self()?;
     seccompiler::apply_filter(&plan.spawner)?;
-    Ok(layer)
-}
-
-/// Confines a child the spawner just forked, which holds the spawner's
-/// Landlock domain and filter already: a Landlock domain of its own
-/// nested in the spawner's (ABI 6 scoping: no signal and no abstract
-/// socket outside it, so not to the spawner, a sibling or the parent),
-/// then `layer`, which takes forking away. Call first thing in the child.
-pub fn enter_child(plan: &Plan, layer: ChildLayer) -> Result<(), SandboxError> {
-    if plan.scoping {
-        Ruleset::default()
+    let scope = if plan.scoping {
+        let scope = Ruleset::default()
             .set_compatibility(CompatLevel::BestEffort)
             .scope(Scope::from_all(LANDLOCK_ABI))?
             .create()?
             // Set already (inherited), and `prctl` is not on the list.
-            .no_new_privs(false)
-            .restrict_self()?;
+            .no_new_privs(false);
+        Some(scope)
+    } else {
+        None
+    };
+    Ok(ChildSandbox { layer, scope })
+}
+
+/// Confines a child the spawner just forked, which holds the spawner's
+/// Landlock domain and filter already: a Landlock domain of its own
+/// nested in the spawner's (so not the spawner, a sibling or the parent
+/// can be signalled), then `sandbox.layer`, which takes forking away.
+/// Call first thing in the child.
+pub fn enter_child(plan: &Plan, sandbox: ChildSandbox) -> Result<(), SandboxError> {
+    if let Some(scope) = sandbox.scope {
+        scope.restrict_self()?;
     }
-    match layer {
+    match sandbox.layer {
         ChildLayer::ProcessLimit => {
             setrlimit(Resource::RLIMIT_NPROC, 0, 0).map_err(SandboxError::ProcessLimit)
         }

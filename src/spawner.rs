@@ -272,7 +272,7 @@ fn run(channel: OwnedFd, inherited: &Inherited<'_>, mut buffers: Buffers) -> ! {
     // Named apart from the children in ps(1) and /proc/PID/comm (each
     // child takes the server's name back, `child::serve`).
     let _ = set_name(NAME);
-    let layer = child::confine(inherited, channel.as_raw_fd());
+    let mut sandbox = child::confine(inherited, channel.as_raw_fd());
     // Ready: it holds none of the parent's descriptors any more.
     answer(&channel, 0);
     let mut bytes = [0u8; REQUEST_LEN + 1];
@@ -310,7 +310,8 @@ fn run(channel: OwnedFd, inherited: &Inherited<'_>, mut buffers: Buffers) -> ! {
                     request.wire,
                     key_channel,
                     &inherited,
-                    layer,
+                    // The child's own copy: the spawner's stays for the next.
+                    sandbox.take(),
                     std::mem::take(&mut buffers),
                 )
             }

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use forkhttpd::sandbox::{self, ChildLayer, Plan};
+use forkhttpd::sandbox::{self, ChildLayer, ChildSandbox, Plan};
 use forkhttpd::sys::{self, Forked};
 use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, open, openat2};
 use nix::sys::signal::{Signal, kill};
@@ -188,11 +188,12 @@ fn fork_sibling(_: &World) -> Result<(), String> {
     }
 }
 
-/// Runs `f` in a child the spawner forks: it enters its own `layer` first.
-fn spawn_child(plan: &Plan, layer: ChildLayer, f: impl FnOnce() -> i32) -> Pid {
+/// Runs `f` in a child the spawner forks: it enters its own layer first,
+/// using up its copy of the spawner's `sandbox`.
+fn spawn_child(plan: &Plan, sandbox: &mut Option<ChildSandbox>, f: impl FnOnce() -> i32) -> Pid {
     match sys::fork_sibling() {
         Ok(Forked::Child) => {
-            if sandbox::enter_child(plan, layer).is_err() {
+            if sandbox.take().is_none_or(|s| sandbox::enter_child(plan, s).is_err()) {
                 sys::exit_child(NO_SANDBOX);
             }
             sys::exit_child(f())
@@ -222,18 +223,21 @@ fn run_sandboxed(plan: &Plan, layer: ChildLayer, w: &World, act: Act) -> End {
             }
             // The spawner's own choice must be the process limit whenever
             // it can bind; the filter is forced where it would not be chosen.
-            match sandbox::enter_spawner(plan, [w.root.as_fd()]) {
-                Ok(chosen) if chosen == layer || layer == ChildLayer::Filter => {}
+            let mut sandbox = match sandbox::enter_spawner(plan, [w.root.as_fd()]) {
+                Ok(mut s) if s.layer == layer || layer == ChildLayer::Filter => {
+                    s.layer = layer;
+                    Some(s)
+                }
                 _ => sys::exit_child(NO_SANDBOX),
-            }
+            };
             SPAWNER.store(nix::unistd::getpid().as_raw(), Ordering::Relaxed);
             // A sibling that waits, for the act to try to kill.
-            let sibling = spawn_child(plan, layer, || {
+            let sibling = spawn_child(plan, &mut sandbox, || {
                 std::thread::sleep(std::time::Duration::from_secs(10));
                 DONE
             });
             SPAWNED_SIBLING.store(sibling.as_raw(), Ordering::Relaxed);
-            let child = spawn_child(plan, layer, || if act(w).is_ok() { DONE } else { REFUSED });
+            let child = spawn_child(plan, &mut sandbox, || if act(w).is_ok() { DONE } else { REFUSED });
             let mut pids = [0u8; 8];
             pids[..4].copy_from_slice(&sibling.as_raw().to_le_bytes());
             pids[4..].copy_from_slice(&child.as_raw().to_le_bytes());
