@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian package, installed the way an administrator installs it: builds
-# it with the install guide's command (docs/install.md: cargo deb, on the
+# it with the install guide's command (docs/install.md: pkg/build-deb, on the
 # build machine), runs lintian on it, then boots Debian 12 with systemd as PID 1 in a container
 # (tests/lib/nspawn.sh), installs it there with `apt-get install ./FILE.deb`
 # (offline: its dependencies are in the container already) and checks what
@@ -41,7 +41,7 @@ deb=target/debian/forkhttpd_${version}-1_$(dpkg --print-architecture).deb
 rm -f "$deb"
 build_log=$(mktemp)
 built=0
-cargo deb >"$build_log" 2>&1 && [ -f "$deb" ] && built=1
+pkg/build-deb >"$build_log" 2>&1 && [ -f "$deb" ] && built=1
 
 nspawn_boot
 
@@ -50,7 +50,7 @@ build() {
     rm -f "$build_log"
     [ "$built" = 1 ] || { echo "no $deb"; return 1; }
 }
-check "cargo deb builds $deb" build
+check "pkg/build-deb builds $deb" build
 [ "$built" = 1 ] || { echo "$test_name: $passed passed, $((failed + 1)) failed"; exit 1; }
 
 # Errors and warnings fail; the overrides shipped in the package explain
