@@ -35,7 +35,7 @@ use crate::proxy;
 use crate::scoreboard::{Counter, Scoreboard, Slot, State};
 use crate::status;
 use crate::tls::{self, Tls};
-use crate::transport::{ReadOutcome, SendLimits, Transport};
+use crate::transport::{self, ReadOutcome, SendLimits, Transport};
 
 /// What the child needs to serve a connection.
 #[derive(Debug)]
@@ -619,9 +619,13 @@ fn first_line(bytes: &[u8]) -> &[u8] {
 /// Bytes of request buffer a connection starts with: a typical browser
 /// request head fits.
 const INITIAL_INPUT: usize = 2048;
-/// Bytes of reply buffer a connection starts with: a head, and a small
-/// file's body copied behind it.
-const INITIAL_OUT: usize = 2048;
+/// Bytes of reply buffer a connection starts with: a head, and any body
+/// the plain transport copies behind it (`transport::COPY_BODY_MAX`). Had
+/// it to grow, a child's `realloc` would write malloc's state and
+/// consolidate its free chunks, copying some six heap pages from the
+/// spawner's (perf, page faults per connection); the capacity left
+/// unwritten costs nothing.
+const INITIAL_OUT: usize = 1024 + transport::COPY_BODY_MAX as usize;
 
 /// The buffers a connection starts with, made by the parent once, before
 /// its first fork, and taken over by each child: the same blocks at the

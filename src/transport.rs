@@ -38,7 +38,7 @@ use crate::tls::stream::TlsClient;
 /// Largest file body the plain form copies behind its head into one send
 /// rather than sending with `sendfile`: below it, a copy costs less than
 /// `sendfile`'s page splicing and a second call.
-const COPY_BODY_MAX: u64 = 8 * 1024;
+pub const COPY_BODY_MAX: u64 = 8 * 1024;
 /// Largest file body the TLS form copies behind its head: what fits in
 /// one record with a typical head, so both are encrypted and sent at once.
 const TLS_COPY_BODY_MAX: u64 = 15 * 1024;
